@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Shared set-up for examples/quickstart.sh and tests/run.sh: find Python 3.12, use the active
+# virtual environment or create .venv, and (re)install the project when its build inputs changed.
+# Source it: afterwards $PYTHON is the interpreter to use.
+set -euo pipefail
+
+MB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+_die() { echo "error: $*" >&2; exit 1; }
+
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  PYTHON="$VIRTUAL_ENV/bin/python"
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' \
+    || _die "the active virtual environment ($VIRTUAL_ENV) is not Python 3.12; megatron-core 0.19 needs 3.12. Deactivate it or create one with python3.12 -m venv."
+else
+  if [ ! -x "$MB_ROOT/.venv/bin/python" ]; then
+    command -v python3.12 >/dev/null 2>&1 && python3.12 -c 'pass' 2>/dev/null \
+      || _die "Python 3.12 not found (megatron-core >= 0.17 requires it). Install it (e.g. 'pyenv install 3.12' or your distribution's python3.12) so that 'python3.12' is on PATH, then rerun."
+    echo "[setup] creating virtual environment $MB_ROOT/.venv (python3.12)"
+    python3.12 -m venv "$MB_ROOT/.venv"
+  fi
+  PYTHON="$MB_ROOT/.venv/bin/python"
+fi
+export PYTHON
+
+# Reinstall only when something that affects the install changed.
+_stamp_file="$MB_ROOT/.install-stamp"
+_stamp="$(cd "$MB_ROOT" && cat setup.py requirements.txt requirements-test.txt 2>/dev/null | sha1sum | cut -d' ' -f1)-$(cd "$MB_ROOT" && find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.py' \) -print0 2>/dev/null | sort -z | xargs -0 cat 2>/dev/null | sha1sum | cut -d' ' -f1)"
+if [ "$(cat "$_stamp_file" 2>/dev/null)" != "$_stamp" ] || ! "$PYTHON" -c 'import megatron_biomed' 2>/dev/null; then
+  echo "[setup] installing requirements and megatron-biomed into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
+  "$PYTHON" -m pip install -q --upgrade pip
+  "$PYTHON" -m pip install -q -r "$MB_ROOT/requirements.txt" -r "$MB_ROOT/requirements-test.txt"
+  (cd "$MB_ROOT" && "$PYTHON" -m pip install -q --no-build-isolation -e .)
+  echo "$_stamp" > "$_stamp_file"
+fi
