@@ -1,0 +1,325 @@
+"""JSONL -> megatron ``.bin``/``.idx``, in parallel, with bounded memory.
+
+The inputs are cut into ``workers`` contiguous, line-aligned byte ranges (jsonl.plan_chunks).
+Each worker streams its range, tokenizes batches of documents into flat numpy arrays
+(tokenizer/batch_encode.py) and writes a partial dataset per JSON key; the parts are then merged
+in order (merge.py), so the result is the same as one process writing everything. Nothing is
+renamed to its final name until every part has succeeded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from megatron_biomed.data.indexed.format import dtype_for_vocab, output_prefix_for
+from megatron_biomed.data.indexed.merge import merge_datasets
+from megatron_biomed.data.indexed.writer import IndexedDatasetWriter
+from megatron_biomed.data.jsonl import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    BadRecordError,
+    BadRecordReport,
+    FileRange,
+    JsonlReadConfig,
+    expand_inputs,
+    iter_records,
+    plan_chunks,
+)
+
+_PROGRESS_EVERY_S = 0.5
+
+
+@dataclass
+class PreprocessConfig:
+    """What tools/preprocess_data.py does; field names match its flags."""
+
+    input: list[str]
+    tokenizer: str
+    output_prefix: str
+    json_keys: tuple[str, ...] = ("text",)
+    workers: int = 1
+    append_eod: bool = False
+    split_sentences: bool = False
+    punkt_model: str = "auto"
+    keep_newlines: bool = False
+    skip_bad: bool = False
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    tokenizer_backend: str = "auto"
+    batch_bytes: int = 4 << 20
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"--workers {self.workers}: must be >= 1")
+        if not self.json_keys:
+            raise ValueError("--json-keys: give at least one key")
+
+    @property
+    def level(self) -> str:
+        return "sentence" if self.split_sentences else "document"
+
+    def read_config(self) -> JsonlReadConfig:
+        return JsonlReadConfig(json_keys=tuple(self.json_keys),
+                               max_document_bytes=self.max_document_bytes, skip_bad=self.skip_bad)
+
+
+@dataclass
+class PreprocessStats:
+    """Counts for the final report (summed over workers)."""
+
+    documents: int = 0
+    tokens: int = 0
+    input_bytes: int = 0
+    seconds: float = 0.0
+    backend: str = ""
+    bad: BadRecordReport = field(default_factory=BadRecordReport)
+    outputs: list[str] = field(default_factory=list)
+
+    def add(self, other: "PreprocessStats") -> None:
+        self.documents += other.documents
+        self.tokens += other.tokens
+        self.input_bytes += other.input_bytes
+        self.backend = self.backend or other.backend
+        self.bad.merge(other.bad)
+
+    def summary(self) -> str:
+        s = max(self.seconds, 1e-9)
+        return (f"{self.documents:,} docs, {self.tokens:,} tokens, {self.input_bytes / 1e6:,.1f} MB "
+                f"in {self.seconds:.1f}s ({self.documents / s:,.0f} docs/s, "
+                f"{self.input_bytes / 1e6 / s:,.1f} MB/s, {self.tokens / s:,.0f} tokens/s; "
+                f"backend {self.backend}); {self.bad.summary()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# one worker: a contiguous list of byte ranges -> one partial dataset per key
+# ---------------------------------------------------------------------------------------------
+class _Tokenizing:
+    """Per-process tokenizer state: batch encoder, eod id, optional sentence splitter."""
+
+    def __init__(self, cfg: PreprocessConfig, parallel: bool | None) -> None:
+        from megatron_biomed.tokenizer.batch_encode import make_batch_encoder
+        from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
+
+        tok = load_tokenizer(cfg.tokenizer)
+        self.eod = tok.eod
+        self.dtype = dtype_for_vocab(tok.vocab_size)
+        self.encoder = make_batch_encoder(cfg.tokenizer, cfg.tokenizer_backend, parallel)
+        self.splitter = None
+        if cfg.split_sentences:
+            from megatron_biomed.data.indexed.sentences import load_sentence_splitter
+
+            self.splitter = load_sentence_splitter(cfg.punkt_model, keep_newlines=cfg.keep_newlines)
+
+    def encode_documents(self, texts: list[str], append_eod: bool):
+        """(ids, sequence lengths, sequences per document) for a batch of documents."""
+        if self.splitter is None:
+            ids, lengths = self.encoder.encode_batch(texts)
+            per_doc = None
+        else:
+            sentences, per_doc = [], np.empty(len(texts), dtype=np.int64)
+            for i, t in enumerate(texts):
+                s = self.splitter(t)
+                sentences.extend(s)
+                per_doc[i] = len(s)
+            ids, lengths = self.encoder.encode_batch(sentences)
+            keep = lengths > 0  # Megatron-LM drops sentences that tokenize to nothing
+            if not keep.all():
+                doc_of = np.repeat(np.arange(len(texts)), per_doc)
+                per_doc = np.bincount(doc_of[keep], minlength=len(texts)).astype(np.int64)
+                lengths = lengths[keep]
+        if append_eod:
+            if per_doc is None:
+                ends = np.cumsum(lengths)
+                lengths = lengths + 1
+            else:
+                last_seq = np.cumsum(per_doc) - 1
+                ends = np.cumsum(lengths)[last_seq]
+                lengths = lengths.copy()
+                lengths[last_seq] += 1
+            ids = np.insert(ids, ends, self.eod)
+        return ids, lengths, per_doc
+
+
+def _process_ranges(cfg: PreprocessConfig, ranges: list[FileRange], part_prefix: str,
+                    tokenizing: _Tokenizing, on_progress) -> PreprocessStats:
+    """Tokenize ``ranges`` into ``<part_prefix>_<key>`` datasets (finalized only on success)."""
+    stats = PreprocessStats(backend=tokenizing.encoder.name)
+    read_cfg = cfg.read_config()
+    writers = {k: IndexedDatasetWriter(f"{part_prefix}_{k}", tokenizing.dtype) for k in cfg.json_keys}
+    batch: list[list[str]] = []
+    batch_bytes = 0
+    last = time.time()
+    pending = [0, 0, 0]  # docs, bytes, tokens not yet reported
+
+    def flush() -> None:
+        nonlocal batch, batch_bytes
+        if not batch:
+            return
+        for j, key in enumerate(cfg.json_keys):
+            ids, lens, per_doc = tokenizing.encode_documents([b[j] for b in batch], cfg.append_eod)
+            writers[key].add_documents(ids, lens, per_doc)
+            pending[2] += int(ids.size)
+            stats.tokens += int(ids.size)
+        pending[0] += len(batch)
+        pending[1] += batch_bytes
+        stats.documents += len(batch)
+        stats.input_bytes += batch_bytes
+        batch, batch_bytes = [], 0
+
+    try:
+        for rng in ranges:
+            for texts, nbytes in iter_records(rng, read_cfg, stats.bad, first_line=1 if rng.start == 0 else None):
+                batch.append(texts)
+                batch_bytes += nbytes
+                if batch_bytes >= cfg.batch_bytes:
+                    flush()
+                    if time.time() - last > _PROGRESS_EVERY_S:
+                        on_progress(*pending)
+                        pending[:] = [0, 0, 0]
+                        last = time.time()
+        flush()
+        on_progress(*pending)
+        for w in writers.values():
+            w.finalize()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return stats
+
+
+def _worker_main(cfg: PreprocessConfig, index: int, ranges: list[FileRange], part_prefix: str,
+                 n_workers: int, q) -> None:
+    """Entry point of a worker process: report progress, then ("done"|"error", ...) on ``q``."""
+    if n_workers >= (os.cpu_count() or 1):
+        # one process per core already: keep HF tokenizers from adding its own threads
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        tokenizing = _Tokenizing(cfg, parallel=False)
+        stats = _process_ranges(cfg, ranges, part_prefix, tokenizing,
+                                lambda d, b, t: q.put(("progress", index, d, b, t)))
+        q.put(("done", index, stats))
+    except BadRecordError as e:
+        q.put(("error", index, str(e)))
+    except BaseException as e:  # noqa: BLE001 - report anything to the parent, with its type
+        q.put(("error", index, f"worker {index}: {type(e).__name__}: {e}"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+# ---------------------------------------------------------------------------------------------
+class PreprocessError(RuntimeError):
+    """A run stopped; no final output was written."""
+
+
+def _progress_bar(cfg: PreprocessConfig, total_bytes: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000, smoothing=0.1,
+                desc="preprocess", disable=not cfg.progress, file=sys.stderr, mininterval=0.5)
+
+
+class _Progress:
+    def __init__(self, cfg: PreprocessConfig, total_bytes: int) -> None:
+        self.bar = _progress_bar(cfg, total_bytes)
+        self.t0 = time.time()
+        self.docs = self.tokens = self.nbytes = 0
+
+    def update(self, docs: int, nbytes: int, tokens: int) -> None:
+        self.docs += docs
+        self.tokens += tokens
+        self.nbytes += nbytes
+        dt = max(time.time() - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"{self.docs / dt:,.0f} docs/s, {self.nbytes / 1e6 / dt:,.1f} MB/s, "
+                                 f"{self.tokens / dt:,.0f} tokens/s", refresh=False)
+        self.bar.update(nbytes)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
+    """Run the whole conversion; raise PreprocessError (nothing written) on a bad record when
+    ``skip_bad`` is off, naming the file, line and problem."""
+    t0 = time.time()
+    files = expand_inputs(cfg.input)
+    chunks = [c for c in plan_chunks(files, cfg.workers) if c]
+    total = sum(r.nbytes for c in chunks for r in c)
+    out_dir = os.path.dirname(os.path.abspath(cfg.output_prefix))
+    os.makedirs(out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(cfg.output_prefix)}.parts-", dir=out_dir)
+    parts = [os.path.join(work, f"part{i:05d}") for i in range(len(chunks))]
+    progress = _Progress(cfg, total)
+    stats = PreprocessStats()
+    try:
+        if len(chunks) <= 1:
+            tokenizing = _Tokenizing(cfg, parallel=None)
+            stats.add(_process_ranges(cfg, chunks[0] if chunks else [], parts[0], tokenizing,
+                                      progress.update))
+        else:
+            for s in _run_workers(cfg, chunks, parts, progress):
+                stats.add(s)
+        progress.close()
+        finals = [output_prefix_for(cfg.output_prefix, k, cfg.level) for k in cfg.json_keys]
+        # merge each key to temporary names, then rename all pairs at the very end
+        staged = []
+        for key, final in zip(cfg.json_keys, finals):
+            tmp = os.path.join(work, f"merged_{key}")
+            if len(parts) == 1:
+                tmp = f"{parts[0]}_{key}"
+            else:
+                merge_datasets([f"{p}_{key}" for p in parts], tmp)
+            staged.append((tmp, final))
+        for tmp, final in staged:
+            os.replace(tmp + ".bin", final + ".bin")
+        for tmp, final in staged:
+            os.replace(tmp + ".idx", final + ".idx")
+        stats.outputs = finals
+    except BadRecordError as e:
+        raise PreprocessError(str(e)) from None
+    finally:
+        progress.close()
+        shutil.rmtree(work, ignore_errors=True)
+    stats.seconds = time.time() - t0
+    return stats
+
+
+def _run_workers(cfg: PreprocessConfig, chunks, parts, progress: _Progress) -> list[PreprocessStats]:
+    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited thread pools or locks
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, c, parts[i], len(chunks), q), daemon=True)
+             for i, c in enumerate(chunks)]
+    for p in procs:
+        p.start()
+    results: dict[int, PreprocessStats] = {}
+    try:
+        while len(results) < len(procs):
+            try:
+                msg = q.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i, p in enumerate(procs) if not p.is_alive() and i not in results
+                        and p.exitcode not in (0, None)]
+                if dead:
+                    raise PreprocessError(f"worker {dead[0]} died (exit code {procs[dead[0]].exitcode})")
+                continue
+            if msg[0] == "progress":
+                progress.update(*msg[2:])
+            elif msg[0] == "done":
+                results[msg[1]] = msg[2]
+            else:
+                raise PreprocessError(msg[2])
+    finally:
+        for p in procs:
+            if p.is_alive() and len(results) < len(procs):
+                p.terminate()
+        for p in procs:
+            p.join()
+    return [results[i] for i in range(len(procs))]

@@ -1,0 +1,100 @@
+"""Fast batch encoding to flat numpy arrays, for data preprocessing.
+
+Two backends give identical ids for byte-level BPE ``tokenizer.json`` files:
+
+* ``gigatoken`` (``pip install gigatoken``): a SIMD BPE implementation, roughly an order of
+  magnitude faster than ``tokenizers`` here;
+* ``hf``: Hugging Face ``tokenizers``' ``encode_batch`` (multithreaded; TOKENIZERS_PARALLELISM).
+
+``auto`` picks gigatoken when it is installed and accepts the tokenizer, else ``hf``. Both return
+``(ids, lengths)``: all ids back to back (uint32) and each text's number of ids (int64).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("auto", "gigatoken", "hf")
+
+
+class HFBatchEncoder:
+    """``tokenizers.Tokenizer.encode_batch`` flattened to numpy."""
+
+    name = "hf"
+
+    def __init__(self, tokenizer_json: str) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(tokenizer_json)
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.uint32, count=int(lengths.sum()))
+        return ids, lengths
+
+
+class GigatokenBatchEncoder:
+    """``gigatoken.Tokenizer.encode_batch``; its awkward result is read without copying."""
+
+    name = "gigatoken"
+
+    def __init__(self, tokenizer_json: str, parallel: bool | None = None) -> None:
+        import gigatoken
+
+        self._tok = gigatoken.Tokenizer(tokenizer_json)
+        self._parallel = parallel
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        import awkward as ak
+
+        arr = self._tok.encode_batch(texts, parallel=self._parallel)
+        layout = ak.to_layout(arr)
+        if hasattr(layout, "offsets") and hasattr(layout.content, "data"):
+            offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+            content = np.asarray(layout.content.data)
+            ids = content[offsets[0]:offsets[-1]]
+            return ids.astype(np.uint32, copy=False), np.diff(offsets)
+        lengths = np.asarray(ak.num(arr, axis=1), dtype=np.int64)
+        return np.asarray(ak.flatten(arr), dtype=np.uint32), lengths
+
+
+def _tokenizer_json(path: str | os.PathLike) -> str:
+    p = Path(path)
+    f = p / "tokenizer.json" if p.is_dir() else p
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no tokenizer.json (pass a Hugging Face tokenizer directory)")
+    return str(f)
+
+
+def gigatoken_available() -> bool:
+    try:
+        import gigatoken  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_batch_encoder(tokenizer: str | os.PathLike, backend: str = "auto",
+                       parallel: bool | None = None):
+    """A batch encoder for a tokenizer directory. ``parallel`` (gigatoken only) chooses its
+    thread pool; None lets gigatoken decide (sequential inside worker processes)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"--tokenizer-backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    path = _tokenizer_json(tokenizer)
+    if backend == "hf":
+        return HFBatchEncoder(path)
+    if backend == "gigatoken":
+        if not gigatoken_available():
+            raise ImportError("--tokenizer-backend gigatoken: gigatoken is not installed "
+                              "(pip install gigatoken), or use --tokenizer-backend hf")
+        return GigatokenBatchEncoder(path, parallel)
+    if gigatoken_available():
+        try:
+            return GigatokenBatchEncoder(path, parallel)
+        except Exception:  # a tokenizer gigatoken cannot load: fall back to the reference
+            pass
+    return HFBatchEncoder(path)

@@ -1,0 +1,77 @@
+"""BioTokenizer: a thin wrapper over a Hugging Face tokenizer directory (``tokenizer.json``).
+
+It uses the ``tokenizers`` library directly (not ``transformers``) so that loading it is cheap
+and it works in data-preprocessing processes that must not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+EOD_TOKEN = "<|endoftext|>"
+
+
+class BioTokenizer:
+    """A byte-level BPE tokenizer with an end-of-document token.
+
+    Attributes:
+        path: the tokenizer directory it was loaded from.
+        vocab_size: number of token ids, added tokens included.
+        eod: id of ``<|endoftext|>``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, path: str | os.PathLike | None = None,
+                 eod_token: str = EOD_TOKEN) -> None:
+        self._tok = tokenizer
+        self.path = Path(path) if path is not None else None
+        eod = tokenizer.token_to_id(eod_token)
+        if eod is None:
+            raise ValueError(
+                f"tokenizer {self.path or '<in memory>'} has no {eod_token!r} token; "
+                "train it with tools/train_tokenizer.py or add the token as a special token"
+            )
+        self.eod: int = eod
+        self.eod_token = eod_token
+
+    @property
+    def hf_tokenizer(self) -> Tokenizer:
+        """The underlying ``tokenizers.Tokenizer``."""
+        return self._tok
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added)."""
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text; multithreaded in Rust (see TOKENIZERS_PARALLELISM)."""
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` (special tokens kept, so ``<|endoftext|>`` round-trips)."""
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def tokens(self, text: str) -> list[str]:
+        """The token strings ``text`` is split into (byte-level symbols, e.g. ``Ġ`` for a space)."""
+        return self._tok.encode(text, add_special_tokens=False).tokens
+
+    def __repr__(self) -> str:
+        return f"BioTokenizer(path={str(self.path)!r}, vocab_size={self.vocab_size}, eod={self.eod})"
+
+
+def load_tokenizer(path: str | os.PathLike) -> BioTokenizer:
+    """Load a tokenizer from a Hugging Face tokenizer directory (or a ``tokenizer.json`` file)."""
+    p = Path(path)
+    file = p / "tokenizer.json" if p.is_dir() else p
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{file}: no tokenizer.json here; pass a directory written by tools/train_tokenizer.py "
+            "or by transformers' save_pretrained"
+        )
+    return BioTokenizer(Tokenizer.from_file(str(file)), path=p)

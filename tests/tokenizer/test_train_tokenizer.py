@@ -1,0 +1,81 @@
+"""tools/train_tokenizer.py and load_tokenizer: a standard HF directory that transformers loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from megatron_biomed.data.indexed.sample_text import synthetic_abstracts
+from megatron_biomed.tokenizer import EOD_TOKEN, TokenizerTrainConfig, load_tokenizer, train_bpe_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBMED = ROOT.parent / "shared" / "data" / "pubmed_abstracts" / "combined" / "pubmed_abstracts_shared.jsonl"
+
+
+def _write_jsonl(path: Path, texts: list[str], key: str = "text") -> Path:
+    path.write_text("".join(json.dumps({key: t}) + "\n" for t in texts))
+    return path
+
+
+def test_cli_trains_hf_directory_that_transformers_loads(tmp_path):
+    src = _write_jsonl(tmp_path / "a.jsonl", synthetic_abstracts(300, seed=1))
+    _write_jsonl(tmp_path / "b.jsonl", synthetic_abstracts(300, seed=2))
+    out = tmp_path / "tok"
+    r = subprocess.run([sys.executable, "tools/train_tokenizer.py", "--input", str(src.parent),
+                        "--json-keys", "text", "--vocab-size", "700", "--min-frequency", "2",
+                        "--output-dir", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert (out / name).is_file(), name
+
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(out))
+    ours = load_tokenizer(out)
+    assert ours.vocab_size == 700 == len(hf)
+    assert hf.eos_token == EOD_TOKEN and hf.eos_token_id == ours.eod
+    text = "Clonidine 5 mg/kg i.v. reduced blood pressure (Smith et al., 1999)."
+    assert hf.encode(text, add_special_tokens=False) == ours.encode(text)
+    assert ours.decode(ours.encode(text)) == text
+    assert ours.encode(EOD_TOKEN) == [ours.eod]
+
+
+def test_training_defaults_follow_biomedlm():
+    cfg = TokenizerTrainConfig()
+    assert (cfg.vocab_size, cfg.min_frequency, cfg.special_tokens) == (28896, 2, [EOD_TOKEN])
+    with pytest.raises(ValueError, match="special_tokens"):
+        TokenizerTrainConfig(special_tokens=["<pad>"])
+
+
+def test_min_frequency_limits_vocabulary(tmp_path):
+    texts = synthetic_abstracts(100, seed=3)
+    small = train_bpe_tokenizer(texts, TokenizerTrainConfig(vocab_size=5000, min_frequency=50))
+    big = train_bpe_tokenizer(texts, TokenizerTrainConfig(vocab_size=5000, min_frequency=1))
+    assert small.vocab_size < big.vocab_size <= 5000
+
+
+def test_cli_names_bad_line(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"text": "fine"}\n{"text": oops}\n')
+    r = subprocess.run([sys.executable, "tools/train_tokenizer.py", "--input", str(src),
+                        "--vocab-size", "300", "--output-dir", str(tmp_path / "tok")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1
+    assert f"{src}:2: invalid JSON" in r.stderr
+    assert not (tmp_path / "tok" / "tokenizer.json").exists()
+
+
+@pytest.mark.skipif(not PUBMED.is_file(), reason=f"shared PubMed abstracts not found at {PUBMED}")
+def test_trained_on_pubmed_splits_domain_words_less_than_bytes(tmp_path):
+    rows = [json.loads(line) for line in PUBMED.open()][:1500]
+    texts = [(r["title"] or "") + " " + (r["abstract"] or "") for r in rows]
+    tok = train_bpe_tokenizer(texts[:1200], TokenizerTrainConfig(vocab_size=3000))
+    held_out = " ".join(texts[1200:])
+    n_tokens = len(tok.encode(held_out))
+    # a trained BPE compresses held-out abstracts well beyond one token per byte
+    assert n_tokens < len(held_out.encode()) / 3
+    assert tok.decode(tok.encode(held_out)) == held_out
