@@ -1,0 +1,43 @@
+"""Which records the PubMed/PMC cleaning pipeline keeps: one dataclass, one field per CLI flag."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class CleaningConfig:
+    """Filter switches. Each dropped record is counted under one reason in the report.
+
+    Field names match the ``tools/pubmed_to_jsonl.py`` flags (``min_words`` is ``--min-words``).
+    """
+
+    drop_no_abstract: bool = True  # MEDLINE: empty abstract; PMC: neither abstract nor body
+    languages: tuple[str, ...] = ("eng",)  # ISO 639-2 codes to keep; empty keeps every language
+    min_words: int = 20  # records whose `text` has fewer whitespace-separated words are dropped
+    drop_retracted: bool = True  # "Retracted Publication" / "Retraction of Publication" / PMC "retraction"
+    commercial_only: bool = False  # PMC: keep only licences that allow commercial use
+    dedup_exact: bool = True  # drop records whose normalized text was seen before
+    dedup_pmid: bool = True  # one record per PMID: latest version / later file wins
+    near_dup: bool = False  # MinHash-LSH near-duplicate removal (datasketch)
+    near_dup_threshold: float = 0.8  # estimated Jaccard similarity of word shingles
+    near_dup_num_perm: int = 128
+    near_dup_shingle: int = 5  # words per shingle
+    keep_captions: bool = False  # PMC: keep figure and table captions in the body text
+
+    def __post_init__(self) -> None:
+        if self.min_words < 0:
+            raise ValueError(f"CleaningConfig.min_words must be >= 0, got {self.min_words}")
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise ValueError(
+                f"CleaningConfig.near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}"
+            )
+        if self.near_dup_num_perm < 16:
+            raise ValueError(f"CleaningConfig.near_dup_num_perm must be >= 16, got {self.near_dup_num_perm}")
+        if self.near_dup_shingle < 1:
+            raise ValueError(f"CleaningConfig.near_dup_shingle must be >= 1, got {self.near_dup_shingle}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["languages"] = list(self.languages)
+        return d

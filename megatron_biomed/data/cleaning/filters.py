@@ -1,0 +1,46 @@
+"""Per-record filters: decide from one record alone whether it is training text.
+
+Cross-record decisions (versions, deletions, duplicates) are in ``reconcile.py`` and
+``dedup.py``. Filters run in a fixed order and a dropped record is counted under the first
+reason that applies.
+"""
+
+from __future__ import annotations
+
+from megatron_biomed.data.cleaning.config import CleaningConfig
+
+# MEDLINE uses ISO 639-2 (eng, fre, ger); JATS xml:lang uses ISO 639-1 (en, fr, de).
+_ISO1_TO_ISO2 = {
+    "en": "eng", "fr": "fre", "de": "ger", "es": "spa", "it": "ita", "pt": "por", "ru": "rus",
+    "ja": "jpn", "zh": "chi", "nl": "dut", "pl": "pol", "ko": "kor", "tr": "tur", "cs": "cze",
+    "sv": "swe", "da": "dan", "no": "nor", "fi": "fin", "hu": "hun", "el": "gre",
+}
+RETRACTION_TYPES = frozenset({"retracted publication", "retraction of publication", "retraction"})
+
+# Reason names as they appear in the report, in the order the filters run.
+REASONS = ("retracted", "non_english", "no_abstract", "too_short", "noncommercial_license")
+
+
+def normalize_language(code: str) -> str:
+    code = code.strip().lower().split("-")[0]
+    return _ISO1_TO_ISO2.get(code, code)
+
+
+def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
+    """Name of the first filter that drops ``record`` (a reader record as a dict), else None."""
+    if cfg.drop_retracted:
+        types = {t.lower() for t in record.get("publication_types") or ()}
+        if types & RETRACTION_TYPES:
+            return "retracted"
+    if cfg.languages:
+        langs = {normalize_language(x) for x in record.get("language") or ()}
+        # a record that states no language is kept: there is nothing to judge it by
+        if langs and not langs & {normalize_language(x) for x in cfg.languages}:
+            return "non_english"
+    if cfg.drop_no_abstract and not record.get("abstract") and not record.get("sections") and not record.get("body"):
+        return "no_abstract"
+    if cfg.min_words and len((record.get("text") or "").split()) < cfg.min_words:
+        return "too_short"
+    if cfg.commercial_only and record.get("source") == "pmc" and record.get("commercial_use") is not True:
+        return "noncommercial_license"
+    return None
