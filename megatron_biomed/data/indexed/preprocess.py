@@ -251,6 +251,10 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     ``skip_bad`` is off, naming the file, line and problem."""
     t0 = time.time()
     files = expand_inputs(cfg.input)
+    if cfg.split_sentences:  # train/cache the Punkt model once here, not in every worker
+        from megatron_biomed.data.indexed.sentences import load_sentence_splitter
+
+        load_sentence_splitter(cfg.punkt_model, keep_newlines=cfg.keep_newlines)
     chunks = [c for c in plan_chunks(files, cfg.workers) if c]
     total = sum(r.nbytes for c in chunks for r in c)
     out_dir = os.path.dirname(os.path.abspath(cfg.output_prefix))
