@@ -9,6 +9,7 @@ the tasks whose ``is_complete`` check passes. Workers are processes (XML parsing
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -119,7 +120,8 @@ def run_shards(
                 results[t.index] = work(t)
                 bar.update(1)
             return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: the parent has threads (tqdm's monitor) and fork() may deadlock them
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             pending = {pool.submit(work, t): t for t in todo}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_EXCEPTION)

