@@ -1,0 +1,96 @@
+"""Named data blends: which corpora a recipe trains on, and in what proportion.
+
+A recipe names its components (``pubmed``, ``c4``, ``wikipedia`` ...); the user supplies the
+``.bin/.idx`` prefix of each, and :meth:`BlendRecipe.resolve` returns Megatron-LM's
+``[weight, prefix, weight, prefix, ...]`` list that ``data/gpt_dataset.build_gpt_datasets`` takes.
+On the command line a blend is ``NAME:component=prefix,component=prefix`` (:func:`parse_blend_spec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class BlendError(ValueError):
+    """A blend name, component or prefix is wrong; the message says which and what is expected."""
+
+
+@dataclass(frozen=True)
+class BlendComponent:
+    name: str
+    weight: float
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BlendRecipe:
+    """A named mixture; weights are relative (normalised on resolve)."""
+
+    name: str
+    components: tuple[BlendComponent, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise BlendError(f"blend {self.name!r}: duplicate component names {names}")
+        if not self.components or any(c.weight <= 0 for c in self.components):
+            raise BlendError(f"blend {self.name!r}: needs components with positive weights")
+
+    @property
+    def weights(self) -> dict[str, float]:
+        total = sum(c.weight for c in self.components)
+        return {c.name: c.weight / total for c in self.components}
+
+    def resolve(self, prefixes: Mapping[str, str]) -> list:
+        """``[w1, prefix1, w2, prefix2, ...]`` with normalised weights, in recipe order."""
+        missing = [c.name for c in self.components if not prefixes.get(c.name)]
+        unknown = sorted(set(prefixes) - {c.name for c in self.components})
+        if missing or unknown:
+            raise BlendError(
+                f"blend {self.name!r} needs a .bin/.idx prefix for each of "
+                f"{', '.join(c.name for c in self.components)}"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+                + (f"; not part of this blend: {', '.join(unknown)}" if unknown else ""))
+        out: list = []
+        for name, w in self.weights.items():
+            out += [w, str(prefixes[name])]
+        return out
+
+
+BLENDS: dict[str, BlendRecipe] = {
+    r.name: r
+    for r in (
+        BlendRecipe("biomamba", (
+            BlendComponent("pubmed", 80, "PubMed abstracts (and/or PMC full text)"),
+            BlendComponent("c4", 10, "general web text (C4 English)"),
+            BlendComponent("wikipedia", 10, "Wikipedia"),
+        ), "BioMamba continued pretraining: 80% biomedical, 20% general text to limit forgetting"),
+        BlendRecipe("pubmed", (BlendComponent("pubmed", 1, "PubMed abstracts"),),
+                    "a single biomedical corpus, BioMedLM-style"),
+    )
+}
+
+
+def get_blend(name: str) -> BlendRecipe:
+    if name not in BLENDS:
+        raise BlendError(f"unknown blend {name!r}; known: {', '.join(sorted(BLENDS))}")
+    return BLENDS[name]
+
+
+def parse_blend_spec(spec: str) -> list:
+    """``"biomamba:pubmed=/d/pm_text_document,c4=/d/c4_text_document,wikipedia=/d/wiki"`` ->
+    Megatron-LM's weighted prefix list."""
+    name, sep, rest = spec.partition(":")
+    recipe = get_blend(name.strip())
+    if not sep or not rest.strip():
+        raise BlendError(f"blend spec {spec!r}: write {recipe.name}:"
+                         + ",".join(f"{c.name}=PREFIX" for c in recipe.components))
+    prefixes = {}
+    for item in rest.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise BlendError(f"blend spec {spec!r}: {item!r} is not component=prefix")
+        prefixes[key.strip()] = value.strip()
+    return recipe.resolve(prefixes)
