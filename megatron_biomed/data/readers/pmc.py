@@ -52,7 +52,7 @@ _SECONDARY_ABSTRACTS = frozenset(
     {"toc", "synopsis", "summary", "teaser", "graphical", "highlights", "author-highlights",
      "editor-highlights", "web-summary", "executive-summary"}
 )
-_CC_URL = re.compile(r"creativecommons\.org/licenses/([a-z-]+)", re.I)
+_CC_URL = re.compile(r"creativecommons\.org/licenses/([a-z-]+)", re.IGNORECASE)
 _YEAR = re.compile(r"\b(1[5-9]\d\d|2\d\d\d)\b")
 _CITE = "\x00"
 _CITE_RUN = re.compile(r"\s*\x00(?:[\s,;–-]*\x00)*")
