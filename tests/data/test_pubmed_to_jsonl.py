@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -225,6 +227,29 @@ def test_pmc_directory_commercial_subset(tmp_path):
     kept = [r for recs in shard_records(out).values() for r in recs]
     assert len(kept) == 7 and all(r["commercial_use"] is True for r in kept)
     assert all(r["sections"] and r["text"] for r in kept)
+
+
+def test_pmc_bulk_package_becomes_one_shard(tmp_path):
+    article = (
+        '<article article-type="research-article"><front><article-meta>'
+        '<article-id pub-id-type="pmc">{n}</article-id><title-group><article-title>Article {n}</article-title>'
+        "</title-group><abstract><p>{words}</p></abstract></article-meta></front>"
+        "<body><sec><title>Intro</title><p>Body of {n}.</p></sec></body></article>"
+    )
+    tar_path = tmp_path / "oa_comm_xml.PMC001xxxxxx.baseline.2024-12-18.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for n in (11, 12, 13):
+            data = article.format(n=n, words=f"{ABSTRACT} article{n}").encode()
+            info = tarfile.TarInfo(f"PMC001xxxxxx/PMC{n}.xml")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "out"
+    assert run("--input", tar_path, "--output-dir", out) == 0
+    (name, recs), = shard_records(out).items()
+    assert name == "oa_comm_xml.PMC001xxxxxx.baseline.2024-12-18.jsonl"
+    assert [r["pmcid"] for r in recs] == ["PMC11", "PMC12", "PMC13"]
+    assert recs[0]["sections"] == [{"title": "Intro", "depth": 1, "text": "Body of 11."}]
+    assert recs[0]["text"] == f"Article 11\n{ABSTRACT} article11\nIntro\nBody of 11."
 
 
 def test_input_errors_are_reported(tmp_path, capsys):

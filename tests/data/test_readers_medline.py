@@ -231,6 +231,7 @@ def test_versions_and_deletions_across_baseline_and_updates(tmp_path):
     "content,problem",
     [
         (b"", "empty document"),
+        (b"  \n\n", "empty document"),
         (b"<PubmedArticleSet><PubmedArticle><MedlineCitation></PubmedArticle>", "malformed XML"),
         ('<?xml version="1.0" encoding="UTF-8"?><PubmedArticleSet>\n<PubmedArticle>caf\xe9'.encode("latin-1"),
          "not valid UTF-8"),

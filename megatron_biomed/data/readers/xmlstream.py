@@ -138,8 +138,8 @@ def iter_elements(
     except etree.XMLSyntaxError as e:
         line = e.lineno or last_line
         msg = str(e.msg if getattr(e, "msg", None) else e)
-        if not seen_any and ("no element found" in msg or "Document is empty" in msg):
-            raise BadInputError(path, line, "empty document (no XML element found)") from e
+        if not seen_any and ("no element found" in msg or "Document is empty" in msg or "Start tag expected" in msg):
+            raise BadInputError(path, line, f"empty document or not XML (no element found: {msg})") from e
         if "encoding" in msg.lower() or "utf-8" in msg.lower():
             msg = f"bytes that are not valid UTF-8 ({msg})"
         else:
