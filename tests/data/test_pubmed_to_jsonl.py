@@ -252,6 +252,17 @@ def test_pmc_bulk_package_becomes_one_shard(tmp_path):
     assert recs[0]["text"] == f"Article 11\n{ABSTRACT} article11\nIntro\nBody of 11."
 
 
+def test_pmc_article_with_unsectioned_body_and_no_abstract_is_kept(tmp_path):
+    # editorials often have neither an abstract nor <sec>: their body paragraphs are the text
+    src = tmp_path / "editorial.nxml"
+    src.write_text('<article article-type="editorial"><front><article-meta><title-group><article-title>Editorial'
+                   f"</article-title></title-group></article-meta></front><body><p>{ABSTRACT}</p></body></article>")
+    out = tmp_path / "out"
+    assert run("--input", src, "--output-dir", out) == 0
+    (rec,) = shard_records(out)["editorial.jsonl"]
+    assert rec["text"] == f"Editorial\n{ABSTRACT}" and rec["sections"] == [] and "body" not in rec
+
+
 def test_input_errors_are_reported(tmp_path, capsys):
     assert run("--input", tmp_path / "missing.xml", "--output-dir", tmp_path / "o") == 2
     assert "no such file" in capsys.readouterr().err

@@ -131,8 +131,8 @@ def convert_file(
                     continue
                 records_read += 1
                 record = item.to_dict()
-                record.pop("body", None)  # PMC: the sections carry the same text
                 reason = filter_reason(record, cfg)
+                record.pop("body", None)  # PMC: `text` and `sections` carry the body already
                 if reason is None:
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     line = lines
