@@ -92,9 +92,26 @@ def make_batch_encoder(tokenizer: str | os.PathLike, backend: str = "auto",
             raise ImportError("--tokenizer-backend gigatoken: gigatoken is not installed "
                               "(pip install gigatoken), or use --tokenizer-backend hf")
         return GigatokenBatchEncoder(path, parallel)
+    hf = HFBatchEncoder(path)
     if gigatoken_available():
         try:
-            return GigatokenBatchEncoder(path, parallel)
+            fast = GigatokenBatchEncoder(path, parallel)
+            if _agree(fast, hf):
+                return fast
         except Exception:  # a tokenizer gigatoken cannot load: fall back to the reference
             pass
-    return HFBatchEncoder(path)
+    return hf
+
+
+# exercises pre-tokenization edge cases: whitespace runs, digits, unicode, special tokens
+_PROBE = [
+    "Clonidine 5-20 mg/kg i.v. (n = 12) reduced BP by ~15%; see Fig. 2B.",
+    "  two  spaces,\ttabs\n\nnewlines and trailing space ",
+    "\u00b5g/mL \u03b1-synuclein \u2264 3\u00b0C \u00e9t\u00e9 \U0001F9EA 12345678 <|endoftext|>x",
+    "don't we'll I'M O'Neil's 1990s",
+]
+
+
+def _agree(a, b) -> bool:
+    x, y = a.encode_batch(_PROBE), b.encode_batch(_PROBE)
+    return bool(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]))

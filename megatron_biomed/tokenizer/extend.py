@@ -1,0 +1,128 @@
+"""Extend a base tokenizer with frequent domain words it fragments (the 70B recipe's approach).
+
+Mining: pre-tokenize domain text with the base tokenizer's own pre-tokenizer, count the words, and
+keep the ``top_n`` most frequent ones that the base BPE splits into ``min_pieces`` or more tokens.
+
+Adding: each word's byte-level form (e.g. ``Ġclonidine``) becomes a vocabulary entry with a new id
+after the current largest one, and the BPE model is switched to ``ignore_merges``, under which a
+pre-token found whole in the vocabulary is one token. So exactly these words become single tokens,
+every other word is merged as before, and decoding is unchanged (the entries are ordinary
+byte-level tokens, not added tokens).
+
+The mapping ``new_token_pieces.json`` (``{"<new id>": [base ids it replaces], ...}``) lets the
+training code initialise each new embedding row as the mean of its pieces' rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+PIECES_FILE = "new_token_pieces.json"
+SUMMARY_FILE = "extend_vocab_summary.json"
+_WORD = re.compile(r"^ ?[^\W_]*[^\W\d_][^\W_]*$")  # optional leading space, letters/digits, >= 1 letter
+
+
+@dataclass
+class ExtendVocabConfig:
+    """What tools/extend_vocab.py does; field names match its flags."""
+
+    top_n: int = 2000
+    min_pieces: int = 3
+    min_count: int = 2
+    min_chars: int = 4
+
+    def __post_init__(self) -> None:
+        if self.top_n < 1 or self.min_pieces < 2:
+            raise ValueError(f"top_n={self.top_n} must be >= 1 and min_pieces={self.min_pieces} >= 2")
+
+
+@dataclass
+class MinedWord:
+    token: str  # byte-level form, e.g. "Ġclonidine"
+    text: str  # the text it stands for, e.g. " clonidine"
+    count: int
+    pieces: list[int]  # base-token ids it is split into
+
+
+def _byte_decoder(tok: Tokenizer):
+    from tokenizers import decoders
+
+    dec = decoders.ByteLevel()
+    return lambda token: dec.decode([token])
+
+
+def mine_fragmented_words(base: Tokenizer, texts: Iterable[str], config: ExtendVocabConfig) -> list[MinedWord]:
+    """The ``top_n`` most frequent words of ``texts`` that ``base`` splits into >= min_pieces tokens
+    (ties broken alphabetically, so the result is deterministic)."""
+    if base.pre_tokenizer is None:
+        raise ValueError("base tokenizer has no pre-tokenizer; extend_vocab expects a byte-level BPE")
+    counts: Counter = Counter()
+    pre = base.pre_tokenizer
+    for t in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(t))
+    decode = _byte_decoder(base)
+    vocab = base.get_vocab()
+    mined: list[MinedWord] = []
+    for token, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if count < config.min_count:
+            break
+        if token in vocab:
+            continue
+        text = decode(token)
+        if len(text.strip()) < config.min_chars or not _WORD.match(text):
+            continue
+        pieces = [t.id for t in base.model.tokenize(token)]
+        if len(pieces) >= config.min_pieces:
+            mined.append(MinedWord(token, text, count, pieces))
+            if len(mined) == config.top_n:
+                break
+    return mined
+
+
+def extend_tokenizer(base_dir: str | os.PathLike, words: list[MinedWord],
+                     output_dir: str | os.PathLike) -> dict[int, list[int]]:
+    """Write ``output_dir``: the base directory's files with the extended ``tokenizer.json``,
+    ``new_token_pieces.json`` and a summary. Returns {new id: base piece ids}."""
+    base_dir, out = Path(base_dir), Path(output_dir)
+    data = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    model = data["model"]
+    if model.get("type") != "BPE":
+        raise ValueError(f"{base_dir}/tokenizer.json: model type {model.get('type')!r}, expected BPE")
+    vocab: dict[str, int] = model["vocab"]
+    next_id = 1 + max([*vocab.values(), *(t["id"] for t in data.get("added_tokens", []))])
+    pieces: dict[int, list[int]] = {}
+    for w in words:
+        if w.token in vocab:
+            raise ValueError(f"{w.token!r} is already in the base vocabulary")
+        vocab[w.token] = next_id
+        pieces[next_id] = list(w.pieces)
+        next_id += 1
+    model["ignore_merges"] = True
+    out.mkdir(parents=True, exist_ok=True)
+    for f in base_dir.iterdir():
+        if f.is_file() and f.name not in ("tokenizer.json", PIECES_FILE, SUMMARY_FILE):
+            shutil.copy2(f, out / f.name)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    (out / PIECES_FILE).write_text(json.dumps({str(k): v for k, v in pieces.items()}, indent=0) + "\n")
+    summary = {"base_tokenizer": str(base_dir), "num_added": len(words),
+               "words": [{"id": i, "text": w.text, "count": w.count, "pieces": w.pieces}
+                         for i, w in zip(pieces, words)]}
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    return pieces
+
+
+def load_new_token_pieces(path: str | os.PathLike) -> dict[int, list[int]]:
+    """Read ``new_token_pieces.json`` (a file, or the extended tokenizer directory)."""
+    p = Path(path)
+    p = p / PIECES_FILE if p.is_dir() else p
+    raw = json.loads(p.read_text())
+    return {int(k): [int(x) for x in v] for k, v in raw.items()}
