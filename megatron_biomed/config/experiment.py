@@ -1,0 +1,137 @@
+"""The whole run's configuration: a tree of dataclasses, built from a preset, YAML and --set overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.config.parallel import ParallelConfig
+from megatron_biomed.config.training import (
+    CheckpointConfig,
+    DataConfig,
+    LoggingConfig,
+    OptimizerConfig,
+    TrainingConfig,
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, current: Any, hint: Any, where: str) -> Any:
+    """Convert a parsed override to the type of the field it replaces."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    target = hint
+    if origin is typing.Union and args:
+        target = args[0]
+    if target in (typing.Any, None) or isinstance(target, str):
+        target = type(current) if current is not None else None
+    if target is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from e
+    if target is int and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from e
+    if target is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if target is int and isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if target is list and isinstance(value, str):
+        return value.split()
+    if target is str and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _set_path(cfg: Any, dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    obj = cfg
+    for i, name in enumerate(parts):
+        names = {f.name: f for f in dataclasses.fields(obj)}
+        if name not in names:
+            here = ".".join(parts[: i + 1])
+            raise ConfigError(f"{source}: unknown config field '{here}' (known here: {', '.join(sorted(names))})")
+        if i == len(parts) - 1:
+            hints = typing.get_type_hints(type(obj))
+            current = getattr(obj, name)
+            if dataclasses.is_dataclass(current):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: '{dotted}' is a section; give a mapping")
+                for k, v in value.items():
+                    _set_path(current, k, v, source)
+            else:
+                setattr(obj, name, _coerce(value, current, hints.get(name), f"{source}: {dotted}"))
+        else:
+            obj = getattr(obj, name)
+            if not dataclasses.is_dataclass(obj):
+                raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is not a section")
+
+
+def apply_mapping(cfg: ExperimentConfig, mapping: dict, source: str = "config") -> ExperimentConfig:
+    """Apply a nested mapping (e.g. loaded from YAML) onto ``cfg`` in place."""
+    for key, value in mapping.items():
+        if key == "preset":
+            continue
+        _set_path(cfg, key, value, source)
+    return cfg
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:
+    """Apply ``section.field=value`` strings (values parsed as YAML scalars) in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.field=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        _set_path(cfg, key.strip(), value, f"--set {item}")
+    return cfg
+
+
+def load_config(preset: str | None = None, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Preset, then YAML file (which may name its own ``preset:``), then --set overrides."""
+    from megatron_biomed.config.presets import get_preset
+
+    mapping = {}
+    if yaml_path is not None:
+        try:
+            mapping = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{yaml_path}: not valid YAML: {e}") from e
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"{yaml_path}: expected a mapping at the top level")
+        preset = preset or mapping.get("preset")
+    cfg = get_preset(preset) if preset else ExperimentConfig()
+    apply_mapping(cfg, mapping, str(yaml_path))
+    apply_overrides(cfg, overrides)
+    return cfg

@@ -1,0 +1,52 @@
+"""Model architecture configuration (one dataclass for GPT-2 style and LLaMA style decoders)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a decoder-only transformer built as a megatron-core GPTModel.
+
+    ``family`` is informational ("gpt2" or "llama"); the fields below decide the architecture.
+    """
+
+    family: str = "gpt2"
+    num_layers: int = 2
+    hidden_size: int = 64
+    num_attention_heads: int = 4
+    # Grouped-query attention: number of key/value heads (None = multi-head attention).
+    num_query_groups: Optional[int] = None
+    # None = 4 x hidden_size.
+    ffn_hidden_size: Optional[int] = None
+    seq_length: int = 128
+    vocab_size: int = 28896
+    # The embedding table is padded to a multiple of this times the tensor-parallel size (Megatron's rule).
+    make_vocab_size_divisible_by: int = 128
+    position_embedding_type: str = "learned_absolute"  # or "rope"
+    rotary_base: int = 10000
+    normalization: str = "LayerNorm"  # or "RMSNorm"
+    activation: str = "gelu"  # "gelu" (erf), "gelu_tanh" (GPT-2), or "swiglu"
+    add_bias_linear: bool = True
+    tie_embeddings: bool = True
+    layernorm_epsilon: float = 1e-5
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    init_method_std: float = 0.02
+    # Implementation of norm / softmax / core attention: "torch", "csrc", "te" or "emu" (see megatron_biomed.kernels).
+    kernels: str = "torch"
+
+    @property
+    def ffn_size(self) -> int:
+        return self.ffn_hidden_size if self.ffn_hidden_size is not None else 4 * self.hidden_size
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_query_groups if self.num_query_groups is not None else self.num_attention_heads
+
+    def padded_vocab_size(self, tensor_model_parallel_size: int = 1) -> int:
+        """Vocabulary rows in the embedding: vocab padded to a multiple of divisor x TP."""
+        multiple = self.make_vocab_size_divisible_by * tensor_model_parallel_size
+        return ((self.vocab_size + multiple - 1) // multiple) * multiple

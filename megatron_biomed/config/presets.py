@@ -1,0 +1,100 @@
+"""Named presets: the published recipes and tiny shapes of the same families for tests and the quickstart."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
+from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.config.training import OptimizerConfig, TrainingConfig
+
+# BioMedLM: 300B tokens in batches of 1024 sequences x 1024 tokens.
+BIOMEDLM_TOKENS = 300_000_000_000
+BIOMEDLM_GLOBAL_BATCH = 1024
+BIOMEDLM_SEQ = 1024
+
+
+def biomedlm_2_7b() -> ExperimentConfig:
+    """BioMedLM (Stanford CRFM / MosaicML): GPT-2 style, 2.7B parameters."""
+    return ExperimentConfig(
+        name="biomedlm-2.7b",
+        model=ModelConfig(
+            family="gpt2", num_layers=32, hidden_size=2560, num_attention_heads=20, seq_length=BIOMEDLM_SEQ,
+            vocab_size=28896, position_embedding_type="learned_absolute", normalization="LayerNorm",
+            activation="gelu_tanh", add_bias_linear=True, tie_embeddings=True, hidden_dropout=0.1, attention_dropout=0.1,
+        ),
+        optimizer=OptimizerConfig(
+            name="decoupled_adamw", lr=1.6e-4, min_lr=0.0, weight_decay=1.6e-5, adam_beta1=0.9, adam_beta2=0.95,
+            adam_eps=1e-8, clip_grad=1.0, lr_decay_style="cosine", lr_warmup_iters=0,
+        ),
+        train=TrainingConfig(
+            micro_batch_size=4, global_batch_size=BIOMEDLM_GLOBAL_BATCH,
+            train_iters=round(BIOMEDLM_TOKENS / (BIOMEDLM_GLOBAL_BATCH * BIOMEDLM_SEQ)), precision="bf16",
+        ),
+    )
+
+
+def biollm_70b() -> ExperimentConfig:
+    """LLaMA-2-70B shaped decoder with 2,000 PubMed-derived tokens added to the 32,000 vocabulary."""
+    seq = 4096
+    return ExperimentConfig(
+        name="biollm-70b",
+        model=ModelConfig(
+            family="llama", num_layers=80, hidden_size=8192, num_attention_heads=64, num_query_groups=8,
+            ffn_hidden_size=28672, seq_length=seq, vocab_size=32000 + 2000, position_embedding_type="rope",
+            rotary_base=10000, normalization="RMSNorm", activation="swiglu", add_bias_linear=False,
+            tie_embeddings=False, hidden_dropout=0.0, attention_dropout=0.0, layernorm_epsilon=1e-5,
+        ),
+        optimizer=OptimizerConfig(
+            name="adamw", lr=2e-5, min_lr=2e-6, weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-5,
+            clip_grad=1.0, lr_decay_style="cosine", lr_warmup_iters=2000,
+        ),
+        # ~2M tokens per step: 512 sequences x 4096 tokens = 2,097,152.
+        train=TrainingConfig(micro_batch_size=1, global_batch_size=512, train_iters=10_000, precision="bf16"),
+    )
+
+
+def tiny_biomedlm() -> ExperimentConfig:
+    """BioMedLM's architecture family at a size that trains in seconds on CPU."""
+    cfg = biomedlm_2_7b()
+    cfg.name = "tiny-biomedlm"
+    cfg.model = ModelConfig(
+        family="gpt2", num_layers=4, hidden_size=64, num_attention_heads=4, seq_length=64, vocab_size=512,
+        position_embedding_type="learned_absolute", normalization="LayerNorm", activation="gelu_tanh",
+        add_bias_linear=True, tie_embeddings=True, hidden_dropout=0.0, attention_dropout=0.0,
+    )
+    cfg.optimizer.lr = 1e-3
+    cfg.optimizer.lr_warmup_iters = 2
+    cfg.train = TrainingConfig(micro_batch_size=2, global_batch_size=8, train_iters=20, precision="fp32")
+    return cfg
+
+
+def tiny_llama() -> ExperimentConfig:
+    """The 70B recipe's architecture family (GQA, RMSNorm, SwiGLU, RoPE) at test size."""
+    cfg = biollm_70b()
+    cfg.name = "tiny-llama"
+    cfg.model = ModelConfig(
+        family="llama", num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2,
+        ffn_hidden_size=128, seq_length=64, vocab_size=512, position_embedding_type="rope",
+        normalization="RMSNorm", activation="swiglu", add_bias_linear=False, tie_embeddings=False,
+        hidden_dropout=0.0, attention_dropout=0.0,
+    )
+    cfg.optimizer.lr = 1e-3
+    cfg.optimizer.lr_warmup_iters = 2
+    cfg.train = TrainingConfig(micro_batch_size=2, global_batch_size=8, train_iters=20, precision="fp32")
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    "biomedlm-2.7b": biomedlm_2_7b,
+    "biollm-70b": biollm_70b,
+    "tiny-biomedlm": tiny_biomedlm,
+    "tiny-llama": tiny_llama,
+}
+
+
+def get_preset(name: str) -> ExperimentConfig:
+    """A fresh copy of the named preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name]()

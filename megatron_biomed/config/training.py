@@ -1,0 +1,90 @@
+"""Training, optimizer, data, checkpoint and logging configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with warmup + decay.
+
+    ``name``: "adamw" (PyTorch/Megatron AdamW: decay step = lr x weight_decay) or
+    "decoupled_adamw" (BioMedLM / Composer's DecoupledAdamW: decay step = (lr / lr_peak) x weight_decay,
+    so the weight decay value is independent of the learning rate).
+    """
+
+    name: str = "adamw"
+    lr: float = 3e-4
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    lr_warmup_iters: int = 0
+    lr_decay_style: str = "cosine"  # "cosine" | "linear" | "constant"
+    # None = decay over all training iterations.
+    lr_decay_iters: Optional[int] = None
+
+
+@dataclass
+class DataConfig:
+    """Megatron .bin/.idx training data.
+
+    ``blend``: a list of prefixes, or of alternating weight / prefix like Megatron-LM's --data-path
+    ("0.8 pubmed_text_document 0.2 c4_text_document"). ``mock`` uses megatron-core's MockGPTDataset.
+    """
+
+    blend: list = field(default_factory=list)
+    split: str = "969,30,1"
+    tokenizer: Optional[str] = None
+    cache_dir: Optional[str] = None
+    mock: bool = False
+    reset_position_ids: bool = False
+    reset_attention_mask: bool = False
+    eod_mask_loss: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    save: Optional[str] = None
+    save_interval: int = 0
+    # Keep only the newest K complete checkpoints (0 = keep all).
+    keep_last: int = 0
+    # Resume from the latest complete checkpoint in this directory (often the same as ``save``).
+    load: Optional[str] = None
+    # Initialise model weights only (no optimizer/scheduler/step) from this checkpoint directory.
+    init_from: Optional[str] = None
+    # "fully_reshardable" is the only distributed-optimizer format that reloads correctly on gloo and
+    # across layouts (see megatron_biomed/parallel/cpu.py).
+    dist_optimizer_format: str = "fully_reshardable"
+
+
+@dataclass
+class LoggingConfig:
+    log_interval: int = 1
+    tensorboard_dir: Optional[str] = None
+    wandb_project: Optional[str] = None
+    # Peak FLOP/s per rank of the accelerator, for MFU (e.g. 989e12 for H100 bf16 dense). 0 = not reported.
+    peak_flops_per_rank: float = 0.0
+    # Write per-step metrics as JSON lines (rank 0) for tests and dashboards.
+    metrics_file: Optional[str] = None
+
+
+@dataclass
+class TrainingConfig:
+    micro_batch_size: int = 2
+    global_batch_size: int = 8
+    train_iters: int = 10
+    eval_interval: int = 0
+    eval_iters: int = 2
+    seed: int = 1234
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    # Stop with a clear message after this many consecutive non-finite losses (each such step is skipped).
+    max_consecutive_nonfinite: int = 3
+    # Stop (after saving) once this many steps ran in this process; 0 = no limit. For tests of resume.
+    exit_after_iters: int = 0
+    # Fault injection for tests of the non-finite-loss handling: make the loss NaN at these iterations.
+    inject_nonfinite_loss_at: list = field(default_factory=list)

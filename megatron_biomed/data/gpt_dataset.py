@@ -1,0 +1,119 @@
+"""Training data for GPT pretraining: megatron-core GPTDatasets over Megatron .bin/.idx files.
+
+Blending, splits and the index cache are megatron-core's (BlendedMegatronDatasetBuilder); this module
+turns our config into its config and feeds each data-parallel rank its slice of every global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+
+class DataError(ValueError):
+    """Training data is missing or inconsistent with the model."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The two tokenizer facts megatron-core's GPTDataset needs (no pad token: it uses its own -1)."""
+
+    vocab_size: int
+    eod: int
+
+    @property
+    def unique_identifiers(self) -> dict:
+        # megatron-core hashes the dataset config, tokenizer included, to name its index cache files.
+        return {"class": "TokenInfo", "vocab_size": self.vocab_size, "eod": self.eod}
+
+
+def parse_blend(blend: Sequence) -> tuple[list[str], Optional[list[float]]]:
+    """``["a", "b"]`` (equal weights) or Megatron-LM's ``[w1, prefix1, w2, prefix2, ...]``."""
+    items = [str(x) for x in blend]
+    if not items:
+        raise DataError("data.blend is empty: give one or more .bin/.idx prefixes (optionally with weights)")
+
+    def is_number(s: str) -> bool:
+        try:
+            float(s)
+            return True
+        except ValueError:
+            return False
+
+    if is_number(items[0]):
+        if len(items) % 2:
+            raise DataError(f"data.blend {items}: weights and prefixes must alternate (weight prefix weight prefix ...)")
+        weights = [float(w) for w in items[0::2]]
+        prefixes = items[1::2]
+    else:
+        weights, prefixes = None, items
+    for prefix in prefixes:
+        for ext in (".bin", ".idx"):
+            if not Path(prefix + ext).is_file():
+                raise DataError(f"data.blend: {prefix + ext} does not exist (prefixes name files without .bin/.idx)")
+    return prefixes, weights
+
+
+def build_gpt_datasets(
+    blend: Sequence,
+    *,
+    seq_length: int,
+    seed: int,
+    num_samples: tuple[int, int, int],
+    tokens: TokenInfo,
+    split: str = "969,30,1",
+    cache_dir: Optional[str] = None,
+    mock: bool = False,
+    reset_position_ids: bool = False,
+    reset_attention_mask: bool = False,
+    eod_mask_loss: bool = False,
+    create_attention_mask: bool = True,
+):
+    """(train, valid, test) datasets of ``num_samples`` samples each (None where a split is empty)."""
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
+
+    config = GPTDatasetConfig(
+        random_seed=seed,
+        sequence_length=seq_length,
+        blend=None if mock else parse_blend(blend),
+        split=split,
+        path_to_cache=cache_dir,
+        tokenizer=tokens,
+        reset_position_ids=reset_position_ids,
+        reset_attention_mask=reset_attention_mask,
+        eod_mask_loss=eod_mask_loss,
+        create_attention_mask=create_attention_mask,
+        mmap_bin_files=True,
+    )
+    cls = MockGPTDataset if mock else GPTDataset
+    return BlendedMegatronDatasetBuilder(cls, list(num_samples), lambda: True, config).build()
+
+
+def collate(samples: list[dict]) -> dict:
+    return {k: torch.stack([torch.as_tensor(s[k]) for s in samples]) for k in samples[0]}
+
+
+class MicroBatchIterator:
+    """Micro-batches for one data-parallel rank, Megatron-LM's order: global batch ``g`` covers samples
+    [g*G, (g+1)*G); micro-step ``k`` takes ``micro_batch_size * dp`` consecutive samples of which this rank
+    takes its ``micro_batch_size``. Restarting at ``consumed_samples`` resumes the same sequence."""
+
+    def __init__(self, dataset, micro_batch_size: int, dp_rank: int, dp_size: int, consumed_samples: int = 0):
+        self.dataset = dataset
+        self.mbs = micro_batch_size
+        self.dp_rank = dp_rank
+        self.dp_size = dp_size
+        self.consumed_samples = consumed_samples
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        start = self.consumed_samples + self.dp_rank * self.mbs
+        idx = [(start + i) % len(self.dataset) for i in range(self.mbs)]
+        self.consumed_samples += self.mbs * self.dp_size
+        return collate([self.dataset[i] for i in idx])

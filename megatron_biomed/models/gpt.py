@@ -1,0 +1,96 @@
+"""Build GPT-2 style and LLaMA style megatron-core GPTModels (one chunk per virtual pipeline stage)."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.models.layer_specs import gpt_layer_spec
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _activation(name: str):
+    if name in ("gelu", "swiglu_gelu"):
+        return F.gelu
+    if name == "gelu_tanh":  # GPT-2's "gelu_new"
+        return functools.partial(F.gelu, approximate="tanh")
+    if name == "swiglu":
+        return F.silu
+    raise ValueError(f"model.activation={name!r}: expected gelu, gelu_tanh or swiglu")
+
+
+def transformer_config(cfg: ExperimentConfig):
+    """megatron-core TransformerConfig for this experiment (CPU-safe choices when no GPU is present)."""
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    m, p, t = cfg.model, cfg.parallel, cfg.train
+    on_gpu = torch.cuda.is_available()
+    dtype = _DTYPES[t.precision]
+    return TransformerConfig(
+        num_layers=m.num_layers,
+        hidden_size=m.hidden_size,
+        num_attention_heads=m.num_attention_heads,
+        num_query_groups=m.num_query_groups,
+        ffn_hidden_size=m.ffn_size,
+        hidden_dropout=m.hidden_dropout,
+        attention_dropout=m.attention_dropout,
+        layernorm_epsilon=m.layernorm_epsilon,
+        normalization=m.normalization,
+        gated_linear_unit=m.activation == "swiglu",
+        activation_func=_activation(m.activation),
+        add_bias_linear=m.add_bias_linear,
+        init_method_std=m.init_method_std,
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=p.virtual_pipeline_model_parallel_size,
+        sequence_parallel=p.sequence_parallel,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=t.precision == "bf16",
+        fp16=t.precision == "fp16",
+        batch_p2p_comm=p.batch_p2p_comm,
+        # p2p_communication.py:419 synchronizes CUDA after batched p2p; nothing to wait for on CPU.
+        batch_p2p_sync=on_gpu,
+        use_cpu_initialization=not on_gpu,
+        gradient_accumulation_fusion=False,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+        deallocate_pipeline_outputs=True,
+    )
+
+
+def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
+    """The GPTModel chunks this rank holds (one per virtual pipeline stage), on the right device."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.models.gpt import GPTModel
+
+    m = cfg.model
+    tconfig = tconfig or transformer_config(cfg)
+    spec = gpt_layer_spec(normalization=m.normalization, kernels=m.kernels)
+    vpp = cfg.parallel.virtual_pipeline_model_parallel_size
+    chunks = []
+    for stage in range(vpp or 1):
+        vp_stage = stage if vpp else None
+        model = GPTModel(
+            config=tconfig,
+            transformer_layer_spec=spec,
+            vocab_size=m.padded_vocab_size(cfg.parallel.tensor_model_parallel_size),
+            max_sequence_length=m.seq_length,
+            pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
+            post_process=ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage),
+            share_embeddings_and_output_weights=m.tie_embeddings,
+            position_embedding_type=m.position_embedding_type,
+            rotary_base=m.rotary_base,
+            vp_stage=vp_stage,
+        )
+        if torch.cuda.is_available():
+            model.cuda(torch.cuda.current_device())
+        chunks.append(model)
+    return chunks

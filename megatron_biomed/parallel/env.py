@@ -1,0 +1,76 @@
+"""Where this process sits in the job: read from torchrun's or SLURM's environment variables."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+
+class LaunchEnvError(RuntimeError):
+    """The launcher's environment is incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+    launcher: str  # "torchrun", "slurm" or "single"
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """First host name of a SLURM node list such as ``gpu[003-005,010],login1`` -> ``gpu003``."""
+    nodelist = nodelist.strip()
+    if not nodelist:
+        raise LaunchEnvError("SLURM_NODELIST is empty")
+    m = re.match(r"^([^,\[]+)(\[([^\]]+)\])?", nodelist)
+    if not m:
+        raise LaunchEnvError(f"cannot parse SLURM_NODELIST={nodelist!r}")
+    prefix, _, ranges = m.groups()
+    if ranges is None:
+        return prefix
+    first = ranges.split(",")[0].split("-")[0]
+    return prefix + first
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    value = env.get(name)
+    if value is None:
+        raise LaunchEnvError(f"environment variable {name} is not set")
+    try:
+        return int(value)
+    except ValueError as e:
+        raise LaunchEnvError(f"environment variable {name}={value!r} is not an integer") from e
+
+
+def read_dist_env(env: Optional[Mapping[str, str]] = None, default_port: int = 29500) -> DistEnv:
+    """torchrun (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT) first, then SLURM, else one process."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:
+        d = DistEnv(
+            rank=_int(env, "RANK"), world_size=_int(env, "WORLD_SIZE"), local_rank=int(env.get("LOCAL_RANK", "0")),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"), master_port=int(env.get("MASTER_PORT", default_port)),
+            launcher="torchrun",
+        )
+    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+        if env.get("MASTER_ADDR"):
+            addr = env["MASTER_ADDR"]
+        elif nodelist:
+            addr = first_slurm_host(nodelist)
+        else:
+            raise LaunchEnvError("SLURM job without SLURM_NODELIST or MASTER_ADDR: cannot find the rendezvous host")
+        port = int(env.get("MASTER_PORT", 10000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+        d = DistEnv(
+            rank=_int(env, "SLURM_PROCID"), world_size=_int(env, "SLURM_NTASKS"),
+            local_rank=int(env.get("SLURM_LOCALID", "0")), master_addr=addr, master_port=port, launcher="slurm",
+        )
+    else:
+        d = DistEnv(0, 1, 0, env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", default_port)), "single")
+    if not 0 <= d.rank < d.world_size:
+        raise LaunchEnvError(f"rank {d.rank} is outside world size {d.world_size} ({d.launcher} environment)")
+    return d

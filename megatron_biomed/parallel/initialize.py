@@ -1,0 +1,77 @@
+"""Start torch.distributed from the launcher's environment and build megatron-core's parallel state."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.parallel import cpu
+from megatron_biomed.parallel.env import DistEnv, read_dist_env
+from megatron_biomed.parallel.layout import data_parallel_size, validate_layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParallelContext:
+    env: DistEnv
+    backend: str
+    tp: int
+    pp: int
+    vpp: int | None
+    dp: int
+    device: torch.device
+
+    def describe(self) -> str:
+        return (
+            f"world_size {self.env.world_size} ({self.env.launcher}, {self.backend}): "
+            f"tensor_model_parallel_size {self.tp}, pipeline_model_parallel_size {self.pp}, "
+            f"virtual_pipeline_model_parallel_size {self.vpp}, data_parallel_size {self.dp}"
+        )
+
+
+def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> ParallelContext:
+    """Validate the layout, start the process group (nccl on GPU, gloo on CPU) and megatron-core's groups."""
+    from megatron.core import parallel_state as ps
+
+    env = env or read_dist_env()
+    validate_layout(cfg, env.world_size)
+    p = cfg.parallel
+    use_cuda = torch.cuda.is_available()
+    backend = p.backend if p.backend != "auto" else ("nccl" if use_cuda else "gloo")
+    if not use_cuda:
+        cpu.apply_cpu_patches()
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend=backend, init_method=f"tcp://{env.master_addr}:{env.master_port}", rank=env.rank,
+            world_size=env.world_size, timeout=datetime.timedelta(seconds=p.init_timeout_s),
+        )
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    ps.initialize_model_parallel(
+        tensor_model_parallel_size=p.tensor_model_parallel_size,
+        pipeline_model_parallel_size=p.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=p.virtual_pipeline_model_parallel_size,
+    )
+    cpu.model_parallel_manual_seed(cfg.train.seed)
+    return ParallelContext(
+        env=env, backend=backend, tp=p.tensor_model_parallel_size, pp=p.pipeline_model_parallel_size,
+        vpp=p.virtual_pipeline_model_parallel_size, dp=data_parallel_size(cfg, env.world_size),
+        device=torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu"),
+    )
+
+
+def shutdown_parallel() -> None:
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()

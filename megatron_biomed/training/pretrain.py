@@ -1,0 +1,148 @@
+"""Pretraining entry point shared by tools/pretrain.py and the launchers: config -> parallel -> Trainer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from megatron_biomed.config.experiment import ConfigError, ExperimentConfig, load_config
+from megatron_biomed.data.gpt_dataset import DataError, TokenInfo
+from megatron_biomed.parallel.layout import LayoutError, data_parallel_size, validate_layout
+
+log = logging.getLogger("megatron_biomed")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Pretrain a GPT on megatron-core (torchrun / SLURM / single process).")
+    p.add_argument("--preset", help="named preset, e.g. biomedlm-2.7b, biollm-70b, tiny-biomedlm")
+    p.add_argument("--config", help="YAML file of overrides (may name its own 'preset:')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one field, e.g. --set model.num_layers=4 (repeatable)")
+    p.add_argument("--world-size", type=int, default=None, help="with --dry-run: plan for this many ranks")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (layout, steps, tokens) and exit")
+    return p
+
+
+def token_info(cfg: ExperimentConfig) -> TokenInfo:
+    """Vocabulary size and end-of-document id from the tokenizer directory (or the model for mock data)."""
+    if cfg.data.tokenizer:
+        path = Path(cfg.data.tokenizer)
+        tj = path / "tokenizer.json" if path.is_dir() else path
+        if not tj.is_file():
+            raise DataError(f"data.tokenizer={cfg.data.tokenizer}: no tokenizer.json there")
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tj))
+        eod = tok.token_to_id("<|endoftext|>")
+        if eod is None:
+            raise DataError(f"{tj}: the tokenizer has no <|endoftext|> token")
+        vocab = tok.get_vocab_size()
+        if vocab > cfg.model.vocab_size:
+            raise DataError(f"{tj} has {vocab} tokens but model.vocab_size is {cfg.model.vocab_size}; raise model.vocab_size")
+        return TokenInfo(vocab_size=vocab, eod=eod)
+    if cfg.data.mock:
+        return TokenInfo(vocab_size=cfg.model.vocab_size, eod=cfg.model.vocab_size - 1)
+    raise DataError("set data.tokenizer (an HF tokenizer directory) or data.mock=true")
+
+
+def plan(cfg: ExperimentConfig, world_size: int) -> dict:
+    """What the run will do, checked against the layout rules."""
+    from megatron_biomed.config.param_count import count_parameters
+
+    validate_layout(cfg, world_size)
+    t, p = cfg.train, cfg.parallel
+    dp = data_parallel_size(cfg, world_size)
+    tokens_per_step = t.global_batch_size * cfg.model.seq_length
+    return {
+        "name": cfg.name,
+        "world_size": world_size,
+        "tensor_model_parallel_size": p.tensor_model_parallel_size,
+        "pipeline_model_parallel_size": p.pipeline_model_parallel_size,
+        "virtual_pipeline_model_parallel_size": p.virtual_pipeline_model_parallel_size,
+        "data_parallel_size": dp,
+        "micro_batch_size": t.micro_batch_size,
+        "global_batch_size": t.global_batch_size,
+        "num_microbatches": t.global_batch_size // (t.micro_batch_size * dp),
+        "seq_length": cfg.model.seq_length,
+        "tokens_per_step": tokens_per_step,
+        "train_iters": t.train_iters,
+        "train_tokens": tokens_per_step * t.train_iters,
+        "parameters": count_parameters(cfg.model).total,
+        "precision": t.precision,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "weight_decay": cfg.optimizer.weight_decay,
+    }
+
+
+def setup_logging(rank: int, verbose: bool = False) -> None:
+    """Our progress lines on rank 0; megatron-core's own INFO chatter only with MEGATRON_BIOMED_VERBOSE=1."""
+    import warnings
+
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"[%(asctime)s rank{rank}] %(message)s", datefmt="%H:%M:%S", stream=sys.stdout, force=True,
+    )
+    verbose = verbose or os.environ.get("MEGATRON_BIOMED_VERBOSE") == "1"
+    if not verbose:
+        logging.getLogger("megatron").setLevel(logging.WARNING)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+        for module in ("megatron", "torch", "transformer_engine"):
+            warnings.filterwarnings("ignore", module=module)
+
+
+def main(argv=None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.preset, args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        world = args.world_size or int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+        try:
+            info = plan(cfg, world)
+        except LayoutError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("plan: " + json.dumps(info, indent=2))
+        return 0
+
+    from megatron_biomed.parallel.env import LaunchEnvError, read_dist_env
+
+    try:
+        env = read_dist_env()
+        setup_logging(env.rank)
+        validate_layout(cfg, env.world_size)
+        tokens = token_info(cfg)
+    except (LayoutError, DataError, LaunchEnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return run(cfg, env, tokens)
+
+
+def run(cfg: ExperimentConfig, env, tokens: TokenInfo) -> int:
+    from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
+    from megatron_biomed.training.loop import Trainer, TrainingStopped
+
+    ctx = initialize_parallel(cfg, env)
+    if env.rank == 0:
+        log.info("parallel layout: %s", ctx.describe())
+    try:
+        trainer = Trainer(cfg, ctx, tokens)
+        summary = trainer.train()
+    except TrainingStopped as e:
+        log.error("training stopped: %s", e)
+        shutdown_parallel()
+        return 1
+    if env.rank == 0:
+        if "val_loss" in summary:
+            log.info("final validation loss %.6f | final perplexity %.4f", summary["val_loss"], summary["val_ppl"])
+        if summary.get("preempted"):
+            log.info("stopped for preemption at iteration %d; resume with checkpoint.load", summary["iteration"])
+    shutdown_parallel()
+    return 0

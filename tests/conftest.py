@@ -1,0 +1,28 @@
+"""Shared pytest fixtures: a one-rank gloo process group with megatron-core parallel state."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def single_rank_parallel():
+    """megatron-core parallel state (TP=PP=DP=1) in this process, torn down afterwards."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from launch import free_port
+    from megatron_biomed.parallel import cpu
+
+    cpu.apply_cpu_patches()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    ps.initialize_model_parallel(1, 1)
+    cpu.model_parallel_manual_seed(1234)
+    yield
+    ps.destroy_model_parallel()

@@ -1,0 +1,51 @@
+"""Helpers for tests that start real training processes (torchrun with gloo ranks, or one process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN = ROOT / "tools" / "pretrain.py"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_pretrain(nproc: int, overrides: list[str], workdir: Path, preset: str = "tiny-biomedlm",
+                 timeout: int = 600, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1) and return the finished process."""
+    args = ["--preset", preset]
+    for o in overrides:
+        args += ["--set", o]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(PRETRAIN), *args]
+    else:
+        cmd = [sys.executable, str(PRETRAIN), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    env.update(env_extra or {})
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def read_metrics(path: Path, kind: str = "train") -> dict[int, dict]:
+    """iteration -> metrics row from a logging.metrics_file (the last row wins for repeated iterations)."""
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        row = json.loads(line)
+        if row["kind"] == kind:
+            rows[row["iteration"]] = row
+    return rows
