@@ -119,9 +119,9 @@ def build_inplace(root: Path = ROOT, jobs: int = 2, verbose: bool = False) -> Pa
                         errors.append(err)
         if errors:
             raise RuntimeError("building megatron_biomed._emu failed:\n" + "\n".join(errors))
-        newest_obj = max(o.stat().st_mtime for o in objs)
-        stale_link = not out.exists() or out.stat().st_mtime < newest_obj or bool(todo)
-        stale_link = stale_link or {o.name for o in objs} != _linked_objects(out)
+        # Relink unless the module on disk is exactly the one this builder last linked from these
+        # objects (another build, e.g. setup.py's, may have replaced it with an older one).
+        stale_link = bool(todo) or _link_stamp(out, objs) != _read_stamp(build_dir)
         if stale_link:
             tmp = out.with_name(out.name + ".tmp")
             cmd = [cxx, "-shared", *LDFLAGS, *map(str, objs), "-o", str(tmp)]
@@ -129,17 +129,25 @@ def build_inplace(root: Path = ROOT, jobs: int = 2, verbose: bool = False) -> Pa
             if proc.returncode != 0:
                 raise RuntimeError(f"linking megatron_biomed._emu failed:\n$ {shlex.join(cmd)}\n{proc.stderr}")
             os.replace(tmp, out)
-            (build_dir / "linked.txt").write_text("\n".join(o.name for o in objs))
+            (build_dir / "linked.txt").write_text(_link_stamp(out, objs))
             if verbose:
                 print(f"linked {out}", file=sys.stderr)
     return out
 
 
-def _linked_objects(out: Path) -> set[str]:
-    listing = out.parents[1] / "build" / "emu" / "linked.txt"
-    if not out.exists() or not listing.exists():
-        return set()
-    return set(listing.read_text().split())
+def _link_stamp(out: Path, objs: list[Path]) -> str:
+    """Identity of a link: the module's size and mtime, and each object's name and mtime."""
+    if not out.exists():
+        return ""
+    st = out.stat()
+    lines = [f"{out.name} {st.st_size} {st.st_mtime_ns}"]
+    lines += [f"{o.name} {o.stat().st_mtime_ns}" for o in objs if o.exists()]
+    return "\n".join(lines)
+
+
+def _read_stamp(build_dir: Path) -> str:
+    stamp = build_dir / "linked.txt"
+    return stamp.read_text() if stamp.exists() else "<none>"
 
 
 def main(argv: list[str] | None = None) -> int:
