@@ -25,10 +25,10 @@ class HFBatchEncoder:
 
     name = "hf"
 
-    def __init__(self, tokenizer_json: str) -> None:
+    def __init__(self, tokenizer_json: str, loaded=None) -> None:
         from tokenizers import Tokenizer
 
-        self._tok = Tokenizer.from_file(tokenizer_json)
+        self._tok = loaded if loaded is not None else Tokenizer.from_file(tokenizer_json)
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
@@ -79,20 +79,22 @@ def gigatoken_available() -> bool:
 
 
 def make_batch_encoder(tokenizer: str | os.PathLike, backend: str = "auto",
-                       parallel: bool | None = None):
+                       parallel: bool | None = None, hf_tokenizer=None):
     """A batch encoder for a tokenizer directory. ``parallel`` (gigatoken only) chooses its
-    thread pool; None lets gigatoken decide (sequential inside worker processes)."""
+    thread pool; None lets gigatoken decide (sequential inside worker processes).
+    ``hf_tokenizer``: the same tokenizer already loaded as a ``tokenizers.Tokenizer``, to reuse.
+    ``auto`` only takes gigatoken after checking it agrees with ``tokenizers`` on probe texts."""
     if backend not in BACKENDS:
         raise ValueError(f"--tokenizer-backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     path = _tokenizer_json(tokenizer)
     if backend == "hf":
-        return HFBatchEncoder(path)
+        return HFBatchEncoder(path, hf_tokenizer)
     if backend == "gigatoken":
         if not gigatoken_available():
             raise ImportError("--tokenizer-backend gigatoken: gigatoken is not installed "
                               "(pip install gigatoken), or use --tokenizer-backend hf")
         return GigatokenBatchEncoder(path, parallel)
-    hf = HFBatchEncoder(path)
+    hf = HFBatchEncoder(path, hf_tokenizer)
     if gigatoken_available():
         try:
             fast = GigatokenBatchEncoder(path, parallel)
@@ -112,6 +114,8 @@ _PROBE = [
 ]
 
 
-def _agree(a, b) -> bool:
-    x, y = a.encode_batch(_PROBE), b.encode_batch(_PROBE)
-    return bool(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]))
+def _agree(fast: GigatokenBatchEncoder, hf: HFBatchEncoder) -> bool:
+    # sequential on both sides: starts no thread pool, so the caller may still fork afterwards
+    got = fast._tok.encode_batch(_PROBE, parallel=False).to_list()
+    want = [hf._tok.encode(t, add_special_tokens=False).ids for t in _PROBE]
+    return got == want

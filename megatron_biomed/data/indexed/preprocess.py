@@ -15,6 +15,7 @@ import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -111,7 +112,8 @@ class _Tokenizing:
         tok = load_tokenizer(cfg.tokenizer)
         self.eod = tok.eod
         self.dtype = dtype_for_vocab(tok.vocab_size)
-        self.encoder = make_batch_encoder(cfg.tokenizer, cfg.tokenizer_backend, parallel)
+        self.encoder = make_batch_encoder(cfg.tokenizer, cfg.tokenizer_backend, parallel,
+                                          hf_tokenizer=tok.hf_tokenizer)
         self.splitter = None
         if cfg.split_sentences:
             from megatron_biomed.data.indexed.sentences import load_sentence_splitter
@@ -197,13 +199,15 @@ def _process_ranges(cfg: PreprocessConfig, ranges: list[FileRange], part_prefix:
 
 
 def _worker_main(cfg: PreprocessConfig, index: int, ranges: list[FileRange], part_prefix: str,
-                 n_workers: int, q) -> None:
-    """Entry point of a worker process: report progress, then ("done"|"error", ...) on ``q``."""
+                 n_workers: int, q, tokenizing: _Tokenizing | None = None) -> None:
+    """Entry point of a worker process: report progress, then ("done"|"error", ...) on ``q``.
+    ``tokenizing`` is inherited from the parent when forked; spawned workers load their own."""
     if n_workers >= (os.cpu_count() or 1):
         # one process per core already: keep HF tokenizers from adding its own threads
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
-        tokenizing = _Tokenizing(cfg, parallel=False)
+        if tokenizing is None:
+            tokenizing = _Tokenizing(cfg, parallel=False)
         stats = _process_ranges(cfg, ranges, part_prefix, tokenizing,
                                 lambda d, b, t: q.put(("progress", index, d, b, t)))
         q.put(("done", index, stats))
@@ -260,16 +264,18 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     out_dir = os.path.dirname(os.path.abspath(cfg.output_prefix))
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(cfg.output_prefix)}.parts-", dir=out_dir)
-    parts = [os.path.join(work, f"part{i:05d}") for i in range(len(chunks))]
+    parts = [os.path.join(work, f"part{i:05d}") for i in range(max(len(chunks), 1))]
+    # workers first: forking is only safe before the progress bar starts its monitor thread
+    workers = _start_workers(cfg, chunks, parts) if len(chunks) > 1 else None
     progress = _Progress(cfg, total)
     stats = PreprocessStats()
     try:
-        if len(chunks) <= 1:
+        if workers is None:
             tokenizing = _Tokenizing(cfg, parallel=None)
             stats.add(_process_ranges(cfg, chunks[0] if chunks else [], parts[0], tokenizing,
                                       progress.update))
         else:
-            for s in _run_workers(cfg, chunks, parts, progress):
+            for s in _run_workers(*workers, progress):
                 stats.add(s)
         progress.close()
         finals = [output_prefix_for(cfg.output_prefix, k, cfg.level) for k in cfg.json_keys]
@@ -296,13 +302,29 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     return stats
 
 
-def _run_workers(cfg: PreprocessConfig, chunks, parts, progress: _Progress) -> list[PreprocessStats]:
-    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited thread pools or locks
+def _start_method() -> str:
+    """fork (no interpreter start-up, modules inherited) while this process has a single thread and
+    has not started a tokenizer thread pool; otherwise spawn, which is always safe."""
+    if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def _start_workers(cfg: PreprocessConfig, chunks, parts):
+    method = _start_method()
+    ctx = mp.get_context(method)
+    # forked workers share the parent's loaded tokenizer (loading it costs more than a small chunk)
+    tokenizing = _Tokenizing(cfg, parallel=False) if method == "fork" else None
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(cfg, i, c, parts[i], len(chunks), q), daemon=True)
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, c, parts[i], len(chunks), q, tokenizing),
+                         daemon=True)
              for i, c in enumerate(chunks)]
     for p in procs:
         p.start()
+    return procs, q
+
+
+def _run_workers(procs, q, progress: _Progress) -> list[PreprocessStats]:
     results: dict[int, PreprocessStats] = {}
     try:
         while len(results) < len(procs):
