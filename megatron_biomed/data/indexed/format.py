@@ -22,7 +22,7 @@ DTYPE_CODES: dict[type, int] = {
     np.float64: 6, np.float32: 7, np.uint16: 8,
 }
 CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
-_PREFIX_BYTES = len(INDEX_HEADER) + 8 + 1 + 8 + 8
+PREFIX_BYTES = len(INDEX_HEADER) + 8 + 1 + 8 + 8
 
 
 def dtype_for_vocab(vocab_size: int) -> type:
@@ -54,14 +54,33 @@ class IndexArrays:
     def num_documents(self) -> int:
         return len(self.document_indices) - 1
 
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sequence_lengths)
+
+    def iter_blocks(self, field: str, block: int, start: int = 0):
+        """Yield ``field`` ("sequence_lengths" or "document_indices") from ``start`` in blocks read
+        with plain file reads: unlike slicing the memory map, this leaves no file pages mapped
+        into the process, so memory stays flat on huge indices."""
+        n_seq = self.num_sequences
+        dtype, count, offset = {
+            "sequence_lengths": (np.int32, n_seq, PREFIX_BYTES),
+            "document_indices": (np.int64, len(self.document_indices), PREFIX_BYTES + 12 * n_seq),
+        }[field]
+        item = np.dtype(dtype).itemsize
+        with open(self.path, "rb") as f:
+            for s in range(start, count, block):
+                f.seek(offset + s * item)
+                yield np.fromfile(f, dtype=dtype, count=min(block, count - s))
+
 
 def read_index(prefix: str) -> IndexArrays:
     """Read ``<prefix>.idx``; raise ValueError naming the file if it is not a megatron index."""
     path = prefix + ".idx"
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(_PREFIX_BYTES)
-    if len(head) < _PREFIX_BYTES or not head.startswith(INDEX_HEADER):
+        head = f.read(PREFIX_BYTES)
+    if len(head) < PREFIX_BYTES or not head.startswith(INDEX_HEADER):
         raise ValueError(f"{path}: not a megatron .idx file (bad header)")
     off = len(INDEX_HEADER)
     (version,) = struct.unpack_from("<Q", head, off)
@@ -70,7 +89,7 @@ def read_index(prefix: str) -> IndexArrays:
     (n_doc,) = struct.unpack_from("<Q", head, off + 17)
     if version != INDEX_VERSION or code not in CODE_DTYPES:
         raise ValueError(f"{path}: unsupported version {version} or dtype code {code}")
-    expected = _PREFIX_BYTES + n_seq * 4 + n_seq * 8 + n_doc * 8
+    expected = PREFIX_BYTES + n_seq * 4 + n_seq * 8 + n_doc * 8
     if size < expected:
         raise ValueError(f"{path}: truncated ({size} bytes, header promises {expected})")
 
@@ -79,7 +98,7 @@ def read_index(prefix: str) -> IndexArrays:
             return np.zeros(0, dtype=dtype)
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
 
-    lengths = mm(np.int32, n_seq, _PREFIX_BYTES)
-    pointers = mm(np.int64, n_seq, _PREFIX_BYTES + 4 * n_seq)
-    docs = mm(np.int64, n_doc, _PREFIX_BYTES + 12 * n_seq)
+    lengths = mm(np.int32, n_seq, PREFIX_BYTES)
+    pointers = mm(np.int64, n_seq, PREFIX_BYTES + 4 * n_seq)
+    docs = mm(np.int64, n_doc, PREFIX_BYTES + 12 * n_seq)
     return IndexArrays(path, CODE_DTYPES[code], lengths, pointers, docs)

@@ -31,7 +31,8 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
             raise ValueError(f"{p}.idx: token dtype {np.dtype(ix.dtype).name} differs from "
                              f"{prefixes[0]}.idx ({np.dtype(dtype).name}); shards must share a tokenizer")
         bin_size = os.path.getsize(p + ".bin")
-        want = int(ix.sequence_lengths.astype(np.int64).sum()) * np.dtype(dtype).itemsize
+        want = sum(int(b.sum(dtype=np.int64)) for b in ix.iter_blocks("sequence_lengths", _BLOCK))
+        want *= np.dtype(dtype).itemsize
         if bin_size != want:
             raise ValueError(f"{p}.bin: {bin_size} bytes but its .idx describes {want}")
     n_seq = sum(len(ix.sequence_lengths) for ix in indices)
@@ -49,20 +50,18 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
         with open(tmp_idx, "wb", buffering=1 << 20) as out:
             out.write(encode_index_prefix(dtype, n_seq, n_doc_idx))
             for ix in indices:
-                _write_blocks(out, ix.sequence_lengths, np.int32)
+                for lens in ix.iter_blocks("sequence_lengths", _BLOCK):
+                    out.write(lens.tobytes())
             ptr = np.int64(0)
             for ix in indices:
-                for s in range(0, len(ix.sequence_lengths), _BLOCK):
-                    lens = np.asarray(ix.sequence_lengths[s:s + _BLOCK], dtype=np.int64)
-                    ptr = _write_pointer_block(out, lens, itemsize, ptr)
+                for lens in ix.iter_blocks("sequence_lengths", _BLOCK):
+                    ptr = _write_pointer_block(out, lens.astype(np.int64), itemsize, ptr)
             out.write(np.zeros(1, dtype=np.int64).tobytes())
             offset = 0
             for ix in indices:
-                docs = ix.document_indices
-                for s in range(1, len(docs), _BLOCK):
-                    block = np.asarray(docs[s:s + _BLOCK], dtype=np.int64) + offset
-                    out.write(block.tobytes())
-                offset += len(ix.sequence_lengths)
+                for docs in ix.iter_blocks("document_indices", _BLOCK, start=1):
+                    out.write((docs + offset).tobytes())
+                offset += ix.num_sequences
         os.replace(tmp_bin, output_prefix + ".bin")
         os.replace(tmp_idx, output_prefix + ".idx")
     except BaseException:
@@ -72,7 +71,3 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
         raise
     return n_doc_idx - 1, n_seq
 
-
-def _write_blocks(out, arr: np.ndarray, dtype: type) -> None:
-    for s in range(0, len(arr), _BLOCK):
-        out.write(np.ascontiguousarray(arr[s:s + _BLOCK], dtype=dtype).tobytes())
