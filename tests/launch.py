@@ -49,3 +49,24 @@ def read_metrics(path: Path, kind: str = "train") -> dict[int, dict]:
         if row["kind"] == kind:
             rows[row["iteration"]] = row
     return rows
+
+
+# fp32, no dropout, megatron-core's MockGPTDataset with a fixed seed: runs are deterministic.
+BASE = [
+    "data.mock=true",
+    "train.train_iters=20",
+    "train.global_batch_size=8",
+    "train.micro_batch_size=2",
+    "train.eval_iters=0",
+    "train.precision=fp32",
+    "optimizer.name=decoupled_adamw",
+    "optimizer.lr=1e-3",
+    "optimizer.weight_decay=1.6e-5",
+    "optimizer.lr_warmup_iters=2",
+]
+
+
+def assert_losses_close(got: dict, want: dict, steps, rtol: float) -> None:
+    for it in steps:
+        a, b = got[it]["loss"], want[it]["loss"]
+        assert abs(a - b) <= rtol * abs(b), f"iteration {it}: loss {a!r} vs reference {b!r} (rel {abs(a - b) / abs(b):.2e})"

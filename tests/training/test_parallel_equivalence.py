@@ -12,21 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from launch import read_metrics, run_pretrain
+from launch import BASE, assert_losses_close, read_metrics, run_pretrain
 
 STEPS = 10
-BASE = [
-    "data.mock=true",
-    "train.train_iters=20",
-    "train.global_batch_size=8",
-    "train.micro_batch_size=2",
-    "train.eval_iters=0",
-    "train.precision=fp32",
-    "optimizer.name=decoupled_adamw",
-    "optimizer.lr=1e-3",
-    "optimizer.weight_decay=1.6e-5",
-    "optimizer.lr_warmup_iters=2",
-]
 LAYOUTS = {
     "tp2": (2, ["parallel.tensor_model_parallel_size=2"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),
@@ -35,27 +23,6 @@ LAYOUTS = {
     "pp2-vpp2": (2, ["parallel.pipeline_model_parallel_size=2", "parallel.virtual_pipeline_model_parallel_size=2"]),
     "tp2-pp2": (4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]),
 }
-
-
-@pytest.fixture(scope="module")
-def initial_weights(tmp_path_factory):
-    work = tmp_path_factory.mktemp("init")
-    run_pretrain(1, BASE + ["train.train_iters=0", f"checkpoint.save={work / 'ckpt'}"], work)
-    return work / "ckpt"
-
-
-@pytest.fixture(scope="module")
-def reference(initial_weights, tmp_path_factory):
-    """One process, 20 steps straight (also the reference of the resume tests)."""
-    work = tmp_path_factory.mktemp("ref")
-    run_pretrain(1, BASE + [f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={work / 'm.jsonl'}"], work)
-    return read_metrics(work / "m.jsonl")
-
-
-def assert_losses_close(got: dict, want: dict, steps, rtol: float):
-    for it in steps:
-        a, b = got[it]["loss"], want[it]["loss"]
-        assert abs(a - b) <= rtol * abs(b), f"iteration {it}: loss {a!r} vs reference {b!r} (rel {abs(a - b) / abs(b):.2e})"
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
