@@ -160,8 +160,8 @@ def main() -> int:
         mb = nbytes / 1e6
         print(f"corpus: {mb:.1f} MB JSONL ({corpus}); tokenizer: {tok} ({args.vocab_size} tokens); "
               f"cpus: {os.cpu_count()}")
-        print(f"| run | wall s | MB/s | peak RSS MB |")
-        print(f"|---|---:|---:|---:|")
+        print("| run | wall s | MB/s | peak RSS MB |")
+        print("|---|---:|---:|---:|")
         labels = {"baseline": "baseline: HF tokenizers encode_batch + megatron-core IndexedDatasetBuilder, 1 process",
                   "ours": f"ours: tools/preprocess_data.py --workers {args.workers} (backend {backend})"}
         for name in ("baseline", "ours"):

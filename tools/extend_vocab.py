@@ -17,15 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.jsonl import (  # noqa: E402
+from megatron_biomed.data.jsonl import (
     BadRecordError,
     BadRecordReport,
     JsonlReadConfig,
     expand_inputs,
     iter_texts,
 )
-from megatron_biomed.tokenizer import load_tokenizer  # noqa: E402
-from megatron_biomed.tokenizer.extend import (  # noqa: E402
+from megatron_biomed.tokenizer import load_tokenizer
+from megatron_biomed.tokenizer.extend import (
     ExtendVocabConfig,
     extend_tokenizer,
     mine_fragmented_words,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.indexed.merge import merge_datasets  # noqa: E402
+from megatron_biomed.data.indexed.merge import merge_datasets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

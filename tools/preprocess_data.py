@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.indexed.preprocess import (  # noqa: E402
+from megatron_biomed.data.indexed.preprocess import (
     PreprocessConfig,
     PreprocessError,
     preprocess,
 )
-from megatron_biomed.data.jsonl import DEFAULT_MAX_DOCUMENT_BYTES  # noqa: E402
+from megatron_biomed.data.jsonl import DEFAULT_MAX_DOCUMENT_BYTES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

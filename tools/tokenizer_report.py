@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.jsonl import (  # noqa: E402
+from megatron_biomed.data.jsonl import (
     BadRecordError,
     JsonlReadConfig,
     expand_inputs,
     iter_texts,
 )
-from megatron_biomed.tokenizer import load_tokenizer  # noqa: E402
-from megatron_biomed.tokenizer.report import DEFAULT_TERMS, build_report, format_report  # noqa: E402
+from megatron_biomed.tokenizer import load_tokenizer
+from megatron_biomed.tokenizer.report import DEFAULT_TERMS, build_report, format_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

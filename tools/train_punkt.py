@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.indexed.sentences import (  # noqa: E402
+from megatron_biomed.data.indexed.sentences import (
     BIOMEDICAL_ABBREVIATIONS,
     bundled_model_path,
     bundled_params,
     save_params,
     train_punkt,
 )
-from megatron_biomed.data.jsonl import (  # noqa: E402
+from megatron_biomed.data.jsonl import (
     BadRecordError,
     BadRecordReport,
     JsonlReadConfig,

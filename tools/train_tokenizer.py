@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from megatron_biomed.data.jsonl import (  # noqa: E402
+from megatron_biomed.data.jsonl import (
     DEFAULT_MAX_DOCUMENT_BYTES,
     BadRecordError,
     BadRecordReport,
@@ -21,7 +21,7 @@ from megatron_biomed.data.jsonl import (  # noqa: E402
     expand_inputs,
     iter_texts,
 )
-from megatron_biomed.tokenizer.train import (  # noqa: E402
+from megatron_biomed.tokenizer.train import (
     BIOMEDLM_VOCAB_SIZE,
     TokenizerTrainConfig,
     train_bpe_tokenizer,

@@ -58,7 +58,7 @@ class BadRecordReport:
         if len(self.examples) < self.max_examples:
             self.examples.append(f"{path}:{line if line is not None else '?'}: {problem}")
 
-    def merge(self, other: "BadRecordReport") -> None:
+    def merge(self, other: BadRecordReport) -> None:
         self.counts.update(other.counts)
         room = self.max_examples - len(self.examples)
         self.examples.extend(other.examples[:max(room, 0)])

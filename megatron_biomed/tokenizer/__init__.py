@@ -4,7 +4,11 @@
 :class:`BioTokenizer` over a standard Hugging Face tokenizer directory (``tokenizer.json``).
 """
 
-from megatron_biomed.tokenizer.bio_tokenizer import EOD_TOKEN, BioTokenizer, load_tokenizer
+from megatron_biomed.tokenizer.bio_tokenizer import (
+    EOD_TOKEN,
+    BioTokenizer,
+    load_tokenizer,
+)
 from megatron_biomed.tokenizer.train import TokenizerTrainConfig, train_bpe_tokenizer
 
 __all__ = [

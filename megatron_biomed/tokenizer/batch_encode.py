@@ -12,10 +12,13 @@ Two backends give identical ids for byte-level BPE ``tokenizer.json`` files:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "gigatoken", "hf")
 
@@ -100,8 +103,9 @@ def make_batch_encoder(tokenizer: str | os.PathLike, backend: str = "auto",
             fast = GigatokenBatchEncoder(path, parallel)
             if _agree(fast, hf):
                 return fast
-        except Exception:  # a tokenizer gigatoken cannot load: fall back to the reference
-            pass
+        except (ValueError, TypeError, RuntimeError, OSError, KeyError, NotImplementedError) as e:
+            # a tokenizer gigatoken cannot load: fall back to the reference implementation
+            logger.info("gigatoken cannot load %s (%s); using tokenizers", path, e)
     return hf
 
 

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from megatron_biomed.data.indexed.sample_text import synthetic_abstracts
-from megatron_biomed.tokenizer import TokenizerTrainConfig, load_tokenizer, train_bpe_tokenizer
-from megatron_biomed.tokenizer.batch_encode import gigatoken_available, make_batch_encoder
+from megatron_biomed.tokenizer import (
+    TokenizerTrainConfig,
+    load_tokenizer,
+    train_bpe_tokenizer,
+)
+from megatron_biomed.tokenizer.batch_encode import (
+    gigatoken_available,
+    make_batch_encoder,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"

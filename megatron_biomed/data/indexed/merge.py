@@ -50,8 +50,7 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
         with open(tmp_idx, "wb", buffering=1 << 20) as out:
             out.write(encode_index_prefix(dtype, n_seq, n_doc_idx))
             for ix in indices:
-                for lens in ix.iter_blocks("sequence_lengths", _BLOCK):
-                    out.write(lens.tobytes())
+                out.writelines(lens.tobytes() for lens in ix.iter_blocks("sequence_lengths", _BLOCK))
             ptr = np.int64(0)
             for ix in indices:
                 for lens in ix.iter_blocks("sequence_lengths", _BLOCK):
@@ -59,8 +58,7 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
             out.write(np.zeros(1, dtype=np.int64).tobytes())
             offset = 0
             for ix in indices:
-                for docs in ix.iter_blocks("document_indices", _BLOCK, start=1):
-                    out.write((docs + offset).tobytes())
+                out.writelines((docs + offset).tobytes() for docs in ix.iter_blocks("document_indices", _BLOCK, start=1))
                 offset += ix.num_sequences
         os.replace(tmp_bin, output_prefix + ".bin")
         os.replace(tmp_idx, output_prefix + ".idx")

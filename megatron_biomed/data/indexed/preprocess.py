@@ -84,7 +84,7 @@ class PreprocessStats:
     bad: BadRecordReport = field(default_factory=BadRecordReport)
     outputs: list[str] = field(default_factory=list)
 
-    def add(self, other: "PreprocessStats") -> None:
+    def add(self, other: PreprocessStats) -> None:
         self.documents += other.documents
         self.tokens += other.tokens
         self.input_bytes += other.input_bytes

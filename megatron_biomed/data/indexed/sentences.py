@@ -91,7 +91,7 @@ def load_params(path: str | os.PathLike) -> PunktParameters:
     if isinstance(obj, PunktSentenceTokenizer):
         obj = obj._params
     if not isinstance(obj, PunktParameters):
-        raise ValueError(f"--punkt-model {path}: holds {type(obj).__name__}, not Punkt parameters")
+        raise TypeError(f"--punkt-model {path}: holds {type(obj).__name__}, not Punkt parameters")
     return obj
 
 

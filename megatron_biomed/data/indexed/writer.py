@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Self
 
 import numpy as np
 
@@ -118,7 +119,7 @@ class IndexedDatasetWriter:
                 os.remove(p)
         self._closed = True
 
-    def __enter__(self) -> "IndexedDatasetWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
