@@ -155,18 +155,18 @@ class Trainer:
             m.zero_grad_buffer()
         self.optimizer.zero_grad()
         inject = iteration in (self.cfg.train.inject_nonfinite_loss_at or [])
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
         loss = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject)
         if not math.isfinite(loss):
             # Every rank sees the same global loss, so all skip together; the grads are dropped.
             for m in self.model:
                 m.zero_grad_buffer()
             self.optimizer.zero_grad()
-            return StepResult(loss, float("nan"), self.optimizer.param_groups[0]["lr"], skipped=True)
+            return StepResult(loss, float("nan"), lr, skipped=True)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
-        return StepResult(loss, float(grad_norm if grad_norm is not None else float("nan")),
-                          self.optimizer.param_groups[0]["lr"], skipped=not ok)
+        return StepResult(loss, float(grad_norm if grad_norm is not None else float("nan")), lr, skipped=not ok)
 
     def evaluate(self) -> tuple[float, float]:
         """(validation loss, perplexity) over ``eval_iters`` global batches."""
