@@ -96,7 +96,7 @@ def run_case(emu, rows, cols, dtype, rms, seed, use_gamma=True, use_beta=True, e
         dx, dgamma, dbeta = emu.layer_norm_bwd(to_emu(dy), to_emu(x), None if gamma is None else to_emu(gamma),
                                                mean, rstd, dtype, beta is not None)
 
-    d = lambda t: None if t is None else t.double()  # noqa: E731
+    d = lambda t: None if t is None else t.double()
     ref = torch_layer_norm(d(x), d(gamma), d(beta), d(dy), rms)
     low = torch_layer_norm(x, gamma, beta, dy, rms) if dtype != "float32" else (None,) * 4
 
@@ -173,7 +173,7 @@ def test_argument_errors(emu):
         emu.layer_norm_fwd(np.zeros((2, 16), np.float32), None, None, EPS, "bfloat16")
     with pytest.raises(ValueError, match="dtype"):
         emu.layer_norm_fwd(np.zeros((2, 16), np.float32), None, None, EPS, "float64")
-    y, mean, rstd = emu.layer_norm_fwd(np.zeros((0, 16), np.float32), None, None, EPS, "float32")
+    y, mean, _ = emu.layer_norm_fwd(np.zeros((0, 16), np.float32), None, None, EPS, "float32")
     assert y.shape == (0, 16) and mean.shape == (0,)
 
 
