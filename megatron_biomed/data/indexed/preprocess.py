@@ -2,7 +2,7 @@
 
 The inputs are cut into ``workers`` contiguous, line-aligned byte ranges (jsonl.plan_chunks).
 Each worker streams its range, tokenizes batches of documents into flat numpy arrays
-(tokenizer/batch_encode.py) and writes a partial dataset per JSON key; the parts are then merged
+(encode.py) and writes a partial dataset per JSON key; the parts are then merged
 in order (merge.py), so the result is the same as one process writing everything. Nothing is
 renamed to its final name until every part has succeeded.
 """
@@ -19,9 +19,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from megatron_biomed.data.indexed.format import dtype_for_vocab, output_prefix_for
+from megatron_biomed.data.indexed.encode import DocumentEncoder
+from megatron_biomed.data.indexed.format import output_prefix_for
 from megatron_biomed.data.indexed.merge import merge_datasets
 from megatron_biomed.data.indexed.writer import IndexedDatasetWriter
 from megatron_biomed.data.jsonl import (
@@ -67,6 +66,10 @@ class PreprocessConfig:
     def level(self) -> str:
         return "sentence" if self.split_sentences else "document"
 
+    def document_encoder(self, parallel: bool | None) -> DocumentEncoder:
+        return DocumentEncoder(self.tokenizer, self.tokenizer_backend, parallel, self.split_sentences,
+                               self.punkt_model, self.keep_newlines)
+
     def read_config(self) -> JsonlReadConfig:
         return JsonlReadConfig(json_keys=tuple(self.json_keys),
                                max_document_bytes=self.max_document_bytes, skip_bad=self.skip_bad)
@@ -102,60 +105,12 @@ class PreprocessStats:
 # ---------------------------------------------------------------------------------------------
 # one worker: a contiguous list of byte ranges -> one partial dataset per key
 # ---------------------------------------------------------------------------------------------
-class _Tokenizing:
-    """Per-process tokenizer state: batch encoder, eod id, optional sentence splitter."""
-
-    def __init__(self, cfg: PreprocessConfig, parallel: bool | None) -> None:
-        from megatron_biomed.tokenizer.batch_encode import make_batch_encoder
-        from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
-
-        tok = load_tokenizer(cfg.tokenizer)
-        self.eod = tok.eod
-        self.dtype = dtype_for_vocab(tok.vocab_size)
-        self.encoder = make_batch_encoder(cfg.tokenizer, cfg.tokenizer_backend, parallel,
-                                          hf_tokenizer=tok.hf_tokenizer)
-        self.splitter = None
-        if cfg.split_sentences:
-            from megatron_biomed.data.indexed.sentences import load_sentence_splitter
-
-            self.splitter = load_sentence_splitter(cfg.punkt_model, keep_newlines=cfg.keep_newlines)
-
-    def encode_documents(self, texts: list[str], append_eod: bool):
-        """(ids, sequence lengths, sequences per document) for a batch of documents."""
-        if self.splitter is None:
-            ids, lengths = self.encoder.encode_batch(texts)
-            per_doc = None
-        else:
-            sentences, per_doc = [], np.empty(len(texts), dtype=np.int64)
-            for i, t in enumerate(texts):
-                s = self.splitter(t)
-                sentences.extend(s)
-                per_doc[i] = len(s)
-            ids, lengths = self.encoder.encode_batch(sentences)
-            keep = lengths > 0  # Megatron-LM drops sentences that tokenize to nothing
-            if not keep.all():
-                doc_of = np.repeat(np.arange(len(texts)), per_doc)
-                per_doc = np.bincount(doc_of[keep], minlength=len(texts)).astype(np.int64)
-                lengths = lengths[keep]
-        if append_eod:
-            if per_doc is None:
-                ends = np.cumsum(lengths)
-                lengths = lengths + 1
-            else:
-                last_seq = np.cumsum(per_doc) - 1
-                ends = np.cumsum(lengths)[last_seq]
-                lengths = lengths.copy()
-                lengths[last_seq] += 1
-            ids = np.insert(ids, ends, self.eod)
-        return ids, lengths, per_doc
-
-
 def _process_ranges(cfg: PreprocessConfig, ranges: list[FileRange], part_prefix: str,
-                    tokenizing: _Tokenizing, on_progress) -> PreprocessStats:
+                    encoder: DocumentEncoder, on_progress) -> PreprocessStats:
     """Tokenize ``ranges`` into ``<part_prefix>_<key>`` datasets (finalized only on success)."""
-    stats = PreprocessStats(backend=tokenizing.encoder.name)
+    stats = PreprocessStats(backend=encoder.backend)
     read_cfg = cfg.read_config()
-    writers = {k: IndexedDatasetWriter(f"{part_prefix}_{k}", tokenizing.dtype) for k in cfg.json_keys}
+    writers = {k: IndexedDatasetWriter(f"{part_prefix}_{k}", encoder.dtype) for k in cfg.json_keys}
     batch: list[list[str]] = []
     batch_bytes = 0
     last = time.time()
@@ -166,7 +121,7 @@ def _process_ranges(cfg: PreprocessConfig, ranges: list[FileRange], part_prefix:
         if not batch:
             return
         for j, key in enumerate(cfg.json_keys):
-            ids, lens, per_doc = tokenizing.encode_documents([b[j] for b in batch], cfg.append_eod)
+            ids, lens, per_doc = encoder.encode_documents([b[j] for b in batch], cfg.append_eod)
             writers[key].add_documents(ids, lens, per_doc)
             pending[2] += int(ids.size)
             stats.tokens += int(ids.size)
@@ -199,16 +154,16 @@ def _process_ranges(cfg: PreprocessConfig, ranges: list[FileRange], part_prefix:
 
 
 def _worker_main(cfg: PreprocessConfig, index: int, ranges: list[FileRange], part_prefix: str,
-                 n_workers: int, q, tokenizing: _Tokenizing | None = None) -> None:
+                 n_workers: int, q, encoder: DocumentEncoder | None = None) -> None:
     """Entry point of a worker process: report progress, then ("done"|"error", ...) on ``q``.
-    ``tokenizing`` is inherited from the parent when forked; spawned workers load their own."""
+    ``encoder`` is inherited from the parent when forked; spawned workers load their own."""
     if n_workers >= (os.cpu_count() or 1):
         # one process per core already: keep HF tokenizers from adding its own threads
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
-        if tokenizing is None:
-            tokenizing = _Tokenizing(cfg, parallel=False)
-        stats = _process_ranges(cfg, ranges, part_prefix, tokenizing,
+        if encoder is None:
+            encoder = cfg.document_encoder(parallel=False)
+        stats = _process_ranges(cfg, ranges, part_prefix, encoder,
                                 lambda d, b, t: q.put(("progress", index, d, b, t)))
         q.put(("done", index, stats))
     except BadRecordError as e:
@@ -271,8 +226,8 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     stats = PreprocessStats()
     try:
         if workers is None:
-            tokenizing = _Tokenizing(cfg, parallel=None)
-            stats.add(_process_ranges(cfg, chunks[0] if chunks else [], parts[0], tokenizing,
+            encoder = cfg.document_encoder(parallel=None)
+            stats.add(_process_ranges(cfg, chunks[0] if chunks else [], parts[0], encoder,
                                       progress.update))
         else:
             for s in _run_workers(*workers, progress):
@@ -314,9 +269,9 @@ def _start_workers(cfg: PreprocessConfig, chunks, parts):
     method = _start_method()
     ctx = mp.get_context(method)
     # forked workers share the parent's loaded tokenizer (loading it costs more than a small chunk)
-    tokenizing = _Tokenizing(cfg, parallel=False) if method == "fork" else None
+    encoder = cfg.document_encoder(parallel=False) if method == "fork" else None
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(cfg, i, c, parts[i], len(chunks), q, tokenizing),
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, c, parts[i], len(chunks), q, encoder),
                          daemon=True)
              for i, c in enumerate(chunks)]
     for p in procs:
