@@ -67,8 +67,18 @@ BLENDS: dict[str, BlendRecipe] = {
             BlendComponent("c4", 10, "general web text (C4 English)"),
             BlendComponent("wikipedia", 10, "Wikipedia"),
         ), "BioMamba continued pretraining: 80% biomedical, 20% general text to limit forgetting"),
+        # the two recipes below mirror the defaults of examples/biomedlm/pretrain_2.7b.sh and
+        # examples/biollm/pretrain_70b.sh (change both together)
+        BlendRecipe("biomedlm", (
+            BlendComponent("pubmed_abstracts", 0.18, "PubMed abstracts"),
+            BlendComponent("pmc_fulltext", 0.82, "PubMed Central full text"),
+        ), "BioMedLM 2.7B: about the two sources' shares of The Pile's PubMed text"),
+        BlendRecipe("biollm-70b", (
+            BlendComponent("pubmed_abstracts", 0.3, "PubMed abstracts"),
+            BlendComponent("pmc_fulltext", 0.7, "PubMed Central full text"),
+        ), "70B continued pretraining on PubMed abstracts and PMC full text"),
         BlendRecipe("pubmed", (BlendComponent("pubmed", 1, "PubMed abstracts"),),
-                    "a single biomedical corpus, BioMedLM-style"),
+                    "a single biomedical corpus"),
     )
 }
 

@@ -23,6 +23,11 @@ def test_biomamba_recipe_resolves_to_weighted_prefix_list():
         BLENDS["pubmed"].resolve({"pubmed": "/x", "pile": "/y"})
     with pytest.raises(BlendError, match="unknown blend 'nope'"):
         get_blend("nope")
+    with pytest.raises(BlendError, match="is not component=prefix"):
+        parse_blend_spec("biomedlm:pubmed_abstracts")
+    assert parse_blend_spec("biomedlm:pmc_fulltext=/p,pubmed_abstracts=/a") == [0.18, "/a", 0.82, "/p"]
+    for recipe in BLENDS.values():
+        assert sum(recipe.weights.values()) == pytest.approx(1.0)
 
 
 def _corpus(prefix, base: int, n_docs: int, seed: int) -> str:
