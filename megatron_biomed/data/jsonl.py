@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,17 @@ def line_number_at(path: str | os.PathLike, offset: int) -> int:
     return count + 1
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _problem_of(line: bytes, config: JsonlReadConfig) -> tuple[str, str, list[str] | None]:
     """Parse one line: ``("", "", texts)`` when good, else ``(kind, problem, None)``."""
     try:
@@ -179,6 +191,7 @@ def _problem_of(line: bytes, config: JsonlReadConfig) -> tuple[str, str, list[st
     if not isinstance(obj, dict):
         return "not_object", f"expected a JSON object, got {type(obj).__name__}", None
     texts = []
+    maybe_surrogate = _SURROGATE_ESCAPE.search(s) is not None
     for key in config.json_keys:
         if key not in obj:
             have = ", ".join(sorted(obj)[:10])
@@ -188,6 +201,8 @@ def _problem_of(line: bytes, config: JsonlReadConfig) -> tuple[str, str, list[st
             return "not_string", f"key {key!r} holds {type(value).__name__}, expected a string", None
         if not value.strip():
             return "empty_document", f"empty document in key {key!r}", None
+        if maybe_surrogate and _has_lone_surrogate(value):
+            return "not_utf8", f"key {key!r} holds an unpaired \\uD800-\\uDFFF escape (not valid Unicode)", None
         texts.append(value)
     return "", "", texts
 

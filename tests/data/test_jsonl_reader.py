@@ -66,3 +66,12 @@ def test_expand_inputs(tmp_path):
     assert expand_inputs([str(tmp_path / "f*.jsonl"), str(paths[0])]) == paths
     with pytest.raises(FileNotFoundError, match="nothing.jsonl"):
         expand_inputs(str(tmp_path / "nothing.jsonl"))
+
+
+def test_unpaired_surrogate_escape_is_bad_but_pairs_are_fine(tmp_path):
+    p = tmp_path / "s.jsonl"
+    p.write_text('{"text": "emoji \\ud83d\\ude00 ok"}\n{"text": "lone \\ud800 half"}\n')
+    rep = BadRecordReport()
+    got = list(iter_records(FileRange(str(p), 0, p.stat().st_size), JsonlReadConfig(skip_bad=True), rep))
+    assert [t for t, _ in got] == [["emoji \U0001F600 ok"]]
+    assert rep.counts == {"not_utf8": 1} and "s.jsonl:2: key 'text' holds an unpaired" in rep.examples[0]
