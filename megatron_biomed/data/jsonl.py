@@ -142,7 +142,8 @@ def plan_chunks(paths: Sequence[str | os.PathLike], n_chunks: int) -> list[list[
     chunks: list[list[FileRange]] = [[] for _ in range(n_chunks)]
     base = 0
     for path, size in zip(paths, sizes):
-        local = [c - base for c in cuts if base <= c < base + size]
+        # a byte belongs to the chunk numbered by how many cuts lie at or before it
+        local = [c - base for c in cuts if base < c < base + size]
         chunk_of_start = sum(1 for c in cuts if c <= base)
         with open(path, "rb") as f:
             bounds = [0] + [_next_line_start(f, c, size) for c in local] + [size]

@@ -38,6 +38,20 @@ def test_chunks_cover_every_line_once_in_order(tmp_path, n_chunks):
         assert max(sizes) - min(sizes) < 200
 
 
+@pytest.mark.parametrize("n_chunks", [2, 3, 4])
+def test_cuts_on_file_boundaries(tmp_path, n_chunks):
+    # equal files: every cut falls exactly where a file starts
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"e{i}.jsonl"
+        p.write_text("".join(f'{{"text": "f{i} l{j}"}}\n' for j in range(10)))
+        paths.append(p)
+    chunks = plan_chunks(paths, n_chunks)
+    texts = [t[0] for c in chunks for r in c for t, _ in iter_records(r, JsonlReadConfig(), BadRecordReport())]
+    assert texts == [f"f{i} l{j}" for i in range(6) for j in range(10)]
+    assert [len(c) for c in chunks] == [6 // n_chunks] * n_chunks
+
+
 def test_error_in_mid_file_chunk_names_global_line(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text('{"text": "a"}\n' * 10 + "[1, 2]\n" + '{"text": "b"}\n')
