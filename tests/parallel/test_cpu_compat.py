@@ -114,9 +114,10 @@ def test_distributed_optimizer_restore_skips_missing_step():
     )
     src = {"param": torch.ones(3), "exp_avg": torch.full((3,), 2.0), "exp_avg_sq": torch.full((3,), 3.0)}
     patched = DistributedOptimizer._set_main_param_and_optimizer_states
-    with pytest.raises(KeyError, match="step"):
+    with pytest.raises(KeyError, match="step"), torch.no_grad():
         patched.__wrapped__(fake, model_param, dict(src))
-    patched(fake, model_param, dict(src))
+    with torch.no_grad():  # megatron calls it under no_grad
+        patched(fake, model_param, dict(src))
     assert torch.equal(main_param.detach(), torch.ones(3))
     assert torch.equal(inner.state[main_param]["exp_avg_sq"], torch.full((3,), 3.0))
     assert float(inner.state[main_param]["step"]) == 4.0
