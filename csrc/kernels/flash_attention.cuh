@@ -27,6 +27,11 @@
 // stored transposed with an XOR swizzle (column j of row d lives at j ^ (d & 31)), which makes
 // both access patterns bank-conflict free without padding, so head dim 128 fits in 48 KB of
 // static shared memory.
+//
+// Resources (nvcc 13.0 -Xptxas -v, all dtypes and head dims): 64-114 registers, no spills, 24-48 KB
+// static shared memory on sm_80 and sm_90. The shuffle-broadcast loops are unrolled only 4x and
+// the kernels declare __launch_bounds__(128, 1): with full unrolling dK/dV at head dim 64 took 236
+// registers, and with __launch_bounds__(128) alone ptxas spilled a few bytes in the fp16 dQ kernel.
 #pragma once
 
 #include "mbk/portability.cuh"
@@ -34,19 +39,32 @@
 namespace mbk {
 namespace flash {
 
+// `#pragma unroll n` on nvcc, nothing on g++ (which warns about the unknown pragma).
+#if defined(__CUDACC__)
+#define MBK_FLASH_PRAGMA(x) _Pragma(#x)
+#define MBK_FLASH_UNROLL_N(n) MBK_FLASH_PRAGMA(unroll n)
+#else
+#define MBK_FLASH_UNROLL_N(n)
+#endif
+
 constexpr int kWarpSize = 32;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarpSize;
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// Tile shape per head dim. kRows query rows (or key rows in dK/dV) per warp: fewer for larger
-// head dims so that each kernel's static shared memory stays <= 48 KB and registers stay low.
+// Tile shape per head dim. kRows query rows per warp in the forward (fewer for larger head dims so
+// that static shared memory stays <= 48 KB), kBwdRows key rows (dK/dV) or query rows (dQ) per warp
+// in the backward.
 template <int D>
 struct FlashConfig {
   static_assert(D == 64 || D == 80 || D == 96 || D == 128, "head_dim must be 64, 80, 96 or 128");
   static constexpr int kHeadDim = D;
-  static constexpr int kRows = D <= 64 ? 8 : 4;
-  static constexpr int kBlockRows = kWarps * kRows;  // rows owned by one block
+  static constexpr int kRows = D <= 64 ? 8 : 4;      // forward
+  static constexpr int kBlockRows = kWarps * kRows;  // rows owned by one forward block
+  // The backward kernels carry two products per row (S and dP; dK and dV): 4 rows per warp at
+  // every head dim keeps them at <= 114 registers and <= 48 KB of shared memory.
+  static constexpr int kBwdRows = 4;
+  static constexpr int kBwdBlockRows = kWarps * kBwdRows;
   static constexpr int kTile = kWarpSize;            // streamed tile: one key/query per lane
   static constexpr int kDimPerLane = (D + kWarpSize - 1) / kWarpSize;
 };
@@ -120,7 +138,7 @@ __device__ __forceinline__ void load_rows_transposed(float* tile, const T* src, 
 // ---------------------------------------------------------------------------------------------
 // Forward. grid = (ceil(seqlen_q / kBlockRows), num_heads, batch), block = kThreads.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                  const T* __restrict__ v, T* __restrict__ out,
                                  float* __restrict__ lse, int seqlen_q, int seqlen_k,
                                  int num_heads, int num_kv_heads, float scale, bool causal) {
@@ -146,11 +164,11 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict
   float acc[R][DL];
   float row_max[R];
   float row_sum[R];
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     row_max[r] = -INFINITY;
     row_sum[r] = 0.f;
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) acc[r][c] = 0.f;
   }
 
@@ -162,12 +180,12 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict
     __syncthreads();
 
     const int j = n0 + lane;
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int r = 0; r < R; ++r) {
       const int row = warp * R + r;
       const int i = m0 + row;
       float s = 0.f;
-#pragma unroll 8
+      MBK_FLASH_UNROLL_N(8)
       for (int d = 0; d < D; ++d) s += s_q[row * D + d] * s_kt[d * BN + swz(d, lane)];
       s = attend(i, j, seqlen_q, seqlen_k, causal) ? s : -INFINITY;
 
@@ -178,11 +196,12 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict
       const float alpha = expf(row_max[r] - m_ref);
       row_sum[r] = row_sum[r] * alpha + warp_sum(p);
       row_max[r] = m_new;
-#pragma unroll
+      MBK_PRAGMA_UNROLL
       for (int c = 0; c < DL; ++c) acc[r][c] *= alpha;
+      MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
       for (int jj = 0; jj < BN; ++jj) {
         const float pj = __shfl_sync(kFullMask, p, jj);
-#pragma unroll
+        MBK_PRAGMA_UNROLL
         for (int c = 0; c < DL; ++c) {
           const int d = lane + c * kWarpSize;
           if (d < D) acc[r][c] += pj * s_v[jj * D + d];
@@ -191,13 +210,13 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict
     }
   }
 
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
     if (i >= seqlen_q) continue;
     const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
     T* out_row = out + bshd_offset(b, i, h, seqlen_q, num_heads, D);
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
       if (d < D) out_row[d] = from_float<T>(acc[r][c] * inv);
@@ -213,7 +232,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const T* __restrict
 // Backward pre-pass: delta[b, h, i] = sum_d dout[b, i, h, d] * out[b, i, h, d].
 // grid = (ceil(seqlen_q / kWarps), num_heads, batch), block = kThreads; one warp per row.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_bwd_delta_kernel(const T* __restrict__ out, const T* __restrict__ dout,
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_delta_kernel(const T* __restrict__ out, const T* __restrict__ dout,
                                        float* __restrict__ delta, int seqlen_q, int num_heads) {
   const int lane = threadIdx.x % kWarpSize;
   const int i = blockIdx.x * kWarps + threadIdx.x / kWarpSize;
@@ -228,18 +247,18 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_delta_kernel(const T* __re
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward dK, dV. grid = (ceil(seqlen_k / kBlockRows), num_kv_heads, batch), block = kThreads.
+// Backward dK, dV. grid = (ceil(seqlen_k / kBwdBlockRows), num_kv_heads, batch), block = kThreads.
 // dS_ij = P_ij (dP_ij - delta_i), dV_j = sum_i P_ij dO_i, dK_j = scale * sum_i dS_ij q_i.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __restrict__ q, const T* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                       const T* __restrict__ v, const T* __restrict__ dout,
                                       const float* __restrict__ lse,
                                       const float* __restrict__ delta, T* __restrict__ dk,
                                       T* __restrict__ dv, int seqlen_q, int seqlen_k,
                                       int num_heads, int num_kv_heads, float scale, bool causal) {
   using Cfg = FlashConfig<D>;
-  constexpr int R = Cfg::kRows;
-  constexpr int BN = Cfg::kBlockRows;  // keys owned by the block
+  constexpr int R = Cfg::kBwdRows;
+  constexpr int BN = Cfg::kBwdBlockRows;  // keys owned by the block
   constexpr int BM = Cfg::kTile;       // streamed query tile: one query per lane
   constexpr int DL = Cfg::kDimPerLane;
 
@@ -260,9 +279,9 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __res
 
   float dk_acc[R][DL];
   float dv_acc[R][DL];
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) dk_acc[r][c] = dv_acc[r][c] = 0.f;
   }
 
@@ -284,13 +303,13 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __res
       const int i = m0 + lane;
       const float lse_i = i < seqlen_q ? lse[stat_base + i] : 0.f;
       const float delta_i = i < seqlen_q ? delta[stat_base + i] : 0.f;
-#pragma unroll
+      MBK_PRAGMA_UNROLL
       for (int r = 0; r < R; ++r) {
         const int row = warp * R + r;
         const int j = n0 + row;
         float s = 0.f;
         float dp = 0.f;
-#pragma unroll 8
+        MBK_FLASH_UNROLL_N(8)
         for (int d = 0; d < D; ++d) {
           const int col = d * BM + swz(d, lane);
           s += s_qt[col] * s_k[row * D + d];
@@ -298,10 +317,11 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __res
         }
         const float p = attend(i, j, seqlen_q, seqlen_k, causal) ? expf(s - lse_i) : 0.f;
         const float ds = p * (dp - delta_i);
-        for (int ii = 0; ii < BM; ++ii) {
+      MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
+      for (int ii = 0; ii < BM; ++ii) {
           const float p_i = __shfl_sync(kFullMask, p, ii);
           const float ds_i = __shfl_sync(kFullMask, ds, ii);
-#pragma unroll
+          MBK_PRAGMA_UNROLL
           for (int c = 0; c < DL; ++c) {
             const int d = lane + c * kWarpSize;
             if (d < D) {
@@ -314,12 +334,12 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __res
     }
   }
 
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int j = n0 + warp * R + r;
     if (j >= seqlen_k) continue;
     const long long off = bshd_offset(b, j, hk, seqlen_k, num_kv_heads, D);
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
       if (d < D) {
@@ -331,18 +351,18 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const T* __res
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward dQ. grid = (ceil(seqlen_q / kBlockRows), num_heads, batch), block = kThreads.
+// Backward dQ. grid = (ceil(seqlen_q / kBwdBlockRows), num_heads, batch), block = kThreads.
 // dQ_i = scale * sum_j dS_ij k_j.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const T* __restrict__ q, const T* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                     const T* __restrict__ v, const T* __restrict__ dout,
                                     const float* __restrict__ lse,
                                     const float* __restrict__ delta, T* __restrict__ dq,
                                     int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads,
                                     float scale, bool causal) {
   using Cfg = FlashConfig<D>;
-  constexpr int R = Cfg::kRows;
-  constexpr int BM = Cfg::kBlockRows;
+  constexpr int R = Cfg::kBwdRows;
+  constexpr int BM = Cfg::kBwdBlockRows;
   constexpr int BN = Cfg::kTile;
   constexpr int DL = Cfg::kDimPerLane;
 
@@ -365,12 +385,12 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const T* __restr
   float dq_acc[R][DL];
   float lse_r[R];
   float delta_r[R];
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
     lse_r[r] = i < seqlen_q ? lse[stat_base + i] : 0.f;
     delta_r[r] = i < seqlen_q ? delta[stat_base + i] : 0.f;
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) dq_acc[r][c] = 0.f;
   }
 
@@ -382,13 +402,13 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const T* __restr
     __syncthreads();
 
     const int j = n0 + lane;
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int r = 0; r < R; ++r) {
       const int row = warp * R + r;
       const int i = m0 + row;
       float s = 0.f;
       float dp = 0.f;
-#pragma unroll 8
+      MBK_FLASH_UNROLL_N(8)
       for (int d = 0; d < D; ++d) {
         const int col = d * BN + swz(d, lane);
         s += s_q[row * D + d] * s_kt[col];
@@ -396,9 +416,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const T* __restr
       }
       const float p = attend(i, j, seqlen_q, seqlen_k, causal) ? expf(s - lse_r[r]) : 0.f;
       const float ds = p * (dp - delta_r[r]);
+      MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
       for (int jj = 0; jj < BN; ++jj) {
         const float ds_j = __shfl_sync(kFullMask, ds, jj);
-#pragma unroll
+        MBK_PRAGMA_UNROLL
         for (int c = 0; c < DL; ++c) {
           const int d = lane + c * kWarpSize;
           if (d < D) dq_acc[r][c] += ds_j * s_kt[d * BN + swz(d, jj)];
@@ -407,12 +428,12 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const T* __restr
     }
   }
 
-#pragma unroll
+  MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
     if (i >= seqlen_q) continue;
     const long long off = bshd_offset(b, i, h, seqlen_q, num_heads, D);
-#pragma unroll
+    MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
       if (d < D) dq[off + d] = from_float<T>(dq_acc[r][c] * scale);

@@ -117,7 +117,7 @@ void flash_attention_bwd_hdim(const T* q, const T* k, const T* v, const T* out, 
   if (seqlen_k > 0) {
     auto dkdv_kernel = flash_bwd_dkdv_kernel<T, D>;
     MBK_LAUNCH(dkdv_kernel,
-               dim3(flash_ceil_div(seqlen_k, FlashConfig<D>::kBlockRows), num_kv_heads, batch),
+               dim3(flash_ceil_div(seqlen_k, FlashConfig<D>::kBwdBlockRows), num_kv_heads, batch),
                block, 0, stream, q, k, v, dout, lse, delta_in, dk, dv, seqlen_q, seqlen_k,
                num_heads, num_kv_heads, softmax_scale, causal);
     MBK_CHECK_LAUNCH("flash_attention_bwd (dk, dv)");
@@ -125,7 +125,7 @@ void flash_attention_bwd_hdim(const T* q, const T* k, const T* v, const T* out, 
   if (seqlen_q > 0) {
     auto dq_kernel = flash_bwd_dq_kernel<T, D>;
     MBK_LAUNCH(dq_kernel,
-               dim3(flash_ceil_div(seqlen_q, FlashConfig<D>::kBlockRows), num_heads, batch),
+               dim3(flash_ceil_div(seqlen_q, FlashConfig<D>::kBwdBlockRows), num_heads, batch),
                block, 0, stream, q, k, v, dout, lse, delta_in, dq, seqlen_q, seqlen_k, num_heads,
                num_kv_heads, softmax_scale, causal);
     MBK_CHECK_LAUNCH("flash_attention_bwd (dq)");
