@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -28,10 +27,8 @@ class HFBatchEncoder:
 
     name = "hf"
 
-    def __init__(self, tokenizer_json: str, loaded=None) -> None:
-        from tokenizers import Tokenizer
-
-        self._tok = loaded if loaded is not None else Tokenizer.from_file(tokenizer_json)
+    def __init__(self, tokenizer) -> None:
+        self._tok = tokenizer
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         encs = self._tok.encode_batch_fast(texts, add_special_tokens=False)
@@ -45,10 +42,10 @@ class GigatokenBatchEncoder:
 
     name = "gigatoken"
 
-    def __init__(self, tokenizer_json: str, parallel: bool | None = None) -> None:
+    def __init__(self, tokenizer, parallel: bool | None = None) -> None:
         import gigatoken
 
-        self._tok = gigatoken.Tokenizer(tokenizer_json)
+        self._tok = gigatoken.Tokenizer.from_json(tokenizer.to_str())
         self._parallel = parallel
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,14 +62,6 @@ class GigatokenBatchEncoder:
         return np.asarray(ak.flatten(arr), dtype=np.uint32), lengths
 
 
-def _tokenizer_json(path: str | os.PathLike) -> str:
-    p = Path(path)
-    f = p / "tokenizer.json" if p.is_dir() else p
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: no tokenizer.json (pass a Hugging Face tokenizer directory)")
-    return str(f)
-
-
 def gigatoken_available() -> bool:
     try:
         import gigatoken  # noqa: F401
@@ -81,31 +70,34 @@ def gigatoken_available() -> bool:
     return True
 
 
-def make_batch_encoder(tokenizer: str | os.PathLike, backend: str = "auto",
-                       parallel: bool | None = None, hf_tokenizer=None):
-    """A batch encoder for a tokenizer directory. ``parallel`` (gigatoken only) chooses its
-    thread pool; None lets gigatoken decide (sequential inside worker processes).
-    ``hf_tokenizer``: the same tokenizer already loaded as a ``tokenizers.Tokenizer``, to reuse.
-    ``auto`` only takes gigatoken after checking it agrees with ``tokenizers`` on probe texts."""
+def make_batch_encoder(tokenizer, backend: str = "auto", parallel: bool | None = None):
+    """A batch encoder for ``tokenizer``: a path ``load_tokenizer`` accepts, or a loaded
+    ``tokenizers.Tokenizer``. ``parallel`` (gigatoken only) chooses its thread pool; None lets
+    gigatoken decide (sequential inside worker processes). ``auto`` only takes gigatoken after
+    checking that it agrees with ``tokenizers`` on probe texts."""
     if backend not in BACKENDS:
         raise ValueError(f"--tokenizer-backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    path = _tokenizer_json(tokenizer)
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(tokenizer).hf_tokenizer
     if backend == "hf":
-        return HFBatchEncoder(path, hf_tokenizer)
+        return HFBatchEncoder(tokenizer)
     if backend == "gigatoken":
         if not gigatoken_available():
             raise ImportError("--tokenizer-backend gigatoken: gigatoken is not installed "
                               "(pip install gigatoken), or use --tokenizer-backend hf")
-        return GigatokenBatchEncoder(path, parallel)
-    hf = HFBatchEncoder(path, hf_tokenizer)
+        return GigatokenBatchEncoder(tokenizer, parallel)
+    hf = HFBatchEncoder(tokenizer)
     if gigatoken_available():
         try:
-            fast = GigatokenBatchEncoder(path, parallel)
+            fast = GigatokenBatchEncoder(tokenizer, parallel)
             if _agree(fast, hf):
                 return fast
+            logger.warning("gigatoken disagrees with tokenizers on this tokenizer; using tokenizers")
         except (ValueError, TypeError, RuntimeError, OSError, KeyError, NotImplementedError) as e:
             # a tokenizer gigatoken cannot load: fall back to the reference implementation
-            logger.info("gigatoken cannot load %s (%s); using tokenizers", path, e)
+            logger.info("gigatoken cannot load this tokenizer (%s); using tokenizers", e)
     return hf
 
 

@@ -66,12 +66,28 @@ class BioTokenizer:
 
 
 def load_tokenizer(path: str | os.PathLike) -> BioTokenizer:
-    """Load a tokenizer from a Hugging Face tokenizer directory (or a ``tokenizer.json`` file)."""
+    """Load a tokenizer: a Hugging Face directory with ``tokenizer.json`` (or that file itself),
+    or a GPT-2-style directory with only ``vocab.json`` and ``merges.txt``."""
     p = Path(path)
     file = p / "tokenizer.json" if p.is_dir() else p
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"{file}: no tokenizer.json here; pass a directory written by tools/train_tokenizer.py "
-            "or by transformers' save_pretrained"
-        )
-    return BioTokenizer(Tokenizer.from_file(str(file)), path=p)
+    if file.is_file():
+        return BioTokenizer(Tokenizer.from_file(str(file)), path=p)
+    if p.is_dir() and (p / "vocab.json").is_file() and (p / "merges.txt").is_file():
+        return BioTokenizer(_from_gpt2_files(p), path=p)
+    raise FileNotFoundError(
+        f"{p}: no tokenizer.json (nor vocab.json + merges.txt) here; pass a directory written by "
+        "tools/train_tokenizer.py or by transformers' save_pretrained"
+    )
+
+
+def _from_gpt2_files(d: Path) -> Tokenizer:
+    """GPT-2's byte-level BPE pipeline over ``vocab.json``/``merges.txt`` (as GPT2TokenizerFast)."""
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
+
+    tok = Tokenizer(models.BPE.from_file(str(d / "vocab.json"), str(d / "merges.txt")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    if tok.token_to_id(EOD_TOKEN) is not None:
+        tok.add_special_tokens([AddedToken(EOD_TOKEN, special=True, normalized=False)])
+    return tok

@@ -84,3 +84,25 @@ def test_trained_on_pubmed_splits_domain_words_less_than_bytes(tmp_path):
     # a trained BPE compresses held-out abstracts well beyond one token per byte
     assert n_tokens < len(held_out.encode()) / 3
     assert tok.decode(tok.encode(held_out)) == held_out
+
+
+def test_gpt2_style_vocab_and_merges_directory(tmp_path):
+    from megatron_biomed.tokenizer.batch_encode import (
+        gigatoken_available,
+        make_batch_encoder,
+    )
+
+    full = train_bpe_tokenizer(synthetic_abstracts(200, seed=4), TokenizerTrainConfig(vocab_size=500),
+                               tmp_path / "full")
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    full.hf_tokenizer.model.save(str(gpt2))  # writes vocab.json + merges.txt only
+    assert sorted(p.name for p in gpt2.iterdir()) == ["merges.txt", "vocab.json"]
+    tok = load_tokenizer(gpt2)
+    text = "Dexamethasone 4 mg b.i.d. vs. placebo <|endoftext|> in 120 patients."
+    assert tok.encode(text) == full.encode(text) and tok.eod == full.eod
+    for backend in ["hf"] + (["gigatoken"] if gigatoken_available() else []):
+        ids, _ = make_batch_encoder(gpt2, backend).encode_batch([text])
+        assert ids.tolist() == full.encode(text), backend
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        load_tokenizer(tmp_path)

@@ -26,7 +26,7 @@ class DocumentEncoder:
         tok = load_tokenizer(tokenizer)
         self.eod = tok.eod
         self.dtype = dtype_for_vocab(tok.vocab_size)
-        self.encoder = make_batch_encoder(tokenizer, backend, parallel, hf_tokenizer=tok.hf_tokenizer)
+        self.encoder = make_batch_encoder(tok.hf_tokenizer, backend, parallel)
         self.splitter = None
         if split_sentences:
             from megatron_biomed.data.indexed.sentences import load_sentence_splitter
