@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
-#if !defined(__x86_64__)
+// MBK_EMU_USE_UCONTEXT forces the portable (slower) ucontext switch on x86-64 too.
+#if !defined(__x86_64__) || defined(MBK_EMU_USE_UCONTEXT)
+#define MBK_EMU_UCONTEXT 1
 #include <ucontext.h>
 #endif
 
@@ -78,7 +80,7 @@ namespace {
 
 // ------------------------------------------------------------------------------------------
 // Context switching.
-#if defined(__x86_64__)
+#if !defined(MBK_EMU_UCONTEXT)
 // save_sp <- current stack pointer after pushing callee-saved state; then continue on load_sp.
 extern "C" __attribute__((visibility("hidden"))) void mbk_emu_ctx_switch(void** save_sp, void* load_sp);
 extern "C" __attribute__((visibility("hidden"))) void mbk_emu_ctx_trampoline();
