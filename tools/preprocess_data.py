@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-document-bytes", type=int, default=DEFAULT_MAX_DOCUMENT_BYTES,
                    help="records longer than this are bad input")
     g = p.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer directory")
+    g.add_argument("--tokenizer", "--tokenizer-model", dest="tokenizer", required=True,
+                   help="Hugging Face tokenizer directory (or GPT-2 vocab.json + merges.txt)")
     g.add_argument("--tokenizer-backend", default="auto", choices=["auto", "gigatoken", "hf"])
     g.add_argument("--append-eod", action="store_true", help="end every document with <|endoftext|>")
     g = p.add_argument_group("output")
