@@ -81,3 +81,16 @@ def test_failure_keeps_previous_complete_output(tmp_path, tokdir):
     assert (tmp_path / "ds_text_document.idx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ds")) == [
         "ds_text_document.bin", "ds_text_document.idx"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_missing_tokenizer_fails_cleanly(tmp_path, workers):
+    src = _make_input(tmp_path / "in.jsonl", "bad_json")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run([sys.executable, "tools/preprocess_data.py", "--input", str(src), "--tokenizer",
+                        str(tmp_path / "no_such_tokenizer"), "--output-prefix", str(out / "ds"),
+                        "--workers", workers, "--no-progress"],
+                       check=False, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and "no_such_tokenizer: no tokenizer.json" in r.stderr, r.stderr
+    assert list(out.iterdir()) == []

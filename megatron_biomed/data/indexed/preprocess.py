@@ -220,11 +220,12 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     os.makedirs(out_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(cfg.output_prefix)}.parts-", dir=out_dir)
     parts = [os.path.join(work, f"part{i:05d}") for i in range(max(len(chunks), 1))]
-    # workers first: forking is only safe before the progress bar starts its monitor thread
-    workers = _start_workers(cfg, chunks, parts) if len(chunks) > 1 else None
-    progress = _Progress(cfg, total)
+    progress = None
     stats = PreprocessStats()
     try:
+        # workers first: forking is only safe before the progress bar starts its monitor thread
+        workers = _start_workers(cfg, chunks, parts) if len(chunks) > 1 else None
+        progress = _Progress(cfg, total)
         if workers is None:
             encoder = cfg.document_encoder(parallel=None)
             stats.add(_process_ranges(cfg, chunks[0] if chunks else [], parts[0], encoder,
@@ -251,7 +252,8 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     except BadRecordError as e:
         raise PreprocessError(str(e)) from None
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         shutil.rmtree(work, ignore_errors=True)
     stats.seconds = time.time() - t0
     return stats
