@@ -1,0 +1,285 @@
+"""The recipe launchers in examples/: their dry-run plans at full scale, the exact configuration they
+pass to tools/pretrain.py, layout errors, and short real runs through torchrun and a stand-in srun."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launch import ROOT, free_port, read_metrics
+from megatron_biomed.config import load_config
+from megatron_biomed.config.param_count import count_parameters
+from megatron_biomed.training.pretrain import build_arg_parser
+from megatron_biomed.training.pretrain import main as pretrain_main
+
+BIOMEDLM_SH = ROOT / "examples" / "biomedlm" / "pretrain_2.7b.sh"
+BIOMEDLM_SBATCH = ROOT / "examples" / "biomedlm" / "pretrain_2.7b.sbatch"
+BIOLLM_SH = ROOT / "examples" / "biollm" / "pretrain_70b.sh"
+BIOLLM_SBATCH = ROOT / "examples" / "biollm" / "pretrain_70b.sbatch"
+LAUNCHERS = [BIOMEDLM_SH, BIOMEDLM_SBATCH, BIOLLM_SH, BIOLLM_SBATCH]
+
+# A tiny model of the same family, for real runs of the recipes on one CPU process.
+TINY = ["--set", "model.num_layers=2", "--set", "model.hidden_size=64", "--set", "model.num_attention_heads=4",
+        "--set", "model.ffn_hidden_size=256", "--set", "model.seq_length=64", "--set", "model.vocab_size=512",
+        "--set", "train.global_batch_size=2", "--set", "train.train_iters=2", "--set", "train.precision=fp32",
+        "--set", "train.eval_interval=0", "--set", "train.eval_iters=1", "--set", "data.mock=true"]
+
+
+def launcher_env(**extra) -> dict:
+    """The caller's environment without any launcher variables (no SLURM job, no torchrun rank)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SLURM_") and k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                      "MASTER_PORT", "DRY_RUN", "TP", "PP", "VPP", "NNODES"}}
+    env.update(PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_launcher(script: Path, *args: str, timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(script), *args], env=launcher_env(**env), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def plan_of(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    out = proc.stdout
+    assert "plan: {" in out, out
+    return json.loads(out[out.index("plan: {") + len("plan: "):])
+
+
+# --- full-scale plans -------------------------------------------------------------------------------------
+
+EXPECTED = {
+    # launcher: (world size, TP, PP, DP, micro-batches per step)
+    BIOMEDLM_SH: (8, 1, 1, 8, 32),
+    BIOMEDLM_SBATCH: (128, 1, 1, 128, 2),
+    BIOLLM_SH: (256, 8, 4, 8, 64),
+    BIOLLM_SBATCH: (256, 8, 4, 8, 64),
+}
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict:
+    """Each launcher's DRY_RUN=1 output, all four started at once (each is a short one-thread process)."""
+    procs = {script: subprocess.Popen(["bash", str(script)], env=launcher_env(DRY_RUN=1), cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for script in LAUNCHERS}
+    done = {}
+    for script, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        done[script] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
+@pytest.mark.parametrize("script", LAUNCHERS, ids=lambda p: p.name)
+def test_dry_run_plan(plans, script):
+    plan = plan_of(plans[script])
+    world, tp, pp, dp, micro = EXPECTED[script]
+    assert (plan["world_size"], plan["tensor_model_parallel_size"], plan["pipeline_model_parallel_size"],
+            plan["data_parallel_size"], plan["num_microbatches"]) == (world, tp, pp, dp, micro)
+    assert plan["precision"] == "bf16"
+    if "biomedlm" in script.parts:
+        assert plan["tokens_per_step"] == 1024 * 1024 == 1_048_576
+        assert plan["train_iters"] == 286_102
+        assert abs(plan["train_tokens"] - 300e9) / 300e9 < 1e-4
+        assert 2.55e9 < plan["parameters"] < 2.75e9
+        assert plan["optimizer"] == "decoupled_adamw"
+        assert (plan["lr"], plan["weight_decay"]) == (1.6e-4, 1.6e-5)
+    else:
+        assert plan["tokens_per_step"] == 512 * 4096 == 2_097_152
+        assert 68.5e9 < plan["parameters"] < 69.5e9
+        assert (plan["optimizer"], plan["lr"]) == ("adamw", 2e-5)
+
+
+def pretrain_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run the command line a launcher built (``tools/pretrain.py ...``) through the same ``main``."""
+    assert argv[0] == "tools/pretrain.py"
+    capsys.readouterr()
+    rc = pretrain_main(argv[1:])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_dry_run_argument_and_dev_overrides(tmp_path, capsys):
+    """``--dry-run`` as an argument, NNODES for the torchrun script, and the caller's --set winning."""
+    argv = captured_argv(BIOMEDLM_SH, tmp_path, "--dry-run", "--set", "train.train_iters=10",
+                         "--set", "parallel.tensor_model_parallel_size=2", NNODES=16, DRY_RUN=0)
+    assert argv.count("--dry-run") == 1
+    rc, out, err = pretrain_in_process(argv, capsys)
+    assert rc == 0, err
+    plan = json.loads(out[out.index("{"):])
+    assert plan["world_size"] == 128
+    assert (plan["tensor_model_parallel_size"], plan["data_parallel_size"]) == (2, 64)
+    assert plan["train_iters"] == 10 and plan["train_tokens"] == 10 * 1_048_576
+
+
+@pytest.mark.parametrize("script, env, rules", [
+    (BIOMEDLM_SBATCH, {"TP": 8}, ["TP (8) must divide num_attention_heads (20)"]),
+    (BIOLLM_SBATCH, {"PP": 3}, ["PP (3) = 3 must divide num_layers (80)",
+                                "world size 256 must equal TP x PP x DP"]),
+    (BIOLLM_SH, {"TP": 16}, ["TP (16) must divide num_query_groups (8, the KV heads)"]),
+], ids=["biomedlm-tp8", "biollm-pp3", "biollm-tp16"])
+def test_broken_layout_fails_naming_the_rule(script, env, rules, tmp_path, capsys):
+    rc, out, err = pretrain_in_process(captured_argv(script, tmp_path, **env), capsys)
+    assert rc != 0
+    assert "error: invalid parallel layout" in err
+    for rule in rules:
+        assert rule in err, err
+    assert "plan:" not in out
+
+
+# --- what exactly the launchers pass --------------------------------------------------------------------
+
+
+def captured_argv(script: Path, tmp_path: Path, *args: str, **env) -> list[str]:
+    """The arguments the launcher hands to tools/pretrain.py, caught by a PYTHON that records them."""
+    record = tmp_path / f"{script.name}.argv"
+    fake = tmp_path / "record_args"
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\0" "$@" > {shlex.quote(str(record))}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    proc = run_launcher(script, *args, **{"DRY_RUN": 1, **env, "PYTHON": fake})
+    assert proc.returncode == 0, proc.stderr
+    return record.read_text().split("\0")[:-1]
+
+
+def captured_config(script: Path, tmp_path: Path, *args: str, **env):
+    argv = captured_argv(script, tmp_path, *args, **env)
+    assert argv[0] == "tools/pretrain.py"
+    ns = build_arg_parser().parse_args(argv[1:])
+    assert ns.dry_run
+    return load_config(ns.preset, ns.config, ns.overrides), ns
+
+
+@pytest.mark.parametrize("script", [BIOMEDLM_SH, BIOMEDLM_SBATCH], ids=lambda p: p.name)
+def test_biomedlm_recipe_is_the_papers(script, tmp_path):
+    cfg, ns = captured_config(script, tmp_path, PUBMED_ABSTRACTS_WEIGHT=0.25, PMC_FULLTEXT_WEIGHT=0.75,
+                              DATA_DIR="/d", TOKENIZER="/tok", CHECKPOINT_DIR="/ck", TENSORBOARD_DIR="/tb")
+    m, o, t = cfg.model, cfg.optimizer, cfg.train
+    assert (m.num_layers, m.num_attention_heads, m.hidden_size, m.ffn_size, m.seq_length, m.vocab_size) == \
+        (32, 20, 2560, 10240, 1024, 28896)
+    assert (m.position_embedding_type, m.normalization, m.activation, m.tie_embeddings) == \
+        ("learned_absolute", "LayerNorm", "gelu_tanh", True)
+    assert (o.name, o.lr, o.weight_decay, o.adam_beta1, o.adam_beta2, o.adam_eps, o.lr_decay_style, o.min_lr) == \
+        ("decoupled_adamw", 1.6e-4, 1.6e-5, 0.9, 0.95, 1e-8, "cosine", 0.0)
+    assert (t.global_batch_size, t.train_iters, t.precision) == (1024, 286_102, "bf16")
+    assert abs(count_parameters(m).total - 2.7e9) / 2.7e9 < 0.05
+    # Blend weights, prefixes, tokenizer and output directories come from the variables.
+    assert cfg.data.blend == ["0.25", "/d/pubmed_abstracts_text_document", "0.75", "/d/pmc_fulltext_text_document"]
+    assert cfg.data.tokenizer == "/tok"
+    assert (cfg.checkpoint.save, cfg.checkpoint.load, cfg.logging.tensorboard_dir) == ("/ck", "/ck", "/tb")
+    assert cfg.parallel.use_distributed_optimizer
+    assert ns.world_size == (8 if script.suffix == ".sh" else 128)
+    # Every architecture and optimizer value is spelled out in the script, not left to the preset.
+    text = script.read_text()
+    for needle in ("model.num_layers=32", "model.num_attention_heads=20", "model.hidden_size=2560",
+                   "model.seq_length=1024", "model.vocab_size=28896", "optimizer.lr=1.6e-4",
+                   "optimizer.weight_decay=1.6e-5", "optimizer.adam_beta2=0.95", "train.global_batch_size=1024",
+                   "train.train_iters=286102", "train.precision=bf16", "optimizer.lr_decay_style=cosine"):
+        assert f"--set {needle}" in text, needle
+
+
+@pytest.mark.parametrize("script", [BIOLLM_SH, BIOLLM_SBATCH], ids=lambda p: p.name)
+def test_biollm_recipe_is_llama2_70b(script, tmp_path):
+    cfg, ns = captured_config(script, tmp_path, INIT_FROM="/llama2-70b", VPP=5)
+    m, o, t, p = cfg.model, cfg.optimizer, cfg.train, cfg.parallel
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.ffn_size) == \
+        (80, 8192, 64, 8, 28672)
+    assert (m.normalization, m.activation, m.position_embedding_type, m.add_bias_linear, m.tie_embeddings) == \
+        ("RMSNorm", "swiglu", "rope", False, False)
+    assert (m.seq_length, m.vocab_size) == (4096, 32000 + 2000)
+    assert (o.name, o.lr, o.min_lr, o.lr_warmup_iters, o.lr_decay_style) == ("adamw", 2e-5, 2e-6, 2000, "cosine")
+    assert (t.global_batch_size * m.seq_length, t.precision) == (2_097_152, "bf16")
+    assert (p.tensor_model_parallel_size, p.pipeline_model_parallel_size, p.virtual_pipeline_model_parallel_size,
+            p.sequence_parallel, p.use_distributed_optimizer) == (8, 4, 5, True, True)
+    assert cfg.checkpoint.init_from == "/llama2-70b"
+    assert ns.world_size == 256
+    # Without VPP / INIT_FROM the launcher passes None, not an empty string.
+    cfg, _ = captured_config(script, tmp_path)
+    assert cfg.parallel.virtual_pipeline_model_parallel_size is None and cfg.checkpoint.init_from is None
+
+
+@pytest.mark.parametrize("script, nodes", [(BIOMEDLM_SBATCH, 16), (BIOLLM_SBATCH, 32)], ids=lambda x: str(x))
+def test_sbatch_header(script, nodes):
+    text = script.read_text()
+    directives = [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("#SBATCH")]
+    for d in (f"--nodes={nodes}", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@120"):
+        assert d in directives
+    assert "set -euo pipefail" in text
+    assert "srun " in text and "tools/pretrain.py" in text and '"$@"' in text
+
+
+def test_sbatch_outside_slurm_does_not_train():
+    proc = run_launcher(BIOMEDLM_SBATCH)
+    assert proc.returncode == 1
+    assert "not inside a SLURM job" in proc.stderr and "DRY_RUN=1" in proc.stderr
+
+
+# --- real (tiny) runs through the launchers ----------------------------------------------------------------
+
+
+def test_torchrun_launcher_trains_with_dev_overrides(tmp_path):
+    ck, tb = tmp_path / "ck", tmp_path / "tb"
+    proc = run_launcher(
+        BIOMEDLM_SH, *TINY, "--set", f"logging.metrics_file={tmp_path / 'm.jsonl'}",
+        TORCHRUN=f"{shlex.quote(sys.executable)} -m torch.distributed.run", NPROC_PER_NODE=1,
+        MASTER_PORT=free_port(), MICRO_BATCH_SIZE=1, TOKENIZER="", DATA_CACHE_DIR=tmp_path / "cache",
+        CHECKPOINT_DIR=ck, TENSORBOARD_DIR=tb, SAVE_INTERVAL=0, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(torchrun, gloo)" in proc.stdout
+    rows = read_metrics(tmp_path / "m.jsonl")
+    assert sorted(rows) == [1, 2]
+    assert all(r["loss"] > 0 for r in rows.values())
+    assert (ck / "latest_checkpointed_iteration.txt").read_text().strip() == "2" and (ck / "iter_0000002").is_dir()
+    assert any(tb.rglob("events.out.tfevents.*"))
+
+
+def _free_slurm_job_id() -> int:
+    """A job id whose derived port (10000 + id % 20000, as the sbatch script computes it) is free here."""
+    for _ in range(100):
+        job = random.randrange(1, 10**6)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", 10000 + job % 20000))
+            except OSError:
+                continue
+        return job
+    raise RuntimeError("no free port in 10000-29999")
+
+
+def test_sbatch_launcher_trains_under_slurm_variables(tmp_path):
+    """The sbatch script as SLURM would run it, with a stand-in srun that starts the one task here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(
+        "#!/usr/bin/env bash\n"
+        "# stand-in for srun: drop srun's own options, record the rendezvous port, run one task\n"
+        "while [[ $# -gt 0 && $1 == -* ]]; do shift; done\n"
+        f"echo \"$MASTER_PORT\" > {shlex.quote(str(tmp_path / 'port'))}\n"
+        "export SLURM_PROCID=0 SLURM_LOCALID=0\n"
+        'exec "$@"\n'
+    )
+    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
+    job = _free_slurm_job_id()
+    ck = tmp_path / "ck"
+    proc = run_launcher(
+        BIOMEDLM_SBATCH, *TINY, "--set", f"logging.metrics_file={tmp_path / 'm.jsonl'}",
+        PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID=job, SLURM_NTASKS=1, SLURM_JOB_NUM_NODES=1,
+        SLURM_NODELIST="localhost", SLURM_SUBMIT_DIR=ROOT, GPUS_PER_NODE=1, MICRO_BATCH_SIZE=1, TOKENIZER="",
+        DATA_CACHE_DIR=tmp_path / "cache", CHECKPOINT_DIR=ck, TENSORBOARD_DIR=tmp_path / "tb", SAVE_INTERVAL=0,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(slurm, gloo)" in proc.stdout
+    assert int((tmp_path / "port").read_text()) == 10000 + job % 20000
+    assert sorted(read_metrics(tmp_path / "m.jsonl")) == [1, 2]
+    assert (ck / "latest_checkpointed_iteration.txt").read_text().strip() == "2" and (ck / "iter_0000002").is_dir()
