@@ -25,20 +25,20 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import math  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import contextlib
+import functools
+import math
+import socket
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,8 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4, help="sequences per step (one micro-batch)")
     p.add_argument("--vocab", type=int, default=512)
     p.add_argument("--warmup", type=int, default=3, help="steps of each variant dropped before timing")
-    p.add_argument("--steps", type=int, default=8, help="timed steps of each variant per round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5, help="timed steps of each variant per round")
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", default="",
                    help="comma-separated subset of: ours,bare,plain,plain_unfused,plain_patched (default: all)")
@@ -109,6 +109,9 @@ class Ours:
 
         self.trainer.train_step = timed_train_step
 
+    def parameters(self):
+        return (p for chunk in self.trainer.model for p in chunk.parameters())
+
     def run(self, n: int) -> list[tuple[float, float]]:
         self._starts = []
         self.cfg.train.train_iters = self.trainer.state.iteration + n + 1
@@ -124,7 +127,11 @@ class Bare:
     name = "bare megatron-core"
 
     def __init__(self, cfg):
-        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.distributed import (
+            DistributedDataParallel,
+            DistributedDataParallelConfig,
+            finalize_model_grads,
+        )
         from megatron.core.models.gpt import GPTModel
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
@@ -178,6 +185,9 @@ class Bare:
             return loss, {"lm loss": loss.detach()}
 
         return model(b["tokens"], b["position_ids"], b["attention_mask"], labels=b["labels"]), loss_func
+
+    def parameters(self):
+        return self.model.parameters()
 
     def step(self) -> None:
         self.model.zero_grad_buffer()
@@ -254,6 +264,9 @@ class Plain:
         data = torch.randint(0, m.vocab_size, (t.micro_batch_size, m.seq_length + 1),
                              generator=torch.Generator().manual_seed(0))
         self.tokens, self.labels = data[:, :-1].contiguous(), data[:, 1:].contiguous()
+
+    def parameters(self):
+        return self.model.parameters()
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -333,6 +346,12 @@ def main(argv=None) -> int:
     print(f"GPT: {m.num_layers} layers, hidden {m.hidden_size}, {m.num_attention_heads} heads, seq {m.seq_length}, "
           f"vocab {m.padded_vocab_size(1)}, {count_parameters(m).total / 1e6:.2f}M parameters; batch {args.batch}; "
           f"{torch.get_num_threads()} thread(s); torch {torch.__version__}")
+    # Same shape means the same parameters (and so the same matmuls): checked, not assumed.
+    sizes = {k: sum(p.numel() for p in v.parameters()) for k, v in variants.items()}
+    print("parameters: " + ", ".join(f"{variants[k].name} {n:,}" for k, n in sizes.items()))
+    if len(set(sizes.values())) > 1:
+        print("error: the variants differ in parameter count", file=sys.stderr)
+        return 1
     for v in variants.values():
         v.run(args.warmup)
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
