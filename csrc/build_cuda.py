@@ -1,0 +1,420 @@
+"""Build of ``megatron_biomed._C``: the csrc CUDA kernels as torch custom ops.
+
+Imported by ``csrc/build_extensions.py`` (setup.py) and by ``tests/kernels/test_cuda_build.py``.
+
+Layout of what gets built:
+
+* ``csrc/cuda/*.cu`` -- torch-free launcher instantiations (one file per kernel family, split
+  further where a family is slow to compile). They include only the CUDA toolkit and csrc headers,
+  so they are compiled here directly with ``nvcc`` (not by torch's BuildExtension, which would add
+  torch's include paths and its ``-D__CUDA_NO_HALF_OPERATORS__``-style flags). Each object is cached
+  under ``build/cuda_objects/`` by a hash of its source, every csrc header, the nvcc version and the
+  flags, together with the ``-Xptxas -v`` report, so ``pip install`` and the nvcc test share one
+  compilation.
+* ``csrc/torch/*.cpp`` -- thin torch bindings (``TORCH_LIBRARY`` schemas and CUDA kernels
+  registrations), compiled by torch's BuildExtension (ninja, ``MAX_JOBS``) and linked with the
+  objects above.
+
+Whether to build: ``MEGATRON_BIOMED_BUILD_CUDA=0`` skips, ``=1`` forces; otherwise the extension is
+built when torch is a CUDA build and ``nvcc`` is found. Three fixes make the build work on machines
+without a GPU (see /work/shared/notes/cuda-without-a-gpu.md): CUDA_HOME is taken from the toolkit
+nvcc really runs from (the ``nvcc`` on PATH may be a wrapper script), the include folder of the
+``nvidia`` CUDA wheels is added when the toolkit lacks headers torch's CUDA headers need
+(``cusparse.h``), and the target architectures are explicit (``-gencode``; default sm_80 and sm_90
+plus compute_90 PTX, or ``TORCH_CUDA_ARCH_LIST`` when the user sets it).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENV_SWITCH = "MEGATRON_BIOMED_BUILD_CUDA"
+EXTENSION_NAME = "megatron_biomed._C"
+DEFAULT_ARCHS = "8.0;9.0+PTX"
+# Flags for the torch-free .cu files (kept identical between the build and the nvcc test: they are
+# part of the cache key).
+NVCC_FLAGS = ("-O3", "-std=c++17", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC", "-Xptxas", "-v")
+
+
+def _log(msg: str) -> None:
+    print(f"[megatron-biomed cuda] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    """A usable CUDA toolkit: the real nvcc, its root, extra include dirs and its version."""
+
+    nvcc: str
+    cuda_home: str
+    include_dirs: tuple[str, ...]
+    version: str  # "13.0"
+    version_text: str  # full `nvcc --version` output, part of the cache key
+
+
+def _toolkit_root_from_nvcc(nvcc: str) -> str | None:
+    """Where nvcc actually runs from: ``nvcc --dryrun`` prints ``_HERE_=<root>/bin``.
+
+    This sees through wrapper scripts and symlinks (CUDA_HOME auto-detection in torch stops at the
+    wrapper's folder, which has no headers).
+    """
+    try:
+        out = subprocess.run(
+            [nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"_HERE_=(\S+)", out.stdout + out.stderr)
+    if not m:
+        return None
+    root = Path(m.group(1)).resolve().parent
+    return str(root) if (root / "include" / "cuda_runtime.h").exists() else None
+
+
+def _wheel_include_dirs(cuda_home: str) -> list[str]:
+    """Include dir of the ``nvidia`` CUDA wheels when the toolkit lacks headers torch needs."""
+    if (Path(cuda_home) / "include" / "cusparse.h").exists():
+        return []
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    for base in spec.submodule_search_locations:
+        for sub in ("cu13", "cu12"):
+            inc = Path(base) / sub / "include"
+            if (inc / "cusparse.h").exists():
+                return [str(inc)]
+        inc = Path(base) / "cusparse" / "include"  # older per-library wheel layout
+        if (inc / "cusparse.h").exists():
+            return [str(inc)]
+    return []
+
+
+def find_toolchain() -> tuple[Toolchain | None, str]:
+    """The CUDA toolchain to build with, or None and the reason there is none."""
+    candidates = []
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc"))
+    if shutil.which("nvcc"):
+        candidates.append(shutil.which("nvcc"))
+    candidates = [c for c in candidates if os.access(c, os.X_OK)]
+    if not candidates:
+        return None, "nvcc was not found on PATH (nor under $CUDA_HOME/bin)"
+    nvcc = candidates[0]
+    root = _toolkit_root_from_nvcc(nvcc)
+    if root is None:
+        return None, f"could not locate the CUDA toolkit behind {nvcc} (no include/cuda_runtime.h)"
+    real_nvcc = str(Path(root) / "bin" / "nvcc")
+    text = subprocess.run([real_nvcc, "--version"], capture_output=True, text=True, check=False).stdout
+    m = re.search(r"release (\d+\.\d+)", text)
+    if not m:
+        return None, f"could not read the CUDA version from `{real_nvcc} --version`"
+    return Toolchain(real_nvcc, root, tuple(_wheel_include_dirs(root)), m.group(1), text), ""
+
+
+def build_decision() -> tuple[bool, str]:
+    """Whether setup.py should build ``megatron_biomed._C``, and why (or why not)."""
+    switch = os.environ.get(ENV_SWITCH, "").strip()
+    if switch == "0":
+        return False, f"{ENV_SWITCH}=0"
+    forced = switch == "1"
+    try:
+        import torch
+    except ImportError:
+        return False, "torch is not importable (install torch first and use --no-build-isolation)"
+    if torch.version.cuda is None and not forced:
+        return False, f"torch {torch.__version__} is not a CUDA build"
+    tc, why = find_toolchain()
+    if tc is None:
+        return False, why
+    if torch.version.cuda is not None and tc.version.split(".")[0] != torch.version.cuda.split(".")[0]:
+        msg = f"nvcc is CUDA {tc.version} but torch was built with CUDA {torch.version.cuda}"
+        if forced:
+            raise RuntimeError(f"{msg}: install a matching toolkit or torch ({ENV_SWITCH}=1 was set)")
+        return False, msg
+    return True, f"torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {tc.version} at {tc.cuda_home}"
+
+
+def arch_list() -> list[str]:
+    """Target architectures, e.g. ["8.0", "9.0+PTX"] (TORCH_CUDA_ARCH_LIST overrides the default)."""
+    raw = os.environ.get("TORCH_CUDA_ARCH_LIST") or DEFAULT_ARCHS
+    return [a for a in re.split(r"[;\s]+", raw.strip()) if a]
+
+
+def gencode_flags(archs: list[str] | None = None) -> list[str]:
+    """Explicit ``-gencode`` flags (a GPU-less machine cannot ask a device for its arch)."""
+    flags = []
+    for arch in archs or arch_list():
+        ptx = arch.endswith("+PTX")
+        num = arch.removesuffix("+PTX").replace(".", "")
+        if not num.isdigit():
+            raise ValueError(f"bad CUDA arch {arch!r} in TORCH_CUDA_ARCH_LIST (expected e.g. 8.0 or 9.0+PTX)")
+        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
+        if ptx:
+            flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
+    return flags
+
+
+def csrc_include_dirs(root: Path) -> list[str]:
+    return [str(root / "csrc" / "include"), str(root / "csrc")]
+
+
+def cuda_sources(root: Path) -> list[Path]:
+    """The launcher instantiations that go into ``_C``."""
+    return sorted((root / "csrc" / "cuda").glob("*.cu"))
+
+
+def binding_sources(root: Path) -> list[Path]:
+    return sorted((root / "csrc" / "torch").glob("*.cpp"))
+
+
+@dataclasses.dataclass
+class CompileResult:
+    source: Path
+    obj: Path
+    ptxas: str  # the -Xptxas -v report (stderr of nvcc)
+    seconds: float  # compile time; 0.0 when served from the cache
+    cached: bool
+
+
+def dependencies(tc: Toolchain, root: Path, src: Path) -> list[Path]:
+    """Every file ``src`` includes (``nvcc -M``, under a second), so the cache key follows headers."""
+    cmd = [tc.nvcc, "-M", str(src), "-std=c++17", *gencode_flags()[:1]]
+    for inc in csrc_include_dirs(root):
+        cmd += ["-I", inc]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nvcc -M failed on {src}:\n{proc.stderr}")
+    text = proc.stdout.split(":", 1)[1] if ":" in proc.stdout else proc.stdout
+    files = [t for t in text.replace("\\\n", " ").split() if t != "\\"]
+    return sorted({(root / f).resolve() if not os.path.isabs(f) else Path(f) for f in files})
+
+
+def nvcc_command(tc: Toolchain, root: Path, src: Path, obj: Path, archs: list[str] | None = None) -> list[str]:
+    cmd = [tc.nvcc, "-c", str(src), "-o", str(obj), *NVCC_FLAGS, *gencode_flags(archs)]
+    for inc in csrc_include_dirs(root):
+        cmd += ["-I", inc]
+    return cmd
+
+
+def compile_cu(
+    tc: Toolchain,
+    root: Path,
+    src: Path,
+    *,
+    archs: list[str] | None = None,
+    cache_dir: Path | None = None,
+) -> CompileResult:
+    """Compile one torch-free ``.cu`` with nvcc, cached under ``build/cuda_objects`` by the content of
+    the source and everything it includes, the nvcc version and the flags."""
+    cache_dir = cache_dir or root / "build" / "cuda_objects"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256()
+    key.update(tc.version_text.encode())
+    key.update(" ".join([*NVCC_FLAGS, *gencode_flags(archs), *csrc_include_dirs(root)]).encode())
+    for dep in [src, *dependencies(tc, root, src)]:
+        key.update(str(dep).encode())
+        key.update(dep.read_bytes())
+    stem = f"{src.stem}-{key.hexdigest()[:16]}"
+    obj, report = cache_dir / f"{stem}.o", cache_dir / f"{stem}.ptxas.txt"
+    if obj.exists() and report.exists():
+        return CompileResult(src, obj, report.read_text(), 0.0, True)
+    tmp = cache_dir / f"{stem}.{os.getpid()}.tmp.o"
+    t0 = time.perf_counter()
+    proc = subprocess.run(nvcc_command(tc, root, src, tmp, archs), capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"nvcc failed on {src.relative_to(root)} (exit {proc.returncode}):\n"
+            f"{' '.join(nvcc_command(tc, root, src, tmp, archs))}\n{proc.stdout}{proc.stderr}"
+        )
+    report.write_text(proc.stderr)
+    os.replace(tmp, obj)  # atomic: a concurrent build never sees a half-written object
+    _prune(cache_dir, src.stem, keep=3)
+    return CompileResult(src, obj, proc.stderr, seconds, False)
+
+
+def _prune(cache_dir: Path, stem: str, keep: int) -> None:
+    """Drop all but the ``keep`` newest cached objects of one source (older edits of it)."""
+    objs = sorted(cache_dir.glob(f"{stem}-????????????????.o"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in objs[keep:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".ptxas.txt").unlink(missing_ok=True)
+
+
+def compile_all(
+    tc: Toolchain, root: Path, sources: list[Path], *, jobs: int | None = None, archs: list[str] | None = None
+) -> list[CompileResult]:
+    """Compile ``sources`` in parallel (``MAX_JOBS`` workers by default)."""
+    jobs = jobs or int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(compile_cu, tc, root, s, archs=archs) for s in sources]
+        return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------------------------------------
+# -Xptxas -v report
+
+
+@dataclasses.dataclass
+class KernelResources:
+    """ptxas' resource usage of one kernel for one architecture."""
+
+    mangled: str
+    name: str  # demangled
+    arch: str  # "sm_80"
+    registers: int
+    stack_bytes: int
+    spill_stores: int
+    spill_loads: int
+    shared_bytes: int
+
+
+_ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
+
+
+def parse_ptxas(text: str) -> list[KernelResources]:
+    """Parse the ``-Xptxas -v`` output of nvcc into one record per (kernel, arch)."""
+    kernels: list[KernelResources] = []
+    cur: dict | None = None
+    for line in text.splitlines():
+        if m := _ENTRY.search(line):
+            cur = {"mangled": m.group(1), "arch": m.group(2), "stack": 0, "ss": 0, "sl": 0}
+        elif cur is not None and (m := _FRAME.search(line)):
+            cur["stack"], cur["ss"], cur["sl"] = (int(g) for g in m.groups())
+        elif cur is not None and (m := _USED.search(line)):
+            kernels.append(
+                KernelResources(
+                    cur["mangled"],
+                    cur["mangled"],
+                    cur["arch"],
+                    int(m.group(1)),
+                    cur["stack"],
+                    cur["ss"],
+                    cur["sl"],
+                    int(m.group(2) or 0),
+                )
+            )
+            cur = None
+    names = _demangle([k.mangled for k in kernels])
+    for k, n in zip(kernels, names):
+        k.name = n
+    return kernels
+
+
+def short_name(demangled: str) -> str:
+    """``void ns::kernel<float, 64>(float const*, ...)`` -> ``ns::kernel<float, 64>``."""
+    name = demangled.removeprefix("void ")
+    depth = 0
+    for i, ch in enumerate(name):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == "(" and depth == 0:
+            return name[:i]
+    return name
+
+
+def _demangle(names: list[str]) -> list[str]:
+    if not names or shutil.which("c++filt") is None:
+        return names
+    out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=False).stdout
+    lines = out.splitlines()
+    return lines if len(lines) == len(names) else names
+
+
+def format_report(results: list[CompileResult], root: Path) -> str:
+    """Human-readable register / shared memory / spill table of every kernel."""
+    lines = ["# ptxas -v resource usage per kernel (registers, static smem, stack, spill stores/loads)"]
+    for r in results:
+        lines.append(f"\n## {r.source.relative_to(root)}  ({'cached' if r.cached else f'{r.seconds:.1f} s'})")
+        for k in parse_ptxas(r.ptxas):
+            lines.append(
+                f"{k.arch:6s} regs={k.registers:3d} smem={k.shared_bytes:6d} stack={k.stack_bytes:4d} "
+                f"spill_st={k.spill_stores:4d} spill_ld={k.spill_loads:4d}  {short_name(k.name)}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# setuptools glue
+
+
+def cuda_extensions(root: Path) -> list:
+    """``[CUDAExtension("megatron_biomed._C")]`` when the CUDA build can run, else ``[]``."""
+    root = Path(root)
+    build, why = build_decision()
+    if not build:
+        _log(f"skipping {EXTENSION_NAME}: {why}")
+        return []
+    if not cuda_sources(root) or not binding_sources(root):
+        _log(f"skipping {EXTENSION_NAME}: no sources under csrc/cuda and csrc/torch")
+        return []
+    tc, _ = find_toolchain()
+    # torch.utils.cpp_extension reads these at import time: set them before importing it.
+    os.environ["CUDA_HOME"] = tc.cuda_home
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+    import torch.utils.cpp_extension as cpp_ext
+    from torch.utils.cpp_extension import CUDAExtension
+
+    cpp_ext.CUDA_HOME = tc.cuda_home  # in case it was imported (and auto-detected) before
+
+    _log(f"building {EXTENSION_NAME}: {why}; archs {arch_list()}")
+    ext = CUDAExtension(
+        name=EXTENSION_NAME,
+        sources=[str(p.relative_to(root)) for p in binding_sources(root)],
+        include_dirs=[*csrc_include_dirs(root), *tc.include_dirs],
+        extra_compile_args={"cxx": ["-O2"], "nvcc": gencode_flags()},
+    )
+    # Compiled by MbkBuildExtension before the bindings, then linked in.
+    ext.mbk_cuda_sources = [str(p) for p in cuda_sources(root)]
+    ext.mbk_root = str(root)
+    return [ext]
+
+
+def cmdclass() -> dict:
+    """``{"build_ext": BuildExtension}`` (ninja, ``MAX_JOBS``) when torch is importable."""
+    try:
+        from torch.utils.cpp_extension import BuildExtension
+    except ImportError:
+        return {}
+
+    class MbkBuildExtension(BuildExtension):
+        """torch's BuildExtension that first nvcc-compiles csrc/cuda/*.cu for ``_C`` (cached)."""
+
+        def build_extension(self, ext) -> None:
+            sources = getattr(ext, "mbk_cuda_sources", None)
+            if sources:
+                tc, why = find_toolchain()
+                if tc is None:
+                    raise RuntimeError(f"cannot build {EXTENSION_NAME}: {why}")
+                root = Path(ext.mbk_root)
+                t0 = time.perf_counter()
+                results = compile_all(tc, root, [Path(s) for s in sources])
+                ext.extra_objects = [*ext.extra_objects, *(str(r.obj) for r in results)]
+                report = root / "build" / "ptxas_report.txt"
+                report.write_text(format_report(results, root))
+                fresh = [r for r in results if not r.cached]
+                _log(
+                    f"nvcc: {len(fresh)} compiled, {len(results) - len(fresh)} cached, "
+                    f"{time.perf_counter() - t0:.1f} s; report in {report}"
+                )
+            super().build_extension(ext)
+
+    return {"build_ext": MbkBuildExtension.with_options(use_ninja=True)}

@@ -1,0 +1,229 @@
+"""nn.Modules that put the fused kernels into megatron-core layer specs (see models/layer_specs.py).
+
+* :class:`KernelNorm` -- LayerNorm or RMSNorm (``config.normalization``) with megatron's norm
+  constructor ``(config, hidden_size, eps=...)``; parameters ``weight`` (and ``bias``) named like
+  ``torch.nn.LayerNorm``'s, so checkpoints move freely between ``kernels`` choices.
+* :class:`KernelDotProductAttention` -- megatron-core's ``DotProductAttention`` (same constructor,
+  forward and attributes) whose core runs flash attention, or, for padding / arbitrary masks,
+  dropout or head dims flash attention does not support, the fused scaled-masked softmax.
+
+Both take ``kernels`` ("csrc" | "emu" | "torch" | "te"); "te" builds megatron-core's Transformer
+Engine module instead (TENorm / TEDotProductAttention) and needs Transformer Engine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from megatron.core import tensor_parallel
+from megatron.core.transformer.dot_product_attention import DotProductAttention
+from megatron.core.transformer.enums import AttnMaskType
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_biomed.kernels import _csrc
+from megatron_biomed.kernels.backends import (
+    KernelBackendUnavailable,
+    check_available,
+    check_choice,
+)
+from megatron_biomed.kernels.functions import (
+    causal_mask,
+    flash_attention,
+    layer_norm,
+    rms_norm,
+    scaled_causal_softmax,
+    scaled_masked_softmax,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _te_module(name: str):
+    check_available("te")
+    from megatron.core.extensions import transformer_engine as te_ext
+
+    return getattr(te_ext, name)
+
+
+class KernelNorm(torch.nn.Module):
+    """LayerNorm / RMSNorm on the csrc kernels, built like megatron-core's norms."""
+
+    def __new__(
+        cls, config: TransformerConfig, hidden_size: int, eps: float = 1e-5, *args, kernels: str = "csrc", **kwargs
+    ):
+        if check_choice(kernels) == "te":
+            return _te_module("TENorm")(config=config, hidden_size=hidden_size, eps=eps)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        config: TransformerConfig,
+        hidden_size: int,
+        eps: float = 1e-5,
+        persist_layer_norm: bool = False,  # accepted for megatron's signature; no effect
+        zero_centered_gamma: bool | None = None,
+        normalization: str | None = None,
+        has_residual: bool = False,  # accepted for megatron's signature; no effect
+        *,
+        kernels: str = "csrc",
+    ):
+        super().__init__()
+        check_available(kernels)
+        self.kernels = kernels
+        self.normalization = normalization or config.normalization
+        if self.normalization not in ("LayerNorm", "RMSNorm"):
+            raise ValueError(
+                f"KernelNorm: normalization={self.normalization!r} (config.normalization) must be "
+                "'LayerNorm' or 'RMSNorm'"
+            )
+        self.hidden_size = hidden_size
+        self.eps = eps
+        self.zero_centered_gamma = (
+            config.layernorm_zero_centered_gamma if zero_centered_gamma is None else zero_centered_gamma
+        )
+        init = torch.zeros if self.zero_centered_gamma else torch.ones
+        self.weight = torch.nn.Parameter(init(hidden_size))
+        self.bias = torch.nn.Parameter(torch.zeros(hidden_size)) if self.normalization == "LayerNorm" else None
+        for p in self.parameters():  # megatron all-reduces these grads across TP under sequence parallelism
+            p.sequence_parallel = config.sequence_parallel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight + 1 if self.zero_centered_gamma else self.weight
+        if self.normalization == "RMSNorm":
+            return rms_norm(x, weight, self.eps, kernels=self.kernels)
+        return layer_norm(x, weight, self.bias, self.eps, kernels=self.kernels)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalization}({self.hidden_size}, eps={self.eps}, kernels={self.kernels!r})"
+
+
+class KernelDotProductAttention(DotProductAttention):
+    """megatron-core ``DotProductAttention`` on the csrc kernels.
+
+    Inputs ``query [sq, b, heads, d]``, ``key, value [sk, b, query_groups, d]``; returns
+    ``[sq, b, heads * d]``. For ``AttnMaskType.causal`` the mask argument is ignored (the causal
+    mask is implied, as in Transformer Engine); padding / arbitrary masks are bool, True = masked
+    out. ``kernels="torch"`` runs megatron-core's own implementation unchanged.
+    """
+
+    def __new__(cls, *args, kernels: str = "csrc", **kwargs):
+        if check_choice(kernels) == "te":
+            return _te_module("TEDotProductAttention")(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        config: TransformerConfig,
+        layer_number: int,
+        attn_mask_type: AttnMaskType,
+        attention_type: str,
+        attention_dropout: float | None = None,
+        softmax_scale: float | None = None,
+        cp_comm_type: str | None = None,
+        pg_collection=None,
+        *,
+        kernels: str = "csrc",
+    ):
+        super().__init__(
+            config,
+            layer_number,
+            attn_mask_type,
+            attention_type,
+            attention_dropout=attention_dropout,
+            softmax_scale=softmax_scale,
+            cp_comm_type=cp_comm_type,
+            pg_collection=pg_collection,
+        )
+        check_available(kernels)
+        if config.softmax_type != "vanilla":
+            raise ValueError(
+                f"KernelDotProductAttention supports softmax_type='vanilla' only, not "
+                f"{config.softmax_type!r}; use kernels='torch'"
+            )
+        if self.scale_mask_softmax.window_size is not None:
+            raise ValueError(
+                "KernelDotProductAttention does not support sliding-window attention "
+                "(config.window_size); use kernels='torch'"
+            )
+        self.kernels = kernels
+        # megatron applies softmax_scale (divided by the layer number under query-key layer
+        # scaling) to q k^T and the layer number again inside the softmax; the product is the scale.
+        self.softmax_coeff = float(self.layer_number) if config.apply_query_key_layer_scaling else 1.0
+        self.total_softmax_scale = self.softmax_scale * self.softmax_coeff
+        self._logged_paths: set[str] = set()
+
+    def _log_path_once(self, path: str, why: str) -> None:
+        if path not in self._logged_paths:
+            self._logged_paths.add(path)
+            logger.info("KernelDotProductAttention(kernels=%r): %s (%s)", self.kernels, path, why)
+
+    def forward(
+        self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None
+    ):
+        if self.kernels == "torch":
+            return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias, packed_seq_params)
+        if packed_seq_params is not None or attention_bias is not None:
+            raise ValueError("KernelDotProductAttention supports neither packed sequences nor attention_bias")
+        mask_type = self.attn_mask_type if attn_mask_type is None else attn_mask_type
+        sq, b, heads, d = query.shape
+        dropout = self.attention_dropout.p if self.training else 0.0
+        causal = mask_type in (AttnMaskType.causal, AttnMaskType.causal_bottom_right)
+        maskless = causal or (mask_type == AttnMaskType.no_mask and attention_mask is None)
+        if maskless and dropout == 0.0 and d in _csrc.FLASH_HEAD_DIMS:
+            self._log_path_once("flash attention", f"mask {mask_type.name}, head_dim {d}")
+            out = flash_attention(
+                query.transpose(0, 1),
+                key.transpose(0, 1),
+                value.transpose(0, 1),
+                causal=causal,
+                softmax_scale=self.total_softmax_scale,
+                kernels=self.kernels,
+            )
+            return out.transpose(0, 1).reshape(sq, b, heads * d)
+        why = (
+            f"head_dim {d} not in {_csrc.FLASH_HEAD_DIMS}"
+            if d not in _csrc.FLASH_HEAD_DIMS
+            else f"dropout {dropout}"
+            if dropout
+            else f"mask {mask_type.name}"
+        )
+        self._log_path_once("fused softmax", why)
+        return self._softmax_attention(query, key, value, attention_mask, mask_type, causal)
+
+    def _softmax_attention(self, query, key, value, attention_mask, mask_type, causal):
+        sq, b, heads, d = query.shape
+        sk, groups = key.shape[0], key.shape[2]
+        if heads != groups:
+            key = key.repeat_interleave(heads // groups, dim=2)
+            value = value.repeat_interleave(heads // groups, dim=2)
+        # [s, b, heads, d] -> [b * heads, s, d]
+        q = query.reshape(sq, b * heads, d).transpose(0, 1)
+        k = key.reshape(sk, b * heads, d).transpose(0, 1)
+        v = value.reshape(sk, b * heads, d).transpose(0, 1)
+        scores = torch.bmm(q, k.transpose(1, 2)).mul_(self.softmax_scale).view(b, heads, sq, sk)
+        if causal and sq == sk:
+            probs = scaled_causal_softmax(scores, self.softmax_coeff, kernels=self.kernels)
+        else:
+            mask = attention_mask
+            if causal or mask_type == AttnMaskType.padding_causal:
+                cm = causal_mask(sq, sk, scores.device)
+                mask = cm if mask is None or causal else (mask | cm)
+            probs = scaled_masked_softmax(scores, mask, self.softmax_coeff, kernels=self.kernels)
+        if self.attention_dropout.p > 0 and self.training:
+            if not self.config.sequence_parallel:
+                with tensor_parallel.get_cuda_rng_tracker().fork():
+                    probs = self.attention_dropout(probs)
+            else:
+                probs = self.attention_dropout(probs)
+        context = torch.bmm(probs.view(b * heads, sq, sk), v)  # [b * heads, sq, d]
+        return context.view(b, heads, sq, d).permute(2, 0, 1, 3).reshape(sq, b, heads * d)
+
+
+def unavailable_reason(kernels: str) -> str | None:
+    """None if modules with ``kernels`` can be built here, else why not."""
+    try:
+        check_available(kernels)
+    except KernelBackendUnavailable as e:
+        return str(e)
+    return None

@@ -1,0 +1,54 @@
+"""benchmarks/kernels.py: exits 0 with a clear message without a GPU; its peak table and FLOP count."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "kernels.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_kernels", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the script would run the benchmark")
+def test_without_gpu_says_so_and_exits_0():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--iters", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no GPU is present" in proc.stdout
+
+
+def test_peak_table_and_flops():
+    bench = _load()
+    h100 = bench.peak_for("NVIDIA H100 80GB HBM3")
+    assert (h100.name, h100.tensor_tflops, h100.tb_per_s) == ("H100", 989.0, 3.35)
+    assert bench.peak_for("NVIDIA H100 PCIe").tb_per_s == 2.0
+    assert bench.peak_for("NVIDIA H200").tb_per_s == 4.8
+    assert bench.peak_for("NVIDIA A100-SXM4-80GB").tflops(torch.float32) == 19.5
+    assert bench.peak_for("NVIDIA A100-SXM4-40GB").tb_per_s == 1.555
+    assert bench.peak_for("Some Other GPU") is None
+    # 4 * b * h * s^2 * d forward; causal halves it; the backward is 2.5 times the forward
+    assert bench.attention_flops(2, 128, 128, 4, 64, causal=False, backward=False) == 4 * 2 * 4 * 128 * 128 * 64
+    assert bench.attention_flops(2, 128, 128, 4, 64, causal=True, backward=True) == 2.5 * 2 * 2 * 4 * 128 * 128 * 64
+    table = bench.format_table(
+        [bench.Row("attention fwd", "csrc", "b1", 2.0, tflops=494.5, max_diff=1e-3)], h100, torch.bfloat16
+    )
+    assert "50.0" in table and "494.5" in table
