@@ -162,15 +162,35 @@ def _conversion_inputs() -> np.ndarray:
                   3.3895313892515355e38, 3.4028234663852886e38, 1.1754942e-38, 1e-45],
                  dtype=np.float32),
     ]
-    # exact ties for fp16 (11 significant bits) and bf16 (8 bits): odd multiples of half an ulp
-    k = rng.integers(1, 2**10, 4000)
-    e = rng.integers(-24, 16, 4000).astype(np.float64)
-    parts.append(((2 * k + 1) * 2.0 ** (e - 11)).astype(np.float32))
-    parts.append(((2 * k + 1) * 2.0 ** (e - 8)).astype(np.float32))
+    # exact ties: a 12-bit odd significand is half-way between two fp16 values (11 bits), a 9-bit
+    # one between two bf16 values (8 bits); exponents cover the normal ranges and the overflow edge
+    k16 = rng.integers(2**10, 2**11, 4000)
+    e16 = rng.integers(-13, 17, 4000).astype(np.float64)
+    parts.append((2 * k16 + 1) * 2.0 ** (e16 - 12))
+    k8 = rng.integers(2**7, 2**8, 4000)
+    e8 = rng.integers(-120, 121, 4000).astype(np.float64)
+    parts.append((2 * k8 + 1) * 2.0 ** (e8 - 9))
     ties_denorm = (np.arange(1, 2000, 2) * 2.0**-25).astype(np.float32)  # half-way between fp16 denormals
     parts.append(ties_denorm)
     x = np.concatenate([p.astype(np.float32) for p in parts])
     return np.concatenate([x, -x])
+
+
+def test_tie_inputs_are_ties():
+    """Many conversion inputs sit exactly half-way between two fp16 (or two bf16) neighbours."""
+    x = _conversion_inputs()
+    x = x[np.isfinite(x) & (np.abs(x) < 65504)].astype(np.float64)
+    h = x.astype(np.float16)
+    up = np.nextafter(h, np.float16(np.inf)).astype(np.float64)
+    dn = np.nextafter(h, np.float16(-np.inf)).astype(np.float64)
+    hd = h.astype(np.float64)
+    assert ((x == (hd + up) / 2) | (x == (hd + dn) / 2)).sum() > 3000
+    b = torch.from_numpy(x).float().to(torch.bfloat16)
+    bd = b.double().numpy()
+    bits = b.view(torch.int16).numpy().astype(np.int32)
+    b_up = torch.from_numpy((bits + 1).astype(np.int16)).view(torch.bfloat16).double().numpy()
+    b_dn = torch.from_numpy((bits - 1).astype(np.int16)).view(torch.bfloat16).double().numpy()
+    assert ((x == (bd + b_up) / 2) | (x == (bd + b_dn) / 2)).sum() > 3000
 
 
 def _same_bits_or_both_nan(got_bits: np.ndarray, ref: torch.Tensor, what: str) -> None:
