@@ -93,10 +93,14 @@ def tokenizer_dir(vocab_size: int) -> Path:
     return out
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Wall seconds and peak RSS (MB, summed over the process and its children, sampled)."""
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, subprocess.CompletedProcess]:
+    """Wall seconds, peak RSS (MB, summed over the process and its children, sampled) and CPU
+    seconds (user + system of the process and every descendant it waited for)."""
+    import resource
+
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = [0]
@@ -121,7 +125,9 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     th.join()
-    return wall, peak[0] / 1e6, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, peak[0] / 1e6, cpu, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def main() -> int:
@@ -156,26 +162,28 @@ def main() -> int:
                                             "--json-keys", "text", "--tokenizer", str(tok), "--output-prefix",
                                             str(work / "ours_hf"), "--workers", str(args.workers),
                                             "--append-eod", "--no-progress", "--tokenizer-backend", "hf"], env)
-        for name, (_, _, r) in runs.items():
+        for name, (_, _, _, r) in runs.items():
             if r.returncode != 0:
                 print(f"{name} failed:\n{r.stderr[-3000:]}", file=sys.stderr)
                 return 1
         same = all((work / f"base{e}").read_bytes() == (work / f"{name}_text_document{e}").read_bytes()
                    for e in (".bin", ".idx") for name in runs if name != "baseline")
-        backend = next((ln.split("backend ")[1].split(")")[0] for ln in runs["ours"][2].stdout.splitlines()
+        backend = next((ln.split("backend ")[1].split(")")[0] for ln in runs["ours"][3].stdout.splitlines()
                         if "backend " in ln), "?")
         mb = nbytes / 1e6
         print(f"corpus: {mb:.1f} MB JSONL ({corpus}); tokenizer: {tok} ({args.vocab_size} tokens); "
               f"cpus: {os.cpu_count()}; load average at the end: {os.getloadavg()[0]:.1f}")
-        print("| run | wall s | MB/s | peak RSS MB | speed-up |")
-        print("|---|---:|---:|---:|---:|")
+        print("| run | wall s | MB/s | peak RSS MB | CPU s | speed-up (wall) | CPU ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         labels = {"baseline": "baseline: HF tokenizers encode_batch + megatron-core IndexedDatasetBuilder, 1 process",
                   "ours": f"ours: tools/preprocess_data.py --workers {args.workers} (backend {backend})",
                   "ours_hf": f"ours, --tokenizer-backend hf --workers {args.workers}"}
-        for name, (wall, rss, _) in runs.items():
-            ratio = runs["baseline"][0] / wall
-            print(f"| {labels[name]} | {wall:.2f} | {mb / wall:.1f} | {rss:.0f} | {ratio:.1f}x |")
-        print(f"speed-up = baseline wall / run wall; outputs byte-identical to the baseline's: {same}")
+        for name, (wall, rss, cpu, _) in runs.items():
+            ratio, cpu_ratio = runs["baseline"][0] / wall, runs["baseline"][2] / max(cpu, 1e-9)
+            print(f"| {labels[name]} | {wall:.2f} | {mb / wall:.1f} | {rss:.0f} | {cpu:.1f} | {ratio:.1f}x "
+                  f"| {cpu_ratio:.1f}x |")
+        print(f"speed-up = baseline wall / run wall; CPU ratio = baseline CPU s / run CPU s (less "
+              f"sensitive to other load on the machine); outputs byte-identical to the baseline's: {same}")
         return 0 if same else 1
     finally:
         if not args.keep:
