@@ -25,7 +25,7 @@ export PYTHON
 
 # Reinstall only when something that affects the install changed.
 _stamp_file="$MB_ROOT/.install-stamp"
-_stamp="$(cd "$MB_ROOT" && cat setup.py requirements.txt requirements-test.txt 2>/dev/null | sha1sum | cut -d' ' -f1)-$(cd "$MB_ROOT" && find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.py' \) -print0 2>/dev/null | sort -z | xargs -0 cat 2>/dev/null | sha1sum | cut -d' ' -f1)"
+_stamp="cuda=${MEGATRON_BIOMED_BUILD_CUDA:-auto}-$(cd "$MB_ROOT" && cat setup.py requirements.txt requirements-test.txt 2>/dev/null | sha1sum | cut -d' ' -f1)-$(cd "$MB_ROOT" && find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.py' \) -print0 2>/dev/null | sort -z | xargs -0 cat 2>/dev/null | sha1sum | cut -d' ' -f1)"
 if [ "$(cat "$_stamp_file" 2>/dev/null)" != "$_stamp" ] || ! "$PYTHON" -c 'import megatron_biomed' 2>/dev/null; then
   echo "[setup] installing requirements and megatron-biomed into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
   "$PYTHON" -m pip install -q --upgrade pip

@@ -1,1 +1,1 @@
-"""megatron_biomed.inference"""
+"""Inference: greedy generation from megatron-core checkpoints."""

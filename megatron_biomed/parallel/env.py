@@ -22,6 +22,15 @@ class DistEnv:
     launcher: str  # "torchrun", "slurm" or "single"
 
 
+def find_free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for one-process groups)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def first_slurm_host(nodelist: str) -> str:
     """First host name of a SLURM node list such as ``gpu[003-005,010],login1`` -> ``gpu003``."""
     nodelist = nodelist.strip()

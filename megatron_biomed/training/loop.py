@@ -95,6 +95,7 @@ class Trainer:
         self.is_last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
         self.rank0 = ctx.env.rank == 0
         self.state = TrainState()
+        self._last_eval: tuple | None = None
         self.writer = MetricsWriter(cfg, enabled=self.rank0)
         self.tokens_info = tokens
         self.train_ds = self.valid_ds = None
@@ -273,13 +274,17 @@ class Trainer:
         finally:
             preempt.restore()
         if self.state.iteration >= t.train_iters and t.eval_iters:
-            summary["val_loss"], summary["val_ppl"] = self._log_eval()
+            if self._last_eval and self._last_eval[0] == self.state.iteration:
+                summary["val_loss"], summary["val_ppl"] = self._last_eval[1:]
+            else:
+                summary["val_loss"], summary["val_ppl"] = self._log_eval()
         summary["iteration"] = self.state.iteration
         self.writer.close()
         return summary
 
     def _log_eval(self) -> tuple[float, float]:
         loss, ppl = self.evaluate()
+        self._last_eval = (self.state.iteration, loss, ppl)
         self.writer.write(self.state.iteration, {"loss": loss, "ppl": ppl}, prefix="valid")
         if self.rank0:
             log.info("validation at iteration %d | lm loss %.6e | perplexity %.4f", self.state.iteration, loss, ppl)

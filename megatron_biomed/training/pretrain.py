@@ -79,6 +79,15 @@ def plan(cfg: ExperimentConfig, world_size: int) -> dict:
     }
 
 
+# megatron-core notices that say nothing about this run (deprecations of APIs we do not choose).
+_KNOWN_NOTICES = ("GPTModel IS DEPRECATED", "async save is deprecated")
+
+
+def _drop_known_notices(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(n in message for n in _KNOWN_NOTICES)
+
+
 def setup_logging(rank: int, verbose: bool = False) -> None:
     """Our progress lines on rank 0; megatron-core's own INFO chatter only with MEGATRON_BIOMED_VERBOSE=1."""
     import warnings
@@ -90,6 +99,8 @@ def setup_logging(rank: int, verbose: bool = False) -> None:
     verbose = verbose or os.environ.get("MEGATRON_BIOMED_VERBOSE") == "1"
     if not verbose:
         logging.getLogger("megatron").setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_drop_known_notices)
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         for module in ("megatron", "torch", "transformer_engine"):
             warnings.filterwarnings("ignore", module=module)
