@@ -26,6 +26,8 @@
 // pre-zeroing needed); the backward is deterministic (no atomics). Invalid arguments throw
 // std::invalid_argument before anything is launched; a failed launch throws std::runtime_error
 // (MBK_CHECK_LAUNCH). Kernels run asynchronously on `stream` (emulator: pass nullptr).
+// Arithmetic is float32 whatever T is; softmax_scale multiplies q.k (usually 1/sqrt(head_dim)).
+// batch and num_heads are grid dimensions: at most 65535. Kernel resources: see the .cuh.
 //
 // Use from a torch binding compiled by g++ and linked with an nvcc object: define MBK_CUDA_HOST
 // before including this header; it then only declares the launchers. In the .cu, include it
