@@ -126,3 +126,13 @@ def load_new_token_pieces(path: str | os.PathLike) -> dict[int, list[int]]:
     p = p / PIECES_FILE if p.is_dir() else p
     raw = json.loads(p.read_text())
     return {int(k): [int(x) for x in v] for k, v in raw.items()}
+
+
+def init_new_rows_from_pieces(embedding, pieces: dict[int, list[int]]) -> None:
+    """Set each new row of ``embedding`` (a numpy array or torch tensor of shape
+    [>= new vocab, hidden], already resized) to the mean of its base pieces' rows, in place.
+    Pieces are always base ids, so the order of filling does not matter."""
+    for new_id, ids in pieces.items():
+        if not ids or max(ids) >= new_id:
+            raise ValueError(f"new token {new_id}: pieces {ids} must be earlier (base) ids")
+        embedding[new_id] = embedding[list(ids)].mean(0)

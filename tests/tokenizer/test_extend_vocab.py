@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from megatron_biomed.data.indexed.sample_text import synthetic_abstracts
@@ -19,6 +20,7 @@ from megatron_biomed.tokenizer import (
 )
 from megatron_biomed.tokenizer.extend import (
     ExtendVocabConfig,
+    init_new_rows_from_pieces,
     load_new_token_pieces,
     mine_fragmented_words,
 )
@@ -81,6 +83,13 @@ def test_cli_extends_and_writes_piece_mapping(tmp_path, base_dir, domain_jsonl):
     assert ext.decode(ext.encode(text)) == text
     assert ext.encode(GENERAL[0]) == base.encode(GENERAL[0])
     assert len(ext.encode(text)) < len(base.encode(text))
+    emb = np.random.default_rng(0).normal(size=(ext.vocab_size, 8))
+    base_rows = emb[:base.vocab_size].copy()
+    init_new_rows_from_pieces(emb, pieces)
+    assert np.array_equal(emb[:base.vocab_size], base_rows)
+    for new_id, ids in pieces.items():
+        assert np.allclose(emb[new_id], base_rows[ids].mean(0))
+
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(str(out)).encode(text, add_special_tokens=False) == ext.encode(text)
