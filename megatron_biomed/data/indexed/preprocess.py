@@ -262,7 +262,8 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
 def _start_method() -> str:
     """fork (no interpreter start-up; modules and tokenizer inherited) while no other Python thread
     runs, as in the CLI; otherwise spawn, which is always safe. Native pools are fork-aware:
-    OpenBLAS re-creates its threads, gigatoken and tokenizers encode sequentially in a forked child."""
+    OpenBLAS re-creates its threads, and gigatoken and tokenizers stop using a pool that was
+    started before the fork."""
     if "fork" in mp.get_all_start_methods() and threading.active_count() == 1:
         return "fork"
     return "spawn"
