@@ -41,61 +41,70 @@ class ExperimentConfig:
 
 
 def _coerce(value: Any, current: Any, hint: Any, where: str) -> Any:
-    """Convert a parsed override to the type of the field it replaces."""
-    if value is None:
-        return None
+    """Convert a parsed override to the type of the field it replaces, refusing what does not fit."""
     origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    target = hint
-    if origin is typing.Union and args:
-        target = args[0]
-    if target in (typing.Any, None) or isinstance(target, str):
+    args = typing.get_args(hint)
+    optional = origin is typing.Union and type(None) in args
+    target = next((a for a in args if a is not type(None)), hint) if origin is typing.Union else hint
+    if isinstance(target, str) or target is typing.Any:
         target = type(current) if current is not None else None
-    if target is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+    target = typing.get_origin(target) or target
+    if value is None:
+        if optional or target is None:
+            return None
+        raise ConfigError(f"{where}: a value is required (this field cannot be empty)")
+    if target is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if target in (int, float):
+        kind = "an integer" if target is int else "a number"
+        if isinstance(value, bool) or isinstance(value, (list, dict)):
+            raise ConfigError(f"{where}: expected {kind}, got {value!r}")
         try:
-            return float(value)
+            number = float(value) if target is float else (int(value) if not isinstance(value, float) else value)
         except ValueError as e:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from e
-    if target is int and isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError as e:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from e
-    if target is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if target is int and isinstance(value, float):
-        if not value.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if target is list and isinstance(value, str):
-        return value.split()
-    if target is str and not isinstance(value, str):
+            raise ConfigError(f"{where}: expected {kind}, got {value!r}") from e
+        if target is int and isinstance(number, float):
+            if not number.is_integer():
+                raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            number = int(number)
+        return number
+    if target is list:
+        if isinstance(value, str):
+            return value.split()
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return value
+    if target is str:
+        if isinstance(value, (list, dict)):
+            raise ConfigError(f"{where}: expected a single value, got {value!r}")
         return str(value)
     return value
 
 
-def _set_path(cfg: Any, dotted: str, value: Any, source: str) -> None:
+def _set_path(cfg: Any, dotted: str, value: Any, source: str, prefix: str = "") -> None:
     parts = dotted.split(".")
     obj = cfg
     for i, name in enumerate(parts):
         names = {f.name: f for f in dataclasses.fields(obj)}
+        here = prefix + ".".join(parts[: i + 1])
         if name not in names:
-            here = ".".join(parts[: i + 1])
             raise ConfigError(f"{source}: unknown config field '{here}' (known here: {', '.join(sorted(names))})")
         if i == len(parts) - 1:
             hints = typing.get_type_hints(type(obj))
             current = getattr(obj, name)
             if dataclasses.is_dataclass(current):
                 if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: '{dotted}' is a section; give a mapping")
+                    raise ConfigError(f"{source}: '{here}' is a section; give a mapping")
                 for k, v in value.items():
-                    _set_path(current, k, v, source)
+                    _set_path(current, str(k), v, source, prefix=here + ".")
             else:
-                setattr(obj, name, _coerce(value, current, hints.get(name), f"{source}: {dotted}"))
+                setattr(obj, name, _coerce(value, current, hints.get(name), f"{source}: {here}"))
         else:
             obj = getattr(obj, name)
             if not dataclasses.is_dataclass(obj):
-                raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is not a section")
+                raise ConfigError(f"{source}: '{here}' is not a section")
 
 
 def apply_mapping(cfg: ExperimentConfig, mapping: dict, source: str = "config") -> ExperimentConfig:

@@ -126,19 +126,11 @@ def test_set_errors_name_the_field_and_the_problem(override, message):
         load_config("tiny-biomedlm", overrides=[override])
 
 
-# Wrong types that megatron_biomed/config/experiment.py::_coerce lets through today: each is stored as
-# given and only fails (or silently misbehaves) later. Requested fix in _coerce: refuse bool for int/float
-# fields, None for non-Optional fields, non-lists for list fields and lists/dicts for str fields.
-# strict=True: when the fix lands these XPASS and fail, so the markers must be removed with it.
-_KNOWN_GAP = pytest.mark.xfail(strict=True, raises=AssertionError,
-                               reason="config/_coerce accepts this wrong type (fix requested from the owner)")
-
-
 @pytest.mark.parametrize("override", [
-    pytest.param("model.num_layers=true", marks=_KNOWN_GAP),
-    pytest.param("train.micro_batch_size=", marks=_KNOWN_GAP),
-    pytest.param("train.inject_nonfinite_loss_at=5", marks=_KNOWN_GAP),
-    pytest.param("data.tokenizer=[a, b]", marks=_KNOWN_GAP),
+    "model.num_layers=true",
+    "train.micro_batch_size=",
+    "train.inject_nonfinite_loss_at=5",
+    "data.tokenizer=[a, b]",
 ])
 def test_set_refuses_wrong_types(override):
     try:
@@ -152,7 +144,7 @@ def test_set_refuses_wrong_types(override):
 def test_yaml_errors_name_the_file(tmp_path):
     bad_key = tmp_path / "bad_key.yaml"
     bad_key.write_text("model:\n  num_layer: 3\n")
-    with pytest.raises(ConfigError, match=rf"{bad_key}: unknown config field 'num_layer'.*num_layers"):
+    with pytest.raises(ConfigError, match=rf"{bad_key}: unknown config field 'model.num_layer'.*num_layers"):
         load_config(None, bad_key)
 
     bad_type = tmp_path / "bad_type.yaml"
@@ -171,8 +163,6 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_config(None, listing)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="nested YAML errors name 'num_layer', not 'model.num_layer' (fix requested from the owner)")
 def test_yaml_errors_give_the_dotted_field(tmp_path):
     y = tmp_path / "bad.yaml"
     y.write_text("model:\n  num_layer: 3\n")
