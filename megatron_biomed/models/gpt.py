@@ -92,5 +92,10 @@ def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
         )
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())
+        if tconfig.bf16 or tconfig.fp16:
+            # Half-precision weights and activations; the optimizer keeps fp32 main weights.
+            from megatron.core.transformer.module import Float16Module
+
+            model = Float16Module(tconfig, model)
         chunks.append(model)
     return chunks
