@@ -353,6 +353,79 @@ def format_report(results: list[CompileResult], root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The bindings on the CPU emulator (tests without a GPU)
+
+EMU_CXXFLAGS = ("-O2", "-fPIC", "-pthread", "-g0", "-w")
+
+
+def _gxx_dependencies(cmd: list[str], root: Path) -> list[Path]:
+    """Files under ``root`` that a g++ command's source includes (``-MM`` on the same flags)."""
+    proc = subprocess.run([*cmd, "-MM"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"g++ -MM failed:\n{' '.join(cmd)}\n{proc.stderr[-4000:]}")
+    text = proc.stdout.split(":", 1)[1].replace("\\\n", " ")
+    deps = {Path(t).resolve() for t in text.split() if t != "\\"}
+    return sorted(p for p in deps if p.is_relative_to(root))
+
+
+def build_torch_emu(root: Path, jobs: int = 2) -> Path:
+    """Build ``build/torch_emu/libmegatron_biomed_emu_ops.so``: the torch bindings (csrc/torch,
+    ``-DMBK_TORCH_EMU``) with the csrc/cuda launch files compiled by g++ against the CPU emulator.
+
+    Loaded with ``torch.ops.load_library`` it registers ``torch.ops.megatron_biomed_emu.*`` (same
+    schemas as ``megatron_biomed._C``) for CPU tensors, so the bindings are tested numerically
+    without a GPU. Needs g++ and torch's headers only (no CUDA). Objects are cached by content.
+    """
+    import sysconfig
+
+    import torch
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    root = Path(root).resolve()
+    out_dir = root / "build" / "torch_emu"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cxx = os.environ.get("CXX", "g++")
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    base = [cxx, *EMU_CXXFLAGS, *(f"-I{d}" for d in csrc_include_dirs(root))]
+    jobs_list = []  # (source, compile command without -c/-o)
+    for src in cuda_sources(root):
+        jobs_list.append((src, [*base, "-std=c++17", "-x", "c++", str(src)]))
+    for src in sorted((root / "csrc" / "emu").glob("*.cpp")):  # the emulator's runtime
+        jobs_list.append((src, [*base, "-std=c++17", str(src)]))
+    torch_inc = [f"-I{d}" for d in include_paths()] + [f"-I{sysconfig.get_paths()['include']}"]
+    for src in binding_sources(root):
+        jobs_list.append((src, [*base, "-std=c++20", "-DMBK_TORCH_EMU", abi, *torch_inc, str(src)]))
+
+    def compile_one(item):
+        src, cmd = item
+        key = hashlib.sha256(" ".join(cmd).encode() + torch.__version__.encode())
+        for dep in _gxx_dependencies(cmd, root):
+            key.update(dep.read_bytes())
+        obj = out_dir / f"{src.parent.name}_{src.stem}-{key.hexdigest()[:16]}.o"
+        if not obj.exists():
+            tmp = obj.with_suffix(f".{os.getpid()}.tmp")
+            proc = subprocess.run([*cmd, "-c", "-o", str(tmp)], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"g++ failed on {src.relative_to(root)}:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
+            os.replace(tmp, obj)
+        return obj
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        objs = list(pool.map(compile_one, jobs_list))
+    digest = hashlib.sha256("".join(sorted(o.name for o in objs)).encode()).hexdigest()[:16]
+    lib = out_dir / f"libmegatron_biomed_emu_ops-{digest}.so"
+    if not lib.exists():
+        libs = [f"-L{d}" for d in library_paths()] + ["-lc10", "-ltorch_cpu", "-ltorch"]
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [cxx, "-shared", "-pthread", "-o", str(tmp), *map(str, objs), *libs]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"linking the emulated torch ops failed:\n{' '.join(cmd)}\n{proc.stderr[-6000:]}")
+        os.replace(tmp, lib)
+    return lib
+
+
+# ---------------------------------------------------------------------------------------------
 # setuptools glue
 
 

@@ -7,12 +7,12 @@ namespace mbk {
 namespace api {
 
 template <DType dt>
-static void flash_fwd_impl(const FlashArgs& a, cudaStream_t stream) {
+static void flash_fwd_impl(const FlashArgs& a, Stream stream) {
   using T = ctype_t<dt>;
   flash::flash_attention_fwd<T>(static_cast<const T*>(a.q), static_cast<const T*>(a.k),
                                 static_cast<const T*>(a.v), static_cast<T*>(a.out_mut), a.lse,
                                 a.batch, a.seqlen_q, a.seqlen_k, a.num_heads, a.num_kv_heads,
-                                a.head_dim, a.softmax_scale, a.causal, stream);
+                                a.head_dim, a.softmax_scale, a.causal, to_stream(stream));
 }
 
 MBK_API_DEFINE_DTYPES(flash_attention_fwd, FlashArgs, flash_fwd_impl)

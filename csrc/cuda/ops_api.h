@@ -4,11 +4,10 @@
 // nvcc test can compile them on their own) and called by the torch bindings in csrc/torch/*.cpp
 // (compiled by g++ with torch headers). Keeping the boundary dtype-erased (void pointers and a
 // DType tag) means the bindings never include kernel code and the kernels never include torch.
-// Every function only enqueues work on `stream`; argument errors throw std::invalid_argument
+// The same files also compile with g++ against the CPU emulator (see build_cuda.build_torch_emu),
+// which is how the bindings are tested without a GPU. Every function only enqueues work on `stream`; argument errors throw std::invalid_argument
 // (from the launchers) before anything is launched.
 #pragma once
-
-#include <cuda_runtime_api.h>
 
 #include <cstddef>
 
@@ -16,6 +15,10 @@ namespace mbk {
 namespace api {
 
 enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+
+// The stream to enqueue on: a Stream on the GPU, the emulator's stream handle (or nullptr)
+// when the same files are compiled for the CPU emulator (tests of the bindings).
+using Stream = void*;
 
 // ---- LayerNorm / RMSNorm (csrc/kernels/layer_norm_launch.h) ---------------------------------
 // x, y, dy, dx [rows, cols]; gamma, beta, dgamma, dbeta [cols] (beta/dbeta nullptr for RMSNorm);
@@ -39,21 +42,21 @@ struct NormArgs {
 size_t norm_bwd_workspace_floats(int rows, int cols);
 
 template <DType dt>
-void layer_norm_fwd(const NormArgs& a, cudaStream_t stream);
+void layer_norm_fwd(const NormArgs& a, Stream stream);
 template <DType dt>
-void layer_norm_bwd(const NormArgs& a, cudaStream_t stream);
+void layer_norm_bwd(const NormArgs& a, Stream stream);
 template <DType dt>
-void rms_norm_fwd(const NormArgs& a, cudaStream_t stream);
+void rms_norm_fwd(const NormArgs& a, Stream stream);
 template <DType dt>
-void rms_norm_bwd(const NormArgs& a, cudaStream_t stream);
+void rms_norm_bwd(const NormArgs& a, Stream stream);
 
 #define MBK_API_DECLARE_DTYPES(fn, Args)                          \
   template <>                                                     \
-  void fn<DType::kFloat32>(const Args&, cudaStream_t);            \
+  void fn<DType::kFloat32>(const Args&, Stream);            \
   template <>                                                     \
-  void fn<DType::kFloat16>(const Args&, cudaStream_t);            \
+  void fn<DType::kFloat16>(const Args&, Stream);            \
   template <>                                                     \
-  void fn<DType::kBFloat16>(const Args&, cudaStream_t);
+  void fn<DType::kBFloat16>(const Args&, Stream);
 
 MBK_API_DECLARE_DTYPES(layer_norm_fwd, NormArgs)
 MBK_API_DECLARE_DTYPES(layer_norm_bwd, NormArgs)
@@ -75,11 +78,11 @@ struct SoftmaxArgs {
 };
 
 template <DType dt>
-void scaled_masked_softmax_fwd(const SoftmaxArgs& a, cudaStream_t stream);
+void scaled_masked_softmax_fwd(const SoftmaxArgs& a, Stream stream);
 template <DType dt>
-void scaled_causal_softmax_fwd(const SoftmaxArgs& a, cudaStream_t stream);
+void scaled_causal_softmax_fwd(const SoftmaxArgs& a, Stream stream);
 template <DType dt>
-void scaled_softmax_bwd(const SoftmaxArgs& a, cudaStream_t stream);
+void scaled_softmax_bwd(const SoftmaxArgs& a, Stream stream);
 
 MBK_API_DECLARE_DTYPES(scaled_masked_softmax_fwd, SoftmaxArgs)
 MBK_API_DECLARE_DTYPES(scaled_causal_softmax_fwd, SoftmaxArgs)
@@ -106,9 +109,9 @@ struct FlashArgs {
 };
 
 template <DType dt>
-void flash_attention_fwd(const FlashArgs& a, cudaStream_t stream);
+void flash_attention_fwd(const FlashArgs& a, Stream stream);
 template <DType dt>
-void flash_attention_bwd(const FlashArgs& a, cudaStream_t stream);
+void flash_attention_bwd(const FlashArgs& a, Stream stream);
 
 MBK_API_DECLARE_DTYPES(flash_attention_fwd, FlashArgs)
 MBK_API_DECLARE_DTYPES(flash_attention_bwd, FlashArgs)

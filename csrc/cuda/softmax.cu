@@ -8,26 +8,26 @@ namespace mbk {
 namespace api {
 
 template <DType dt>
-static void masked_fwd_impl(const SoftmaxArgs& a, cudaStream_t stream) {
+static void masked_fwd_impl(const SoftmaxArgs& a, Stream stream) {
   using T = ctype_t<dt>;
   launch_scaled_masked_softmax_fwd<T>(static_cast<const T*>(a.x), reinterpret_cast<const uint8_t*>(a.mask),
                                       static_cast<T*>(a.y), a.batch, a.heads, a.sq, a.sk, a.mask_batch, a.scale,
-                                      stream);
+                                      to_stream(stream));
 }
 
 template <DType dt>
-static void causal_fwd_impl(const SoftmaxArgs& a, cudaStream_t stream) {
+static void causal_fwd_impl(const SoftmaxArgs& a, Stream stream) {
   using T = ctype_t<dt>;
   launch_scaled_upper_triang_softmax_fwd<T>(static_cast<const T*>(a.x), static_cast<T*>(a.y), a.batch * a.heads, a.sq,
-                                            a.scale, stream);
+                                            a.scale, to_stream(stream));
 }
 
 template <DType dt>
-static void bwd_impl(const SoftmaxArgs& a, cudaStream_t stream) {
+static void bwd_impl(const SoftmaxArgs& a, Stream stream) {
   using T = ctype_t<dt>;
   const long long rows = static_cast<long long>(a.batch) * a.heads * a.sq;
   launch_scaled_softmax_bwd<T>(static_cast<const T*>(a.dy), static_cast<const T*>(a.y_in), static_cast<T*>(a.dx),
-                               rows, a.sk, a.scale, stream);
+                               rows, a.sk, a.scale, to_stream(stream));
 }
 
 MBK_API_DEFINE_DTYPES(scaled_masked_softmax_fwd, SoftmaxArgs, masked_fwd_impl)

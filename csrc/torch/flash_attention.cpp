@@ -11,9 +11,9 @@ namespace binding {
 namespace {
 
 api::FlashArgs flash_shape(const char* op, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  check_cuda(q, op, "q", q);
-  check_cuda(k, op, "k", q);
-  check_cuda(v, op, "v", q);
+  check_device(q, op, "q", q);
+  check_device(k, op, "k", q);
+  check_device(v, op, "v", q);
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q, k, v must be [batch, seqlen, heads, head_dim]");
   TORCH_CHECK(k.scalar_type() == q.scalar_type() && v.scalar_type() == q.scalar_type(), op, ": q, k, v must share a dtype");
   TORCH_CHECK(k.sizes() == v.sizes(), op, ": k ", k.sizes(), " and v ", v.sizes(), " differ");
@@ -37,7 +37,7 @@ std::tuple<at::Tensor, at::Tensor> flash_attn_fwd(const at::Tensor& q, const at:
                                                   double softmax_scale, bool causal) {
   const char* op = "flash_attn_fwd";
   api::FlashArgs a = flash_shape(op, q, k, v);
-  c10::cuda::CUDAGuard guard(q.device());
+  DeviceGuard guard(q.device());
   at::Tensor out = at::empty(q.sizes(), q.options());
   at::Tensor lse = at::empty({q.size(0), q.size(2), q.size(1)}, q.options().dtype(at::kFloat));
   a.out_mut = out.data_ptr();
@@ -56,16 +56,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(const at::Tensor& 
                                                               double softmax_scale, bool causal) {
   const char* op = "flash_attn_bwd";
   api::FlashArgs a = flash_shape(op, q, k, v);
-  check_cuda(dout, op, "dout", q);
-  check_cuda(out, op, "out", q);
-  check_cuda(lse, op, "lse", q);
+  check_device(dout, op, "dout", q);
+  check_device(out, op, "out", q);
+  check_device(lse, op, "lse", q);
   TORCH_CHECK(dout.sizes() == q.sizes() && out.sizes() == q.sizes(), op, ": dout and out must have q's shape");
   TORCH_CHECK(dout.scalar_type() == q.scalar_type() && out.scalar_type() == q.scalar_type(), op,
               ": dout and out must have q's dtype");
   TORCH_CHECK(lse.scalar_type() == at::kFloat && lse.dim() == 3 && lse.size(0) == q.size(0) &&
                   lse.size(1) == q.size(2) && lse.size(2) == q.size(1),
               op, ": lse must be float32 [batch, heads, seqlen_q]");
-  c10::cuda::CUDAGuard guard(q.device());
+  DeviceGuard guard(q.device());
   at::Tensor dq = at::empty(q.sizes(), q.options());
   at::Tensor dk = at::empty(k.sizes(), k.options());
   at::Tensor dv = at::empty(v.sizes(), v.options());
@@ -89,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> flash_attn_bwd(const at::Tensor& 
 }  // namespace binding
 }  // namespace mbk
 
-TORCH_LIBRARY_IMPL(megatron_biomed, CUDA, m) {
+TORCH_LIBRARY_IMPL(MBK_TORCH_NS, MBK_TORCH_KEY, m) {
   m.impl("flash_attn_fwd", &mbk::binding::flash_attn_fwd);
   m.impl("flash_attn_bwd", &mbk::binding::flash_attn_bwd);
 }

@@ -14,8 +14,8 @@ namespace {
 
 api::NormArgs norm_shape(const char* op, const at::Tensor& x, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias) {
-  check_cuda(x, op, "x", x);
-  check_cuda(weight, op, "weight", x);
+  check_device(x, op, "x", x);
+  check_device(weight, op, "weight", x);
   TORCH_CHECK(x.dim() >= 1, op, ": x must have a hidden dimension");
   const int64_t hidden = x.size(-1);
   TORCH_CHECK(weight.dim() == 1 && weight.size(0) == hidden, op, ": weight shape ", weight.sizes(), " must be (",
@@ -23,7 +23,7 @@ api::NormArgs norm_shape(const char* op, const at::Tensor& x, const at::Tensor& 
   TORCH_CHECK(weight.scalar_type() == x.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
               " must equal x dtype ", x.scalar_type());
   if (bias.has_value()) {
-    check_cuda(*bias, op, "bias", x);
+    check_device(*bias, op, "bias", x);
     TORCH_CHECK(bias->sizes() == weight.sizes() && bias->scalar_type() == x.scalar_type(), op, ": bias must be (",
                 hidden, ",) of dtype ", x.scalar_type());
   }
@@ -43,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_fwd(const at::Tensor& 
                                                               const std::optional<at::Tensor>& bias, double eps) {
   const char* op = "layer_norm_fwd";
   api::NormArgs a = norm_shape(op, x, weight, bias);
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::Tensor mean = at::empty(stats_shape(x), x.options().dtype(at::kFloat));
   at::Tensor rstd = at::empty(stats_shape(x), x.options().dtype(at::kFloat));
@@ -56,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_fwd(const at::Tensor& 
 }
 
 void check_stats(const char* op, const at::Tensor& x, const at::Tensor& s, const char* name) {
-  check_cuda(s, op, name, x);
+  check_device(s, op, name, x);
   TORCH_CHECK(s.scalar_type() == at::kFloat && s.sizes() == stats_shape(x), op, ": ", name,
               " must be float32 of shape x.shape[:-1]");
 }
@@ -66,11 +66,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bwd(const at::Tensor& 
                                                               const at::Tensor& rstd) {
   const char* op = "layer_norm_bwd";
   api::NormArgs a = norm_shape(op, x, weight, std::nullopt);
-  check_cuda(dy, op, "dy", x);
+  check_device(dy, op, "dy", x);
   TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type(), op, ": dy must match x");
   check_stats(op, x, mean, "mean");
   check_stats(op, x, rstd, "rstd");
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor dx = at::empty(x.sizes(), x.options());
   at::Tensor dweight = at::empty(weight.sizes(), weight.options());
   at::Tensor dbias = at::empty(weight.sizes(), weight.options());
@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bwd(const at::Tensor& 
 std::tuple<at::Tensor, at::Tensor> rms_norm_fwd(const at::Tensor& x, const at::Tensor& weight, double eps) {
   const char* op = "rms_norm_fwd";
   api::NormArgs a = norm_shape(op, x, weight, std::nullopt);
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor y = at::empty(x.sizes(), x.options());
   at::Tensor rstd = at::empty(stats_shape(x), x.options().dtype(at::kFloat));
   a.y = y.data_ptr();
@@ -109,10 +109,10 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_bwd(const at::Tensor& dy, const at::
                                                 const at::Tensor& rstd) {
   const char* op = "rms_norm_bwd";
   api::NormArgs a = norm_shape(op, x, weight, std::nullopt);
-  check_cuda(dy, op, "dy", x);
+  check_device(dy, op, "dy", x);
   TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type(), op, ": dy must match x");
   check_stats(op, x, rstd, "rstd");
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor dx = at::empty(x.sizes(), x.options());
   at::Tensor dweight = at::empty(weight.sizes(), weight.options());
   at::Tensor workspace = at::empty({static_cast<int64_t>(api::norm_bwd_workspace_floats(a.rows, a.cols))},
@@ -134,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor> rms_norm_bwd(const at::Tensor& dy, const at::
 }  // namespace binding
 }  // namespace mbk
 
-TORCH_LIBRARY_IMPL(megatron_biomed, CUDA, m) {
+TORCH_LIBRARY_IMPL(MBK_TORCH_NS, MBK_TORCH_KEY, m) {
   m.impl("layer_norm_fwd", &mbk::binding::layer_norm_fwd);
   m.impl("layer_norm_bwd", &mbk::binding::layer_norm_bwd);
   m.impl("rms_norm_fwd", &mbk::binding::rms_norm_fwd);

@@ -2,10 +2,9 @@
 // module entry point. The CUDA implementations are registered next to their bindings
 // (layer_norm.cpp, softmax.cpp, flash_attention.cpp); the fake (meta) implementations are
 // registered in Python (megatron_biomed/kernels/_csrc.py), which also documents shapes.
-#include <Python.h>
-#include <torch/library.h>
+#include "common.h"
 
-TORCH_LIBRARY(megatron_biomed, m) {
+MBK_TORCH_LIBRARY(MBK_TORCH_NS, m) {
   // x [..., hidden]; mean, rstd float32 [...] (x.shape[:-1]).
   m.def("layer_norm_fwd(Tensor x, Tensor weight, Tensor? bias, float eps) -> (Tensor, Tensor, Tensor)");
   m.def("layer_norm_bwd(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd) -> (Tensor, Tensor, Tensor)");
@@ -22,9 +21,13 @@ TORCH_LIBRARY(megatron_biomed, m) {
       "bool causal) -> (Tensor, Tensor, Tensor)");
 }
 
+#ifndef MBK_TORCH_EMU
+#include <Python.h>
+
 // An importable module with no Python-level functions: importing it runs the registrations above.
 extern "C" PyMODINIT_FUNC PyInit__C(void) {
   static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "megatron-biomed CUDA kernels (torch.ops.megatron_biomed)", -1,
                                    nullptr};
   return PyModule_Create(&module_def);
 }
+#endif

@@ -12,7 +12,7 @@ namespace binding {
 namespace {
 
 api::SoftmaxArgs softmax_shape(const char* op, const at::Tensor& x) {
-  check_cuda(x, op, "x", x);
+  check_device(x, op, "x", x);
   TORCH_CHECK(x.dim() == 4, op, ": x must be [batch, heads, seqlen_q, seqlen_k], got ", x.sizes());
   api::SoftmaxArgs a;
   a.batch = checked_int(x.size(0), op, "batch");
@@ -27,7 +27,7 @@ at::Tensor scaled_masked_softmax_fwd(const at::Tensor& x, const std::optional<at
   const char* op = "scaled_masked_softmax_fwd";
   api::SoftmaxArgs a = softmax_shape(op, x);
   if (mask.has_value()) {
-    check_cuda(*mask, op, "mask", x);
+    check_device(*mask, op, "mask", x);
     TORCH_CHECK(mask->scalar_type() == at::kBool, op, ": mask must be bool (True = masked out), got ",
                 mask->scalar_type());
     TORCH_CHECK(mask->dim() == 4 && (mask->size(0) == 1 || mask->size(0) == x.size(0)) && mask->size(1) == 1 &&
@@ -37,7 +37,7 @@ at::Tensor scaled_masked_softmax_fwd(const at::Tensor& x, const std::optional<at
     a.mask = reinterpret_cast<const unsigned char*>(mask->data_ptr<bool>());
     a.mask_batch = static_cast<int>(mask->size(0));
   }
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor y = at::empty(x.sizes(), x.options());
   a.x = x.data_ptr();
   a.y = y.data_ptr();
@@ -52,7 +52,7 @@ at::Tensor scaled_causal_softmax_fwd(const at::Tensor& x, double scale) {
   const char* op = "scaled_causal_softmax_fwd";
   api::SoftmaxArgs a = softmax_shape(op, x);
   TORCH_CHECK(a.sq == a.sk, op, ": causal softmax needs seqlen_q == seqlen_k, got ", a.sq, " and ", a.sk);
-  c10::cuda::CUDAGuard guard(x.device());
+  DeviceGuard guard(x.device());
   at::Tensor y = at::empty(x.sizes(), x.options());
   a.x = x.data_ptr();
   a.y = y.data_ptr();
@@ -66,9 +66,9 @@ at::Tensor scaled_causal_softmax_fwd(const at::Tensor& x, double scale) {
 at::Tensor scaled_softmax_bwd(const at::Tensor& dy, const at::Tensor& y, double scale) {
   const char* op = "scaled_softmax_bwd";
   api::SoftmaxArgs a = softmax_shape(op, y);
-  check_cuda(dy, op, "dy", y);
+  check_device(dy, op, "dy", y);
   TORCH_CHECK(dy.sizes() == y.sizes() && dy.scalar_type() == y.scalar_type(), op, ": dy must match y");
-  c10::cuda::CUDAGuard guard(y.device());
+  DeviceGuard guard(y.device());
   at::Tensor dx = at::empty(y.sizes(), y.options());
   a.dy = dy.data_ptr();
   a.y_in = y.data_ptr();
@@ -82,7 +82,7 @@ at::Tensor scaled_softmax_bwd(const at::Tensor& dy, const at::Tensor& y, double 
 }  // namespace binding
 }  // namespace mbk
 
-TORCH_LIBRARY_IMPL(megatron_biomed, CUDA, m) {
+TORCH_LIBRARY_IMPL(MBK_TORCH_NS, MBK_TORCH_KEY, m) {
   m.impl("scaled_masked_softmax_fwd", &mbk::binding::scaled_masked_softmax_fwd);
   m.impl("scaled_causal_softmax_fwd", &mbk::binding::scaled_causal_softmax_fwd);
   m.impl("scaled_softmax_bwd", &mbk::binding::scaled_softmax_bwd);

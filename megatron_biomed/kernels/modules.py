@@ -49,12 +49,12 @@ def _te_module(name: str):
 class KernelNorm(torch.nn.Module):
     """LayerNorm / RMSNorm on the csrc kernels, built like megatron-core's norms."""
 
-    def __new__(
-        cls, config: TransformerConfig, hidden_size: int, eps: float = 1e-5, *args, kernels: str = "csrc", **kwargs
-    ):
+    def __new__(cls, *args, kernels: str = "csrc", **kwargs):
         if check_choice(kernels) == "te":
-            return _te_module("TENorm")(config=config, hidden_size=hidden_size, eps=eps)
-        return super().__new__(cls)
+            names = ("config", "hidden_size", "eps")
+            te_kwargs = dict(zip(names, args)) | {n: kwargs[n] for n in names if n in kwargs}
+            return _te_module("TENorm")(**te_kwargs)
+        return super().__new__(cls)  # (no arguments: also how copy.deepcopy re-creates it)
 
     def __init__(
         self,

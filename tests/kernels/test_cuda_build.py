@@ -195,3 +195,137 @@ def test_extension_ops_resolve(ops):
     x = torch.randn(2, 64)
     with pytest.raises(NotImplementedError, match="CPU"):
         ops.rms_norm_fwd(x, torch.ones(64), 1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same bindings (csrc/torch) with the launch files compiled against the CPU emulator: runs the
+# argument handling of every op end to end on CPU tensors, against float64 references.
+
+
+@pytest.fixture(scope="module")
+def emu_ops():
+    lib = build_cuda.build_torch_emu(ROOT, jobs=int(os.environ.get("MAX_JOBS", "2")))
+    torch.ops.load_library(str(lib))
+    return torch.ops.megatron_biomed_emu
+
+
+def _rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+def _check_grads(fn, ref_fn, inputs, dout, tol):
+    xs = [t.clone().requires_grad_() for t in inputs]
+    out = fn(*xs)
+    grads = torch.autograd.grad(out, xs, dout)
+    rs = [t.double().requires_grad_() for t in inputs]
+    ref = ref_fn(*rs)
+    ref_grads = torch.autograd.grad(ref, rs, dout.double())
+    assert out.dtype == inputs[0].dtype and out.shape == ref.shape
+    assert _rel(out, ref) < tol
+    for g, r in zip(grads, ref_grads):
+        assert _rel(g, r) < tol
+
+
+def test_bound_norms_vs_float64(emu_ops):
+    from megatron_biomed.kernels.functions import LayerNormFunction, RMSNormFunction
+
+    g = torch.Generator().manual_seed(11)
+    x, w, b = torch.randn(3, 9, 160, generator=g), torch.randn(160, generator=g), torch.randn(160, generator=g)
+    dy = torch.randn(3, 9, 160, generator=g)
+    _check_grads(
+        lambda x, w, b: LayerNormFunction.apply(x, w, b, 1e-5, emu_ops),
+        lambda x, w, b: torch.nn.functional.layer_norm(x, (160,), w, b, 1e-5),
+        [x, w, b],
+        dy,
+        1e-5,
+    )
+    _check_grads(
+        lambda x, w: RMSNormFunction.apply(x, w, 1e-6, emu_ops),
+        lambda x, w: torch.nn.functional.rms_norm(x, (160,), w, 1e-6),
+        [x, w],
+        dy,
+        1e-5,
+    )
+    # bf16 through the bindings (dtype dispatch), and LayerNorm without a bias
+    xb, wb = x.bfloat16(), w.bfloat16()
+    y, mean, _rstd = emu_ops.layer_norm_fwd(xb, wb, None, 1e-5)
+    assert y.dtype == torch.bfloat16 and mean.dtype == torch.float32 and mean.shape == (3, 9)
+    ref = torch.nn.functional.layer_norm(xb.double(), (160,), wb.double(), None, 1e-5)
+    assert _rel(y, ref) < 1e-2
+    torch.testing.assert_close(mean, xb.float().mean(-1), rtol=1e-5, atol=1e-5)
+
+
+def _softmax_ref(x, mask, scale):
+    s = (x * scale).masked_fill(mask, float("-inf")) if mask is not None else x * scale
+    return torch.nan_to_num(torch.softmax(s, -1), nan=0.0)
+
+
+def test_bound_softmax_vs_float64(emu_ops):
+    from megatron_biomed.kernels.functions import ScaledSoftmaxFunction
+
+    g = torch.Generator().manual_seed(12)
+    x, dy = torch.randn(2, 3, 20, 20, generator=g), torch.randn(2, 3, 20, 20, generator=g)
+    mask = torch.rand(2, 1, 20, 20, generator=g) < 0.25
+    mask[0, 0, 3] = True  # fully masked row -> zeros
+    causal = torch.triu(torch.ones(20, 20, dtype=torch.bool), 1).view(1, 1, 20, 20)
+    for m in (mask, mask[:1], None):
+        _check_grads(
+            lambda x, m=m: ScaledSoftmaxFunction.apply(x, m, 0.9, False, emu_ops),
+            lambda x, m=m: _softmax_ref(x, m, 0.9),
+            [x],
+            dy,
+            1e-5,
+        )
+    _check_grads(
+        lambda x: ScaledSoftmaxFunction.apply(x, None, 1.1, True, emu_ops),
+        lambda x: _softmax_ref(x, causal, 1.1),
+        [x],
+        dy,
+        1e-5,
+    )
+
+
+def _attention_ref(q, k, v, causal, scale):
+    sq, h, sk, hkv = q.shape[1], q.shape[2], k.shape[1], k.shape[2]
+    kt = k.transpose(1, 2).repeat_interleave(h // hkv, 1)
+    vt = v.transpose(1, 2).repeat_interleave(h // hkv, 1)
+    s = q.transpose(1, 2) @ kt.transpose(-1, -2) * scale
+    if causal:
+        i, j = torch.arange(sq).view(-1, 1), torch.arange(sk).view(1, -1)
+        s = s.masked_fill(j > i + sk - sq, float("-inf"))
+    return torch.nan_to_num(torch.softmax(s, -1), nan=0.0).matmul(vt).transpose(1, 2)
+
+
+@pytest.mark.parametrize("sq,sk,h,hkv,d,causal", [(33, 33, 4, 2, 64, True), (20, 45, 3, 1, 96, False)])
+def test_bound_flash_attention_vs_float64(emu_ops, sq, sk, h, hkv, d, causal):
+    from megatron_biomed.kernels.functions import FlashAttentionFunction
+
+    g = torch.Generator().manual_seed(sq + d)
+    q, k, v = (torch.randn(2, s, n, d, generator=g) for s, n in ((sq, h), (sk, hkv), (sk, hkv)))
+    dout = torch.randn(2, sq, h, d, generator=g)
+    _check_grads(
+        lambda q, k, v: FlashAttentionFunction.apply(q, k, v, 0.1, causal, emu_ops),
+        lambda q, k, v: _attention_ref(q, k, v, causal, 0.1),
+        [q, k, v],
+        dout,
+        1e-5,
+    )
+    _out, lse = emu_ops.flash_attn_fwd(q, k, v, 0.1, causal)
+    assert lse.shape == (2, h, sq) and lse.dtype == torch.float32
+
+
+def test_bound_ops_reject_bad_arguments(emu_ops):
+    x = torch.randn(4, 64)
+    with pytest.raises(RuntimeError, match="Double is not supported"):  # not a kernel dtype
+        emu_ops.rms_norm_fwd(x.double(), torch.ones(64, dtype=torch.float64), 1e-5)
+    with pytest.raises(RuntimeError, match="weight shape"):
+        emu_ops.rms_norm_fwd(x, torch.ones(32), 1e-5)
+    with pytest.raises(RuntimeError, match="contiguous"):
+        emu_ops.layer_norm_fwd(torch.randn(64, 4).t(), torch.ones(64), None, 1e-5)
+    q = torch.randn(1, 8, 2, 48)
+    with pytest.raises(RuntimeError, match="head_dim 48"):  # the launcher's std::invalid_argument
+        emu_ops.flash_attn_fwd(q, q, q, 1.0, False)
+    with pytest.raises(RuntimeError, match="mask must be bool"):
+        emu_ops.scaled_masked_softmax_fwd(torch.randn(1, 1, 4, 4), torch.zeros(1, 1, 4, 4), 1.0)
+    with pytest.raises(RuntimeError, match="seqlen_q == seqlen_k"):
+        emu_ops.scaled_causal_softmax_fwd(torch.randn(1, 1, 4, 8), 1.0)

@@ -5,6 +5,7 @@ implementations of the ``torch.ops.megatron_biomed`` ops.
 
 from __future__ import annotations
 
+import copy
 import logging
 import subprocess
 import sys
@@ -233,6 +234,7 @@ def test_kernel_norm_matches_megatron_torch_norm(emu_module, normalization):
         norm = KernelNorm(config=config, hidden_size=64, eps=1e-5, kernels=kernels)
         norm.load_state_dict(ref.state_dict(), strict=True)
         assert _rel(norm(x), ref(x)) < 2e-6, kernels
+        assert _rel(copy.deepcopy(norm)(x), ref(x)) < 2e-6, kernels
     zc = KernelNorm(
         config=_config(normalization=normalization, layernorm_zero_centered_gamma=True), hidden_size=64, kernels="emu"
     )
