@@ -11,7 +11,6 @@
 #include <exception>
 #include <map>
 #include <mutex>
-#include <numeric>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -224,6 +223,7 @@ struct Warp {
 struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
+  std::vector<uint64_t> runnable;  // bit i: fibers[i] can run (mirrors Fiber::state)
   int nthreads = 0;
   int barrier_arrived = 0;
   Fiber* current = nullptr;
@@ -234,6 +234,13 @@ struct Block {
   std::exception_ptr error;
 };
 thread_local Block* t_block = nullptr;
+
+inline void set_state(Block& b, Fiber& f, State s) {
+  f.state = s;
+  const uint64_t bit = uint64_t(1) << (f.linear & 63);
+  if (s == State::runnable) b.runnable[f.linear >> 6] |= bit;
+  else b.runnable[f.linear >> 6] &= ~bit;
+}
 
 const char* state_name(State s) {
   switch (s) {
@@ -264,7 +271,7 @@ void fiber_main(void* arg) {
     if (!b->error) b->error = std::current_exception();
   }
   Fiber* f = b->current;
-  f->state = State::done;
+  set_state(*b, *f, State::done);
   switch_context(&f->ctx, &b->scheduler);
   __builtin_trap();  // a finished fiber is never resumed
 }
@@ -293,33 +300,61 @@ std::string where(const Fiber& f) {
   throw std::runtime_error(os.str());
 }
 
-void run_block(Block& b, const std::vector<int>& base_order, bool shuffle_each_step, std::mt19937_64* rng) {
-  std::vector<int> order = base_order;
+// The next fiber to resume: the first runnable one in thread order (in_order), the last one
+// (reverse), or a uniformly random one (random). Always resuming the first (or last) runnable thread
+// lets a warp run as far ahead of the others as CUDA allows -- through any number of warp-level
+// synchronisations up to the next __syncthreads -- which is what exposes a missing barrier between
+// a write and another warp's read, or between a read and another warp's next write.
+int pick(const Block& b, Schedule sched, std::mt19937_64* rng) {
+  const int words = static_cast<int>(b.runnable.size());
+  if (sched == Schedule::in_order) {
+    for (int w = 0; w < words; ++w)
+      if (b.runnable[w]) return w * 64 + __builtin_ctzll(b.runnable[w]);
+    return -1;
+  }
+  if (sched == Schedule::reverse) {
+    for (int w = words - 1; w >= 0; --w)
+      if (b.runnable[w]) return w * 64 + 63 - __builtin_clzll(b.runnable[w]);
+    return -1;
+  }
+  int count = 0;
+  for (int w = 0; w < words; ++w) count += __builtin_popcountll(b.runnable[w]);
+  if (count == 0) return -1;
+  int k = static_cast<int>((*rng)() % static_cast<uint64_t>(count));
+  for (int w = 0; w < words; ++w) {
+    const int c = __builtin_popcountll(b.runnable[w]);
+    if (k >= c) {
+      k -= c;
+      continue;
+    }
+    uint64_t bits = b.runnable[w];
+    for (; k > 0; --k) bits &= bits - 1;  // drop the lowest set bits
+    return w * 64 + __builtin_ctzll(bits);
+  }
+  return -1;
+}
+
+void run_block(Block& b, Schedule sched, std::mt19937_64* rng) {
   int done = 0;
   const int n = b.nthreads;
   unsigned long long switches = 0;
   while (done < n) {
-    if (shuffle_each_step) std::shuffle(order.begin(), order.end(), *rng);
-    bool ran = false;
-    for (int idx : order) {
-      Fiber& f = b.fibers[idx];
-      if (f.state != State::runnable) continue;
-      ran = true;
-      threadIdx = f.tid;
-      b.current = &f;
-      switch_context(&b.scheduler, &f.ctx);
-      ++switches;
-      b.current = nullptr;
-      if (b.error) {
-        g_switches += switches;
-        std::rethrow_exception(b.error);
-      }
-      if (f.state == State::done) ++done;
-    }
-    if (!ran && done < n) {
+    const int idx = pick(b, sched, rng);
+    if (idx < 0) {
       g_switches += switches;
       deadlock(b);
     }
+    Fiber& f = b.fibers[idx];
+    threadIdx = f.tid;
+    b.current = &f;
+    switch_context(&b.scheduler, &f.ctx);
+    ++switches;
+    b.current = nullptr;
+    if (b.error) {
+      g_switches += switches;
+      std::rethrow_exception(b.error);
+    }
+    if (f.state == State::done) ++done;
   }
   g_switches += switches;
 }
@@ -329,10 +364,10 @@ void run_block(Block& b, const std::vector<int>& base_order, bool shuffle_each_s
 void block_barrier() {
   Block& b = current_block("__syncthreads");
   Fiber* f = b.current;
-  f->state = State::at_barrier;
+  set_state(b, *f, State::at_barrier);
   if (++b.barrier_arrived == b.nthreads) {
     b.barrier_arrived = 0;
-    for (auto& g : b.fibers) g.state = State::runnable;
+    for (auto& g : b.fibers) set_state(b, g, State::runnable);
   }
   yield_to_scheduler(b);
 }
@@ -361,13 +396,13 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participa
   const int buf = static_cast<int>(my_gen & 1u);
   w.values[buf][f->lane] = value;
   w.arrived |= bit;
-  f->state = State::at_warp;
+  set_state(b, *f, State::at_warp);
   if (w.arrived == w.expected) {
     w.participants[buf] = w.expected;
     w.arrived = 0;
     ++w.gen;
     for (int l = 0; l < 32; ++l)
-      if ((w.expected >> l) & 1u) b.fibers[f->warp * 32 + l].state = State::runnable;
+      if ((w.expected >> l) & 1u) set_state(b, b.fibers[f->warp * 32 + l], State::runnable);
   }
   yield_to_scheduler(b);
   // Double-buffered by generation: the buffer read here cannot be overwritten before every lane
@@ -475,6 +510,7 @@ void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, B
   b.fibers.resize(static_cast<size_t>(n));
   const int nwarps = (n + 31) / 32;
   b.warps.resize(static_cast<size_t>(nwarps));
+  b.runnable.assign(static_cast<size_t>((n + 63) / 64), 0);
   for (int w = 0; w < nwarps; ++w) {
     const int lanes = std::min(32, n - 32 * w);
     b.warps[w].existing = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
@@ -496,10 +532,6 @@ void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, B
     smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_storage.data()) + 127) & ~uintptr_t(127));
   }
   b.dyn_smem = smem;
-
-  std::vector<int> thread_order(static_cast<size_t>(n));
-  std::iota(thread_order.begin(), thread_order.end(), 0);
-  if (sched == Schedule::reverse) std::reverse(thread_order.begin(), thread_order.end());
 
   std::vector<uint3> blocks;
   blocks.reserve(static_cast<size_t>(grid.x) * grid.y * grid.z);
@@ -526,7 +558,7 @@ void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, B
     blockIdx = bid;
     for (int i = 0; i < n; ++i) {
       const Stack& s = t_stacks.stacks[static_cast<size_t>(i)];
-      b.fibers[i].state = State::runnable;
+      set_state(b, b.fibers[i], State::runnable);
       make_context(&b.fibers[i].ctx, s.lo(), s.usable(), &fiber_main, &b);
     }
     for (auto& w : b.warps) {
@@ -535,7 +567,7 @@ void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, B
     }
     b.barrier_arrived = 0;
     if (smem) memset(smem, 0xff, smem_bytes);
-    run_block(b, thread_order, sched == Schedule::random, &rng);
+    run_block(b, sched, &rng);
     ++g_blocks;
     g_threads += static_cast<unsigned long long>(n);
   }

@@ -11,11 +11,14 @@
 //     warp = linear / 32, lane = linear % 32.
 //   * __syncthreads is a real barrier over all threads of the block; a warp collective waits for
 //     every lane of its mask that exists in the warp, then each lane reads the others' values.
-//   * Between synchronisation points, threads run one at a time in the order chosen by
-//     set_schedule(): in_order (linear id ascending), reverse (descending; blocks too), or random
-//     (a fresh seeded permutation of threads at every step, and of blocks per launch). A barrier
-//     emulator is not a race detector; running the adversarial orders is what exposes a missing
-//     __syncthreads.
+//   * One thread runs at a time. Whenever the running thread blocks (or exits), the scheduler
+//     resumes, per set_schedule(): the lowest-numbered runnable thread (in_order), the highest
+//     (reverse; blocks also run in reverse), or a uniformly random one (random, seeded; blocks in a
+//     random order). So in_order/reverse let one warp run as far ahead of the others as CUDA
+//     allows -- through any number of shuffles, up to the next __syncthreads -- and random mixes
+//     everything. A barrier emulator is not a race detector; running these adversarial orders is
+//     what exposes a missing __syncthreads (a read before another warp's write, or a write before
+//     another warp's read).
 //   * Static shared memory (MBK_SHARED) is a `static thread_local` variable: one copy shared by the
 //     block that is running. Dynamic shared memory is allocated per launch and filled with 0xFF
 //     bytes (NaN as float) before every block, so reads of never-written shared memory show up.

@@ -242,6 +242,49 @@ py::array_t<float> test_block_sum(Arr<float> x, int threads, int bug) {
   return out;
 }
 
+// Two block reductions in a row (sum and sum of squares) sharing one partials array. kBroken drops
+// the __syncthreads after the first result is read, so a warp that runs ahead can overwrite its
+// partial for the second sum while another warp still reads the first: a write-after-read race that
+// only a schedule letting one warp run far ahead can show.
+template <bool kBroken>
+__device__ float block_sum_shared(float v, float* partial) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / warpSize, lane = threadIdx.x % warpSize;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / warpSize); ++w) total += partial[w];
+  if (!kBroken) __syncthreads();
+  return total;
+}
+
+template <bool kBroken>
+__global__ void two_sums_kernel(const float* x, float* out, int n) {
+  MBK_SHARED float partial[32];
+  const float* row = x + static_cast<long>(blockIdx.x) * n;
+  float s = 0.0f, s2 = 0.0f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    s += row[i];
+    s2 += row[i] * row[i];
+  }
+  const float total = block_sum_shared<kBroken>(s, partial);
+  const float total2 = block_sum_shared<kBroken>(s2, partial);
+  // every thread reports what it got: they must all agree
+  float* o = out + (static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x) * 2;
+  o[0] = total;
+  o[1] = total2;
+}
+
+py::array_t<float> test_two_sums(Arr<float> x, int threads, bool broken) {
+  if (x.ndim() != 2) throw std::invalid_argument("test_two_sums: x must be 2-D");
+  if (threads % 32 != 0) throw std::invalid_argument("test_two_sums: threads must be a multiple of 32");
+  const int rows = static_cast<int>(x.shape(0)), n = static_cast<int>(x.shape(1));
+  py::array_t<float> out({rows, threads, 2});
+  if (broken) MBK_LAUNCH(two_sums_kernel<true>, rows, threads, 0, nullptr, x.data(), out.mutable_data(), n);
+  else MBK_LAUNCH(two_sums_kernel<false>, rows, threads, 0, nullptr, x.data(), out.mutable_data(), n);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Misuse the emulator must report rather than hang or return garbage.
 __global__ void divergent_barrier_kernel(int* out) {
@@ -285,5 +328,7 @@ void register_test_kernels(py::module_& m) {
   m.def("test_from_bits", &test_from_bits, py::arg("bits"));
   m.def("test_block_sum", &test_block_sum, py::arg("x"), py::arg("threads"), py::arg("bug") = 0,
         "Block sum of each row; bug=1 drops a __syncthreads, bug=2 uses a wrong shuffle offset.");
+  m.def("test_two_sums", &test_two_sums, py::arg("x"), py::arg("threads"), py::arg("broken") = false,
+        "Per row and thread, (sum, sum of squares) [rows, threads, 2]; broken=True drops the barrier protecting the shared partials.");
   m.def("test_misuse", &test_misuse, py::arg("what"));
 }

@@ -277,3 +277,19 @@ def test_wrong_shuffle_offset_is_caught(emu):
         emu.set_schedule(*schedule)
         got = emu.test_block_sum(x, 128, 2)
         assert not np.allclose(got, ref, rtol=1e-5, atol=1e-4), schedule
+
+
+@pytest.mark.parametrize("threads", [64, 256])
+def test_write_after_read_race_is_caught(emu, threads):
+    """Reusing shared partials without a barrier: caught only because a warp may run ahead."""
+    x = np.random.default_rng(threads).standard_normal((8, 200)).astype(np.float32)
+    xd = x.astype(np.float64)
+    ref = np.stack([xd.sum(1), (xd * xd).sum(1)], axis=1)[:, None, :]  # every thread's result
+    for schedule in SCHEDULES:
+        emu.set_schedule(*schedule)
+        got = emu.test_two_sums(x, threads, False)
+        np.testing.assert_allclose(got, np.broadcast_to(ref, got.shape), rtol=1e-5, atol=1e-4, err_msg=str(schedule))
+    emu.set_schedule("in_order", 0)  # warp 0 overwrites its partial before the last warp reads it
+    assert not np.allclose(emu.test_two_sums(x, threads, True), ref, rtol=1e-5, atol=1e-4)
+    emu.set_schedule("reverse", 0)  # the mirror image: the last warp runs ahead
+    assert not np.allclose(emu.test_two_sums(x, threads, True), ref, rtol=1e-5, atol=1e-4)
