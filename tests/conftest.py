@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def single_rank_parallel():
     """megatron-core parallel state (TP=PP=DP=1) in this process, torn down afterwards."""
     import torch.distributed as dist
+    from launch import free_port
     from megatron.core import parallel_state as ps
 
-    from launch import free_port
     from megatron_biomed.parallel import cpu
 
     cpu.apply_cpu_patches()

@@ -20,15 +20,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_pretrain(nproc: int, overrides: list[str], workdir: Path, preset: str = "tiny-biomedlm",
-                 timeout: int = 600, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def run_pretrain(
+    nproc: int,
+    overrides: list[str],
+    workdir: Path,
+    preset: str = "tiny-biomedlm",
+    timeout: int = 600,
+    check: bool = True,
+    env_extra: dict | None = None,
+) -> subprocess.CompletedProcess:
     """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1) and return the finished process."""
     args = ["--preset", preset]
     for o in overrides:
         args += ["--set", o]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), str(PRETRAIN), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(free_port()),
+            str(PRETRAIN),
+            *args,
+        ]
     else:
         cmd = [sys.executable, str(PRETRAIN), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -37,7 +55,9 @@ def run_pretrain(nproc: int, overrides: list[str], workdir: Path, preset: str = 
     env.update(env_extra or {})
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -69,4 +89,6 @@ BASE = [
 def assert_losses_close(got: dict, want: dict, steps, rtol: float) -> None:
     for it in steps:
         a, b = got[it]["loss"], want[it]["loss"]
-        assert abs(a - b) <= rtol * abs(b), f"iteration {it}: loss {a!r} vs reference {b!r} (rel {abs(a - b) / abs(b):.2e})"
+        assert abs(a - b) <= rtol * abs(b), (
+            f"iteration {it}: loss {a!r} vs reference {b!r} (rel {abs(a - b) / abs(b):.2e})"
+        )

@@ -19,7 +19,18 @@ from megatron_biomed.config.training import (
 )
 
 __all__ = [
-    "CheckpointConfig", "ConfigError", "DataConfig", "ExperimentConfig", "LoggingConfig", "ModelConfig",
-    "OptimizerConfig", "PRESETS", "ParallelConfig", "TrainingConfig", "apply_mapping", "apply_overrides",
-    "get_preset", "load_config",
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "PRESETS",
+    "ParallelConfig",
+    "TrainingConfig",
+    "apply_mapping",
+    "apply_overrides",
+    "get_preset",
+    "load_config",
 ]

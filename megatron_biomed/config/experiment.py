@@ -127,7 +127,9 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> Experime
     return cfg
 
 
-def load_config(preset: str | None = None, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def load_config(
+    preset: str | None = None, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()
+) -> ExperimentConfig:
     """Preset, then YAML file (which may name its own ``preset:``), then --set overrides."""
     from megatron_biomed.config.presets import get_preset
 

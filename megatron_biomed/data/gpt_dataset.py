@@ -45,7 +45,9 @@ def parse_blend(blend: Sequence) -> tuple[list[str], Optional[list[float]]]:
 
     if is_number(items[0]):
         if len(items) % 2:
-            raise DataError(f"data.blend {items}: weights and prefixes must alternate (weight prefix weight prefix ...)")
+            raise DataError(
+                f"data.blend {items}: weights and prefixes must alternate (weight prefix weight prefix ...)"
+            )
         weights = [float(w) for w in items[0::2]]
         prefixes = items[1::2]
     else:

@@ -14,8 +14,9 @@ from megatron_biomed.config.experiment import ExperimentConfig, load_config
 
 
 @torch.no_grad()
-def greedy_generate(model, prompt_ids: list[int], max_new_tokens: int, eod: int | None = None,
-                    max_length: int | None = None) -> list[int]:
+def greedy_generate(
+    model, prompt_ids: list[int], max_new_tokens: int, eod: int | None = None, max_length: int | None = None
+) -> list[int]:
     """Append the most likely next token ``max_new_tokens`` times (stops at ``eod``). Returns new ids."""
     model.eval()
     ids = list(prompt_ids)

@@ -33,6 +33,7 @@ def cpu_mode() -> bool:
 # optimizer.py:315/1249 and utils.py:1332, and ~111 sites use torch.cuda.current_device() as a device.
 # Rather than patch every site, factory calls and .to()/.cuda() that name a CUDA device are sent to CPU.
 
+
 def _is_cuda_device(dev: Any) -> bool:
     if isinstance(dev, torch.device):
         return dev.type == "cuda"
@@ -44,6 +45,7 @@ def _is_cuda_device(dev: Any) -> bool:
 # Type strings: optimizer/distrib_optimizer.py:401/466/758, optimizer.py:1009/1028 and
 # clip_grads.py:174 sort parameters by ``param.type()`` and accept only 'torch.cuda.*Tensor'; a CPU
 # tensor's ``type()`` (the query form, no arguments) answers with the CUDA name of the same dtype.
+
 
 class CudaToCpuMode(TorchFunctionMode):
     """Rewrites CUDA device arguments to CPU and answers ``Tensor.type()`` with the CUDA type name."""
@@ -94,6 +96,7 @@ def _patch_torch_cuda() -> None:
 # model_parallel_cuda_manual_seed (:490) seeds CUDA. On CPU every random op (dropout, init) uses the
 # CPU generator, so the tracker keeps CPU generator states and forks by swapping them.
 
+
 def _cpu_tracker_class():
     from megatron.core.tensor_parallel import random as mc_random
 
@@ -134,8 +137,9 @@ def _install_cpu_rng_tracker() -> None:
     original = mc_random.initialize_rng_tracker
 
     @functools.wraps(original)
-    def initialize_rng_tracker(use_te_rng_tracker=False, inference_rng_tracker=False,
-                               use_cudagraphable_rng=False, force_reset=False):
+    def initialize_rng_tracker(
+        use_te_rng_tracker=False, inference_rng_tracker=False, use_cudagraphable_rng=False, force_reset=False
+    ):
         if mc_random._CUDA_RNG_STATE_TRACKER_INITIALIZED and not force_reset:
             return
         mc_random._CUDA_RNG_STATE_TRACKER = cls()
@@ -168,6 +172,7 @@ def model_parallel_manual_seed(seed: int) -> None:
 # --- 3. Adam state after a distributed-optimizer reload (applies with PyTorch's AdamW) ----------------
 # optimizer/distrib_optimizer.py:1026-1030 gives every parameter's state the SAME `step` tensor; PyTorch
 # AdamW increments it once per parameter (3 -> 55 after one step) and the resumed loss drifts.
+
 
 def untie_adam_step_tensors(optimizer) -> int:
     """Give each Adam state its own `step` tensor. Returns how many were untied."""

@@ -61,8 +61,11 @@ def read_dist_env(env: Optional[Mapping[str, str]] = None, default_port: int = 2
     env = os.environ if env is None else env
     if "RANK" in env and "WORLD_SIZE" in env:
         d = DistEnv(
-            rank=_int(env, "RANK"), world_size=_int(env, "WORLD_SIZE"), local_rank=int(env.get("LOCAL_RANK", "0")),
-            master_addr=env.get("MASTER_ADDR", "127.0.0.1"), master_port=int(env.get("MASTER_PORT", default_port)),
+            rank=_int(env, "RANK"),
+            world_size=_int(env, "WORLD_SIZE"),
+            local_rank=int(env.get("LOCAL_RANK", "0")),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=int(env.get("MASTER_PORT", default_port)),
             launcher="torchrun",
         )
     elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
@@ -75,8 +78,12 @@ def read_dist_env(env: Optional[Mapping[str, str]] = None, default_port: int = 2
             raise LaunchEnvError("SLURM job without SLURM_NODELIST or MASTER_ADDR: cannot find the rendezvous host")
         port = int(env.get("MASTER_PORT", 10000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
         d = DistEnv(
-            rank=_int(env, "SLURM_PROCID"), world_size=_int(env, "SLURM_NTASKS"),
-            local_rank=int(env.get("SLURM_LOCALID", "0")), master_addr=addr, master_port=port, launcher="slurm",
+            rank=_int(env, "SLURM_PROCID"),
+            world_size=_int(env, "SLURM_NTASKS"),
+            local_rank=int(env.get("SLURM_LOCALID", "0")),
+            master_addr=addr,
+            master_port=port,
+            launcher="slurm",
         )
     else:
         d = DistEnv(0, 1, 0, env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", default_port)), "single")

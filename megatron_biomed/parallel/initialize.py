@@ -50,8 +50,11 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
         torch.cuda.set_device(env.local_rank)
     if not dist.is_initialized():
         dist.init_process_group(
-            backend=backend, init_method=f"tcp://{env.master_addr}:{env.master_port}", rank=env.rank,
-            world_size=env.world_size, timeout=datetime.timedelta(seconds=p.init_timeout_s),
+            backend=backend,
+            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=datetime.timedelta(seconds=p.init_timeout_s),
         )
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
@@ -62,8 +65,12 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
     )
     cpu.model_parallel_manual_seed(cfg.train.seed)
     return ParallelContext(
-        env=env, backend=backend, tp=p.tensor_model_parallel_size, pp=p.pipeline_model_parallel_size,
-        vpp=p.virtual_pipeline_model_parallel_size, dp=data_parallel_size(cfg, env.world_size),
+        env=env,
+        backend=backend,
+        tp=p.tensor_model_parallel_size,
+        pp=p.pipeline_model_parallel_size,
+        vpp=p.virtual_pipeline_model_parallel_size,
+        dp=data_parallel_size(cfg, env.world_size),
         device=torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu"),
     )
 

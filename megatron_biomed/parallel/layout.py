@@ -31,7 +31,9 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
         problems.append(f"TP ({tp}) must divide num_attention_heads ({m.num_attention_heads})")
     if m.num_query_groups is not None:
         if m.num_attention_heads % m.num_query_groups:
-            problems.append(f"num_query_groups ({m.num_query_groups}) must divide num_attention_heads ({m.num_attention_heads})")
+            problems.append(
+                f"num_query_groups ({m.num_query_groups}) must divide num_attention_heads ({m.num_attention_heads})"
+            )
         if m.num_query_groups % tp:
             problems.append(f"TP ({tp}) must divide num_query_groups ({m.num_query_groups}, the KV heads)")
     if m.hidden_size % m.num_attention_heads:
@@ -73,7 +75,8 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
     if p.use_distributed_optimizer and cfg.checkpoint.dist_optimizer_format != "fully_reshardable":
         problems.append(
             "checkpoint.dist_optimizer_format must be 'fully_reshardable' with the distributed optimizer "
-            f"(got {cfg.checkpoint.dist_optimizer_format!r}; the other formats fail or resume with a wrong step on gloo)"
+            f"(got {cfg.checkpoint.dist_optimizer_format!r}; the other formats fail or resume with a wrong step "
+            "on gloo)"
         )
     return problems
 

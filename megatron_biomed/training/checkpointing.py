@@ -61,7 +61,9 @@ def latest_iteration(root: str | Path) -> Optional[int]:
         raise CheckpointError(f"{tracker}: expected an iteration number, found {text!r}")
     iteration = int(text)
     if not is_complete(iteration_dir(root, iteration)):
-        raise CheckpointError(f"{tracker} names iteration {iteration} but {iteration_dir(root, iteration)} is not a complete checkpoint")
+        raise CheckpointError(
+            f"{tracker} names iteration {iteration} but {iteration_dir(root, iteration)} is not a complete checkpoint"
+        )
     return iteration
 
 
@@ -90,8 +92,11 @@ def _rng_sharded_object():
     state = {"cpu": torch.get_rng_state(), "tracker": get_cuda_rng_tracker().get_states()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
-    shape = (ps.get_pipeline_model_parallel_world_size(), ps.get_tensor_model_parallel_world_size(),
-             ps.get_data_parallel_world_size())
+    shape = (
+        ps.get_pipeline_model_parallel_world_size(),
+        ps.get_tensor_model_parallel_world_size(),
+        ps.get_data_parallel_world_size(),
+    )
     offset = (ps.get_pipeline_model_parallel_rank(), ps.get_tensor_model_parallel_rank(), ps.get_data_parallel_rank())
     return ShardedObject("rng_state", state, shape, offset, replica_id=0)
 
@@ -106,8 +111,17 @@ def _layout() -> dict:
     }
 
 
-def _sharded_state(model, optimizer, scheduler, state: Optional[TrainState], use_dist_opt: bool,
-                   dist_opt_format: str, is_loading: bool, with_optimizer: bool, with_rng: bool) -> dict:
+def _sharded_state(
+    model,
+    optimizer,
+    scheduler,
+    state: Optional[TrainState],
+    use_dist_opt: bool,
+    dist_opt_format: str,
+    is_loading: bool,
+    with_optimizer: bool,
+    with_rng: bool,
+) -> dict:
     sd = {}
     for i, chunk in enumerate(model):
         sd[_model_key(i, len(model))] = _unwrap(chunk).sharded_state_dict()
@@ -120,16 +134,28 @@ def _sharded_state(model, optimizer, scheduler, state: Optional[TrainState], use
         sd["opt_param_scheduler"] = scheduler.state_dict()
         sd["use_distributed_optimizer"] = use_dist_opt
     if state is not None:
-        sd["train_state"] = {"iteration": state.iteration, "consumed_samples": state.consumed_samples,
-                             "skipped_nonfinite": state.skipped_nonfinite}
+        sd["train_state"] = {
+            "iteration": state.iteration,
+            "consumed_samples": state.consumed_samples,
+            "skipped_nonfinite": state.skipped_nonfinite,
+        }
     if with_rng:
         sd["rng_state"] = _rng_sharded_object()
         sd["layout"] = _layout()
     return sd
 
 
-def save_checkpoint(root: str | Path, model, optimizer, scheduler, state: TrainState, *, use_dist_opt: bool,
-                    dist_opt_format: str = "fully_reshardable", keep_last: int = 0) -> Path:
+def save_checkpoint(
+    root: str | Path,
+    model,
+    optimizer,
+    scheduler,
+    state: TrainState,
+    *,
+    use_dist_opt: bool,
+    dist_opt_format: str = "fully_reshardable",
+    keep_last: int = 0,
+) -> Path:
     """Save at ``state.iteration`` (a collective: every rank calls it). Returns the final directory."""
     from megatron.core import dist_checkpointing
 
@@ -142,8 +168,17 @@ def save_checkpoint(root: str | Path, model, optimizer, scheduler, state: TrainS
             shutil.rmtree(tmp)  # left by an earlier crash mid-save
         tmp.mkdir()
     _barrier()
-    sd = _sharded_state(model, optimizer, scheduler, state, use_dist_opt, dist_opt_format, is_loading=False,
-                        with_optimizer=True, with_rng=True)
+    sd = _sharded_state(
+        model,
+        optimizer,
+        scheduler,
+        state,
+        use_dist_opt,
+        dist_opt_format,
+        is_loading=False,
+        with_optimizer=True,
+        with_rng=True,
+    )
     dist_checkpointing.save(sd, str(tmp))
     _barrier()
     if _rank0():
@@ -167,9 +202,17 @@ def _prune(root: Path, keep_last: int) -> None:
         shutil.rmtree(iteration_dir(root, iteration), ignore_errors=True)
 
 
-def load_checkpoint(root: str | Path, model, optimizer=None, scheduler=None, *, use_dist_opt: bool = False,
-                    dist_opt_format: str = "fully_reshardable", iteration: Optional[int] = None,
-                    weights_only: bool = False) -> Optional[TrainState]:
+def load_checkpoint(
+    root: str | Path,
+    model,
+    optimizer=None,
+    scheduler=None,
+    *,
+    use_dist_opt: bool = False,
+    dist_opt_format: str = "fully_reshardable",
+    iteration: Optional[int] = None,
+    weights_only: bool = False,
+) -> Optional[TrainState]:
     """Load the latest (or given) checkpoint of ``root`` into model (and optimizer, scheduler, RNG).
 
     Returns the TrainState to resume from, or None when ``root`` holds no checkpoint yet.
@@ -190,13 +233,22 @@ def load_checkpoint(root: str | Path, model, optimizer=None, scheduler=None, *, 
     if with_opt and common.get("use_distributed_optimizer") != use_dist_opt:
         raise CheckpointError(
             f"{path} was saved with use_distributed_optimizer={common.get('use_distributed_optimizer')} but this run "
-            f"has {use_dist_opt}; optimizer state does not convert between the two (set parallel.use_distributed_optimizer "
+            f"has {use_dist_opt}; optimizer state does not convert between the two "
+            "(set parallel.use_distributed_optimizer "
             "to match, or load weights only with checkpoint.init_from)"
         )
     same_layout = common.get("layout") == _layout()
-    sd = _sharded_state(model, optimizer, scheduler, None if weights_only else TrainState(), use_dist_opt,
-                        dist_opt_format, is_loading=True, with_optimizer=with_opt,
-                        with_rng=same_layout and not weights_only)
+    sd = _sharded_state(
+        model,
+        optimizer,
+        scheduler,
+        None if weights_only else TrainState(),
+        use_dist_opt,
+        dist_opt_format,
+        is_loading=True,
+        with_optimizer=with_opt,
+        with_rng=same_layout and not weights_only,
+    )
     loaded = dist_checkpointing.load(sd, str(path))
     for i, chunk in enumerate(model):
         _unwrap(chunk).load_state_dict(loaded[_model_key(i, len(model))])
@@ -215,7 +267,10 @@ def load_checkpoint(root: str | Path, model, optimizer=None, scheduler=None, *, 
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"])
     elif not same_layout:
-        log.info("checkpoint layout %s differs from this run's %s: RNG states not restored", common.get("layout"), _layout())
+        log.info(
+            "checkpoint layout %s differs from this run's %s: RNG states not restored", common.get("layout"), _layout()
+        )
     ts = loaded["train_state"]
-    return TrainState(iteration=ts["iteration"], consumed_samples=ts["consumed_samples"],
-                      skipped_nonfinite=ts["skipped_nonfinite"])
+    return TrainState(
+        iteration=ts["iteration"], consumed_samples=ts["consumed_samples"], skipped_nonfinite=ts["skipped_nonfinite"]
+    )

@@ -11,7 +11,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -67,7 +66,11 @@ def forward_step(data_iterator, model, inject_nonfinite: bool = False):
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, ctx: ParallelContext, tokens: TokenInfo):
         from megatron.core import parallel_state as ps
-        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.distributed import (
+            DistributedDataParallel,
+            DistributedDataParallelConfig,
+            finalize_model_grads,
+        )
 
         self.cfg, self.ctx = cfg, ctx
         t = cfg.train
@@ -105,20 +108,32 @@ class Trainer:
     def _build_data(self) -> None:
         t, d = self.cfg.train, self.cfg.data
         n_evals = (t.train_iters // t.eval_interval + 1) if t.eval_interval else 1
-        num_samples = (t.train_iters * t.global_batch_size, n_evals * t.eval_iters * t.global_batch_size,
-                       t.eval_iters * t.global_batch_size)
+        num_samples = (
+            t.train_iters * t.global_batch_size,
+            n_evals * t.eval_iters * t.global_batch_size,
+            t.eval_iters * t.global_batch_size,
+        )
         self.train_ds, self.valid_ds, _ = build_gpt_datasets(
-            d.blend, seq_length=self.cfg.model.seq_length, seed=t.seed, num_samples=num_samples,
-            tokens=self.tokens_info, split=d.split, cache_dir=d.cache_dir, mock=d.mock,
-            reset_position_ids=d.reset_position_ids, reset_attention_mask=d.reset_attention_mask,
+            d.blend,
+            seq_length=self.cfg.model.seq_length,
+            seed=t.seed,
+            num_samples=num_samples,
+            tokens=self.tokens_info,
+            split=d.split,
+            cache_dir=d.cache_dir,
+            mock=d.mock,
+            reset_position_ids=d.reset_position_ids,
+            reset_attention_mask=d.reset_attention_mask,
             eod_mask_loss=d.eod_mask_loss,
         )
         if self.train_ds is None:
             raise TrainingStopped(f"data.split={d.split!r} leaves no training data")
 
     def _iterators(self, dataset, consumed: int):
-        it = [MicroBatchIterator(dataset, self.cfg.train.micro_batch_size, self.dp_rank, self.ctx.dp, consumed)
-              for _ in self.model]
+        it = [
+            MicroBatchIterator(dataset, self.cfg.train.micro_batch_size, self.dp_rank, self.ctx.dp, consumed)
+            for _ in self.model
+        ]
         return it[0] if len(it) == 1 else it
 
     # ---- one step ----------------------------------------------------------------------------------
@@ -189,8 +204,13 @@ class Trainer:
     def save(self) -> None:
         ck = self.cfg.checkpoint
         path = checkpointing.save_checkpoint(
-            ck.save, self.model, self.optimizer, self.scheduler, self.state,
-            use_dist_opt=self.cfg.parallel.use_distributed_optimizer, dist_opt_format=ck.dist_optimizer_format,
+            ck.save,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.state,
+            use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
+            dist_opt_format=ck.dist_optimizer_format,
             keep_last=ck.keep_last,
         )
         if self.rank0:
@@ -200,14 +220,22 @@ class Trainer:
         ck = self.cfg.checkpoint
         if ck.load:
             state = checkpointing.load_checkpoint(
-                ck.load, self.model, self.optimizer, self.scheduler,
-                use_dist_opt=self.cfg.parallel.use_distributed_optimizer, dist_opt_format=ck.dist_optimizer_format,
+                ck.load,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
+                dist_opt_format=ck.dist_optimizer_format,
             )
             if state is not None:
                 self.state = state
                 if self.rank0:
-                    log.info("resumed from %s at iteration %d (consumed samples %d)", ck.load, state.iteration,
-                             state.consumed_samples)
+                    log.info(
+                        "resumed from %s at iteration %d (consumed samples %d)",
+                        ck.load,
+                        state.iteration,
+                        state.consumed_samples,
+                    )
                 return
         if ck.init_from:
             checkpointing.load_checkpoint(ck.init_from, self.model, weights_only=True)
@@ -238,20 +266,32 @@ class Trainer:
                     self.state.skipped_nonfinite += 1
                     consecutive_bad += 1
                     if self.rank0:
-                        log.warning("iteration %d: non-finite loss (%s), step skipped (%d in a row, %d in total)",
-                                    self.state.iteration, result.loss, consecutive_bad, self.state.skipped_nonfinite)
+                        log.warning(
+                            "iteration %d: non-finite loss (%s), step skipped (%d in a row, %d in total)",
+                            self.state.iteration,
+                            result.loss,
+                            consecutive_bad,
+                            self.state.skipped_nonfinite,
+                        )
                     if consecutive_bad >= t.max_consecutive_nonfinite:
                         raise TrainingStopped(
-                            f"{consecutive_bad} consecutive non-finite losses (last at iteration {self.state.iteration}); "
+                            f"{consecutive_bad} consecutive non-finite losses "
+                            f"(last at iteration {self.state.iteration}); "
                             "stopping. Lower optimizer.lr, check the data, or resume from the last checkpoint."
                         )
                 else:
                     consecutive_bad = 0
                 tflops = flops_per_iter / max(elapsed, 1e-9) / world / 1e12
-                scalars = {"loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm,
-                           "tokens_per_s": tokens_per_iter / max(elapsed, 1e-9), "tflops_per_rank": tflops,
-                           "mfu": mfu(tflops, cfg.logging.peak_flops_per_rank), "skipped": self.state.skipped_nonfinite,
-                           "step_time_s": elapsed}
+                scalars = {
+                    "loss": result.loss,
+                    "lr": result.lr,
+                    "grad_norm": result.grad_norm,
+                    "tokens_per_s": tokens_per_iter / max(elapsed, 1e-9),
+                    "tflops_per_rank": tflops,
+                    "mfu": mfu(tflops, cfg.logging.peak_flops_per_rank),
+                    "skipped": self.state.skipped_nonfinite,
+                    "step_time_s": elapsed,
+                }
                 self.writer.write(self.state.iteration, scalars)
                 if self.rank0 and (self.state.iteration % cfg.logging.log_interval == 0 or self.state.iteration == 1):
                     log.info(format_train_line(self.state.iteration, t.train_iters, scalars))
@@ -261,7 +301,9 @@ class Trainer:
                     self.save()
                 if preempt.should_stop():
                     if self.rank0:
-                        log.warning("preemption signal received: saving at iteration %d and exiting", self.state.iteration)
+                        log.warning(
+                            "preemption signal received: saving at iteration %d and exiting", self.state.iteration
+                        )
                     if ck.save and not (ck.save_interval and self.state.iteration % ck.save_interval == 0):
                         self.save()
                     summary["preempted"] = True

@@ -73,9 +73,14 @@ class MetricsWriter:
 
 
 def format_train_line(step: int, total: int, s: dict) -> str:
-    parts = [f"iteration {step:>6d}/{total}", f"lm loss {s['loss']:.6e}", f"lr {s['lr']:.3e}",
-             f"grad norm {s['grad_norm']:.4f}", f"tokens/s {s['tokens_per_s']:.0f}",
-             f"model TFLOP/s/rank {s['tflops_per_rank']:.4f}"]
+    parts = [
+        f"iteration {step:>6d}/{total}",
+        f"lm loss {s['loss']:.6e}",
+        f"lr {s['lr']:.3e}",
+        f"grad norm {s['grad_norm']:.4f}",
+        f"tokens/s {s['tokens_per_s']:.0f}",
+        f"model TFLOP/s/rank {s['tflops_per_rank']:.4f}",
+    ]
     if s.get("mfu") is not None:
         parts.append(f"MFU {100 * s['mfu']:.2f}%")
     if s.get("skipped"):

@@ -20,8 +20,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Pretrain a GPT on megatron-core (torchrun / SLURM / single process).")
     p.add_argument("--preset", help="named preset, e.g. biomedlm-2.7b, biollm-70b, tiny-biomedlm")
     p.add_argument("--config", help="YAML file of overrides (may name its own 'preset:')")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override one field, e.g. --set model.num_layers=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one field, e.g. --set model.num_layers=4 (repeatable)",
+    )
     p.add_argument("--world-size", type=int, default=None, help="with --dry-run: plan for this many ranks")
     p.add_argument("--dry-run", action="store_true", help="print the plan (layout, steps, tokens) and exit")
     return p
@@ -42,7 +48,9 @@ def token_info(cfg: ExperimentConfig) -> TokenInfo:
             raise DataError(f"{tj}: the tokenizer has no <|endoftext|> token")
         vocab = tok.get_vocab_size()
         if vocab > cfg.model.vocab_size:
-            raise DataError(f"{tj} has {vocab} tokens but model.vocab_size is {cfg.model.vocab_size}; raise model.vocab_size")
+            raise DataError(
+                f"{tj} has {vocab} tokens but model.vocab_size is {cfg.model.vocab_size}; raise model.vocab_size"
+            )
         return TokenInfo(vocab_size=vocab, eod=eod)
     if cfg.data.mock:
         return TokenInfo(vocab_size=cfg.model.vocab_size, eod=cfg.model.vocab_size - 1)
@@ -94,7 +102,10 @@ def setup_logging(rank: int, verbose: bool = False) -> None:
 
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"[%(asctime)s rank{rank}] %(message)s", datefmt="%H:%M:%S", stream=sys.stdout, force=True,
+        format=f"[%(asctime)s rank{rank}] %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stdout,
+        force=True,
     )
     verbose = verbose or os.environ.get("MEGATRON_BIOMED_VERBOSE") == "1"
     if not verbose:

@@ -109,7 +109,8 @@ def test_distributed_optimizer_restore_skips_missing_step():
     inner = torch.optim.AdamW([main_param])
     inner.state[main_param] = {"step": torch.tensor(4.0), "exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}
     fake = SimpleNamespace(
-        model_param_group_index_map={model_param: (0, 0)}, optimizer=inner,
+        model_param_group_index_map={model_param: (0, 0)},
+        optimizer=inner,
         config=SimpleNamespace(use_precision_aware_optimizer_no_fp8_or_ds_fp8=False),
     )
     src = {"param": torch.ones(3), "exp_avg": torch.full((3,), 2.0), "exp_avg_sq": torch.full((3,), 3.0)}

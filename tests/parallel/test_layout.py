@@ -24,14 +24,20 @@ def test_valid_layouts_pass():
     validate_layout(big, 128)
 
 
-@pytest.mark.parametrize("world,parallel,rule", [
-    (3, dict(tensor_model_parallel_size=2), "world size 3 must equal TP x PP x DP"),
-    (3, dict(tensor_model_parallel_size=3), "TP (3) must divide num_attention_heads (4)"),
-    (6, dict(pipeline_model_parallel_size=3), "PP (3) = 3 must divide num_layers (4)"),
-    (4, dict(pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2, batch_p2p_comm=True),
-     "batch_p2p_comm=True with virtual pipeline parallelism"),
-    (1, dict(sequence_parallel=True), "sequence_parallel needs tensor_model_parallel_size > 1"),
-])
+@pytest.mark.parametrize(
+    "world,parallel,rule",
+    [
+        (3, dict(tensor_model_parallel_size=2), "world size 3 must equal TP x PP x DP"),
+        (3, dict(tensor_model_parallel_size=3), "TP (3) must divide num_attention_heads (4)"),
+        (6, dict(pipeline_model_parallel_size=3), "PP (3) = 3 must divide num_layers (4)"),
+        (
+            4,
+            dict(pipeline_model_parallel_size=2, virtual_pipeline_model_parallel_size=2, batch_p2p_comm=True),
+            "batch_p2p_comm=True with virtual pipeline parallelism",
+        ),
+        (1, dict(sequence_parallel=True), "sequence_parallel needs tensor_model_parallel_size > 1"),
+    ],
+)
 def test_broken_rules_are_spelled_out(world, parallel, rule):
     with pytest.raises(LayoutError, match=re.escape(rule)):
         validate_layout(cfg_with(**parallel), world)

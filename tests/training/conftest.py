@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from launch import BASE, read_metrics, run_pretrain
 
 
@@ -19,5 +18,7 @@ def initial_weights(tmp_path_factory):
 def reference(initial_weights, tmp_path_factory):
     """One process, 20 steps straight from the initial weights: iteration -> metrics."""
     work = tmp_path_factory.mktemp("ref")
-    run_pretrain(1, BASE + [f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={work / 'm.jsonl'}"], work)
+    run_pretrain(
+        1, BASE + [f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={work / 'm.jsonl'}"], work
+    )
     return read_metrics(work / "m.jsonl")

@@ -32,8 +32,9 @@ def test_one_step_matches_hand_computation(name, single_rank_parallel):
     cfg.optimizer.clip_grad = 1e9
     cfg.optimizer.adam_beta1, cfg.optimizer.adam_beta2, cfg.optimizer.adam_eps = 0.9, 0.95, 1e-8
     tconfig = transformer_config(cfg)
-    model = DistributedDataParallel(tconfig, DistributedDataParallelConfig(grad_reduce_in_fp32=True),
-                                    build_model_chunks(cfg, tconfig)[0])
+    model = DistributedDataParallel(
+        tconfig, DistributedDataParallelConfig(grad_reduce_in_fp32=True), build_model_chunks(cfg, tconfig)[0]
+    )
     optimizer, scheduler = build_optimizer(cfg, [model])
     scheduler.step(increment=2)  # half-way through warmup: lr_t = lr_peak / 2
     lr_t = optimizer.param_groups[0]["lr"]
@@ -49,8 +50,9 @@ def test_one_step_matches_hand_computation(name, single_rank_parallel):
     named = dict(model.module.named_parameters())
     weight = named["decoder.layers.0.mlp.linear_fc1.weight"]
     bias = named["decoder.layers.0.mlp.linear_fc1.bias"]
-    before = {k: (p.detach().double().clone(), p.main_grad.double().clone()) for k, p in
-              (("weight", weight), ("bias", bias))}
+    before = {
+        k: (p.detach().double().clone(), p.main_grad.double().clone()) for k, p in (("weight", weight), ("bias", bias))
+    }
     optimizer.step()
 
     wd = cfg.optimizer.weight_decay

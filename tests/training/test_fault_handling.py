@@ -9,8 +9,8 @@ import sys
 import time
 
 import psutil
-
 from launch import BASE, PRETRAIN, free_port, read_metrics, run_pretrain
+
 from megatron_biomed.training.checkpointing import latest_iteration
 
 LONG = [o for o in BASE if not o.startswith("train.train_iters")] + ["train.train_iters=100000"]
@@ -19,8 +19,17 @@ LONG = [o for o in BASE if not o.startswith("train.train_iters")] + ["train.trai
 def _start(nproc: int, overrides: list[str], work) -> subprocess.Popen:
     args = ["--preset", "tiny-biomedlm"] + [a for o in overrides for a in ("--set", o)]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
-               str(free_port()), str(PRETRAIN), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "--master-port",
+            str(free_port()),
+            str(PRETRAIN),
+            *args,
+        ]
     else:
         cmd = [sys.executable, str(PRETRAIN), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -67,8 +76,12 @@ def test_sigusr1_on_one_rank_stops_all_ranks(tmp_path):
 
 
 def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
-    run_pretrain(1, BASE + ["train.train_iters=6", "train.inject_nonfinite_loss_at=[3]",
-                            f"logging.metrics_file={tmp_path / 'm.jsonl'}"], tmp_path)
+    run_pretrain(
+        1,
+        BASE
+        + ["train.train_iters=6", "train.inject_nonfinite_loss_at=[3]", f"logging.metrics_file={tmp_path / 'm.jsonl'}"],
+        tmp_path,
+    )
     m = read_metrics(tmp_path / "m.jsonl")
     assert sorted(m) == [1, 2, 3, 4, 5, 6]
     assert m[3]["loss"] != m[3]["loss"]  # NaN
@@ -79,7 +92,11 @@ def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
 
 
 def test_too_many_nonfinite_losses_stop_with_a_clear_message(tmp_path):
-    proc = run_pretrain(1, BASE + ["train.train_iters=8", "train.inject_nonfinite_loss_at=[2,3,4]",
-                                   "train.max_consecutive_nonfinite=3"], tmp_path, check=False)
+    proc = run_pretrain(
+        1,
+        BASE + ["train.train_iters=8", "train.inject_nonfinite_loss_at=[2,3,4]", "train.max_consecutive_nonfinite=3"],
+        tmp_path,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "3 consecutive non-finite losses (last at iteration 4)" in proc.stdout + proc.stderr

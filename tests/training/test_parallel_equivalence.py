@@ -11,7 +11,6 @@ Each run trains 10 steps of the same global batch in fp32; losses must match the
 from __future__ import annotations
 
 import pytest
-
 from launch import BASE, assert_losses_close, read_metrics, run_pretrain
 
 STEPS = 10
@@ -28,10 +27,17 @@ LAYOUTS = {
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_layout_matches_single_process(layout, initial_weights, reference, tmp_path):
     nproc, extra = LAYOUTS[layout]
-    run_pretrain(nproc, BASE + extra + [
-        f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={tmp_path / 'm.jsonl'}",
-        f"train.exit_after_iters={STEPS}",
-    ], tmp_path)
+    run_pretrain(
+        nproc,
+        BASE
+        + extra
+        + [
+            f"checkpoint.init_from={initial_weights}",
+            f"logging.metrics_file={tmp_path / 'm.jsonl'}",
+            f"train.exit_after_iters={STEPS}",
+        ],
+        tmp_path,
+    )
     got = read_metrics(tmp_path / "m.jsonl")
     assert sorted(got) == list(range(1, STEPS + 1))
     # The loss must actually move, or equal losses would prove nothing.
@@ -42,13 +48,21 @@ def test_layout_matches_single_process(layout, initial_weights, reference, tmp_p
 def test_llama_family_tp2_pp2_matches_single_process(tmp_path):
     """The 70B recipe's family (GQA, RoPE, SwiGLU, RMSNorm, untied output) at TP=2 x PP=2 vs one process."""
     base = BASE + ["train.exit_after_iters=6"]
-    run_pretrain(1, base + ["train.train_iters=0", f"checkpoint.save={tmp_path / 'init'}"], tmp_path, preset="tiny-llama")
+    run_pretrain(
+        1, base + ["train.train_iters=0", f"checkpoint.save={tmp_path / 'init'}"], tmp_path, preset="tiny-llama"
+    )
     runs = {}
-    for name, nproc, extra in (("ref", 1, []), ("tp2pp2", 4, ["parallel.tensor_model_parallel_size=2",
-                                                             "parallel.pipeline_model_parallel_size=2"])):
+    for name, nproc, extra in (
+        ("ref", 1, []),
+        ("tp2pp2", 4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]),
+    ):
         metrics = tmp_path / f"{name}.jsonl"
-        run_pretrain(nproc, base + extra + [f"checkpoint.init_from={tmp_path / 'init'}", f"logging.metrics_file={metrics}"],
-                     tmp_path, preset="tiny-llama")
+        run_pretrain(
+            nproc,
+            base + extra + [f"checkpoint.init_from={tmp_path / 'init'}", f"logging.metrics_file={metrics}"],
+            tmp_path,
+            preset="tiny-llama",
+        )
         runs[name] = read_metrics(metrics)
     assert runs["ref"][6]["loss"] < runs["ref"][1]["loss"] - 0.05
     assert_losses_close(runs["tp2pp2"], runs["ref"], range(1, 7), rtol=1e-5)

@@ -6,21 +6,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from launch import BASE, assert_losses_close, read_metrics, run_pretrain
+
 from megatron_biomed.training.checkpointing import latest_iteration
 
 
 def _first_half(nproc, extra, initial_weights, work: Path, keep_last=0):
-    run_pretrain(nproc, BASE + extra + [
-        f"checkpoint.init_from={initial_weights}", f"checkpoint.save={work / 'ck'}", "checkpoint.save_interval=5",
-        f"checkpoint.keep_last={keep_last}", "train.exit_after_iters=10", f"logging.metrics_file={work / 'a.jsonl'}",
-    ], work)
+    run_pretrain(
+        nproc,
+        BASE
+        + extra
+        + [
+            f"checkpoint.init_from={initial_weights}",
+            f"checkpoint.save={work / 'ck'}",
+            "checkpoint.save_interval=5",
+            f"checkpoint.keep_last={keep_last}",
+            "train.exit_after_iters=10",
+            f"logging.metrics_file={work / 'a.jsonl'}",
+        ],
+        work,
+    )
     assert latest_iteration(work / "ck") == 10
 
 
 def _second_half(nproc, extra, work: Path):
-    proc = run_pretrain(nproc, BASE + extra + [
-        f"checkpoint.load={work / 'ck'}", f"checkpoint.save={work / 'ck'}", f"logging.metrics_file={work / 'b.jsonl'}",
-    ], work)
+    proc = run_pretrain(
+        nproc,
+        BASE
+        + extra
+        + [
+            f"checkpoint.load={work / 'ck'}",
+            f"checkpoint.save={work / 'ck'}",
+            f"logging.metrics_file={work / 'b.jsonl'}",
+        ],
+        work,
+    )
     assert "resumed from" in proc.stdout and "at iteration 10 (consumed samples 80)" in proc.stdout
     return read_metrics(work / "b.jsonl")
 
@@ -32,14 +51,20 @@ def test_resume_is_bit_exact(initial_weights, reference, tmp_path):
     got = _second_half(1, [], tmp_path)
     assert sorted(got) == list(range(11, 21))
     for it in range(11, 21):
-        assert got[it]["loss"] == reference[it]["loss"], f"iteration {it}: {got[it]['loss']!r} != {reference[it]['loss']!r}"
+        assert got[it]["loss"] == reference[it]["loss"], (
+            f"iteration {it}: {got[it]['loss']!r} != {reference[it]['loss']!r}"
+        )
         assert got[it]["lr"] == reference[it]["lr"]
 
 
 def test_resume_across_layouts(initial_weights, reference, tmp_path):
     """Saved at TP2 x PP2 (4 ranks, distributed optimizer over nothing), resumed at TP1 x PP2 (2 ranks)."""
-    _first_half(4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"],
-                initial_weights, tmp_path)
+    _first_half(
+        4,
+        ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"],
+        initial_weights,
+        tmp_path,
+    )
     got = _second_half(2, ["parallel.pipeline_model_parallel_size=2"], tmp_path)
     assert sorted(got) == list(range(11, 21))
     assert_losses_close(got, reference, range(11, 21), rtol=1e-5)
