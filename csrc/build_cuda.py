@@ -138,6 +138,8 @@ def build_decision() -> tuple[bool, str]:
         return False, f"torch {torch.__version__} is not a CUDA build"
     tc, why = find_toolchain()
     if tc is None:
+        if forced:
+            raise RuntimeError(f"{ENV_SWITCH}=1 but the CUDA extension cannot be built: {why}")
         return False, why
     if torch.version.cuda is not None and tc.version.split(".")[0] != torch.version.cuda.split(".")[0]:
         msg = f"nvcc is CUDA {tc.version} but torch was built with CUDA {torch.version.cuda}"

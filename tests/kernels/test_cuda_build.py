@@ -161,6 +161,18 @@ def test_build_switch_off_skips_with_reason(monkeypatch, capsys):
     assert f"{build_cuda.ENV_SWITCH}=0" in capsys.readouterr().err
 
 
+def test_build_without_nvcc_skips_or_fails_when_forced(monkeypatch, capsys):
+    monkeypatch.setattr(build_cuda, "find_toolchain", lambda: (None, "nvcc was not found on PATH"))
+    monkeypatch.delenv(build_cuda.ENV_SWITCH, raising=False)
+    if build_cuda.build_decision()[1].endswith("is not a CUDA build"):
+        pytest.skip("torch is a CPU build: the toolchain is not consulted")
+    assert build_cuda.cuda_extensions(ROOT) == []
+    assert "nvcc was not found" in capsys.readouterr().err
+    monkeypatch.setenv(build_cuda.ENV_SWITCH, "1")
+    with pytest.raises(RuntimeError, match="=1 but the CUDA extension cannot be built: nvcc was not found"):
+        build_cuda.cuda_extensions(ROOT)
+
+
 @needs_nvcc
 def test_toolchain_is_the_real_toolkit():
     # The first of the three fixes: CUDA_HOME must hold the CUDA headers, not the wrapper's folder.

@@ -117,3 +117,28 @@ def test_emu_kernels_match_torch(single_rank_parallel, emu_module, normalization
     worst = max(errors, key=errors.get)
     assert errors[worst] <= 1e-5, f"gradient of {worst} differs by {errors[worst]:.2e} (relative)"
     assert all(ref_grads[n].abs().sum() > 0 for n in ref_grads if "layernorm" in n or "linear" in n)
+
+
+def test_csrc_without_gpu_runs_on_torch(single_rank_parallel, caplog):
+    """kernels="csrc" on a machine without a GPU builds the same model and falls back to PyTorch."""
+    from megatron_biomed.kernels import backends
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: kernels='csrc' runs the CUDA kernels there")
+    config = _config("RMSNorm", 64)
+    torch.manual_seed(5)
+    ref = _model(config, "torch", "RMSNorm")
+    csrc = _model(config, "csrc", "RMSNorm")
+    csrc.load_state_dict(ref.state_dict(), strict=True)
+    tokens = torch.randint(0, VOCAB, (BATCH, SEQ))
+    position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
+    mask = torch.triu(torch.ones(SEQ, SEQ, dtype=torch.bool), diagonal=1).view(1, 1, SEQ, SEQ)
+    batch = (tokens, position_ids, mask, tokens)
+    backends._fallbacks_logged.clear()
+    with caplog.at_level("WARNING", logger=backends.__name__):
+        loss, grads = _loss_and_grads(csrc, batch)
+    ref_loss, ref_grads = _loss_and_grads(ref, batch)
+    assert abs(loss.item() - ref_loss.item()) <= 1e-5 * abs(ref_loss.item())
+    assert max(_rel(grads[n], ref_grads[n]) for n in ref_grads) <= 1e-5
+    fallbacks = [r.getMessage() for r in caplog.records if "runs on PyTorch" in r.getMessage()]
+    assert sorted(m.split(":")[1].split()[0] for m in fallbacks) == ["flash_attention", "rms_norm"]
