@@ -209,7 +209,10 @@ def bench_flash(dtype, iters, b=4, s=2048, h=16, hkv=16, d=128) -> list[Row]:
 
 
 def format_table(rows: list[Row], peak: Peak | None, dtype: torch.dtype) -> str:
-    head = f"{'op':22s} {'impl':12s} {'shape':28s} {'ms':>9s} {'TFLOP/s':>8s} {'GB/s':>8s} {'% peak':>7s} {'max|diff|':>10s}"
+    head = (
+        f"{'op':22s} {'impl':12s} {'shape':28s} {'ms':>9s} {'TFLOP/s':>8s} {'GB/s':>8s} {'% peak':>7s} "
+        f"{'max|diff|':>10s}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         pct = ""

@@ -22,7 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "csrc"))
-import build_cuda
+import build_cuda  # noqa: E402  (csrc/build_cuda.py)
 
 TOOLCHAIN, NO_TOOLCHAIN = build_cuda.find_toolchain()
 needs_nvcc = pytest.mark.skipif(TOOLCHAIN is None, reason=f"no CUDA toolchain: {NO_TOOLCHAIN}")
@@ -98,10 +98,13 @@ def test_hot_kernels_do_not_spill(compiled):
     hot = [k for r in compiled for k in build_cuda.parse_ptxas(r.ptxas) if HOT_KERNELS.search(k.name)]
     assert hot, "no hot kernels found in the ptxas report"
     spilling = [k for k in hot if k.spill_stores or k.spill_loads]
-    describe = lambda k: (
-        f"{k.arch} {build_cuda.short_name(k.name)}: {k.spill_stores} B spill stores, {k.spill_loads} B spill loads, "
-        f"{k.registers} registers"
-    )
+
+    def describe(k):
+        return (
+            f"{k.arch} {build_cuda.short_name(k.name)}: {k.spill_stores} B spill stores, "
+            f"{k.spill_loads} B spill loads, {k.registers} registers"
+        )
+
     waived = [describe(k) for k in spilling if _waiver(k)]
     if waived:
         print(f"{len(waived)} waived spills (KNOWN_SPILLS):\n" + "\n".join(waived))

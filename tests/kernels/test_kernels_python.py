@@ -331,7 +331,10 @@ def ops():
 
 def _fake_cases(device: str, dtype: torch.dtype):
     mb = torch.ops.megatron_biomed
-    t = lambda *s, dt=dtype: torch.empty(*s, device=device, dtype=dt)
+
+    def t(*s, dt=dtype):
+        return torch.empty(*s, device=device, dtype=dt)
+
     x, w = t(3, 5, 80), t(80)
     y, mean, rstd = mb.layer_norm_fwd(x, w, w, 1e-5)
     assert (y.shape, y.dtype, mean.shape, mean.dtype, rstd.shape) == (x.shape, dtype, (3, 5), torch.float32, (3, 5))
@@ -406,7 +409,9 @@ def test_fake_impls_under_fake_tensor_mode_cuda(ops):
 
 
 def test_fake_impls_reject_what_the_kernels_reject(ops):
-    m = lambda *s, dt=torch.float16: torch.empty(*s, device="meta", dtype=dt)
+    def m(*s, dt=torch.float16):
+        return torch.empty(*s, device="meta", dtype=dt)
+
     with pytest.raises(RuntimeError, match="head_dim 48"):
         ops.flash_attn_fwd(m(1, 8, 4, 48), m(1, 8, 4, 48), m(1, 8, 4, 48), 1.0, False)
     with pytest.raises(RuntimeError, match="multiple of kv heads"):
