@@ -30,7 +30,6 @@ api::NormArgs norm_shape(const char* op, const at::Tensor& x, const at::Tensor& 
   api::NormArgs a;
   a.cols = checked_int(hidden, op, "hidden");
   a.rows = checked_int(hidden == 0 ? 0 : x.numel() / hidden, op, "rows");
-  checked_int(x.numel(), op, "x.numel()");
   a.x = x.data_ptr();
   a.gamma = weight.data_ptr();
   a.beta = bias.has_value() ? bias->data_ptr() : nullptr;
