@@ -4,10 +4,16 @@ PyTorch spec (kernels="torch") with the same weights.
 
 2 layers, hidden 64, 4 heads in 2 query groups (GQA), sequence 32, fp32, LayerNorm and RMSNorm.
 kv_channels 64 runs the flash attention kernels; the default head dim 16 (not a flash head dim)
-runs the fused causal softmax kernels around PyTorch matmuls.
+runs the fused causal softmax kernels around PyTorch matmuls. The kernels are reached either through
+``megatron_biomed._emu`` (the "emu" backend) or through the real torch bindings of csrc/torch compiled
+against the emulator (``torch.ops.megatron_biomed_emu``, see build_cuda.build_torch_emu).
 """
 
 from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,10 +73,25 @@ def _loss_and_grads(model, batch):
     return loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
 
-def _kernel_launches() -> int:
-    import megatron_biomed._emu as emu
+class _CountingOps:
+    """The bound emulated ops, counting calls per op."""
 
-    return emu.stats()["launches"]
+    def __init__(self, ops):
+        self.ops, self.calls = ops, collections.Counter()
+
+    def __getattr__(self, name):
+        self.calls[name] += 1
+        return getattr(self.ops, name)
+
+
+@pytest.fixture(scope="module")
+def bound_emu_ops():
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "csrc"))
+    import build_cuda
+
+    torch.ops.load_library(str(build_cuda.build_torch_emu(root)))
+    return torch.ops.megatron_biomed_emu
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -79,8 +100,19 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("normalization", ["LayerNorm", "RMSNorm"])
 @pytest.mark.parametrize("kv_channels", [64, None], ids=["flash-d64", "softmax-d16"])
-def test_emu_kernels_match_torch(single_rank_parallel, emu_module, normalization, kv_channels):
+@pytest.mark.parametrize("via", ["emu-module", "torch-bindings"])
+def test_emu_kernels_match_torch(
+    single_rank_parallel, emu_module, request, monkeypatch, via, normalization, kv_channels
+):
+    from megatron_biomed.kernels import functions
     from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
+
+    if via == "torch-bindings":
+        counting = _CountingOps(request.getfixturevalue("bound_emu_ops"))
+        monkeypatch.setitem(functions._PRIMS, "emu", counting)
+    else:
+        counting = _CountingOps(functions._PRIMS["emu"])
+        monkeypatch.setitem(functions._PRIMS, "emu", counting)
 
     config = _config(normalization, kv_channels)
     torch.manual_seed(1234)
@@ -103,11 +135,16 @@ def test_emu_kernels_match_torch(single_rank_parallel, emu_module, normalization
     batch = (tokens, position_ids, mask, labels)
 
     ref_loss, ref_grads = _loss_and_grads(ref, batch)
-    before = _kernel_launches()
     emu_loss, emu_grads = _loss_and_grads(emu, batch)
-    launches = _kernel_launches() - before
-    # per layer: 2 norms fwd + bwd, attention fwd + bwd; plus the final norm
-    assert launches >= 2 * 4 + 2, f"only {launches} kernel launches: the kernels did not run"
+    # every norm (2 per layer + the final one) and every attention ran forward and backward
+    norm = "layer_norm" if normalization == "LayerNorm" else "rms_norm"
+    attn = (
+        ("flash_attn_fwd", "flash_attn_bwd")
+        if kv_channels == 64
+        else ("scaled_causal_softmax_fwd", "scaled_softmax_bwd")
+    )
+    expected_calls = {f"{norm}_fwd": 5, f"{norm}_bwd": 5, attn[0]: 2, attn[1]: 2}
+    assert dict(counting.calls) == expected_calls
     expected_path = "flash attention" if kv_channels == 64 else "fused softmax"
     assert all(m._logged_paths == {expected_path} for m in attention)
 
