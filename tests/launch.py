@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +55,20 @@ def run_pretrain(
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     env.update(env_extra or {})
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    # Output goes to files, not pipes: a killed run can leave helper processes (dist_checkpointing's
+    # multiprocessing manager) holding inherited pipes open. Its own session lets us reap them all.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
+        try:
+            returncode = child.wait(timeout=timeout)
+        finally:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read())
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"

@@ -88,3 +88,5 @@ class TrainingConfig:
     exit_after_iters: int = 0
     # Fault injection for tests of the non-finite-loss handling: make the loss NaN at these iterations.
     inject_nonfinite_loss_at: list = field(default_factory=list)
+    # Fault injection for tests of crash recovery: SIGKILL this process when this iteration starts (0 = never).
+    inject_kill_at: int = 0

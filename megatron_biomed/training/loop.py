@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -256,6 +258,8 @@ class Trainer:
         summary: dict = {"preempted": False}
         try:
             while self.state.iteration < t.train_iters:
+                if t.inject_kill_at and self.state.iteration + 1 == t.inject_kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)  # a crash: no clean-up, no final save
                 start = time.perf_counter()
                 result = self.train_step(data_iter, self.state.iteration + 1)
                 elapsed = time.perf_counter() - start

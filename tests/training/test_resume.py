@@ -1,5 +1,6 @@
-"""Resume: stop after 10 steps, start a new process from the checkpoint, and the next 10 steps are the
-ones a straight 20-step run takes — bit for bit in the same layout, within 1e-5 across layouts."""
+"""Resume: the run is killed (SIGKILL, no clean-up) at iteration 13, after its checkpoint at iteration 10;
+a new process resumes from that checkpoint, and its steps 11-20 are the ones a straight 20-step run takes:
+bit for bit in the same layout, within 1e-5 across layouts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from megatron_biomed.training.checkpointing import latest_iteration
 
 
 def _first_half(nproc, extra, initial_weights, work: Path, keep_last=0):
-    run_pretrain(
+    proc = run_pretrain(
         nproc,
         BASE
         + extra
@@ -20,11 +21,14 @@ def _first_half(nproc, extra, initial_weights, work: Path, keep_last=0):
             f"checkpoint.save={work / 'ck'}",
             "checkpoint.save_interval=5",
             f"checkpoint.keep_last={keep_last}",
-            "train.exit_after_iters=10",
+            "train.inject_kill_at=13",
             f"logging.metrics_file={work / 'a.jsonl'}",
         ],
         work,
+        check=False,
     )
+    assert proc.returncode != 0  # killed: -9 for one process, torchrun reports the failed ranks
+    assert max(read_metrics(work / "a.jsonl")) == 12
     assert latest_iteration(work / "ck") == 10
 
 
