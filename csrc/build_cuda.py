@@ -15,6 +15,10 @@ Layout of what gets built:
   registrations), compiled by torch's BuildExtension (ninja, ``MAX_JOBS``) and linked with the
   objects above.
 
+``build_torch_emu(root)`` builds the same bindings with the same launch files compiled by g++ against
+the CPU emulator (``torch.ops.megatron_biomed_emu`` on CPU tensors): how the bindings are tested on
+machines without a GPU (tests/kernels/test_cuda_build.py, test_gpt_with_kernels.py).
+
 Whether to build: ``MEGATRON_BIOMED_BUILD_CUDA=0`` skips, ``=1`` forces; otherwise the extension is
 built when torch is a CUDA build and ``nvcc`` is found. Three fixes make the build work on machines
 without a GPU (see /work/shared/notes/cuda-without-a-gpu.md): CUDA_HOME is taken from the toolkit
@@ -455,7 +459,7 @@ def cuda_extensions(root: Path) -> list:
         name=EXTENSION_NAME,
         sources=[str(p.relative_to(root)) for p in binding_sources(root)],
         include_dirs=[*csrc_include_dirs(root), *tc.include_dirs],
-        extra_compile_args={"cxx": ["-O2"], "nvcc": gencode_flags()},
+        extra_compile_args={"cxx": ["-O2", "-g0"], "nvcc": gencode_flags()},
     )
     # Compiled by MbkBuildExtension before the bindings, then linked in.
     ext.mbk_cuda_sources = [str(p) for p in cuda_sources(root)]

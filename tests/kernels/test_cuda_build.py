@@ -6,6 +6,8 @@
   ``pip install`` built the extension this test reuses its compilation instead of repeating it.
 * The built extension imports without a GPU and its ops resolve as ``torch.ops.megatron_biomed.*``
   (their fake implementations are tested in test_kernels_python.py).
+* The same bindings compiled against the CPU emulator (``torch.ops.megatron_biomed_emu``, needs only
+  g++) compute every op correctly (float64 references) and reject bad arguments.
 
 Skipped only where nvcc (or a CUDA build of torch, for the extension) is absent.
 """
