@@ -160,15 +160,19 @@ def arch_list() -> list[str]:
 
 
 def gencode_flags(archs: list[str] | None = None) -> list[str]:
-    """Explicit ``-gencode`` flags (a GPU-less machine cannot ask a device for its arch)."""
+    """Explicit ``-gencode`` flags (a GPU-less machine cannot ask a device for its arch).
+
+    Archs are written as in TORCH_CUDA_ARCH_LIST: "8.0", "9.0a" (arch-specific), "9.0+PTX" (also
+    embed PTX, which newer GPUs JIT-compile).
+    """
     flags = []
     for arch in archs or arch_list():
-        ptx = arch.endswith("+PTX")
-        num = arch.removesuffix("+PTX").replace(".", "")
-        if not num.isdigit():
-            raise ValueError(f"bad CUDA arch {arch!r} in TORCH_CUDA_ARCH_LIST (expected e.g. 8.0 or 9.0+PTX)")
+        m = re.fullmatch(r"(\d+)\.(\d)(a?)(\+PTX)?", arch)
+        if not m:
+            raise ValueError(f"bad CUDA arch {arch!r} in TORCH_CUDA_ARCH_LIST (expected e.g. 8.0, 9.0a or 9.0+PTX)")
+        num = f"{m.group(1)}{m.group(2)}{m.group(3)}"
         flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
-        if ptx:
+        if m.group(4):
             flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
     return flags
 

@@ -154,10 +154,13 @@ def test_gencode_flags_are_explicit(monkeypatch):
         "-gencode=arch=compute_90,code=compute_90",
     ]
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6 9.0a")
-    with pytest.raises(ValueError, match="9.0a"):
+    assert build_cuda.gencode_flags() == [
+        "-gencode=arch=compute_86,code=sm_86",
+        "-gencode=arch=compute_90a,code=sm_90a",
+    ]
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "sm_90")
+    with pytest.raises(ValueError, match="sm_90"):
         build_cuda.gencode_flags()
-    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6")
-    assert build_cuda.gencode_flags() == ["-gencode=arch=compute_86,code=sm_86"]
 
 
 def test_build_switch_off_skips_with_reason(monkeypatch, capsys):
