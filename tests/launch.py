@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def reap(pid: int, workdir: Path) -> None:
+    """Kill what a run left behind: its process group, and processes started in its working directory
+    (torchrun's workers run in sessions of their own, and so do the helpers they spawn)."""
+    import psutil
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    workdir = workdir.resolve()
+    for p in psutil.process_iter(["pid", "cwd"]):
+        try:
+            if p.info["cwd"] and Path(p.info["cwd"]) == workdir and p.pid != os.getpid():
+                p.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
 
 
 def run_pretrain(
@@ -62,10 +80,7 @@ def run_pretrain(
         try:
             returncode = child.wait(timeout=timeout)
         finally:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            reap(child.pid, Path(workdir))
         out.seek(0)
         err.seek(0)
         proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read())
