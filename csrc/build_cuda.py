@@ -389,9 +389,9 @@ def build_torch_emu(root: Path, jobs: int = 2) -> Path:
     import sysconfig
 
     import torch
-    from torch.utils.cpp_extension import include_paths, library_paths
 
     root = Path(root).resolve()
+    torch_dir = Path(torch.__file__).resolve().parent  # (torch.utils.cpp_extension would guess a CUDA_HOME)
     out_dir = root / "build" / "torch_emu"
     out_dir.mkdir(parents=True, exist_ok=True)
     cxx = os.environ.get("CXX", "g++")
@@ -402,7 +402,8 @@ def build_torch_emu(root: Path, jobs: int = 2) -> Path:
         jobs_list.append((src, [*base, "-std=c++17", "-x", "c++", str(src)]))
     for src in sorted((root / "csrc" / "emu").glob("*.cpp")):  # the emulator's runtime
         jobs_list.append((src, [*base, "-std=c++17", str(src)]))
-    torch_inc = [f"-I{d}" for d in include_paths()] + [f"-I{sysconfig.get_paths()['include']}"]
+    torch_inc = [f"-I{torch_dir / 'include'}", f"-I{torch_dir / 'include' / 'torch' / 'csrc' / 'api' / 'include'}"]
+    torch_inc.append(f"-I{sysconfig.get_paths()['include']}")
     for src in binding_sources(root):
         jobs_list.append((src, [*base, "-std=c++20", "-DMBK_TORCH_EMU", abi, *torch_inc, str(src)]))
 
@@ -425,7 +426,7 @@ def build_torch_emu(root: Path, jobs: int = 2) -> Path:
     digest = hashlib.sha256("".join(sorted(o.name for o in objs)).encode()).hexdigest()[:16]
     lib = out_dir / f"libmegatron_biomed_emu_ops-{digest}.so"
     if not lib.exists():
-        libs = [f"-L{d}" for d in library_paths()] + ["-lc10", "-ltorch_cpu", "-ltorch"]
+        libs = [f"-L{torch_dir / 'lib'}", "-lc10", "-ltorch_cpu", "-ltorch"]
         tmp = lib.with_suffix(f".{os.getpid()}.tmp")
         cmd = [cxx, "-shared", "-pthread", "-o", str(tmp), *map(str, objs), *libs]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

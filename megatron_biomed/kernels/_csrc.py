@@ -112,8 +112,16 @@ def check_flash_args(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
 # fakes
 
 
-def _register_fakes() -> None:
-    lib = "megatron_biomed::"
+_FAKES_REGISTERED: set[str] = set()
+
+
+def _register_fakes(namespace: str = "megatron_biomed") -> None:
+    """Fake implementations of the ops in ``namespace`` (also used for the emulated test build of
+    the same bindings, ``megatron_biomed_emu``), registered once per namespace."""
+    if namespace in _FAKES_REGISTERED:
+        return
+    _FAKES_REGISTERED.add(namespace)
+    lib = namespace + "::"
 
     @torch.library.register_fake(lib + "layer_norm_fwd")
     def _(x, weight, bias, eps):
