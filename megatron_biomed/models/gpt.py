@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.models.layer_specs import gpt_layer_spec
+from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -73,11 +73,14 @@ def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
 
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
-    spec = gpt_layer_spec(normalization=m.normalization, kernels=m.kernels)
     vpp = cfg.parallel.virtual_pipeline_model_parallel_size
     chunks = []
     for stage in range(vpp or 1):
         vp_stage = stage if vpp else None
+        if m.kernels == "torch":
+            spec = gpt_layer_spec(normalization=m.normalization, kernels="torch")
+        else:  # the final norm on the chosen kernels too
+            spec = gpt_block_spec(tconfig, normalization=m.normalization, kernels=m.kernels, vp_stage=vp_stage)
         model = GPTModel(
             config=tconfig,
             transformer_layer_spec=spec,

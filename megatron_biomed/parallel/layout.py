@@ -52,6 +52,11 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
                 "batch_p2p_comm=True with virtual pipeline parallelism gives wrong losses on gloo "
                 "(measured: microbatches 3-4 off, gradient error ~28); set parallel.batch_p2p_comm=false"
             )
+    if p.sequence_parallel and m.kernels == "torch":
+        problems.append(
+            "sequence_parallel needs model.kernels=csrc (PyTorch fallback on CPU) or te: megatron-core's "
+            "torch norm (model.kernels=torch) does not support it"
+        )
     if p.sequence_parallel and tp == 1:
         problems.append("sequence_parallel needs tensor_model_parallel_size > 1")
     if p.sequence_parallel and m.seq_length % tp:

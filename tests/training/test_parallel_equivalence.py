@@ -20,6 +20,11 @@ LAYOUTS = {
     "dp2": (2, []),
     "dp2-distributed-optimizer": (2, ["parallel.use_distributed_optimizer=true"]),
     "pp2-vpp2": (2, ["parallel.pipeline_model_parallel_size=2", "parallel.virtual_pipeline_model_parallel_size=2"]),
+    # Sequence parallelism needs our norm module (kernels="csrc", PyTorch fallback on CPU).
+    "tp2-sequence-parallel": (
+        2,
+        ["parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true", "model.kernels=csrc"],
+    ),
     "tp2-pp2": (4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]),
 }
 
