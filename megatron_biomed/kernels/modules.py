@@ -98,6 +98,9 @@ class KernelNorm(torch.nn.Module):
         return f"{self.normalization}({self.hidden_size}, eps={self.eps}, kernels={self.kernels!r})"
 
 
+_LOGGED_PATHS: set[tuple[str, str, str]] = set()
+
+
 class KernelDotProductAttention(DotProductAttention):
     """megatron-core ``DotProductAttention`` on the csrc kernels.
 
@@ -151,11 +154,13 @@ class KernelDotProductAttention(DotProductAttention):
         # scaling) to q k^T and the layer number again inside the softmax; the product is the scale.
         self.softmax_coeff = float(self.layer_number) if config.apply_query_key_layer_scaling else 1.0
         self.total_softmax_scale = self.softmax_scale * self.softmax_coeff
-        self._logged_paths: set[str] = set()
+        self._logged_paths: set[str] = set()  # the paths this layer took (tests read it)
 
     def _log_path_once(self, path: str, why: str) -> None:
-        if path not in self._logged_paths:
-            self._logged_paths.add(path)
+        self._logged_paths.add(path)
+        key = (self.kernels, path, why)
+        if key not in _LOGGED_PATHS:  # logged once per process, not once per layer
+            _LOGGED_PATHS.add(key)
             logger.info("KernelDotProductAttention(kernels=%r): %s (%s)", self.kernels, path, why)
 
     def forward(
