@@ -32,6 +32,7 @@ def biomedlm_2_7b() -> ExperimentConfig:
             tie_embeddings=True,
             hidden_dropout=0.1,
             attention_dropout=0.1,
+            kernels="csrc",  # our fused CUDA kernels (PyTorch fallback without a GPU)
         ),
         optimizer=OptimizerConfig(
             name="decoupled_adamw",
@@ -77,6 +78,7 @@ def biollm_70b() -> ExperimentConfig:
             hidden_dropout=0.0,
             attention_dropout=0.0,
             layernorm_epsilon=1e-5,
+            kernels="csrc",
         ),
         optimizer=OptimizerConfig(
             name="adamw",
