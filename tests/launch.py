@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from megatron_biomed.parallel.env import find_free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "tools" / "pretrain.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reap(pid: int, workdir: Path) -> None:
