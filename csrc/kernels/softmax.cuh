@@ -7,7 +7,8 @@
 // fp32/fp16/bf16 data, fp32 arithmetic. Host launchers in softmax_launch.h; call those.
 //
 // Work layout as in layer_norm.cuh: one warp per row (blockDim = (32, 4)) for short rows, one block
-// per row for long rows; each thread keeps kIters chunks of kVec elements in registers.
+// per row for long rows; each thread keeps kIters chunks of kVec elements in registers. Register
+// budget (64: blocks of up to 1024 threads) and __launch_bounds__(1024, 1) as explained there.
 #pragma once
 
 #include <stdint.h>
@@ -56,10 +57,10 @@ __device__ __forceinline__ void store_chunk(T* __restrict__ p, int chunk, const 
 // (= batch * heads + head). kCausal: keys j > q are excluded (sq == sk). Otherwise, when mask is
 // not null, mask row ((mask_batch == 1 ? 0 : r / (heads * sq)) * sq + q) excludes where nonzero.
 template <typename T, int kVec, int kIters, bool kCausal>
-__global__ void __launch_bounds__(1024) scaled_softmax_fwd_kernel(const T* __restrict__ x,
-                                                                  const uint8_t* __restrict__ mask,
-                                                                  T* __restrict__ y, long long rows, int sq,
-                                                                  int sk, int heads, int mask_batch, float scale) {
+__global__ void __launch_bounds__(1024, 1) scaled_softmax_fwd_kernel(const T* __restrict__ x,
+                                                                     const uint8_t* __restrict__ mask,
+                                                                     T* __restrict__ y, long long rows, int sq,
+                                                                     int sk, int heads, int mask_batch, float scale) {
   MBK_SHARED float scratch[32];
   const long long row = static_cast<long long>(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= rows) return;  // only warp-per-row blocks (no barriers) have rows past the end
@@ -129,34 +130,40 @@ __global__ void __launch_bounds__(1024) scaled_softmax_fwd_kernel(const T* __res
 
 // Backward over `rows` rows of length cols: dx = scale * y * (dy - sum(dy * y)). dx may alias dy.
 template <typename T, int kVec, int kIters>
-__global__ void __launch_bounds__(1024) scaled_softmax_bwd_kernel(const T* dy, const T* __restrict__ y, T* dx,
-                                                                  long long rows, int cols, float scale) {
+__global__ void __launch_bounds__(1024, 1) scaled_softmax_bwd_kernel(const T* dy, const T* __restrict__ y, T* dx,
+                                                                     long long rows, int cols, float scale) {
   MBK_SHARED float scratch[32];
   const long long row = static_cast<long long>(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= rows) return;
   const int chunks = cols / kVec;
   const long long off = row * cols;
-  float g[kIters][kVec], p[kIters][kVec];
+  const int n = owned_chunks(chunks);  // this thread's chunks are k < n
+  // Only y stays in registers; dy is read again in the second pass (from cache): holding both took
+  // the 16-value variants past 64 registers. With dx aliasing dy, each chunk of dy is still read
+  // before the same thread overwrites it.
+  float p[kIters][kVec];
   float dot = 0.0f;
   MBK_PRAGMA_UNROLL
   for (int k = 0; k < kIters; ++k) {
-    const int c = threadIdx.x + k * blockDim.x;
-    if (c < chunks) {
-      load_chunk<T, kVec>(dy + off, c, g[k]);
+    if (k < n) {
+      const int c = threadIdx.x + k * blockDim.x;
+      float g[kVec];
+      load_chunk<T, kVec>(dy + off, c, g);
       load_chunk<T, kVec>(y + off, c, p[k]);
       MBK_PRAGMA_UNROLL
-      for (int j = 0; j < kVec; ++j) dot += g[k][j] * p[k][j];
+      for (int j = 0; j < kVec; ++j) dot += g[j] * p[k][j];
     }
   }
   dot = row_allreduce(dot, SumOp(), scratch);
   MBK_PRAGMA_UNROLL
   for (int k = 0; k < kIters; ++k) {
-    const int c = threadIdx.x + k * blockDim.x;
-    if (c < chunks) {
-      float out[kVec];
+    if (k < n) {
+      const int c = threadIdx.x + k * blockDim.x;
+      float g[kVec];
+      load_chunk<T, kVec>(dy + off, c, g);
       MBK_PRAGMA_UNROLL
-      for (int j = 0; j < kVec; ++j) out[j] = scale * p[k][j] * (g[k][j] - dot);
-      store_chunk<T, kVec>(dx + off, c, out);
+      for (int j = 0; j < kVec; ++j) p[k][j] = scale * p[k][j] * (g[j] - dot);
+      store_chunk<T, kVec>(dx + off, c, p[k]);
     }
   }
 }

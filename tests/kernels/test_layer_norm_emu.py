@@ -136,7 +136,7 @@ def test_without_affine_parameters(emu, rms, use_gamma, use_beta):
 
 @pytest.mark.parametrize("rms", [False, True], ids=["layernorm", "rmsnorm"])
 @pytest.mark.parametrize("rows,cols,dtype", [(8, 96, "float16"), (3, 2500, "float32"), (300, 64, "bfloat16"),
-                                             (2, 1024, "bfloat16")])
+                                             (2, 1024, "bfloat16"), (2, 4099, "float32"), (1, 12289, "bfloat16")])
 def test_schedules_give_identical_results(emu, rows, cols, dtype, rms):
     """Reductions are in a fixed order, so every thread order must give the same bits (and pass)."""
     results = []

@@ -17,7 +17,8 @@
 //                 for vectorised loads)
 //   Indices       threadIdx, blockIdx, blockDim, gridDim (.x/.y/.z)
 //   Qualifiers    __global__ __device__ __host__ __forceinline__ __restrict__ __align__(n)
-//                 __launch_bounds__(...), MBK_PRAGMA_UNROLL (a `#pragma unroll` on nvcc)
+//                 __launch_bounds__(...), MBK_PRAGMA_UNROLL (a `#pragma unroll` on nvcc),
+//                 MBK_PRAGMA_NO_UNROLL (`#pragma unroll 1`: keep the loop a loop)
 //   Sync          __syncthreads(), __syncwarp(mask)
 //   Warp          __shfl_sync(mask, v, srcLane, width=32), __shfl_xor_sync(mask, v, laneMask, width),
 //                 __shfl_up_sync(mask, v, delta, width), __shfl_down_sync(mask, v, delta, width)
@@ -83,13 +84,16 @@ using mbk_stream_t = cudaStream_t;
   } while (0)
 #if defined(__CUDACC__)
 #define MBK_PRAGMA_UNROLL _Pragma("unroll")
+#define MBK_PRAGMA_NO_UNROLL _Pragma("unroll 1")
 #else
 #define MBK_PRAGMA_UNROLL
+#define MBK_PRAGMA_NO_UNROLL
 #endif
 
 #else  // the CPU emulator
 #include "../../emu/cuda_emu.h"
 #define MBK_PRAGMA_UNROLL
+#define MBK_PRAGMA_NO_UNROLL
 #endif
 
 namespace mbk {

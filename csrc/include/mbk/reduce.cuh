@@ -10,6 +10,15 @@
 
 namespace mbk {
 
+// How many chunks of a row of `chunks` this thread owns when chunks are dealt out round-robin
+// (chunk c = threadIdx.x + k * blockDim.x belongs to this thread for k < owned_chunks(chunks)).
+// Kernels test `k < n` with one n rather than `c < chunks` per chunk: one live register instead of
+// a predicate per chunk, which is what keeps the long-row variants within their register budget.
+__device__ __forceinline__ int owned_chunks(int chunks) {
+  const int t = static_cast<int>(threadIdx.x);
+  return t < chunks ? (chunks - 1 - t) / static_cast<int>(blockDim.x) + 1 : 0;
+}
+
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
 };
