@@ -12,8 +12,6 @@ Install with ``pip install --no-build-isolation -e .`` (the CUDA build needs the
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
 from pathlib import Path
 

@@ -39,7 +39,12 @@ def _sources(root: Path) -> list[Path]:
 def _include_dirs(root: Path) -> list[str]:
     import pybind11
 
-    return [str(root / "csrc" / "include"), str(root / "csrc"), pybind11.get_include(), sysconfig.get_paths()["include"]]
+    return [
+        str(root / "csrc" / "include"),
+        str(root / "csrc"),
+        pybind11.get_include(),
+        sysconfig.get_paths()["include"],
+    ]
 
 
 def emu_extensions(root: Path) -> list:
@@ -81,8 +86,18 @@ def _deps_newer_than(dep_file: Path, stamp: float) -> bool:
 def _compile(src: Path, obj: Path, cxx: str, includes: list[str]) -> tuple[Path, str | None]:
     obj.parent.mkdir(parents=True, exist_ok=True)
     tmp = obj.with_suffix(".o.tmp")
-    cmd = [cxx, *CXXFLAGS, *[f"-I{d}" for d in includes], "-MMD", "-MF", str(obj.with_suffix(".d")),
-           "-c", str(src), "-o", str(tmp)]
+    cmd = [
+        cxx,
+        *CXXFLAGS,
+        *[f"-I{d}" for d in includes],
+        "-MMD",
+        "-MF",
+        str(obj.with_suffix(".d")),
+        "-c",
+        str(src),
+        "-o",
+        str(tmp),
+    ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         return obj, f"$ {shlex.join(cmd)}\n{proc.stderr}"

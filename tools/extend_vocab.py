@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Add the N most frequent domain words that a base tokenizer fragments (>= 3 pieces) as tokens.
 
     python tools/extend_vocab.py --base-tokenizer tokenizers/gpt2 --input data/pubmed/*.jsonl \

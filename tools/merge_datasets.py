@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Merge megatron ``.bin``/``.idx`` shards into one dataset (same bytes as building it in one go).
 
     python tools/merge_datasets.py --input data/shard0_text_document data/shard1_text_document \

@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Tokenize JSONL into megatron ``.bin``/``.idx`` datasets (Megatron-LM's flags and file names).
 
     python tools/preprocess_data.py --input data/*.jsonl --json-keys text \

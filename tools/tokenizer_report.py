@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Compare how tokenizers fragment held-out text and biomedical terms (side by side).
 
     python tools/tokenizer_report.py --tokenizers tokenizers/gpt2 tokenizers/pubmed-28896 \

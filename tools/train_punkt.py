@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Train a Punkt sentence-splitting model (nltk's PunktTrainer) for --split-sentences.
 
     # on your own corpus (JSONL), saved as JSON parameters

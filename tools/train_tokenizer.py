@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Train a byte-level BPE tokenizer on JSONL text (defaults: BioMedLM's 28,896 tokens).
 
     python tools/train_tokenizer.py --input data/*.jsonl --json-keys text \

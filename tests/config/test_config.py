@@ -15,7 +15,13 @@ from megatron_biomed.training.pretrain import main as pretrain_main
 def test_biomedlm_preset_is_2_7b_within_5_percent():
     cfg = get_preset("biomedlm-2.7b")
     m = cfg.model
-    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.seq_length, m.vocab_size) == (32, 2560, 20, 1024, 28896)
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.seq_length, m.vocab_size) == (
+        32,
+        2560,
+        20,
+        1024,
+        28896,
+    )
     total = count_parameters(m).total
     assert abs(total - 2.7e9) / 2.7e9 < 0.05, total
     # Tied embeddings: no separate output layer; learned absolute positions: 1024 x 2560.
@@ -33,7 +39,13 @@ def test_biomedlm_preset_trains_300b_tokens():
 def test_llama2_70b_shape_within_1_percent_of_69b():
     cfg = get_preset("biollm-70b")
     m = cfg.model
-    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.ffn_size) == (80, 8192, 64, 8, 28672)
+    assert (m.num_layers, m.hidden_size, m.num_attention_heads, m.num_query_groups, m.ffn_size) == (
+        80,
+        8192,
+        64,
+        8,
+        28672,
+    )
     extended = count_parameters(m).total
     m.vocab_size = 32000  # LLaMA-2's own vocabulary: the published 69B (LLaMA-2 paper, Table 1: "70B")
     llama2 = count_parameters(m).total
@@ -86,22 +98,28 @@ def test_preset_then_yaml_then_set(tmp_path):
     assert load_config("tiny-biomedlm", y).model.family == "gpt2"
 
 
-@pytest.mark.parametrize("override, field, expected", [
-    ("model.num_layers=12", ("model", "num_layers"), 12),
-    ("optimizer.lr=1e-4", ("optimizer", "lr"), 1e-4),  # YAML reads 1e-4 as a string; the field makes it a float
-    ("optimizer.weight_decay=0", ("optimizer", "weight_decay"), 0.0),
-    ("model.layernorm_epsilon=1.0e-6", ("model", "layernorm_epsilon"), 1e-6),
-    ("parallel.sequence_parallel=true", ("parallel", "sequence_parallel"), True),
-    ("model.num_query_groups=4", ("model", "num_query_groups"), 4),
-    ("model.ffn_hidden_size=null", ("model", "ffn_hidden_size"), None),
-    ("data.tokenizer=", ("data", "tokenizer"), None),
-    ("data.tokenizer=/data/tok dir", ("data", "tokenizer"), "/data/tok dir"),
-    ("model.family=3", ("model", "family"), "3"),
-    ("data.blend=0.8 /d/pubmed_text_document 0.2 /d/pmc_text_document", ("data", "blend"),
-     ["0.8", "/d/pubmed_text_document", "0.2", "/d/pmc_text_document"]),
-    ("data.blend=[a, b]", ("data", "blend"), ["a", "b"]),
-    ("train.inject_nonfinite_loss_at=[3, 5]", ("train", "inject_nonfinite_loss_at"), [3, 5]),
-])
+@pytest.mark.parametrize(
+    "override, field, expected",
+    [
+        ("model.num_layers=12", ("model", "num_layers"), 12),
+        ("optimizer.lr=1e-4", ("optimizer", "lr"), 1e-4),  # YAML reads 1e-4 as a string; the field makes it a float
+        ("optimizer.weight_decay=0", ("optimizer", "weight_decay"), 0.0),
+        ("model.layernorm_epsilon=1.0e-6", ("model", "layernorm_epsilon"), 1e-6),
+        ("parallel.sequence_parallel=true", ("parallel", "sequence_parallel"), True),
+        ("model.num_query_groups=4", ("model", "num_query_groups"), 4),
+        ("model.ffn_hidden_size=null", ("model", "ffn_hidden_size"), None),
+        ("data.tokenizer=", ("data", "tokenizer"), None),
+        ("data.tokenizer=/data/tok dir", ("data", "tokenizer"), "/data/tok dir"),
+        ("model.family=3", ("model", "family"), "3"),
+        (
+            "data.blend=0.8 /d/pubmed_text_document 0.2 /d/pmc_text_document",
+            ("data", "blend"),
+            ["0.8", "/d/pubmed_text_document", "0.2", "/d/pmc_text_document"],
+        ),
+        ("data.blend=[a, b]", ("data", "blend"), ["a", "b"]),
+        ("train.inject_nonfinite_loss_at=[3, 5]", ("train", "inject_nonfinite_loss_at"), [3, 5]),
+    ],
+)
 def test_set_values_take_the_field_type(override, field, expected):
     cfg = load_config("tiny-biomedlm", overrides=[override])
     value = getattr(getattr(cfg, field[0]), field[1])
@@ -109,29 +127,38 @@ def test_set_values_take_the_field_type(override, field, expected):
     assert type(value) is type(expected)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.num_layer=4", r"--set model\.num_layer=4: unknown config field 'model\.num_layer' \(known here: .*num_layers"),
-    ("modle.num_layers=4", r"unknown config field 'modle' \(known here: checkpoint, data, logging, model"),
-    ("model.num_layers.x=4", r"'model\.num_layers' is not a section"),
-    ("model=4", r"'model' is a section"),
-    ("model.num_layers", r"expected section\.field=value"),
-    ("model.num_layers=abc", r"model\.num_layers: expected an integer, got 'abc'"),
-    ("model.num_layers=2.5", r"model\.num_layers: expected an integer, got 2\.5"),
-    ("model.hidden_dropout=lots", r"model\.hidden_dropout: expected a number, got 'lots'"),
-    ("parallel.sequence_parallel=1", r"parallel\.sequence_parallel: expected true/false, got 1"),
-    ("model.num_query_groups=two", r"model\.num_query_groups: expected an integer, got 'two'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "model.num_layer=4",
+            r"--set model\.num_layer=4: unknown config field 'model\.num_layer' \(known here: .*num_layers",
+        ),
+        ("modle.num_layers=4", r"unknown config field 'modle' \(known here: checkpoint, data, logging, model"),
+        ("model.num_layers.x=4", r"'model\.num_layers' is not a section"),
+        ("model=4", r"'model' is a section"),
+        ("model.num_layers", r"expected section\.field=value"),
+        ("model.num_layers=abc", r"model\.num_layers: expected an integer, got 'abc'"),
+        ("model.num_layers=2.5", r"model\.num_layers: expected an integer, got 2\.5"),
+        ("model.hidden_dropout=lots", r"model\.hidden_dropout: expected a number, got 'lots'"),
+        ("parallel.sequence_parallel=1", r"parallel\.sequence_parallel: expected true/false, got 1"),
+        ("model.num_query_groups=two", r"model\.num_query_groups: expected an integer, got 'two'"),
+    ],
+)
 def test_set_errors_name_the_field_and_the_problem(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("tiny-biomedlm", overrides=[override])
 
 
-@pytest.mark.parametrize("override", [
-    "model.num_layers=true",
-    "train.micro_batch_size=",
-    "train.inject_nonfinite_loss_at=5",
-    "data.tokenizer=[a, b]",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.num_layers=true",
+        "train.micro_batch_size=",
+        "train.inject_nonfinite_loss_at=5",
+        "data.tokenizer=[a, b]",
+    ],
+)
 def test_set_refuses_wrong_types(override):
     try:
         load_config("tiny-biomedlm", overrides=[override])
@@ -184,11 +211,22 @@ def test_cli_dry_run_applies_yaml_and_set(tmp_path, capsys):
 
     y = tmp_path / "run.yaml"
     y.write_text("preset: tiny-biomedlm\ntrain:\n  global_batch_size: 16\n  micro_batch_size: 2\n")
-    rc = pretrain_main(["--config", str(y), "--set", "train.train_iters=7", "--set",
-                        "parallel.tensor_model_parallel_size=2", "--dry-run", "--world-size", "4"])
+    rc = pretrain_main(
+        [
+            "--config",
+            str(y),
+            "--set",
+            "train.train_iters=7",
+            "--set",
+            "parallel.tensor_model_parallel_size=2",
+            "--dry-run",
+            "--world-size",
+            "4",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
-    plan = json.loads(out[out.index("{"):])
+    plan = json.loads(out[out.index("{") :])
     assert plan["name"] == "tiny-biomedlm"
     assert (plan["tensor_model_parallel_size"], plan["data_parallel_size"]) == (2, 2)
     assert plan["num_microbatches"] == 16 // (2 * 2)

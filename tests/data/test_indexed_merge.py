@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _docs(seed: int, n: int) -> list[list[list[int]]]:
     rng = np.random.default_rng(seed)
-    return [[rng.integers(0, 30000, size=int(k)).tolist() for k in rng.integers(1, 40, size=m)]
-            for m in rng.integers(1, 5, size=n)]
+    return [
+        [rng.integers(0, 30000, size=int(k)).tolist() for k in rng.integers(1, 40, size=m)]
+        for m in rng.integers(1, 5, size=n)
+    ]
 
 
 def _write(prefix: Path, docs, dtype=np.uint16) -> str:
@@ -35,8 +37,13 @@ def test_merge_equals_one_build_and_megatron_add_index(tmp_path):
     shards = [_docs(s, n) for s, n in ((0, 50), (1, 0), (2, 80), (3, 7))]
     prefixes = [_write(tmp_path / f"shard{i}", d) for i, d in enumerate(shards)]
     _write(tmp_path / "whole", [d for s in shards for d in s])
-    r = subprocess.run([sys.executable, "tools/merge_datasets.py", "--input", *prefixes,
-                        "--output-prefix", str(tmp_path / "merged")], check=False, cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "tools/merge_datasets.py", "--input", *prefixes, "--output-prefix", str(tmp_path / "merged")],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"merged{ext}").read_bytes() == (tmp_path / f"whole{ext}").read_bytes()
@@ -63,8 +70,13 @@ def test_input_dir_order_and_dtype_mismatch(tmp_path):
     d = tmp_path / "shards"
     _write(d / "a", _docs(5, 10))
     _write(d / "b", _docs(6, 10))
-    r = subprocess.run([sys.executable, "tools/merge_datasets.py", "--input-dir", str(d),
-                        "--output-prefix", str(tmp_path / "m")], check=False, cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "tools/merge_datasets.py", "--input-dir", str(d), "--output-prefix", str(tmp_path / "m")],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     merge_datasets([str(d / "a"), str(d / "b")], str(tmp_path / "m2"))
     assert (tmp_path / "m.idx").read_bytes() == (tmp_path / "m2.idx").read_bytes()

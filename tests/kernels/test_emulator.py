@@ -21,8 +21,14 @@ IDX, UP, DOWN, XOR = 0, 1, 2, 3
 # Index layout and warp formation
 @pytest.mark.parametrize(
     "grid,block",
-    [((3, 1, 1), (100, 1, 1)), ((2, 3, 1), (8, 12, 1)), ((1, 2, 2), (4, 4, 6)), ((2, 1, 1), (5, 3, 7)),
-     ((1, 1, 1), (1024, 1, 1)), ((1, 1, 1), (1, 1, 64))],
+    [
+        ((3, 1, 1), (100, 1, 1)),
+        ((2, 3, 1), (8, 12, 1)),
+        ((1, 2, 2), (4, 4, 6)),
+        ((2, 1, 1), (5, 3, 7)),
+        ((1, 1, 1), (1024, 1, 1)),
+        ((1, 1, 1), (1, 1, 64)),
+    ],
 )
 @pytest.mark.parametrize("schedule", SCHEDULES[:3])
 def test_layout_and_warps_x_fastest(emu, grid, block, schedule):
@@ -72,14 +78,30 @@ def _shuffle_expected(threads: int, kind: int, arg: int, width: int, mask: int) 
 
 SHUFFLE_CASES = [
     # threads, kind, arg, width, mask
-    (64, XOR, 1, 32, 0xFFFFFFFF), (64, XOR, 16, 32, 0xFFFFFFFF), (64, XOR, 5, 32, 0xFFFFFFFF),
-    (64, XOR, 4, 8, 0xFFFFFFFF), (64, XOR, 8, 8, 0xFFFFFFFF), (96, XOR, 2, 4, 0xFFFFFFFF),
-    (64, DOWN, 1, 32, 0xFFFFFFFF), (64, DOWN, 16, 32, 0xFFFFFFFF), (64, DOWN, 3, 8, 0xFFFFFFFF),
-    (64, DOWN, 31, 32, 0xFFFFFFFF), (64, UP, 1, 32, 0xFFFFFFFF), (64, UP, 7, 16, 0xFFFFFFFF),
-    (64, UP, 2, 2, 0xFFFFFFFF), (64, IDX, 0, 32, 0xFFFFFFFF), (64, IDX, 13, 32, 0xFFFFFFFF),
-    (64, IDX, 37, 32, 0xFFFFFFFF), (64, IDX, 3, 4, 0xFFFFFFFF), (64, IDX, 5, 16, 0xFFFFFFFF),
-    (64, XOR, 1, 16, 0x0000FFFF), (64, DOWN, 4, 16, 0xFFFF0000), (64, IDX, 2, 8, 0x00FF00FF),
-    (48, XOR, 8, 16, 0xFFFFFFFF), (48, IDX, 0, 32, 0x0000FFFF), (32, XOR, 1, 1, 0xFFFFFFFF),
+    (64, XOR, 1, 32, 0xFFFFFFFF),
+    (64, XOR, 16, 32, 0xFFFFFFFF),
+    (64, XOR, 5, 32, 0xFFFFFFFF),
+    (64, XOR, 4, 8, 0xFFFFFFFF),
+    (64, XOR, 8, 8, 0xFFFFFFFF),
+    (96, XOR, 2, 4, 0xFFFFFFFF),
+    (64, DOWN, 1, 32, 0xFFFFFFFF),
+    (64, DOWN, 16, 32, 0xFFFFFFFF),
+    (64, DOWN, 3, 8, 0xFFFFFFFF),
+    (64, DOWN, 31, 32, 0xFFFFFFFF),
+    (64, UP, 1, 32, 0xFFFFFFFF),
+    (64, UP, 7, 16, 0xFFFFFFFF),
+    (64, UP, 2, 2, 0xFFFFFFFF),
+    (64, IDX, 0, 32, 0xFFFFFFFF),
+    (64, IDX, 13, 32, 0xFFFFFFFF),
+    (64, IDX, 37, 32, 0xFFFFFFFF),
+    (64, IDX, 3, 4, 0xFFFFFFFF),
+    (64, IDX, 5, 16, 0xFFFFFFFF),
+    (64, XOR, 1, 16, 0x0000FFFF),
+    (64, DOWN, 4, 16, 0xFFFF0000),
+    (64, IDX, 2, 8, 0x00FF00FF),
+    (48, XOR, 8, 16, 0xFFFFFFFF),
+    (48, IDX, 0, 32, 0x0000FFFF),
+    (32, XOR, 1, 1, 0xFFFFFFFF),
 ]
 
 
@@ -99,7 +121,7 @@ def test_votes_and_half_shuffle(emu):
     for pred in (rng.integers(0, 2, 64), np.ones(64, dtype=np.int64), np.zeros(64, dtype=np.int64)):
         out = emu.test_votes(pred.astype(np.int32))
         for t in range(64):
-            w = pred[(t // 32) * 32:(t // 32) * 32 + 32]
+            w = pred[(t // 32) * 32 : (t // 32) * 32 + 32]
             ballot = sum(1 << i for i in range(32) if w[i])
             assert int(out[t, 0]) & 0xFFFFFFFF == ballot
             assert out[t, 1] == int(w.any()) and out[t, 2] == int(w.all())
@@ -157,10 +179,31 @@ def _conversion_inputs() -> np.ndarray:
     parts = [
         rng.standard_normal(20000) * 10.0 ** rng.integers(-8, 6, 20000),
         rng.integers(0, 2**32, 50000, dtype=np.uint64).astype(np.uint32).view(np.float32),  # any bit pattern
-        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65519.99, 65520, 65536, 1e-8, 6e-8, 2.98e-8,
-                  5.960464477539063e-08, 2.9802322387695312e-08, 6.103515625e-05, 6.097555e-05,
-                  3.3895313892515355e38, 3.4028234663852886e38, 1.1754942e-38, 1e-45],
-                 dtype=np.float32),
+        np.array(
+            [
+                0.0,
+                -0.0,
+                np.inf,
+                -np.inf,
+                np.nan,
+                65504,
+                65519.99,
+                65520,
+                65536,
+                1e-8,
+                6e-8,
+                2.98e-8,
+                5.960464477539063e-08,
+                2.9802322387695312e-08,
+                6.103515625e-05,
+                6.097555e-05,
+                3.3895313892515355e38,
+                3.4028234663852886e38,
+                1.1754942e-38,
+                1e-45,
+            ],
+            dtype=np.float32,
+        ),
     ]
     # exact ties: a 12-bit odd significand is half-way between two fp16 values (11 bits), a 9-bit
     # one between two bf16 values (8 bits); exponents cover the normal ranges and the overflow edge
@@ -199,7 +242,9 @@ def _same_bits_or_both_nan(got_bits: np.ndarray, ref: torch.Tensor, what: str) -
     got_f = torch.from_numpy(got_bits.view(np.int16)).view(ref.dtype).float().numpy()
     assert (np.isnan(got_f) == ref_nan).all(), f"{what}: NaN-ness differs"
     bad = ~ref_nan & (got_bits != ref_bits)
-    assert not bad.any(), f"{what}: {bad.sum()} values round differently, e.g. bits {got_bits[bad][:5]} vs {ref_bits[bad][:5]}"
+    assert not bad.any(), (
+        f"{what}: {bad.sum()} values round differently, e.g. bits {got_bits[bad][:5]} vs {ref_bits[bad][:5]}"
+    )
 
 
 def test_conversions_match_torch(emu):
@@ -225,16 +270,22 @@ def test_conversions_match_torch(emu):
 # Misuse is reported, not hung on
 @pytest.mark.parametrize(
     "what,message",
-    [("divergent_barrier", "deadlock"), ("early_exit_shuffle", "deadlock"),
-     ("partial_warp_read", "does not take part"), ("too_many_threads", "1024 threads"),
-     ("block_z", "1024 threads"), ("sync_outside_kernel", "outside a kernel")],
+    [
+        ("divergent_barrier", "deadlock"),
+        ("early_exit_shuffle", "deadlock"),
+        ("partial_warp_read", "does not take part"),
+        ("too_many_threads", "1024 threads"),
+        ("block_z", "1024 threads"),
+        ("sync_outside_kernel", "outside a kernel"),
+    ],
 )
 def test_misuse_is_reported(emu, what, message):
     with pytest.raises(RuntimeError, match=message):
         emu.test_misuse(what)
     # the emulator is usable again afterwards
-    np.testing.assert_array_equal(emu.test_shuffle_int(32, XOR, 1, 32, 0xFFFFFFFF),
-                                  _shuffle_expected(32, XOR, 1, 32, 0xFFFFFFFF))
+    np.testing.assert_array_equal(
+        emu.test_shuffle_int(32, XOR, 1, 32, 0xFFFFFFFF), _shuffle_expected(32, XOR, 1, 32, 0xFFFFFFFF)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,8 +300,7 @@ def test_correct_block_sum_passes_every_schedule(emu, threads):
     x, ref = _rows(threads)
     for schedule in SCHEDULES + [("random", s) for s in range(20, 26)]:
         emu.set_schedule(*schedule)
-        np.testing.assert_allclose(emu.test_block_sum(x, threads, 0), ref, rtol=1e-5, atol=1e-4,
-                                   err_msg=str(schedule))
+        np.testing.assert_allclose(emu.test_block_sum(x, threads, 0), ref, rtol=1e-5, atol=1e-4, err_msg=str(schedule))
 
 
 @pytest.mark.parametrize("threads", [64, 128, 256])

@@ -23,8 +23,27 @@ EPS = 1e-5
 
 # (rows, cols): small and odd sizes, every vector-width divisibility, and 64..16384 hidden sizes
 # (the big ones with few rows); 300 and 1000 rows exceed the 256 partial sums of dgamma/dbeta.
-SHAPES = [(1, 64), (5, 65), (300, 64), (33, 100), (16, 128), (9, 257), (4, 768), (7, 1000), (3, 1024), (4, 2048),
-          (3, 3000), (2, 4096), (2, 5120), (1, 8191), (2, 8192), (1, 12288), (1, 16383), (2, 16384), (1000, 72)]
+SHAPES = [
+    (1, 64),
+    (5, 65),
+    (300, 64),
+    (33, 100),
+    (16, 128),
+    (9, 257),
+    (4, 768),
+    (7, 1000),
+    (3, 1024),
+    (4, 2048),
+    (3, 3000),
+    (2, 4096),
+    (2, 5120),
+    (1, 8191),
+    (2, 8192),
+    (1, 12288),
+    (1, 16383),
+    (2, 16384),
+    (1000, 72),
+]
 
 
 def to_emu(t: torch.Tensor) -> np.ndarray:
@@ -44,8 +63,14 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref).abs().max() / scale)
 
 
-def check(name: str, ours: torch.Tensor, ref: torch.Tensor, torch_lowp: torch.Tensor | None, dtype: str,
-          errors: dict | None = None) -> None:
+def check(
+    name: str,
+    ours: torch.Tensor,
+    ref: torch.Tensor,
+    torch_lowp: torch.Tensor | None,
+    dtype: str,
+    errors: dict | None = None,
+) -> None:
     assert torch.isfinite(ours.double()).all(), f"{name}: non-finite output"
     err = rel_err(ours, ref)
     if dtype == "float32":
@@ -60,7 +85,9 @@ def check(name: str, ours: torch.Tensor, ref: torch.Tensor, torch_lowp: torch.Te
 def make_inputs(rows: int, cols: int, dtype: torch.dtype, seed: int):
     g = torch.Generator().manual_seed(seed)
     # an offset mean and a spread of scales per row, so the two-pass statistics matter
-    x = torch.randn(rows, cols, generator=g) * (0.5 + 2 * torch.rand(rows, 1, generator=g)) + 3 * torch.randn(rows, 1, generator=g)
+    x = torch.randn(rows, cols, generator=g) * (0.5 + 2 * torch.rand(rows, 1, generator=g)) + 3 * torch.randn(
+        rows, 1, generator=g
+    )
     gamma = 1 + 0.5 * torch.randn(cols, generator=g)
     beta = 0.3 * torch.randn(cols, generator=g)
     dy = torch.randn(rows, cols, generator=g)
@@ -91,12 +118,15 @@ def run_case(emu, rows, cols, dtype, rms, seed, use_gamma=True, use_beta=True, e
         dx, dgamma = emu.rms_norm_bwd(to_emu(dy), to_emu(x), None if gamma is None else to_emu(gamma), rstd, dtype)
         dbeta, mean = None, None
     else:
-        y, mean, rstd = emu.layer_norm_fwd(to_emu(x), None if gamma is None else to_emu(gamma),
-                                           None if beta is None else to_emu(beta), EPS, dtype)
-        dx, dgamma, dbeta = emu.layer_norm_bwd(to_emu(dy), to_emu(x), None if gamma is None else to_emu(gamma),
-                                               mean, rstd, dtype, beta is not None)
+        y, mean, rstd = emu.layer_norm_fwd(
+            to_emu(x), None if gamma is None else to_emu(gamma), None if beta is None else to_emu(beta), EPS, dtype
+        )
+        dx, dgamma, dbeta = emu.layer_norm_bwd(
+            to_emu(dy), to_emu(x), None if gamma is None else to_emu(gamma), mean, rstd, dtype, beta is not None
+        )
 
-    d = lambda t: None if t is None else t.double()
+    def d(t):
+        return None if t is None else t.double()
     ref = torch_layer_norm(d(x), d(gamma), d(beta), d(dy), rms)
     low = torch_layer_norm(x, gamma, beta, dy, rms) if dtype != "float32" else (None,) * 4
 
@@ -135,8 +165,17 @@ def test_without_affine_parameters(emu, rms, use_gamma, use_beta):
 
 
 @pytest.mark.parametrize("rms", [False, True], ids=["layernorm", "rmsnorm"])
-@pytest.mark.parametrize("rows,cols,dtype", [(8, 96, "float16"), (3, 2500, "float32"), (300, 64, "bfloat16"),
-                                             (2, 1024, "bfloat16"), (2, 4099, "float32"), (1, 12289, "bfloat16")])
+@pytest.mark.parametrize(
+    "rows,cols,dtype",
+    [
+        (8, 96, "float16"),
+        (3, 2500, "float32"),
+        (300, 64, "bfloat16"),
+        (2, 1024, "bfloat16"),
+        (2, 4099, "float32"),
+        (1, 12289, "bfloat16"),
+    ],
+)
 def test_schedules_give_identical_results(emu, rows, cols, dtype, rms):
     """Reductions are in a fixed order, so every thread order must give the same bits (and pass)."""
     results = []
@@ -180,7 +219,8 @@ def test_argument_errors(emu):
 def test_fp16_accepts_float16_or_bits(emu):
     x, gamma, beta, _ = make_inputs(4, 200, torch.float16, seed=9)
     y1, _, _ = emu.layer_norm_fwd(x.numpy(), gamma.numpy(), beta.numpy(), EPS, "float16")
-    y2, _, _ = emu.layer_norm_fwd(x.numpy().view(np.uint16), gamma.numpy().view(np.uint16),
-                                  beta.numpy().view(np.uint16), EPS, "float16")
+    y2, _, _ = emu.layer_norm_fwd(
+        x.numpy().view(np.uint16), gamma.numpy().view(np.uint16), beta.numpy().view(np.uint16), EPS, "float16"
+    )
     assert y1.dtype == np.float16
     np.testing.assert_array_equal(y1, y2)

@@ -77,11 +77,20 @@ def make_mask(b, sq, sk, mask_batch, g):
 
 # (batch, heads, sq, sk, mask kind): "batch" = one mask per batch, "shared" = [1, 1, sq, sk], "none"
 MASKED_CASES = [
-    (2, 3, 5, 7, "batch"), (1, 2, 16, 64, "none"), (2, 2, 33, 100, "batch"), (3, 2, 8, 128, "shared"),
-    (2, 1, 3, 1, "batch"), (1, 1, 4, 1024, "batch"), (1, 2, 3, 2049, "shared"), (1, 1, 2, 4096, "batch"),
-    (1, 1, 2, 8192, "batch"), (1, 1, 1, 8191, "none"), (2, 4, 6, 520, "shared"),
+    (2, 3, 5, 7, "batch"),
+    (1, 2, 16, 64, "none"),
+    (2, 2, 33, 100, "batch"),
+    (3, 2, 8, 128, "shared"),
+    (2, 1, 3, 1, "batch"),
+    (1, 1, 4, 1024, "batch"),
+    (1, 2, 3, 2049, "shared"),
+    (1, 1, 2, 4096, "batch"),
+    (1, 1, 2, 8192, "batch"),
+    (1, 1, 1, 8191, "none"),
+    (2, 4, 6, 520, "shared"),
     # rows over 8192: 16 values per thread (the variants closest to the register budget)
-    (1, 1, 2, 16384, "batch"), (1, 1, 1, 12289, "none"),
+    (1, 1, 2, 16384, "batch"),
+    (1, 1, 1, 12289, "none"),
 ]
 
 
@@ -112,7 +121,9 @@ def run_masked(emu, b, h, sq, sk, kind, dtype, scale, seed):
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-@pytest.mark.parametrize("b,h,sq,sk,kind", MASKED_CASES, ids=[f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-{c[4]}" for c in MASKED_CASES])
+@pytest.mark.parametrize(
+    "b,h,sq,sk,kind", MASKED_CASES, ids=[f"{c[0]}x{c[1]}x{c[2]}x{c[3]}-{c[4]}" for c in MASKED_CASES]
+)
 def test_masked_softmax_matches_float64(emu, b, h, sq, sk, kind, dtype):
     scale = 1 / math.sqrt(64) if sk % 2 else 1.0
     run_masked(emu, b, h, sq, sk, kind, dtype, scale, seed_of(b, h, sq, sk, kind, dtype))
@@ -150,9 +161,15 @@ def test_causal_softmax_long_fp32(emu):
     run_causal(emu, 1, 2048, "float32", 1 / math.sqrt(128), seed_of("long"))
 
 
-@pytest.mark.parametrize("kind,args,dtype", [("masked", (2, 2, 9, 96, "batch"), "float16"),
-                                             ("masked", (1, 2, 3, 3000, "shared"), "float32"),
-                                             ("causal", (2, 77), "bfloat16"), ("causal", (1, 300), "float32")])
+@pytest.mark.parametrize(
+    "kind,args,dtype",
+    [
+        ("masked", (2, 2, 9, 96, "batch"), "float16"),
+        ("masked", (1, 2, 3, 3000, "shared"), "float32"),
+        ("causal", (2, 77), "bfloat16"),
+        ("causal", (1, 300), "float32"),
+    ],
+)
 def test_schedules_give_identical_results(emu, kind, args, dtype):
     """Fixed-order reductions: every thread order gives the same bits (and passes)."""
     outs = []
@@ -176,8 +193,10 @@ def test_backward_in_place(emu, dtype, shape):
     x = torch.randn(*shape, generator=g).to(tdt)
     dy = torch.randn(*shape, generator=g).to(tdt)
     y = emu.scaled_masked_softmax_fwd(to_emu(x), None, 0.3, dtype)
-    np.testing.assert_array_equal(emu.scaled_softmax_bwd(to_emu(dy), y, 0.3, dtype, inplace=True),
-                                  emu.scaled_softmax_bwd(to_emu(dy), y, 0.3, dtype))
+    np.testing.assert_array_equal(
+        emu.scaled_softmax_bwd(to_emu(dy), y, 0.3, dtype, inplace=True),
+        emu.scaled_softmax_bwd(to_emu(dy), y, 0.3, dtype),
+    )
 
 
 def test_large_scores_do_not_overflow(emu):

@@ -28,8 +28,10 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
     dtype = indices[0].dtype
     for p, ix in zip(prefixes, indices):
         if ix.dtype != dtype:
-            raise ValueError(f"{p}.idx: token dtype {np.dtype(ix.dtype).name} differs from "
-                             f"{prefixes[0]}.idx ({np.dtype(dtype).name}); shards must share a tokenizer")
+            raise ValueError(
+                f"{p}.idx: token dtype {np.dtype(ix.dtype).name} differs from "
+                f"{prefixes[0]}.idx ({np.dtype(dtype).name}); shards must share a tokenizer"
+            )
         bin_size = os.path.getsize(p + ".bin")
         want = sum(int(b.sum(dtype=np.int64)) for b in ix.iter_blocks("sequence_lengths", _BLOCK))
         want *= np.dtype(dtype).itemsize
@@ -58,7 +60,9 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
             out.write(np.zeros(1, dtype=np.int64).tobytes())
             offset = 0
             for ix in indices:
-                out.writelines((docs + offset).tobytes() for docs in ix.iter_blocks("document_indices", _BLOCK, start=1))
+                out.writelines(
+                    (docs + offset).tobytes() for docs in ix.iter_blocks("document_indices", _BLOCK, start=1)
+                )
                 offset += ix.num_sequences
         os.replace(tmp_bin, output_prefix + ".bin")
         os.replace(tmp_idx, output_prefix + ".idx")
@@ -68,4 +72,3 @@ def merge_datasets(prefixes: Sequence[str], output_prefix: str) -> tuple[int, in
                 os.remove(t)
         raise
     return n_doc_idx - 1, n_seq
-
