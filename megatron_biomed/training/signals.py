@@ -24,7 +24,9 @@ class PreemptionHandler:
 
     def should_stop(self) -> bool:
         """True on every rank when any rank got a signal (a collective: call it on all ranks)."""
-        flag = torch.tensor([1 if self.received is not None else 0], dtype=torch.int32)
+        # nccl reduces CUDA tensors only; gloo takes CPU ones.
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        flag = torch.tensor([1 if self.received is not None else 0], dtype=torch.int32, device=device)
         if dist.is_initialized():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
