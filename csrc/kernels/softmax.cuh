@@ -14,21 +14,11 @@
 #include <stdint.h>
 
 #include "mbk/portability.cuh"
+#include "mbk/chunk_io.cuh"
 #include "mbk/reduce.cuh"
 
 namespace mbk {
 namespace softmax {
-
-template <typename T, int kVec>
-__device__ __forceinline__ void load_chunk(const T* __restrict__ p, int chunk, float (&out)[kVec]) {
-  if (kVec == 1) {
-    out[0] = to_float(p[chunk]);
-  } else {
-    const AlignedVec<T, kVec> v = reinterpret_cast<const AlignedVec<T, kVec>*>(p)[chunk];
-    MBK_PRAGMA_UNROLL
-    for (int j = 0; j < kVec; ++j) out[j] = to_float(v.v[j]);
-  }
-}
 
 template <int kVec>
 __device__ __forceinline__ void load_mask(const uint8_t* __restrict__ p, int chunk, bool (&masked)[kVec]) {
@@ -38,18 +28,6 @@ __device__ __forceinline__ void load_mask(const uint8_t* __restrict__ p, int chu
     const AlignedVec<uint8_t, kVec> v = reinterpret_cast<const AlignedVec<uint8_t, kVec>*>(p)[chunk];
     MBK_PRAGMA_UNROLL
     for (int j = 0; j < kVec; ++j) masked[j] = v.v[j] != 0;
-  }
-}
-
-template <typename T, int kVec>
-__device__ __forceinline__ void store_chunk(T* __restrict__ p, int chunk, const float (&in)[kVec]) {
-  if (kVec == 1) {
-    p[chunk] = from_float<T>(in[0]);
-  } else {
-    AlignedVec<T, kVec> v;
-    MBK_PRAGMA_UNROLL
-    for (int j = 0; j < kVec; ++j) v.v[j] = from_float<T>(in[j]);
-    reinterpret_cast<AlignedVec<T, kVec>*>(p)[chunk] = v;
   }
 }
 

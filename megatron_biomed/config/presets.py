@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
@@ -97,56 +98,28 @@ def biollm_70b() -> ExperimentConfig:
     )
 
 
-def tiny_biomedlm() -> ExperimentConfig:
-    """BioMedLM's architecture family at a size that trains in seconds on CPU."""
-    cfg = biomedlm_2_7b()
-    cfg.name = "tiny-biomedlm"
-    cfg.model = ModelConfig(
-        family="gpt2",
-        num_layers=4,
-        hidden_size=64,
-        num_attention_heads=4,
-        seq_length=64,
-        vocab_size=512,
-        position_embedding_type="learned_absolute",
-        normalization="LayerNorm",
-        activation="gelu_tanh",
-        add_bias_linear=True,
-        tie_embeddings=True,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-    )
+def _tiny(cfg: ExperimentConfig, name: str, **model_sizes) -> ExperimentConfig:
+    """The recipe's architecture family (norm, activation, positions, bias, tying) at test size: small
+    shapes, no dropout, megatron-core's PyTorch layers, fp32, a short run."""
+    cfg.name = name
+    cfg.model = dataclasses.replace(
+        cfg.model, num_layers=4, hidden_size=64, num_attention_heads=4, seq_length=64, vocab_size=512,
+        hidden_dropout=0.0, attention_dropout=0.0, kernels="torch", **model_sizes,
+    )  # fmt: skip
     cfg.optimizer.lr = 1e-3
     cfg.optimizer.lr_warmup_iters = 2
     cfg.train = TrainingConfig(micro_batch_size=2, global_batch_size=8, train_iters=20, precision="fp32")
     return cfg
+
+
+def tiny_biomedlm() -> ExperimentConfig:
+    """BioMedLM's architecture family at a size that trains in seconds on CPU."""
+    return _tiny(biomedlm_2_7b(), "tiny-biomedlm")
 
 
 def tiny_llama() -> ExperimentConfig:
     """The 70B recipe's architecture family (GQA, RMSNorm, SwiGLU, RoPE) at test size."""
-    cfg = biollm_70b()
-    cfg.name = "tiny-llama"
-    cfg.model = ModelConfig(
-        family="llama",
-        num_layers=4,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_query_groups=2,
-        ffn_hidden_size=128,
-        seq_length=64,
-        vocab_size=512,
-        position_embedding_type="rope",
-        normalization="RMSNorm",
-        activation="swiglu",
-        add_bias_linear=False,
-        tie_embeddings=False,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-    )
-    cfg.optimizer.lr = 1e-3
-    cfg.optimizer.lr_warmup_iters = 2
-    cfg.train = TrainingConfig(micro_batch_size=2, global_batch_size=8, train_iters=20, precision="fp32")
-    return cfg
+    return _tiny(biollm_70b(), "tiny-llama", num_query_groups=2, ffn_hidden_size=128)
 
 
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
