@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 
+from megatron_biomed.kernels._emu import from_numpy, to_numpy
+
 # (batch, seqlen_q, seqlen_k, heads, kv_heads, head_dim, causal)
 FP32_CASES = [
     (2, 17, 100, 4, 2, 64, False),  # GQA 4/2, Sq < Sk
@@ -63,19 +65,7 @@ def fresh_seed() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# numpy <-> torch in the layout and element types the bindings take
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(np.uint16)  # bf16 bit patterns
-    return t.contiguous().numpy()
-
-
-def from_numpy(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    if dtype == torch.bfloat16:
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(a.copy())
-
-
+# numpy <-> torch in the layout and element types the bindings take: megatron_biomed.kernels._emu
 # --------------------------------------------------------------------------------------------
 # Reference: plain attention in torch, any dtype, with the kernel's conventions.
 def attention_reference(q, k, v, causal: bool, scale: float):
@@ -105,8 +95,7 @@ def reference_fwd_bwd(q, k, v, dout, causal, scale, dtype):
     leaves = [x.to(dtype).detach().requires_grad_() for x in (q, k, v)]
     out, lse = attention_reference(*leaves, causal, scale)
     out.backward(dout.to(dtype))
-    return {"out": out.detach(), "lse": lse.detach(), "dq": leaves[0].grad, "dk": leaves[1].grad,
-            "dv": leaves[2].grad}
+    return {"out": out.detach(), "lse": lse.detach(), "dq": leaves[0].grad, "dk": leaves[1].grad, "dv": leaves[2].grad}
 
 
 def make_inputs(case, dtype: torch.dtype, seed: int):
@@ -120,8 +109,9 @@ def run_kernel(emu, q, k, v, dout, causal: bool, scale: float):
     """Forward then backward through the emulated kernel; outputs back as torch tensors."""
     dtype = q.dtype
     out_np, lse_np = emu.flash_attention_fwd(to_numpy(q), to_numpy(k), to_numpy(v), causal, scale)
-    dq, dk, dv = emu.flash_attention_bwd(to_numpy(q), to_numpy(k), to_numpy(v), out_np, to_numpy(dout),
-                                         lse_np, causal, scale)
+    dq, dk, dv = emu.flash_attention_bwd(
+        to_numpy(q), to_numpy(k), to_numpy(v), out_np, to_numpy(dout), lse_np, causal, scale
+    )
     res = {"out": out_np, "dq": dq, "dk": dk, "dv": dv}
     res = {name: from_numpy(a, dtype) for name, a in res.items()}
     res["lse"] = torch.from_numpy(lse_np)

@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import rel_err
+
+from megatron_biomed.kernels._emu import from_numpy as from_emu
+from megatron_biomed.kernels._emu import to_numpy as to_emu
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FP32_TOL = 1e-5
@@ -44,23 +48,6 @@ SHAPES = [
     (2, 16384),
     (1000, 72),
 ]
-
-
-def to_emu(t: torch.Tensor) -> np.ndarray:
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(np.uint16)
-    return t.contiguous().numpy()
-
-
-def from_emu(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    if dtype == torch.bfloat16:
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    scale = ref.abs().max().clamp_min(1e-30)
-    return float((out.double() - ref).abs().max() / scale)
 
 
 def check(
@@ -127,6 +114,7 @@ def run_case(emu, rows, cols, dtype, rms, seed, use_gamma=True, use_beta=True, e
 
     def d(t):
         return None if t is None else t.double()
+
     ref = torch_layer_norm(d(x), d(gamma), d(beta), d(dy), rms)
     low = torch_layer_norm(x, gamma, beta, dy, rms) if dtype != "float32" else (None,) * 4
 

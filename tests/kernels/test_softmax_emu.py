@@ -15,27 +15,14 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from numerics import rel_err
+
+from megatron_biomed.kernels._emu import from_numpy as from_emu
+from megatron_biomed.kernels._emu import to_numpy as to_emu
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FP32_TOL = 1e-5
 FLOOR = 1e-6
-
-
-def to_emu(t: torch.Tensor) -> np.ndarray:
-    if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(np.uint16)
-    return t.contiguous().numpy()
-
-
-def from_emu(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    if dtype == torch.bfloat16:
-        return torch.from_numpy(np.ascontiguousarray(a).view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    scale = ref.abs().max().clamp_min(1e-30)
-    return float((out.double() - ref).abs().max() / scale)
 
 
 def check(name, ours, ref, torch_lowp, dtype):
