@@ -203,11 +203,12 @@ def init_empty_adam_states(optimizer) -> None:
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def _patch_distrib_optimizer_step_restore() -> None:
+def patch_distrib_optimizer_step_restore() -> None:
     """distrib_optimizer.py:2385 drops Adam's "step" from the tensors it restores (torch Adam keeps step
     apart), then :1221 copies every tensor state of the live optimizer, "step" included, and raises
     KeyError 'step'. Marking "step" as absent lets the copy skip it; the step itself is restored by
-    load_state_dict (:1026) and untied by untie_adam_step_tensors."""
+    load_state_dict (:1026) and untied by untie_adam_step_tensors. Not CPU-specific: it applies wherever
+    megatron-core falls back to PyTorch's Adam (no TE/Apex), so build_optimizer applies it then too."""
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 
     original = DistributedOptimizer._set_main_param_and_optimizer_states
@@ -250,6 +251,6 @@ def apply_cpu_patches() -> list[str]:
     _APPLIED.append("cuda device arguments -> cpu, Tensor.type() -> cuda names")
     _install_cpu_rng_tracker()
     _APPLIED.append("cpu rng tracker")
-    _patch_distrib_optimizer_step_restore()
+    patch_distrib_optimizer_step_restore()
     _APPLIED.append("distributed optimizer reload with PyTorch Adam")
     return list(_APPLIED)

@@ -54,6 +54,12 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
         decoupled_weight_decay=True,
     )
     optimizer = get_megatron_optimizer(mc_config, model_chunks)
+    from megatron.core import optimizer as mc_optimizer
+
+    if mc_optimizer.USING_PYTORCH_OPTIMIZER and cfg.parallel.use_distributed_optimizer:
+        from megatron_biomed.parallel.cpu import patch_distrib_optimizer_step_restore
+
+        patch_distrib_optimizer_step_restore()  # also on GPUs without TE/Apex
     decay_iters = opt.lr_decay_iters if opt.lr_decay_iters is not None else t.train_iters
     decay_iters = max(decay_iters, opt.lr_warmup_iters + 1)
     scheduler = OptimizerParamScheduler(
