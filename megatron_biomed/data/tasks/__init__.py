@@ -1,0 +1,48 @@
+"""Readers for the fine-tuning and evaluation task files (MedQA, MedMCQA, MMLU, PubMedQA, BioASQ,
+SFT chat data, preference pairs) in the formats they are distributed in.
+
+Each reader returns typed records. A bad record raises :class:`TaskDataError` with the message
+``path:line: problem``; with ``skip_bad=True`` it is skipped and counted by reason in a
+:class:`ReadReport` (pass one as ``report=`` to get the counts; :func:`format_report` gives a log line).
+Plain and gzip-compressed files are both accepted.
+"""
+
+from megatron_biomed.data.tasks.alignment import read_preferences, read_sft
+from megatron_biomed.data.tasks.classification import (
+    BIOASQ_TYPES,
+    BIOASQ_YESNO_LABELS,
+    PUBMEDQA_LABELS,
+    read_bioasq,
+    read_pubmedqa,
+)
+from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError, format_report
+from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
+from megatron_biomed.data.tasks.records import (
+    ClassificationItem,
+    MultipleChoiceItem,
+    PreferenceExample,
+    SFTExample,
+)
+from megatron_biomed.data.tasks.registry import READERS, read_task_file
+
+__all__ = [
+    "BIOASQ_TYPES",
+    "BIOASQ_YESNO_LABELS",
+    "PUBMEDQA_LABELS",
+    "READERS",
+    "ClassificationItem",
+    "MultipleChoiceItem",
+    "PreferenceExample",
+    "ReadReport",
+    "SFTExample",
+    "TaskDataError",
+    "format_report",
+    "read_bioasq",
+    "read_medmcqa",
+    "read_medqa",
+    "read_mmlu",
+    "read_preferences",
+    "read_pubmedqa",
+    "read_sft",
+    "read_task_file",
+]

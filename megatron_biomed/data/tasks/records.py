@@ -1,0 +1,67 @@
+"""The typed records the task readers return: multiple-choice and classification items for
+evaluation, chat examples for SFT and preference pairs for DPO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class MultipleChoiceItem:
+    """A question with lettered options (MedQA, MedMCQA, MMLU); ``answer`` is a 0-based index."""
+
+    question: str
+    options: tuple[str, ...]
+    answer: int
+    context: str = ""
+    uid: str = ""
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.options) <= len(LETTERS):
+            raise ValueError(f"{self.uid}: need 2..{len(LETTERS)} options, got {len(self.options)}")
+        if not 0 <= self.answer < len(self.options):
+            raise ValueError(f"{self.uid}: answer {self.answer} out of range for {len(self.options)} options")
+
+    @property
+    def answer_letter(self) -> str:
+        return LETTERS[self.answer]
+
+
+@dataclass(frozen=True)
+class ClassificationItem:
+    """A question over a context with one label out of ``label_names`` (PubMedQA, BioASQ yes/no)."""
+
+    question: str
+    context: str
+    label: int
+    label_names: tuple[str, ...]
+    long_answer: str = ""
+    uid: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.label < len(self.label_names):
+            raise ValueError(f"{self.uid}: label {self.label} out of range for {self.label_names}")
+
+    @property
+    def label_name(self) -> str:
+        return self.label_names[self.label]
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """A conversation ``((role, content), ...)`` ending with an assistant turn."""
+
+    messages: tuple[tuple[str, str], ...]
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class PreferenceExample:
+    """A prompt with a preferred (``chosen``) and a dispreferred (``rejected``) response."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    uid: str = ""
