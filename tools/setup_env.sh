@@ -23,7 +23,9 @@ else
 fi
 export PYTHON
 
-# Reinstall only when something that affects the install changed.
+# Reinstall only when something that affects the install changed. Both README commands build the same way
+# (the CUDA kernels when torch is a CUDA build and nvcc is found, see csrc/build_cuda.py), so one install
+# serves both; MEGATRON_BIOMED_BUILD_CUDA=0/1 enters the stamp only when the user sets it.
 _stamp_file="$MB_ROOT/.install-stamp"
 _stamp="cuda=${MEGATRON_BIOMED_BUILD_CUDA:-auto}-$(cd "$MB_ROOT" && cat setup.py requirements.txt requirements-test.txt 2>/dev/null | sha1sum | cut -d' ' -f1)-$(cd "$MB_ROOT" && find csrc -type f \( -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' -o -name '*.h' -o -name '*.py' \) -print0 2>/dev/null | sort -z | xargs -0 cat 2>/dev/null | sha1sum | cut -d' ' -f1)"
 if [ "$(cat "$_stamp_file" 2>/dev/null)" != "$_stamp" ] || ! "$PYTHON" -c 'import megatron_biomed' 2>/dev/null; then

@@ -1,12 +1,7 @@
 """Configuration: dataclasses, named presets, YAML and --set overrides, parameter counts."""
 
-from megatron_biomed.config.experiment import (
-    ConfigError,
-    ExperimentConfig,
-    apply_mapping,
-    apply_overrides,
-    load_config,
-)
+from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
+from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config, validate
 from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.config.parallel import ParallelConfig
 from megatron_biomed.config.presets import PRESETS, get_preset
@@ -33,4 +28,5 @@ __all__ = [
     "apply_overrides",
     "get_preset",
     "load_config",
+    "validate",
 ]

@@ -5,12 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+# The allowed values of ModelConfig's choice fields (config/loading.py refuses anything else when it reads a
+# config). ``family`` is checked against models/registry.py, ``kernels`` against kernels/backends.py.
+ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu")
+NORMALIZATIONS = ("LayerNorm", "RMSNorm")
+POSITION_EMBEDDINGS = ("learned_absolute", "rope")
+
 
 @dataclass
 class ModelConfig:
     """Architecture of a decoder-only transformer built as a megatron-core GPTModel.
 
-    ``family`` is informational ("gpt2" or "llama"); the fields below decide the architecture.
+    ``family`` names the registered model family that builds, counts and times the model
+    (megatron_biomed/models/registry.py: "gpt2" and "llama" are both GPTModel decoders, told apart by
+    the fields below).
     """
 
     family: str = "gpt2"

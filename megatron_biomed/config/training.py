@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+# TrainingConfig.precision: parameters and activations in fp32, or bf16 / fp16 with fp32 main weights.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 @dataclass
 class OptimizerConfig:

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from megatron_biomed.config.experiment import ExperimentConfig, load_config
+from megatron_biomed.config import ConfigError, ExperimentConfig, load_config
 
 
 @torch.no_grad()
@@ -61,27 +61,32 @@ def main(argv=None) -> int:
     p.add_argument("--config")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--load", required=True, help="checkpoint directory (latest complete iteration is used)")
-    p.add_argument("--tokenizer", help="HF tokenizer directory (default: data.tokenizer)")
+    p.add_argument("--tokenizer", help="tokenizer directory or tokenizer.json (default: data.tokenizer)")
     p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
     p.add_argument("--max-new-tokens", type=int, default=24)
     args = p.parse_args(argv)
     from megatron_biomed.training.pretrain import setup_logging
 
     setup_logging(0)
-    cfg = load_config(args.preset, args.config, args.overrides)
+    try:
+        cfg = load_config(args.preset, args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     tok_dir = args.tokenizer or cfg.data.tokenizer
     if not tok_dir:
         print("error: give --tokenizer or data.tokenizer", file=sys.stderr)
         return 2
-    from pathlib import Path
+    from megatron_biomed.tokenizer import load_tokenizer
 
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(Path(tok_dir) / "tokenizer.json"))
+    try:
+        tok = load_tokenizer(tok_dir)
+    except (OSError, ValueError) as e:  # no tokenizer files there, or no <|endoftext|> token
+        print(f"error: {e}", file=sys.stderr)  # the message names the path
+        return 2
     model = load_for_generation(cfg, args.load)
-    eod = tok.token_to_id("<|endoftext|>")
     for prompt in args.prompt:
-        ids = tok.encode(prompt).ids
-        new = greedy_generate(model, ids, args.max_new_tokens, eod=eod, max_length=cfg.model.seq_length)
+        ids = tok.encode(prompt)
+        new = greedy_generate(model, ids, args.max_new_tokens, eod=tok.eod_id, max_length=cfg.model.seq_length)
         print(f"prompt: {prompt!r}\ngeneration: {tok.decode(new)!r}")
     return 0

@@ -7,8 +7,9 @@
   forward and attributes) whose core runs flash attention, or, for padding / arbitrary masks,
   dropout or head dims flash attention does not support, the fused scaled-masked softmax.
 
-Both take ``kernels`` ("csrc" | "emu" | "torch" | "te"); "te" builds megatron-core's Transformer
-Engine module instead (TENorm / TEDotProductAttention) and needs Transformer Engine.
+Both take ``kernels`` ("csrc" | "emu" | "torch" | "te"); a choice whose provider uses Transformer Engine
+("te", see spec_provider.py) builds that provider's module instead (TENorm / TEDotProductAttention) and
+needs Transformer Engine.
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_biomed.kernels import _csrc
-from megatron_biomed.kernels.backends import (
-    KernelBackendUnavailable,
-    check_available,
-    check_choice,
-)
+from megatron_biomed.kernels.backends import KernelBackendUnavailable, check_available
 from megatron_biomed.kernels.functions import (
     causal_mask,
     flash_attention,
@@ -35,25 +32,25 @@ from megatron_biomed.kernels.functions import (
     scaled_causal_softmax,
     scaled_masked_softmax,
 )
+from megatron_biomed.kernels.spec_provider import get_spec_provider, spec_provider_class
 
 logger = logging.getLogger(__name__)
 
 
-def _te_module(name: str):
-    check_available("te")
-    from megatron.core.extensions import transformer_engine as te_ext
-
-    return getattr(te_ext, name)
+def _hands_over(kernels: str) -> bool:
+    """Whether modules built with ``kernels`` are another library's (Transformer Engine's), not ours.
+    Checks only the choice, not availability: ``copy.deepcopy`` comes through ``__new__`` too."""
+    return spec_provider_class(kernels).uses_transformer_engine
 
 
 class KernelNorm(torch.nn.Module):
     """LayerNorm / RMSNorm on the csrc kernels, built like megatron-core's norms."""
 
     def __new__(cls, *args, kernels: str = "csrc", **kwargs):
-        if check_choice(kernels) == "te":
+        if _hands_over(kernels):
             names = ("config", "hidden_size", "eps")
             te_kwargs = dict(zip(names, args)) | {n: kwargs[n] for n in names if n in kwargs}
-            return _te_module("TENorm")(**te_kwargs)
+            return get_spec_provider(kernels).norm().module(**te_kwargs)
         return super().__new__(cls)  # (no arguments: also how copy.deepcopy re-creates it)
 
     def __init__(
@@ -111,8 +108,8 @@ class KernelDotProductAttention(DotProductAttention):
     """
 
     def __new__(cls, *args, kernels: str = "csrc", **kwargs):
-        if check_choice(kernels) == "te":
-            return _te_module("TEDotProductAttention")(*args, **kwargs)
+        if _hands_over(kernels):
+            return get_spec_provider(kernels).core_attention()(*args, **kwargs)
         return super().__new__(cls)
 
     def __init__(

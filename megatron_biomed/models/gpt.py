@@ -1,4 +1,8 @@
-"""Build GPT-2 style and LLaMA style megatron-core GPTModels (one chunk per virtual pipeline stage)."""
+"""Build GPT-2 style and LLaMA style megatron-core GPTModels (one chunk per virtual pipeline stage).
+
+``build_model_chunks`` is the entry point for any model family: it asks models/registry.py for
+``model.family``'s builder; for ``gpt2`` and ``llama`` that is :func:`build_gpt_model_chunks` here.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,24 @@ import torch
 import torch.nn.functional as F
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec
+from megatron_biomed.config.model import ACTIVATIONS
+from megatron_biomed.kernels.spec_provider import KernelSpecProvider, get_spec_provider
+from megatron_biomed.models.layer_specs import gpt_model_spec
 
+# Keyed by TrainingConfig.precision (config/training.py PRECISIONS).
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Keyed by ModelConfig.activation (config/model.py ACTIVATIONS); swiglu is SiLU on a gated linear unit.
+_ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_tanh": functools.partial(F.gelu, approximate="tanh"),  # GPT-2's "gelu_new"
+    "swiglu": F.silu,
+}
 
 
 def _activation(name: str):
-    if name in ("gelu", "swiglu_gelu"):
-        return F.gelu
-    if name == "gelu_tanh":  # GPT-2's "gelu_new"
-        return functools.partial(F.gelu, approximate="tanh")
-    if name == "swiglu":
-        return F.silu
-    raise ValueError(f"model.activation={name!r}: expected gelu, gelu_tanh or swiglu")
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"model.activation={name!r}: expected one of {', '.join(ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
 
 
 def transformer_config(cfg: ExperimentConfig):
@@ -67,23 +76,29 @@ def transformer_config(cfg: ExperimentConfig):
 
 
 def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
-    """The GPTModel chunks this rank holds (one per virtual pipeline stage), on the right device."""
+    """The model chunks this rank holds (one per virtual pipeline stage), on the right device, built by
+    ``cfg.model.family``'s builder (models/registry.py)."""
+    from megatron_biomed.models.registry import get_family
+
+    return get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
+
+
+def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
+    """The GPTModel chunks this rank holds (one per virtual pipeline stage), on the right device
+    (``model.kernels`` resolved once, here, for every chunk)."""
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
 
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
+    provider = get_spec_provider(m.kernels)
     vpp = cfg.parallel.virtual_pipeline_model_parallel_size
     chunks = []
     for stage in range(vpp or 1):
         vp_stage = stage if vpp else None
-        if m.kernels == "torch":
-            spec = gpt_layer_spec(normalization=m.normalization, kernels="torch")
-        else:  # the final norm on the chosen kernels too
-            spec = gpt_block_spec(tconfig, normalization=m.normalization, kernels=m.kernels, vp_stage=vp_stage)
         model = GPTModel(
             config=tconfig,
-            transformer_layer_spec=spec,
+            transformer_layer_spec=gpt_chunk_spec(cfg, tconfig, vp_stage=vp_stage, provider=provider),
             vocab_size=m.padded_vocab_size(cfg.parallel.tensor_model_parallel_size),
             max_sequence_length=m.seq_length,
             pre_process=ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
@@ -102,3 +117,16 @@ def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
             model = Float16Module(tconfig, model)
         chunks.append(model)
     return chunks
+
+
+def gpt_chunk_spec(
+    cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelSpecProvider | None = None
+):
+    """``transformer_layer_spec`` of one GPTModel chunk (virtual pipeline stage ``vp_stage``) on
+    ``provider`` (default: ``model.kernels`` resolved now)."""
+    return gpt_model_spec(
+        tconfig,
+        normalization=cfg.model.normalization,
+        kernels=provider if provider is not None else cfg.model.kernels,
+        vp_stage=vp_stage,
+    )

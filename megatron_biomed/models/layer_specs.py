@@ -1,6 +1,7 @@
 """The one place that decides how a GPT transformer layer is built (megatron-core ModuleSpec).
 
-``kernels`` picks the implementation of the norms, the softmax and the core attention:
+``kernels`` -- a choice name or the provider it resolves to (megatron_biomed/kernels/spec_provider.py) --
+picks the modules of the norms, the softmax and the core attention:
 
 * ``"torch"`` -- megatron-core's local (pure PyTorch) spec; runs everywhere.
 * ``"csrc"``  -- the local spec with our kernels (megatron_biomed.kernels): KernelNorm for the
@@ -10,86 +11,101 @@
 * ``"te"``    -- megatron-core's Transformer Engine spec (needs Transformer Engine and a GPU).
 
 ``gpt_layer_spec`` gives the per-layer spec (the final norm of the block is then megatron-core's
-default); ``gpt_block_spec`` also puts the final norm on the chosen kernels.
+default); ``gpt_block_spec`` also puts the final norm on the chosen kernels; ``gpt_model_spec`` is what
+models/gpt.py hands to GPTModel (the block spec, or the layer spec where the provider leaves the final
+norm to megatron-core, as ``torch`` does).
 """
 
 from __future__ import annotations
 
-from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+from megatron.core.models.gpt.gpt_layer_specs import (
+    get_gpt_layer_local_spec,
+    get_gpt_layer_with_transformer_engine_spec,
+)
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import (
     TransformerBlockSubmodules,
     get_num_layers_to_build,
 )
 
-from megatron_biomed.kernels.backends import KERNEL_CHOICES, check_available
+from megatron_biomed.config.model import NORMALIZATIONS
+from megatron_biomed.kernels.backends import KERNEL_CHOICES
+from megatron_biomed.kernels.spec_provider import KernelSpecProvider, get_spec_provider
 
-__all__ = ["KERNEL_CHOICES", "gpt_block_spec", "gpt_layer_spec", "norm_spec"]
+__all__ = ["KERNEL_CHOICES", "gpt_block_spec", "gpt_layer_spec", "gpt_model_spec", "norm_spec"]
 
-
-def _check(kernels: str, normalization: str) -> None:
-    if kernels not in KERNEL_CHOICES:
-        raise ValueError(f"kernels={kernels!r} is not one of {KERNEL_CHOICES}")
-    if normalization not in ("LayerNorm", "RMSNorm"):
-        raise ValueError(f"normalization={normalization!r} must be 'LayerNorm' or 'RMSNorm'")
-    check_available(kernels)  # a clear error now rather than at the first forward
+Kernels = str | KernelSpecProvider
 
 
-def norm_spec(kernels: str) -> ModuleSpec:
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization={normalization!r} must be one of {', '.join(NORMALIZATIONS)}")
+
+
+def norm_spec(kernels: Kernels) -> ModuleSpec:
     """Spec of a norm built as ``spec(config=, hidden_size=, eps=)`` (LayerNorm or RMSNorm by
     ``config.normalization``) on ``kernels``."""
-    if kernels == "te":
-        from megatron.core.extensions.transformer_engine import TENorm
-
-        return ModuleSpec(module=TENorm)
-    if kernels == "torch":
-        from megatron.core.transformer.torch_norm import WrappedTorchNorm
-
-        return ModuleSpec(module=WrappedTorchNorm)
-    from megatron_biomed.kernels.modules import KernelNorm
-
-    return ModuleSpec(module=KernelNorm, params={"kernels": kernels})
+    return get_spec_provider(kernels).norm()
 
 
 def gpt_layer_spec(
-    *, normalization: str = "LayerNorm", kernels: str = "torch", qk_layernorm: bool = False
+    *, normalization: str = "LayerNorm", kernels: Kernels = "torch", qk_layernorm: bool = False
 ) -> ModuleSpec:
     """Layer spec for a GPT-2 (LayerNorm) or LLaMA (RMSNorm) style decoder layer."""
-    _check(kernels, normalization)
-    if kernels == "te":
-        from megatron.core.models.gpt.gpt_layer_specs import (
-            get_gpt_layer_with_transformer_engine_spec,
-        )
-
+    provider = get_spec_provider(kernels)
+    _check_normalization(normalization)
+    if provider.fuse_layernorm_and_linear():  # Transformer Engine: the norms live inside the linears
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=qk_layernorm)
+    # megatron-core's local layer (its MLP, linears and sharded-state-dict key map), with the provider's
+    # norms and core attention; for "torch" these are the ones megatron-core picked already.
     spec = get_gpt_layer_local_spec(normalization=normalization, qk_layernorm=qk_layernorm)
-    if kernels == "torch":
-        return spec
-    from megatron_biomed.kernels.modules import KernelDotProductAttention
-
+    rms = normalization == "RMSNorm"
     sub = spec.submodules
-    norm = norm_spec(kernels)
+    norm = provider.layer_norm(rms_norm=rms, has_residual=True)
     sub.input_layernorm = norm
     sub.pre_mlp_layernorm = norm
     attn = sub.self_attention.submodules
-    attn.core_attention = ModuleSpec(module=KernelDotProductAttention, params={"kernels": kernels})
+    attn.core_attention = provider.core_attention()
     if qk_layernorm:
-        attn.q_layernorm = norm
-        attn.k_layernorm = norm
+        qk_norm = provider.layer_norm(rms_norm=rms, for_qk=True)
+        attn.q_layernorm = qk_norm
+        attn.k_layernorm = qk_norm
     return spec
+
+
+def _block(config, layer: ModuleSpec, final_norm, vp_stage: int | None, pp_rank: int | None):
+    num_layers = get_num_layers_to_build(config, vp_stage=vp_stage, pp_rank=pp_rank)
+    return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=final_norm)
 
 
 def gpt_block_spec(
     config,
     *,
     normalization: str = "LayerNorm",
-    kernels: str = "torch",
+    kernels: Kernels = "torch",
     qk_layernorm: bool = False,
     vp_stage: int | None = None,
     pp_rank: int | None = None,
 ) -> TransformerBlockSubmodules:
     """Block spec (pass as GPTModel's ``transformer_layer_spec``): this pipeline stage's layers from
     :func:`gpt_layer_spec` plus the final norm on the same ``kernels``."""
-    layer = gpt_layer_spec(normalization=normalization, kernels=kernels, qk_layernorm=qk_layernorm)
-    num_layers = get_num_layers_to_build(config, vp_stage=vp_stage, pp_rank=pp_rank)
-    return TransformerBlockSubmodules(layer_specs=[layer] * num_layers, layer_norm=norm_spec(kernels))
+    provider = get_spec_provider(kernels)
+    layer = gpt_layer_spec(normalization=normalization, kernels=provider, qk_layernorm=qk_layernorm)
+    return _block(config, layer, provider.norm(), vp_stage, pp_rank)
+
+
+def gpt_model_spec(
+    config,
+    *,
+    normalization: str = "LayerNorm",
+    kernels: Kernels = "torch",
+    qk_layernorm: bool = False,
+    vp_stage: int | None = None,
+    pp_rank: int | None = None,
+) -> ModuleSpec | TransformerBlockSubmodules:
+    """GPTModel's ``transformer_layer_spec`` for this pipeline stage: the layers and, unless the provider
+    leaves it to megatron-core (``final_norm()`` is None), the final norm on ``kernels``."""
+    provider = get_spec_provider(kernels)
+    layer = gpt_layer_spec(normalization=normalization, kernels=provider, qk_layernorm=qk_layernorm)
+    final_norm = provider.final_norm()
+    return layer if final_norm is None else _block(config, layer, final_norm, vp_stage, pp_rank)

@@ -45,6 +45,15 @@ class BioTokenizer:
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def eod_id(self) -> int:
+        """Id of the end-of-document token (the same as ``eod``)."""
+        return self.eod
+
+    def token_to_id(self, token: str) -> int | None:
+        """Id of ``token`` (a vocabulary or added token string), or None if it is not in the vocabulary."""
+        return self._tok.token_to_id(token)
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (no special tokens added)."""
         return self._tok.encode(text, add_special_tokens=False).ids

@@ -15,14 +15,12 @@ log = logging.getLogger("megatron_biomed")
 
 
 def model_flops_per_token(m: ModelConfig) -> float:
-    """Training FLOPs per token (forward + backward = 3 x forward): 2 FLOPs per multiply-add in every
-    matmul, including the logits, plus the attention score and value products (not halved for causal)."""
-    h, f, L, s = m.hidden_size, m.ffn_size, m.num_layers, m.seq_length
-    kv = m.kv_heads * (h // m.num_attention_heads)
-    gated = 2 if m.activation == "swiglu" else 1
-    matmul_params = L * (h * (h + 2 * kv) + h * h + gated * h * f + f * h) + m.vocab_size * h
-    attention = L * 2 * s * h  # QK^T and AV: s x h multiply-adds each per token
-    return 3 * (2 * matmul_params + 2 * attention)
+    """Training FLOPs per token of ``m``, as its family counts them (models/registry.py; for GPT decoders
+    config/param_count.py's decoder_flops_per_token, made from the same per-layer terms as the parameter
+    count)."""
+    from megatron_biomed.models.registry import get_family
+
+    return get_family(m.family).flops_per_token(m)
 
 
 class MetricsWriter:

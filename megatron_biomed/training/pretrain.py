@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig, load_config
 from megatron_biomed.data.gpt_dataset import DataError, TokenInfo
@@ -36,22 +35,18 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def token_info(cfg: ExperimentConfig) -> TokenInfo:
     """Vocabulary size and end-of-document id from the tokenizer directory (or the model for mock data)."""
     if cfg.data.tokenizer:
-        path = Path(cfg.data.tokenizer)
-        tj = path / "tokenizer.json" if path.is_dir() else path
-        if not tj.is_file():
-            raise DataError(f"data.tokenizer={cfg.data.tokenizer}: no tokenizer.json there")
-        from tokenizers import Tokenizer
+        from megatron_biomed.tokenizer import load_tokenizer
 
-        tok = Tokenizer.from_file(str(tj))
-        eod = tok.token_to_id("<|endoftext|>")
-        if eod is None:
-            raise DataError(f"{tj}: the tokenizer has no <|endoftext|> token")
-        vocab = tok.get_vocab_size()
-        if vocab > cfg.model.vocab_size:
+        try:
+            tok = load_tokenizer(cfg.data.tokenizer)
+        except (OSError, ValueError) as e:  # no tokenizer files there, or no <|endoftext|> token
+            raise DataError(f"data.tokenizer: {e}") from e
+        if tok.vocab_size > cfg.model.vocab_size:
             raise DataError(
-                f"{tj} has {vocab} tokens but model.vocab_size is {cfg.model.vocab_size}; raise model.vocab_size"
+                f"data.tokenizer={cfg.data.tokenizer} has {tok.vocab_size} tokens but model.vocab_size is "
+                f"{cfg.model.vocab_size}; raise model.vocab_size"
             )
-        return TokenInfo(vocab_size=vocab, eod=eod)
+        return TokenInfo(vocab_size=tok.vocab_size, eod=tok.eod_id)
     if cfg.data.mock:
         return TokenInfo(vocab_size=cfg.model.vocab_size, eod=cfg.model.vocab_size - 1)
     raise DataError("set data.tokenizer (an HF tokenizer directory) or data.mock=true")
