@@ -14,6 +14,7 @@ from megatron_biomed.parallel.env import find_free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "tools" / "pretrain.py"
+FINETUNE = ROOT / "tools" / "finetune.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -48,6 +49,29 @@ def run_pretrain(
     args = ["--preset", preset]
     for o in overrides:
         args += ["--set", o]
+    return run_tool(PRETRAIN, nproc, args, workdir, timeout=timeout, check=check, env_extra=env_extra)
+
+
+def run_finetune(
+    nproc: int, args: list[str], overrides: list[str], workdir: Path, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run tools/finetune.py with ``args`` and ``--set`` overrides on ``nproc`` CPU ranks."""
+    full = list(args)
+    for o in overrides:
+        full += ["--set", o]
+    return run_tool(FINETUNE, nproc, full, workdir, timeout=timeout, check=check)
+
+
+def run_tool(
+    script: Path,
+    nproc: int,
+    args: list[str],
+    workdir: Path,
+    timeout: int = 600,
+    check: bool = True,
+    env_extra: dict | None = None,
+) -> subprocess.CompletedProcess:
+    """Run a tools/ entry point on ``nproc`` CPU ranks (torchrun when nproc > 1)."""
     if nproc > 1:
         cmd = [
             sys.executable,
@@ -59,14 +83,16 @@ def run_pretrain(
             "127.0.0.1",
             "--master-port",
             str(free_port()),
-            str(PRETRAIN),
+            str(script),
             *args,
         ]
     else:
-        cmd = [sys.executable, str(PRETRAIN), *args]
+        cmd = [sys.executable, str(script), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
+    if nproc == 1:  # a single process still opens a TCP store: not on a port another run may hold
+        env["MASTER_PORT"] = str(free_port())
     env.update(env_extra or {})
     # Output goes to files, not pipes: a killed run can leave helper processes (dist_checkpointing's
     # multiprocessing manager) holding inherited pipes open. Its own session lets us reap them all.

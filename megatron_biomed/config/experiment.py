@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.config.parallel import ParallelConfig
+from megatron_biomed.config.task import TaskConfig
 from megatron_biomed.config.training import (
     CheckpointConfig,
     DataConfig,
@@ -31,6 +32,7 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -124,7 +124,7 @@ def _choice_problem(field: str, value: Any, allowed: Iterable[str], sources: dic
     if value in allowed:
         return None
     where = f"{sources[field]}: " if field in sources else ""
-    return f"{where}{field}={value!r} is not one of: {', '.join(allowed)}"
+    return f"{where}{field}={value!r} is not one of: {', '.join(map(str, allowed))}"
 
 
 def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> ExperimentConfig:
@@ -132,6 +132,7 @@ def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> Ex
     field, where it was set (``sources`` from apply_mapping / apply_overrides) and the allowed values.
 
     Layout rules (what divides what for a world size) are checked later, by parallel/layout.py."""
+    from megatron_biomed.config.task import CHAT_TEMPLATES, TASK_FORMATS, TASK_NAMES
     from megatron_biomed.kernels.backends import KERNEL_CHOICES
     from megatron_biomed.models.registry import family_names
 
@@ -144,7 +145,13 @@ def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> Ex
         ("model.normalization", m.normalization, NORMALIZATIONS),
         ("model.position_embedding_type", m.position_embedding_type, POSITION_EMBEDDINGS),
         ("train.precision", cfg.train.precision, PRECISIONS),
+        ("task.name", cfg.task.name, TASK_NAMES),
+        ("task.chat_template", cfg.task.chat_template, CHAT_TEMPLATES),
     ]
+    if cfg.task.format is not None:
+        checks.append(("task.format", cfg.task.format, TASK_FORMATS))
+    if cfg.task.medmcqa_cop_base is not None:
+        checks.append(("task.medmcqa_cop_base", cfg.task.medmcqa_cop_base, (0, 1)))
     problems = [p for field, value, allowed in checks if (p := _choice_problem(field, value, allowed, sources))]
     if problems:
         raise ConfigError("; ".join(problems))

@@ -26,6 +26,9 @@ from megatron_biomed.parallel import cpu
 log = logging.getLogger(__name__)
 
 TRACKER = "latest_checkpointed_iteration.txt"
+# The run's configuration, written beside the dist-checkpoint files, so that a later fine-tune, evaluation
+# or conversion needs only the checkpoint directory.
+RUN_CONFIG = "run_config.yaml"
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
 
 
@@ -155,8 +158,11 @@ def save_checkpoint(
     use_dist_opt: bool,
     dist_opt_format: str = "fully_reshardable",
     keep_last: int = 0,
+    run_config: Optional[dict] = None,
 ) -> Path:
-    """Save at ``state.iteration`` (a collective: every rank calls it). Returns the final directory."""
+    """Save at ``state.iteration`` (a collective: every rank calls it). Returns the final directory.
+
+    ``run_config`` (the experiment config as a dict) is written as ``run_config.yaml`` inside the checkpoint."""
     from megatron.core import dist_checkpointing
 
     root = Path(root)
@@ -184,6 +190,10 @@ def save_checkpoint(
     if _rank0():
         if not is_complete(tmp):
             raise CheckpointError(f"dist_checkpointing did not finish {tmp}")
+        if run_config is not None:
+            import yaml
+
+            (tmp / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -202,6 +212,70 @@ def _prune(root: Path, keep_last: int) -> None:
         shutil.rmtree(iteration_dir(root, iteration), ignore_errors=True)
 
 
+def checkpoint_path(root: str | Path, iteration: Optional[int] = None) -> Path:
+    """The directory of the latest (or given) complete checkpoint under ``root``; ``root`` may also be an
+    ``iter_XXXXXXX`` directory itself."""
+    root = Path(root)
+    if _ITER_RE.match(root.name) and is_complete(root):
+        return root
+    if iteration is None:
+        iteration = latest_iteration(root)
+        if iteration is None:
+            raise CheckpointError(f"{root}: no checkpoint there (no {TRACKER} naming a complete iter_* directory)")
+    path = iteration_dir(root, iteration)
+    if not is_complete(path):
+        raise CheckpointError(f"{path} is not a complete checkpoint")
+    return path
+
+
+def read_run_config(root: str | Path, iteration: Optional[int] = None) -> dict:
+    """The experiment config a checkpoint was trained with (``run_config.yaml``), as a mapping."""
+    import yaml
+
+    path = checkpoint_path(root, iteration) / RUN_CONFIG
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is missing: this checkpoint does not record its config (saved before configs were recorded); "
+            "give the model with --preset/--set instead"
+        )
+    return yaml.safe_load(path.read_text())
+
+
+def _check_against_checkpoint(model_sd: dict, path: Path, new_prefixes: tuple[str, ...]) -> list[str]:
+    """Compare this model's sharded tensors with what the checkpoint holds, before anything is loaded.
+
+    Parameters under ``new_prefixes`` (a head the task adds) that the checkpoint lacks are dropped from
+    ``model_sd`` and left at their fresh initialisation; their local names are returned. A body tensor the
+    checkpoint lacks, or any shape mismatch, is a CheckpointError naming the tensor.
+    """
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.mapping import ShardedTensor
+
+    saved = dist_checkpointing.load_tensors_metadata(str(path))
+    problems, dropped = [], []
+    for name in list(model_sd):
+        value = model_sd[name]
+        if not isinstance(value, ShardedTensor):
+            continue
+        if value.key not in saved:
+            if any(name.startswith(p) for p in new_prefixes):
+                del model_sd[name]
+                dropped.append(name)
+            else:
+                problems.append(f"tensor '{value.key}' is not in the checkpoint")
+            continue
+        want, got = tuple(value.global_shape), tuple(saved[value.key].global_shape)
+        if want != got:
+            problems.append(f"tensor '{value.key}': checkpoint has shape {got}, this model {want}")
+    if problems:
+        head = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise CheckpointError(
+            f"{path} does not fit this model: {head}. Check that the model config (and any head: num_labels, "
+            "num_choices) matches the checkpoint's run_config.yaml"
+        )
+    return dropped
+
+
 def load_checkpoint(
     root: str | Path,
     model,
@@ -212,20 +286,29 @@ def load_checkpoint(
     dist_opt_format: str = "fully_reshardable",
     iteration: Optional[int] = None,
     weights_only: bool = False,
+    new_params: tuple[str, ...] = (),
 ) -> Optional[TrainState]:
     """Load the latest (or given) checkpoint of ``root`` into model (and optimizer, scheduler, RNG).
 
-    Returns the TrainState to resume from, or None when ``root`` holds no checkpoint yet.
+    Returns the TrainState to resume from, or None when ``root`` holds no checkpoint yet. With
+    ``weights_only``, ``root`` may be an ``iter_*`` directory, and parameters whose names start with one of
+    ``new_params`` may be absent from the checkpoint (they keep their fresh initialisation).
     """
     from megatron.core import dist_checkpointing
 
-    if iteration is None:
-        iteration = latest_iteration(root)
+    root_path = Path(root)
+    if weights_only and _ITER_RE.match(root_path.name):
+        path = checkpoint_path(root_path)
+    else:
         if iteration is None:
-            return None
-    path = iteration_dir(root, iteration)
-    if not is_complete(path):
-        raise CheckpointError(f"{path} is not a complete checkpoint")
+            iteration = latest_iteration(root)
+            if iteration is None:
+                if weights_only:
+                    raise CheckpointError(f"{root}: no checkpoint there to initialise the weights from")
+                return None
+        path = iteration_dir(root, iteration)
+        if not is_complete(path):
+            raise CheckpointError(f"{path} is not a complete checkpoint")
     common = dist_checkpointing.load_common_state_dict(str(path))
     with_opt = not weights_only and optimizer is not None
     if with_opt and "optimizer" not in common and "use_distributed_optimizer" not in common:
@@ -249,10 +332,25 @@ def load_checkpoint(
         with_optimizer=with_opt,
         with_rng=same_layout and not weights_only,
     )
+    dropped: dict[str, list[str]] = {}
+    if weights_only:
+        for i in range(len(model)):
+            key = _model_key(i, len(model))
+            dropped[key] = _check_against_checkpoint(sd[key], path, new_params)
     loaded = dist_checkpointing.load(sd, str(path))
     for i, chunk in enumerate(model):
-        _unwrap(chunk).load_state_dict(loaded[_model_key(i, len(model))])
+        key = _model_key(i, len(model))
+        if dropped.get(key):
+            result = _unwrap(chunk).load_state_dict(loaded[key], strict=False)
+            unexpected = [k for k in result.missing_keys if k not in dropped[key] and not k.endswith("_extra_state")]
+            if unexpected or result.unexpected_keys:
+                raise CheckpointError(f"{path}: could not load {unexpected or result.unexpected_keys}")
+        else:
+            _unwrap(chunk).load_state_dict(loaded[key])
     if weights_only:
+        fresh = sorted({n for names in dropped.values() for n in names})
+        if fresh:
+            log.info("%s: %d new parameter(s) keep their fresh initialisation: %s", path, len(fresh), fresh)
         return TrainState()
     if with_opt:
         optimizer.load_state_dict(loaded["optimizer"])

@@ -1,12 +1,13 @@
-"""The pretraining loop: megatron-core model chunks, DDP, optimizer and 1F1B / interleaved schedules.
+"""The training loop: megatron-core model chunks, DDP, optimizer and 1F1B / interleaved schedules.
 
-One ``Trainer`` per process. Build it from an ExperimentConfig after ``initialize_parallel``; ``train()``
-runs to ``train.train_iters`` with logging, validation, checkpoints, preemption and non-finite-loss handling.
+One ``Trainer`` per process. Build it from an ExperimentConfig and a :class:`~megatron_biomed.training.task.Task`
+(pretraining by default) after ``initialize_parallel``; ``train()`` runs to ``train.train_iters`` with logging,
+validation, checkpoints, preemption and non-finite-loss handling. The task decides the model, data, forward
+step, loss and metrics; nothing here knows which objective is trained.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -18,14 +19,15 @@ import torch
 import torch.distributed as dist
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo, build_gpt_datasets
-from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
+from megatron_biomed.models.gpt import transformer_config
 from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import checkpointing
 from megatron_biomed.training.checkpointing import TrainState
 from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu, model_flops_per_token
 from megatron_biomed.training.optimizer import build_optimizer
 from megatron_biomed.training.signals import PreemptionHandler
+from megatron_biomed.training.task import Task
 
 log = logging.getLogger("megatron_biomed")
 
@@ -40,33 +42,21 @@ class StepResult:
     grad_norm: float
     lr: float
     skipped: bool
+    metrics: dict
 
 
-def lm_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
-    """Mean token loss of one micro-batch (megatron-core divides by the number of micro-batches)."""
-    losses = output_tensor.float().view(-1)
-    mask = loss_mask.view(-1).float()
-    loss = torch.sum(losses * mask) / mask.sum().clamp_min(1.0)
-    return loss, {"lm loss": loss.detach().clone()}
+def _with_injected_nonfinite(forward_step_func):
+    """Fault injection for tests: the output reaching the loss function becomes NaN."""
 
+    def step(data_iterator, model):
+        output, loss_func = forward_step_func(data_iterator, model)
+        return output, lambda out: loss_func(out * float("nan"))
 
-def forward_step(data_iterator, model, inject_nonfinite: bool = False):
-    batch = next(data_iterator)
-    dev = next(model.parameters()).device
-    tokens = batch["tokens"].to(dev)
-    labels = batch["labels"].to(dev)
-    position_ids = batch["position_ids"].to(dev)
-    attention_mask = batch.get("attention_mask")
-    if attention_mask is not None:
-        attention_mask = attention_mask.to(dev)
-    output = model(tokens, position_ids, attention_mask, labels=labels)
-    if inject_nonfinite and isinstance(output, torch.Tensor) and output.dim() == 2:
-        output = output * float("nan")
-    return output, functools.partial(lm_loss, batch["loss_mask"].to(dev))
+    return step
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, ctx: ParallelContext, tokens: TokenInfo):
+    def __init__(self, cfg: ExperimentConfig, ctx: ParallelContext, tokens: TokenInfo, task: Task | None = None):
         from megatron.core import parallel_state as ps
         from megatron.core.distributed import (
             DistributedDataParallel,
@@ -74,11 +64,16 @@ class Trainer:
             finalize_model_grads,
         )
 
-        self.cfg, self.ctx = cfg, ctx
+        if task is None:
+            from megatron_biomed.training.lm_task import LanguageModelTask
+
+            task = LanguageModelTask(cfg, tokens)
+        self.cfg, self.ctx, self.task = cfg, ctx, task
         t = cfg.train
         self.num_microbatches = t.global_batch_size // (t.micro_batch_size * ctx.dp)
         self.tconfig = transformer_config(cfg)
-        chunks = build_model_chunks(cfg, self.tconfig)
+        task.configure(self.tconfig)
+        chunks = task.build_model(cfg, self.tconfig)
         ddp_config = DistributedDataParallelConfig(
             grad_reduce_in_fp32=True,
             overlap_grad_reduce=cfg.parallel.overlap_grad_reduce,
@@ -106,30 +101,21 @@ class Trainer:
         self.train_ds = self.valid_ds = None
         self._build_data()
 
-    # ---- data --------------------------------------------------------------------------------------
+    # ---- data ----------------------------------------------------------------------------------------
     def _build_data(self) -> None:
-        t, d = self.cfg.train, self.cfg.data
+        t = self.cfg.train
         n_evals = (t.train_iters // t.eval_interval + 1) if t.eval_interval else 1
-        num_samples = (
-            t.train_iters * t.global_batch_size,
-            n_evals * t.eval_iters * t.global_batch_size,
-            t.eval_iters * t.global_batch_size,
-        )
-        self.train_ds, self.valid_ds, _ = build_gpt_datasets(
-            d.blend,
-            seq_length=self.cfg.model.seq_length,
-            seed=t.seed,
-            num_samples=num_samples,
-            tokens=self.tokens_info,
-            split=d.split,
-            cache_dir=d.cache_dir,
-            mock=d.mock,
-            reset_position_ids=d.reset_position_ids,
-            reset_attention_mask=d.reset_attention_mask,
-            eod_mask_loss=d.eod_mask_loss,
-        )
-        if self.train_ds is None:
-            raise TrainingStopped(f"data.split={d.split!r} leaves no training data")
+        num_samples = (t.train_iters * t.global_batch_size, n_evals * t.eval_iters * t.global_batch_size)
+        from megatron_biomed.data.gpt_dataset import DataError
+        from megatron_biomed.finetune.data import TaskSetupError
+        from megatron_biomed.training.lm_task import DataSplitEmpty
+
+        try:
+            self.train_ds, self.valid_ds = self.task.build_datasets(num_samples)
+        except (DataError, DataSplitEmpty, TaskSetupError) as e:
+            raise TrainingStopped(str(e)) from e
+        if self.train_ds is None or len(self.train_ds) == 0:
+            raise TrainingStopped(f"task {self.task.name!r}: no training data")
 
     def _iterators(self, dataset, consumed: int):
         it = [
@@ -139,34 +125,43 @@ class Trainer:
         return it[0] if len(it) == 1 else it
 
     # ---- one step ----------------------------------------------------------------------------------
-    def _run_schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False) -> float:
+    def _run_schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False, step_func=None) -> dict:
+        """One global batch through megatron-core's schedule with the task's forward step (or ``step_func``);
+        returns the task's metrics over it."""
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         fb = get_forward_backward_func()
         t = self.cfg.train
+        step_func = step_func or self.task.forward_step
+        if inject_nonfinite:
+            step_func = _with_injected_nonfinite(step_func)
         losses = fb(
-            forward_step_func=functools.partial(forward_step, inject_nonfinite=inject_nonfinite),
+            forward_step_func=step_func,
             data_iterator=data_iter,
             model=self.model if len(self.model) > 1 else self.model[0],
             num_microbatches=self.num_microbatches,
-            seq_length=self.cfg.model.seq_length,
-            micro_batch_size=t.micro_batch_size,
+            seq_length=self.task.seq_length(),
+            micro_batch_size=t.micro_batch_size * self.task.rows_per_sample(),
             forward_only=forward_only,
         )
-        return self._global_mean_loss(losses)
+        return self._global_metrics(losses)
 
-    def _global_mean_loss(self, losses) -> float:
-        """Mean micro-batch loss over the global batch, the same number on every rank."""
-        local = torch.zeros(1, dtype=torch.float64)
+    def _global_metrics(self, losses) -> dict:
+        """Each metric's numerator / denominator summed over micro-batches and data-parallel ranks (the same
+        numbers on every rank). The first is the task's loss."""
+        names = list(self.task.metric_names)
+        local = torch.zeros(len(names), 2, dtype=torch.float64)
         if self.is_last_stage and losses:
-            local[0] = torch.stack([x["lm loss"].double().cpu() for x in losses]).mean()
+            for report in losses:
+                for i, name in enumerate(names):
+                    local[i] += report[name].double().cpu().view(2)
         if dist.is_initialized():
             dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
             local = local.to(dev)
-            dist.all_reduce(local)
+            dist.all_reduce(local)  # TP copies multiply numerator and denominator alike
             local = local.cpu()
-        last_stage_ranks = self.ctx.tp * self.ctx.dp
-        return float(local[0]) / last_stage_ranks
+        return {name: float(local[i, 0] / local[i, 1]) if local[i, 1] > 0 else float("nan")
+                for i, name in enumerate(names)}  # fmt: skip
 
     def train_step(self, data_iter, iteration: int) -> StepResult:
         for m in self.model:
@@ -174,33 +169,40 @@ class Trainer:
         self.optimizer.zero_grad()
         inject = iteration in (self.cfg.train.inject_nonfinite_loss_at or [])
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-        loss = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject)
+        metrics = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject)
+        loss = metrics[self.task.metric_names[0]]
         if not math.isfinite(loss):
             # Every rank sees the same global loss, so all skip together; the grads are dropped.
             for m in self.model:
                 m.zero_grad_buffer()
             self.optimizer.zero_grad()
-            return StepResult(loss, float("nan"), lr, skipped=True)
+            return StepResult(loss, float("nan"), lr, skipped=True, metrics=metrics)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
-        return StepResult(loss, float(grad_norm if grad_norm is not None else float("nan")), lr, skipped=not ok)
+        grad_norm = float(grad_norm if grad_norm is not None else float("nan"))
+        return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics)
 
-    def evaluate(self) -> tuple[float, float]:
-        """(validation loss, perplexity) over ``eval_iters`` global batches."""
-        if self.valid_ds is None:
-            return float("nan"), float("nan")
+    def evaluate(self) -> dict:
+        """The task's metrics over ``eval_iters`` global batches of the validation set (each the mean of the
+        per-batch values), plus ``ppl`` = exp(loss) for language-model losses."""
+        names = list(self.task.metric_names)
+        if self.valid_ds is None or not self.cfg.train.eval_iters:
+            return {name: float("nan") for name in names} | {"ppl": float("nan")}
         for m in self.model:
             m.eval()
-        total = 0.0
+        totals = dict.fromkeys(names, 0.0)
         data_iter = self._iterators(self.valid_ds, 0)
         with torch.no_grad():
             for _ in range(self.cfg.train.eval_iters):
-                total += self._run_schedule(data_iter, forward_only=True)
+                for name, value in self._run_schedule(data_iter, forward_only=True).items():
+                    totals[name] += value
         for m in self.model:
             m.train()
-        loss = total / self.cfg.train.eval_iters
-        return loss, math.exp(min(loss, 50.0))
+        result = {name: v / self.cfg.train.eval_iters for name, v in totals.items()}
+        if self.task.reports_perplexity:
+            result["ppl"] = math.exp(min(result[names[0]], 50.0))
+        return result
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def save(self) -> None:
@@ -214,6 +216,7 @@ class Trainer:
             use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
             dist_opt_format=ck.dist_optimizer_format,
             keep_last=ck.keep_last,
+            run_config=self.cfg.to_dict(),
         )
         if self.rank0:
             log.info("saved checkpoint %s", path)
@@ -240,7 +243,9 @@ class Trainer:
                     )
                 return
         if ck.init_from:
-            checkpointing.load_checkpoint(ck.init_from, self.model, weights_only=True)
+            checkpointing.load_checkpoint(
+                ck.init_from, self.model, weights_only=True, new_params=self.task.new_parameter_prefixes()
+            )
             if self.rank0:
                 log.info("initialised model weights from %s", ck.init_from)
 
@@ -248,8 +253,9 @@ class Trainer:
     def train(self) -> dict:
         cfg, t, ck = self.cfg, self.cfg.train, self.cfg.checkpoint
         self.load()
+        self.task.prepare(self)
         preempt = PreemptionHandler()
-        tokens_per_iter = t.global_batch_size * cfg.model.seq_length
+        tokens_per_iter = t.global_batch_size * self.task.rows_per_sample() * self.task.seq_length()
         flops_per_iter = model_flops_per_token(cfg.model) * tokens_per_iter
         world = self.ctx.env.world_size
         data_iter = self._iterators(self.train_ds, self.state.consumed_samples)
@@ -295,10 +301,15 @@ class Trainer:
                     "mfu": mfu(tflops, cfg.logging.peak_flops_per_rank),
                     "skipped": self.state.skipped_nonfinite,
                     "step_time_s": elapsed,
+                    **{k: v for k, v in result.metrics.items() if k != self.task.metric_names[0]},
                 }
                 self.writer.write(self.state.iteration, scalars)
                 if self.rank0 and (self.state.iteration % cfg.logging.log_interval == 0 or self.state.iteration == 1):
-                    log.info(format_train_line(self.state.iteration, t.train_iters, scalars))
+                    line = format_train_line(
+                        self.state.iteration, t.train_iters, scalars, loss_name=self.task.metric_names[0]
+                    )
+                    extra = [f"{k} {result.metrics[k]:.4f}" for k in self.task.metric_names[1:]]
+                    log.info(" | ".join([line, *extra]))
                 if t.eval_interval and self.state.iteration % t.eval_interval == 0:
                     self._log_eval()
                 if ck.save and ck.save_interval and self.state.iteration % ck.save_interval == 0:
@@ -319,19 +330,26 @@ class Trainer:
                     self.save()
         finally:
             preempt.restore()
-        if self.state.iteration >= t.train_iters and t.eval_iters:
+        if self.state.iteration >= t.train_iters and t.eval_iters and self.valid_ds is not None:
             if self._last_eval and self._last_eval[0] == self.state.iteration:
-                summary["val_loss"], summary["val_ppl"] = self._last_eval[1:]
+                result = self._last_eval[1]
             else:
-                summary["val_loss"], summary["val_ppl"] = self._log_eval()
+                result = self._log_eval()
+            summary["val_loss"] = result[self.task.metric_names[0]]
+            summary["val_ppl"] = result.get("ppl", float("nan"))
+            summary["val_metrics"] = result
         summary["iteration"] = self.state.iteration
         self.writer.close()
         return summary
 
-    def _log_eval(self) -> tuple[float, float]:
-        loss, ppl = self.evaluate()
-        self._last_eval = (self.state.iteration, loss, ppl)
-        self.writer.write(self.state.iteration, {"loss": loss, "ppl": ppl}, prefix="valid")
+    def _log_eval(self) -> dict:
+        result = self.evaluate()
+        self._last_eval = (self.state.iteration, result)
+        main = self.task.metric_names[0]
+        self.writer.write(self.state.iteration, {"loss": result[main], **result}, prefix="valid")
         if self.rank0:
-            log.info("validation at iteration %d | lm loss %.6e | perplexity %.4f", self.state.iteration, loss, ppl)
-        return loss, ppl
+            extra = "".join(f" | {k} {v:.4f}" for k, v in result.items() if k not in (main, "ppl"))
+            if "ppl" in result:
+                extra = f" | perplexity {result['ppl']:.4f}" + extra
+            log.info("validation at iteration %d | %s %.6e%s", self.state.iteration, main, result[main], extra)
+        return result

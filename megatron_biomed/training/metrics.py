@@ -70,10 +70,10 @@ class MetricsWriter:
             self.wandb.finish()
 
 
-def format_train_line(step: int, total: int, s: dict) -> str:
+def format_train_line(step: int, total: int, s: dict, loss_name: str = "lm loss") -> str:
     parts = [
         f"iteration {step:>6d}/{total}",
-        f"lm loss {s['loss']:.6e}",
+        f"{loss_name} {s['loss']:.6e}",
         f"lr {s['lr']:.3e}",
         f"grad norm {s['grad_norm']:.4f}",
         f"tokens/s {s['tokens_per_s']:.0f}",

@@ -1,0 +1,46 @@
+"""What a run trains: the task (pretraining, a scoring head, SFT, DPO) and its data and options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+TASK_NAMES = ("pretrain", "mc", "classify", "sft", "dpo")
+TASK_FORMATS = ("medqa", "medmcqa", "mmlu", "pubmedqa", "bioasq", "sft", "preference")
+CHAT_TEMPLATES = ("plain", "llama2", "chatml")
+
+
+@dataclass
+class TaskConfig:
+    """``name``: pretrain (the data blend), mc (multiple-choice head), classify (sequence-classification
+    head), sft (loss on response tokens), dpo (preference tuning).
+
+    The fine-tuning tasks read ``train_file`` (and optionally ``valid_file``) in ``format``; the tokenizer is
+    ``data.tokenizer``. Prompt templates are named in megatron_biomed/finetune/prompts.py or given inline.
+    """
+
+    name: str = "pretrain"
+    format: Optional[str] = None
+    train_file: Optional[str] = None
+    valid_file: Optional[str] = None
+    # Skip bad records (counted by reason) instead of stopping at the first one.
+    skip_bad: bool = False
+    # MedMCQA's "cop" is 0-based in some releases and 1-based in others: say which (0 or 1).
+    medmcqa_cop_base: Optional[int] = None
+    # Prompt template name (see finetune/prompts.py) or an inline template with {context} {question} {option}.
+    prompt_template: str = "biomedlm"
+    # Longest sequence a task builds (tokens); 0 = model.seq_length. Longer prompts are truncated from the left.
+    max_seq_length: int = 0
+    # classify: number of labels (0 = from the data: PubMedQA 3, BioASQ yes/no 2).
+    num_labels: int = 0
+    # mc: number of options per question (0 = from the data).
+    num_choices: int = 0
+    # sft: pack several examples into each sequence (documents kept apart by the attention mask).
+    pack: bool = True
+    # sft / dpo: how chat messages become text ("plain", "llama2", "chatml").
+    chat_template: str = "plain"
+    # dpo: the sigmoid loss's beta, and the weight of an added SFT (chosen log-likelihood per token) term.
+    dpo_beta: float = 0.1
+    dpo_sft_weight: float = 0.0
+    # Shuffle the training items each epoch with this seed (None = train.seed).
+    shuffle_seed: Optional[int] = None

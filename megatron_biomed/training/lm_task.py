@@ -1,0 +1,59 @@
+"""Pretraining as a task: next-token loss on megatron-core GPTDatasets over .bin/.idx blends."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from megatron_biomed.data.gpt_dataset import TokenInfo, build_gpt_datasets
+from megatron_biomed.training.task import Task, metric, move_batch
+
+
+class DataSplitEmpty(ValueError):
+    """The configured split leaves no training data."""
+
+
+def lm_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
+    """Mean token loss of one micro-batch (megatron-core divides by the number of micro-batches)."""
+    losses = output_tensor.float().view(-1)
+    mask = loss_mask.view(-1).float()
+    loss = torch.sum(losses * mask) / mask.sum().clamp_min(1.0)
+    return loss, {"lm loss": metric(loss, 1.0)}
+
+
+class LanguageModelTask(Task):
+    """Next-token prediction over the data blend (Megatron-LM's pretrain_gpt)."""
+
+    name = "pretrain"
+    metric_names = ("lm loss",)
+    per_token_loss = False  # a mean of micro-batch means, as Megatron-LM's pretraining
+    reports_perplexity = True
+
+    def __init__(self, cfg, tokens: TokenInfo):
+        super().__init__(cfg)
+        self.tokens = tokens
+
+    def build_datasets(self, num_samples):
+        t, d = self.cfg.train, self.cfg.data
+        train, valid, _ = build_gpt_datasets(
+            d.blend,
+            seq_length=self.cfg.model.seq_length,
+            seed=t.seed,
+            num_samples=(num_samples[0], num_samples[1], t.eval_iters * t.global_batch_size),
+            tokens=self.tokens,
+            split=d.split,
+            cache_dir=d.cache_dir,
+            mock=d.mock,
+            reset_position_ids=d.reset_position_ids,
+            reset_attention_mask=d.reset_attention_mask,
+            eod_mask_loss=d.eod_mask_loss,
+        )
+        if train is None:
+            raise DataSplitEmpty(f"data.split={d.split!r} leaves no training data")
+        return train, valid
+
+    def forward_step(self, data_iterator, model):
+        batch = move_batch(next(data_iterator), model)
+        output = model(batch["tokens"], batch["position_ids"], batch.get("attention_mask"), labels=batch["labels"])
+        return output, functools.partial(lm_loss, batch["loss_mask"])
