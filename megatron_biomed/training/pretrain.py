@@ -133,13 +133,47 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        world = args.world_size or int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+    return launch(cfg, dry_run=args.dry_run, world_size=args.world_size)
+
+
+def launch(cfg: ExperimentConfig, dry_run: bool = False, world_size: int | None = None) -> int:
+    """Check everything that can be checked before work starts (layout, tokenizer, the task's data), then
+    train (or, with ``dry_run``, print the plan). Shared by tools/pretrain.py and tools/finetune.py."""
+    from megatron_biomed.finetune.data import TaskSetupError
+    from megatron_biomed.finetune.prompts import PromptError
+    from megatron_biomed.training.tasks import build_task
+
+    if dry_run:
+        world = world_size or int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
         try:
             info = plan(cfg, world)
         except LayoutError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        info["task"] = cfg.task.name
+        # The schedule and the task options, under their config field names, so a launcher's plan can be
+        # checked against what it spells out (fine-tuning recipes compute warmup and steps from epochs).
+        o, tk = cfg.optimizer, cfg.task
+        info.update(
+            min_lr=o.min_lr, lr_warmup_iters=o.lr_warmup_iters, lr_decay_style=o.lr_decay_style,
+            eval_interval=cfg.train.eval_interval, eval_iters=cfg.train.eval_iters,
+            sequence_parallel=cfg.parallel.sequence_parallel,
+            use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+            init_from=cfg.checkpoint.init_from,
+        )  # fmt: skip
+        if tk.name != "pretrain":
+            info["task_options"] = {
+                "format": tk.format, "max_seq_length": tk.max_seq_length or cfg.model.seq_length,
+                "prompt_template": tk.prompt_template, "chat_template": tk.chat_template, "pack": tk.pack,
+                "medmcqa_cop_base": tk.medmcqa_cop_base, "dpo_beta": tk.dpo_beta, "dpo_sft_weight": tk.dpo_sft_weight,
+            }  # fmt: skip
+            # What goes through the model per step: options (mc) or chosen + rejected (dpo) per sample, each of
+            # the task's sequence length; for mc without task.num_choices the data decides (None here).
+            rows = {"mc": tk.num_choices or None, "dpo": 2}.get(tk.name, 1)
+            seq = tk.max_seq_length or cfg.model.seq_length
+            info["sequences_per_sample"] = rows
+            info["tokens_per_step"] = cfg.train.global_batch_size * rows * seq if rows else None
+            info["train_tokens"] = info["tokens_per_step"] * cfg.train.train_iters if rows else None
         print("plan: " + json.dumps(info, indent=2))
         return 0
 
@@ -150,29 +184,42 @@ def main(argv=None) -> int:
         setup_logging(env.rank)
         validate_layout(cfg, env.world_size)
         tokens = token_info(cfg)
-    except (LayoutError, DataError, LaunchEnvError) as e:
+        task = build_task(cfg, tokens)
+    except (LayoutError, DataError, LaunchEnvError, ConfigError, TaskSetupError, PromptError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return run(cfg, env, tokens)
+    return run(cfg, env, tokens, task)
 
 
-def run(cfg: ExperimentConfig, env, tokens: TokenInfo) -> int:
+def run(cfg: ExperimentConfig, env, tokens: TokenInfo, task=None) -> int:
     from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
     from megatron_biomed.training.loop import Trainer, TrainingStopped
 
     ctx = initialize_parallel(cfg, env)
     if env.rank == 0:
         log.info("parallel layout: %s", ctx.describe())
+        if task is not None:
+            log.info("task: %s", task.describe())
+    from megatron_biomed.training.checkpointing import CheckpointError
+
     try:
-        trainer = Trainer(cfg, ctx, tokens)
+        trainer = Trainer(cfg, ctx, tokens, task)
         summary = trainer.train()
     except TrainingStopped as e:
         log.error("training stopped: %s", e)
         shutdown_parallel()
         return 1
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        shutdown_parallel()
+        return 2
     if env.rank == 0:
         if "val_loss" in summary:
-            log.info("final validation loss %.6f | final perplexity %.4f", summary["val_loss"], summary["val_ppl"])
+            if task is None or task.reports_perplexity:
+                log.info("final validation loss %.6f | final perplexity %.4f", summary["val_loss"], summary["val_ppl"])
+            extra = {k: v for k, v in summary["val_metrics"].items() if k not in ("ppl",)}
+            if len(extra) > 1 or (task is not None and not task.reports_perplexity):
+                log.info("final validation metrics: %s", " | ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         if summary.get("preempted"):
             log.info("stopped for preemption at iteration %d; resume with checkpoint.load", summary["iteration"])
     shutdown_parallel()

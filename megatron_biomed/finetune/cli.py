@@ -1,0 +1,110 @@
+"""``tools/finetune.py``: fine-tune a checkpoint with a head (mc, classify), SFT or DPO on the training loop.
+
+The model comes from the checkpoint's recorded config (``run_config.yaml``): ``--init-from PRETRAINED`` (weights
+only; any head freshly initialised; fresh optimizer and schedule) or ``--load RUN`` (resume a fine-tune).
+Hyperparameters come from ``--preset`` / ``--config`` / ``--set`` as for pretraining; the task flags below are
+shorthands for ``--set task.*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
+from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config, validate
+from megatron_biomed.config.task import TASK_FORMATS, TASK_NAMES
+from megatron_biomed.training.checkpointing import CheckpointError, latest_iteration, read_run_config
+
+# What a fine-tune takes from the checkpoint it starts from: the architecture and the tokenizer.
+INHERITED_SECTIONS = ("model",)
+INHERITED_FIELDS = (("data", "tokenizer"),)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, choices=[t for t in TASK_NAMES if t != "pretrain"])
+    p.add_argument("--init-from", help="pretrained checkpoint directory (weights only; the model config is read there)")
+    p.add_argument("--load", help="resume this fine-tune's checkpoint directory (also the default --save)")
+    p.add_argument("--save", help="where to write checkpoints (default: --load)")
+    p.add_argument("--train-file", help="task.train_file")
+    p.add_argument("--valid-file", help="task.valid_file")
+    p.add_argument("--format", choices=TASK_FORMATS, help="task.format of the files")
+    p.add_argument("--preset", help="named preset for the hyperparameters (the model comes from the checkpoint)")
+    p.add_argument("--config", help="YAML file of overrides")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    p.add_argument("--world-size", type=int, default=None, help="with --dry-run: plan for this many ranks")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    return p
+
+
+def _recorded(path: str) -> dict | None:
+    """The run config recorded in checkpoint directory ``path``, or None if it holds no checkpoint yet."""
+    try:
+        if latest_iteration(path) is None:
+            return None
+    except CheckpointError:
+        pass  # an iter_* directory itself, or a broken tracker: read_run_config says which
+    return read_run_config(path)
+
+
+def finetune_config(args) -> ExperimentConfig:
+    """Preset (hyperparameters), then the model of the checkpoint, then YAML, then the flags and --set."""
+    cfg = load_config(args.preset, args.config, ())
+    source = args.load if args.load and _has_checkpoint(args.load) else args.init_from
+    if source:
+        recorded = _recorded(source)
+        if recorded is not None:
+            inherited = {k: recorded[k] for k in INHERITED_SECTIONS if k in recorded}
+            for section, name in INHERITED_FIELDS:
+                value = recorded.get(section, {}).get(name)
+                if value is not None:
+                    inherited.setdefault(section, {})[name] = value
+            apply_mapping(cfg, inherited, f"{source}/run_config.yaml")
+            if args.config:
+                # the user's YAML wins over the checkpoint's model where it says something
+                from pathlib import Path
+
+                import yaml
+
+                mapping = yaml.safe_load(Path(args.config).read_text()) or {}
+                apply_mapping(cfg, mapping, args.config)
+    sets = [f"task.name={args.task}"]
+    for flag, field in (("train_file", "task.train_file"), ("valid_file", "task.valid_file"),
+                        ("format", "task.format")):  # fmt: skip
+        if getattr(args, flag):
+            sets.append(f"{field}={getattr(args, flag)}")
+    if args.init_from:
+        sets.append(f"checkpoint.init_from={args.init_from}")
+    if args.load:
+        sets.append(f"checkpoint.load={args.load}")
+    save = args.save or args.load
+    if save:
+        sets.append(f"checkpoint.save={save}")
+    apply_overrides(cfg, sets + list(args.overrides))
+    validate(cfg)
+    if cfg.task.name == "pretrain":
+        raise ConfigError("tools/finetune.py trains a fine-tuning task; use tools/pretrain.py for pretraining")
+    return cfg
+
+
+def _has_checkpoint(path: str) -> bool:
+    try:
+        return latest_iteration(path) is not None
+    except CheckpointError:
+        return False
+
+
+def main(argv=None) -> int:
+    from megatron_biomed.training.pretrain import launch
+
+    args = build_arg_parser().parse_args(argv)
+    if not args.init_from and not args.load:
+        print("error: give --init-from PRETRAINED_CHECKPOINT (or --load a fine-tune to resume)", file=sys.stderr)
+        return 2
+    try:
+        cfg = finetune_config(args)
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return launch(cfg, dry_run=args.dry_run, world_size=args.world_size)

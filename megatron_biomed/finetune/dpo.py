@@ -1,0 +1,239 @@
+"""Direct preference optimisation (BioLLM-70B's preference tuning), sigmoid loss.
+
+    loss = -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))   [+ sft_weight * (-pi_c / tokens_c)]
+
+with ``pi``/``ref`` the summed log-probs of a response's tokens under the policy / the frozen starting model.
+
+Reference log-probs are precomputed once, in a forward-only pass of the starting weights over the training
+(and validation) pairs before the first step, and stored with the checkpoints (``dpo_reference_logps.pt``
+under ``checkpoint.save``). Why not a reference forward every step: that needs a second copy of the model
+(70B more weights per GPU) or a second pass per step; one pass up front costs one forward per pair, and a
+resumed run reads the stored values instead of recomputing them from weights that have since moved.
+
+Under pipeline parallelism the chosen and rejected sequences of a pair travel in the same micro-batch (rows
+``[chosen x m, rejected x m]``); log-probs, the loss and the reference values meet on the last stage.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
+from megatron_biomed.finetune.encoding import (
+    TruncationCount,
+    causal_attention_mask,
+    pack_documents,
+    preference_documents,
+)
+from megatron_biomed.training.task import Task, metric, move_batch
+
+log = logging.getLogger("megatron_biomed")
+
+REFERENCE_FILE = "dpo_reference_logps.pt"
+
+
+def sequence_logps(token_losses: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Summed log-probs of the masked tokens per row: token losses are -log p."""
+    return -(token_losses.float() * loss_mask.float()).sum(-1)
+
+
+def dpo_loss(policy_c, policy_r, ref_c, ref_r, beta: float, sft_weight: float = 0.0, tokens_c=None):
+    """Per-pair DPO loss (and the rewards): inputs are per-pair summed log-probs."""
+    reward_c = beta * (policy_c - ref_c)
+    reward_r = beta * (policy_r - ref_r)
+    loss = -F.logsigmoid(reward_c - reward_r)
+    if sft_weight:
+        loss = loss + sft_weight * (-policy_c / tokens_c)
+    return loss, reward_c, reward_r
+
+
+class DPOTask(Task):
+    name = "dpo"
+    metric_names = ("dpo loss", "reward_accuracy", "reward_margin", "reward_chosen", "reward_rejected")
+    per_token_loss = True  # the unit is a pair: the loss is normalised by the pairs of the global batch
+
+    def __init__(self, cfg, tokens=None):
+        super().__init__(cfg)
+        if cfg.task.format != "preference":
+            raise TaskSetupError(f"task dpo reads task.format=preference files, not {cfg.task.format!r}")
+        if not cfg.task.train_file:
+            raise TaskSetupError("task.train_file is not set (task dpo)")
+        if cfg.task.dpo_beta <= 0:
+            raise TaskSetupError(f"task.dpo_beta must be > 0 (got {cfg.task.dpo_beta})")
+        self.tok = load_tokenizer_for(cfg)
+        self.eod = eod_id(self.tok)
+        self.seq = cfg.task.max_seq_length or cfg.model.seq_length
+        self._train = read_items(cfg, cfg.task.train_file, "train")
+        self._valid = read_items(cfg, cfg.task.valid_file, "valid") if cfg.task.valid_file else None
+        # split name -> [N, 2] reference log-probs (chosen, rejected); filled by prepare().
+        self.reference: dict[str, torch.Tensor] = {}
+        self._split = "train"
+
+    def seq_length(self) -> int:
+        return self.seq
+
+    def rows_per_sample(self) -> int:
+        return 2
+
+    def _encode(self, examples, what):
+        count = TruncationCount()
+        samples = []
+        for ex in examples:
+            docs = preference_documents(self.tok, ex, self.cfg.task.chat_template, self.eod)
+            pair = pack_documents(list(docs), self.seq, self.eod, False, count)
+            if len(pair) != 2:
+                continue  # one side lost all its response tokens to truncation (counted)
+            samples.append({k: torch.stack([pair[0][k], pair[1][k]]) for k in ("tokens", "labels", "loss_mask",
+                                                                               "position_ids")})  # fmt: skip
+        log.info(count.summary(f"dpo {what}"))
+        if not samples:
+            raise TaskSetupError(f"dpo {what}: no pair fits in {self.seq} tokens")
+        return samples
+
+    def build_datasets(self, num_samples):
+        seed = self.cfg.task.shuffle_seed if self.cfg.task.shuffle_seed is not None else self.cfg.train.seed
+        self._datasets = {"train": EpochShuffled(self._encode(self._train, "train"), seed)}
+        if self._valid:
+            self._datasets["valid"] = EpochShuffled(self._encode(self._valid, "valid"), None)
+        return self._datasets["train"], self._datasets.get("valid")
+
+    # ---- reference log-probs ------------------------------------------------------------------------
+    def _reference_path(self) -> Path | None:
+        save = self.cfg.checkpoint.save
+        return Path(save) / REFERENCE_FILE if save else None
+
+    def prepare(self, trainer) -> None:
+        path = self._reference_path()
+        if path is not None and path.is_file():
+            stored = torch.load(path, weights_only=True)
+            sizes = {k: len(self._datasets[k]) for k in self._datasets}
+            if {k: v.shape[0] for k, v in stored.items() if k in sizes} != sizes:
+                raise TaskSetupError(f"{path} holds reference log-probs for other data {stored.keys()}; remove it")
+            self.reference = stored
+            if trainer.rank0:
+                log.info("dpo: reference log-probs read from %s", path)
+            return
+        if trainer.state.iteration > 0:
+            raise TaskSetupError(
+                f"resuming DPO at iteration {trainer.state.iteration} but {path} (the reference log-probs "
+                "computed from the starting weights) is missing; restart from the starting checkpoint"
+            )
+        for split, ds in self._datasets.items():
+            self.reference[split] = self._compute_reference(trainer, ds)
+        if path is not None and trainer.rank0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(self.reference, tmp)
+            os.replace(tmp, path)
+            log.info("dpo: reference log-probs of %s pairs written to %s",
+                     {k: v.shape[0] for k, v in self.reference.items()}, path)  # fmt: skip
+
+    def _compute_reference(self, trainer, ds) -> torch.Tensor:
+        """Forward-only passes of the current (starting) weights over every pair of ``ds`` in its stored
+        order; the result is all-reduced so that every rank holds the full table."""
+        t = trainer.cfg.train
+        n = len(ds)
+        table = torch.zeros(n, 3, dtype=torch.float64)  # chosen, rejected, times computed
+        per_pass = t.global_batch_size
+        plain = EpochShuffled(ds.samples, None)
+        for m in trainer.model:
+            m.eval()
+        self._collect = table
+        with torch.no_grad():
+            for start in range(0, n, per_pass):
+                view = _Window(plain, start, n)
+                it = trainer._iterators(view, 0)
+                trainer._run_schedule(it, forward_only=True, step_func=self._reference_step)
+        for m in trainer.model:
+            m.train()
+        self._collect = None
+        if dist.is_initialized():
+            # Each pair was computed by the TP ranks of one DP rank's last stage: sum, then divide by the count.
+            dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+            table = table.to(dev)
+            dist.all_reduce(table)
+            table = table.cpu()
+        if (table[:, 2] == 0).any():
+            raise RuntimeError("dpo: some pairs got no reference log-probs (a bug in the reference pass)")
+        return table[:, :2] / table[:, 2:]
+
+    def _reference_step(self, data_iterator, model):
+        batch = move_batch(next(data_iterator), model)
+        rows = self._rows(batch)
+        output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+
+        def record(out):
+            logps = sequence_logps(out, rows["loss_mask"]).view(2, -1)
+            for k, idx in enumerate(batch["index"].tolist()):
+                if idx >= 0:
+                    self._collect[idx] += torch.tensor([float(logps[0, k]), float(logps[1, k]), 1.0],
+                                                       dtype=torch.float64)  # fmt: skip
+            zero = out.sum() * 0
+            return zero, torch.tensor(1, dtype=torch.int), {name: metric(zero, 1) for name in self.metric_names}
+
+        return output, record
+
+    # ---- training step ------------------------------------------------------------------------------
+    def _rows(self, batch) -> dict:
+        """[m, 2, S] pairs to [2m, S] rows: all chosen first, then all rejected."""
+
+        def flat(x):
+            return x.transpose(0, 1).reshape(-1, x.shape[-1])
+
+        return {
+            "tokens": flat(batch["tokens"]),
+            "labels": flat(batch["labels"]),
+            "loss_mask": flat(batch["loss_mask"]),
+            "position_ids": flat(batch["position_ids"]),
+            "attention_mask": causal_attention_mask(self.seq, batch["tokens"].device),
+        }
+
+    def forward_step(self, data_iterator, model):
+        batch = move_batch(next(data_iterator), model)
+        rows = self._rows(batch)
+        output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+        split = "train" if model.training else "valid"
+        return output, functools.partial(self._loss, rows["loss_mask"], batch["index"], split)
+
+    def _loss(self, loss_mask, index, split, token_losses):
+        logps = sequence_logps(token_losses, loss_mask).view(2, -1)
+        ref = self.reference[split][index.cpu()].to(logps.device).float()
+        tokens_c = loss_mask.view(2, -1, loss_mask.shape[-1])[0].sum(-1)
+        loss, rc, rr = dpo_loss(logps[0], logps[1], ref[:, 0], ref[:, 1], self.cfg.task.dpo_beta,
+                                self.cfg.task.dpo_sft_weight, tokens_c)  # fmt: skip
+        pairs = index.numel()
+        total = loss.sum()
+        report = {
+            "dpo loss": metric(total, pairs),
+            "reward_accuracy": metric((rc > rr).sum(), pairs),
+            "reward_margin": metric((rc - rr).sum(), pairs),
+            "reward_chosen": metric(rc.sum(), pairs),
+            "reward_rejected": metric(rr.sum(), pairs),
+        }
+        return total, torch.tensor(pairs, dtype=torch.int, device=total.device), report
+
+    def describe(self) -> str:
+        return f"DPO (beta {self.cfg.task.dpo_beta}) on {len(self._train)} preference pairs"
+
+
+class _Window:
+    """Samples ``start .. start + len`` of ``ds``; past ``end`` the last pair repeats with index -1 (ignored)."""
+
+    def __init__(self, ds, start: int, end: int):
+        self.ds, self.start, self.end = ds, start, end
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, i: int) -> dict:
+        j = self.start + i
+        if j < self.end:
+            return self.ds[j]
+        return self.ds[self.end - 1] | {"index": torch.tensor(-1)}

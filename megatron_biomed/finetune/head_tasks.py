@@ -1,0 +1,152 @@
+"""Multiple-choice and sequence-classification fine-tuning (BioMedLM's MedQA/MedMCQA/MMLU and PubMedQA/BioASQ).
+
+A micro-batch of ``m`` items with ``C`` options each goes through the model as ``m * C`` sequences (the
+schedule is told so by :meth:`rows_per_sample`); the head scores the last real token of each; the loss is the
+cross-entropy over each item's options (or labels), summed, and normalised by the number of items in the
+global batch (megatron-core's per-token loss path with items as the unit).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
+from megatron_biomed.finetune.encoding import (
+    TruncationCount,
+    causal_attention_mask,
+    encode_choices,
+    encode_classification,
+)
+from megatron_biomed.finetune.heads import HEAD_PREFIX, attach_head, head_forward
+from megatron_biomed.training.task import Task, metric, move_batch
+
+log = logging.getLogger("megatron_biomed")
+
+
+def choice_loss(labels: torch.Tensor, num_choices: int, scores: torch.Tensor):
+    """Sum of cross-entropies over the items of the micro-batch; accuracy as [correct, items]."""
+    logits = scores.view(-1, num_choices).float()
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    n = torch.tensor(labels.numel(), dtype=torch.int, device=loss.device)
+    correct = (logits.argmax(-1) == labels).sum()
+    return loss, n, {"loss": metric(loss, labels.numel()), "accuracy": metric(correct, labels.numel())}
+
+
+class _HeadTask(Task):
+    metric_names = ("loss", "accuracy")
+    per_token_loss = True
+
+    def __init__(self, cfg, tokens=None):
+        super().__init__(cfg)
+        self.tok = load_tokenizer_for(cfg)
+        self.pad_id = eod_id(self.tok)
+        self.seq = cfg.task.max_seq_length or cfg.model.seq_length
+        if self.seq > cfg.model.seq_length:
+            raise TaskSetupError(f"task.max_seq_length ({self.seq}) exceeds model.seq_length ({cfg.model.seq_length})")
+        self._train_items = read_items(cfg, cfg.task.train_file, "train") if cfg.task.train_file else None
+        if self._train_items is None:
+            raise TaskSetupError(f"task.train_file is not set (task {self.name})")
+        self._valid_items = read_items(cfg, cfg.task.valid_file, "valid") if cfg.task.valid_file else None
+        self.width = self._width(self._train_items)
+
+    def seq_length(self) -> int:
+        return self.seq
+
+    def new_parameter_prefixes(self):
+        return (HEAD_PREFIX,)
+
+    def build_model(self, cfg, tconfig):
+        chunks = super().build_model(cfg, tconfig)
+        attach_head(chunks, tconfig, self.head_outputs(), bias=self.head_bias, seed=cfg.train.seed)
+        return chunks
+
+    def build_datasets(self, num_samples):
+        seed = self.cfg.task.shuffle_seed if self.cfg.task.shuffle_seed is not None else self.cfg.train.seed
+        train = EpochShuffled(self._encode(self._train_items, "train"), seed)
+        valid = EpochShuffled(self._encode(self._valid_items, "valid"), None) if self._valid_items else None
+        return train, valid
+
+    def _encode(self, items, what):
+        count = TruncationCount()
+        out = [self.encode(it, count) for it in items]
+        log.info(count.summary(f"{self.name} {what}"))
+        return out
+
+    def forward_step(self, data_iterator, model):
+        batch = move_batch(next(data_iterator), model)
+        rows = batch["tokens"].shape[0] * batch["tokens"].shape[1]
+        flat = {
+            "tokens": batch["tokens"].reshape(rows, -1),
+            "last_index": batch["last_index"].reshape(rows),
+            "position_ids": torch.arange(self.seq, device=batch["tokens"].device).expand(rows, -1),
+            "attention_mask": causal_attention_mask(self.seq, batch["tokens"].device),
+        }
+        scores = head_forward(model, flat)
+        return scores, functools.partial(self.loss, batch["label"])
+
+
+class MultipleChoiceTask(_HeadTask):
+    """``Linear(hidden, 1)`` (with bias) per (question, option) sequence; softmax over the options."""
+
+    name = "mc"
+    head_bias = True
+
+    def _width(self, items) -> int:
+        widths = {len(it.options) for it in items}
+        want = self.cfg.task.num_choices or max(widths)
+        if widths != {want}:
+            raise TaskSetupError(
+                f"{self.cfg.task.train_file}: items have {sorted(widths)} options; a batch needs one number "
+                f"(task.num_choices={want}); filter the file to one option count"
+            )
+        if self._valid_items and {len(it.options) for it in self._valid_items} != {want}:
+            raise TaskSetupError(f"{self.cfg.task.valid_file}: items must have {want} options like the train file")
+        return want
+
+    def rows_per_sample(self) -> int:
+        return self.width
+
+    def head_outputs(self) -> int:
+        return 1
+
+    def encode(self, item, count):
+        return encode_choices(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
+
+    def loss(self, labels, scores):
+        return choice_loss(labels, self.width, scores)
+
+    def describe(self) -> str:
+        return f"multiple choice ({self.width} options), {len(self._train_items)} training items"
+
+
+class ClassificationTask(_HeadTask):
+    """``Linear(hidden, num_labels, bias=False)`` on the last token (GPT2ForSequenceClassification)."""
+
+    name = "classify"
+    head_bias = False
+
+    def _width(self, items) -> int:
+        names = {it.label_names for it in items}
+        if len(names) != 1:
+            raise TaskSetupError(f"{self.cfg.task.train_file}: items disagree on their label set: {sorted(names)}")
+        n = len(next(iter(names)))
+        if self.cfg.task.num_labels and self.cfg.task.num_labels != n:
+            raise TaskSetupError(f"task.num_labels={self.cfg.task.num_labels} but the data has {n} labels {names}")
+        self.label_names = next(iter(names))
+        return n
+
+    def head_outputs(self) -> int:
+        return self.width
+
+    def encode(self, item, count):
+        return encode_classification(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
+
+    def loss(self, labels, scores):
+        return choice_loss(labels, self.width, scores)
+
+    def describe(self) -> str:
+        return f"classification over {self.label_names}, {len(self._train_items)} training items"

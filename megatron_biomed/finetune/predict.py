@@ -1,0 +1,49 @@
+"""Scores of a fine-tuned head on items, in one process (any saved TP/PP layout loads here)."""
+
+from __future__ import annotations
+
+import torch
+
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
+from megatron_biomed.finetune.heads import head_forward
+
+
+def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
+    """The task's model (body and head) on one process with the weights of ``checkpoint``."""
+    from megatron_biomed.models.gpt import transformer_config
+    from megatron_biomed.parallel.env import DistEnv, find_free_port
+    from megatron_biomed.parallel.initialize import initialize_parallel
+    from megatron_biomed.training.checkpointing import load_checkpoint
+
+    p = cfg.parallel
+    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
+    p.virtual_pipeline_model_parallel_size = None
+    p.sequence_parallel = False
+    cfg.train.global_batch_size = cfg.train.micro_batch_size
+    initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
+    tconfig = transformer_config(cfg)
+    task.configure(tconfig)
+    model = task.build_model(cfg, tconfig)[0]
+    load_checkpoint(checkpoint, [model], weights_only=True)
+    return model.eval()
+
+
+@torch.no_grad()
+def score_items(model, task, items, batch_size: int = 8) -> torch.Tensor:
+    """[n, width] head scores (option scores, or label logits) of ``items``."""
+    out = []
+    count = TruncationCount()
+    for start in range(0, len(items), batch_size):
+        enc = [task.encode(it, count) for it in items[start : start + batch_size]]
+        tokens = torch.cat([e["tokens"] for e in enc])
+        last = torch.cat([e["last_index"] for e in enc])
+        s = tokens.shape[1]
+        batch = {
+            "tokens": tokens,
+            "last_index": last,
+            "position_ids": torch.arange(s).expand(tokens.shape[0], -1),
+            "attention_mask": causal_attention_mask(s),
+        }
+        out.append(head_forward(model, batch).view(len(enc), -1))
+    return torch.cat(out)

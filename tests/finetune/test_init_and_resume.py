@@ -1,0 +1,87 @@
+"""Starting a fine-tune from a checkpoint (any layout, only --init-from), clear mismatch errors, exact resume."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FT_BASE, task_args
+from launch import read_metrics, run_finetune, run_pretrain
+
+TP2PP2 = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
+
+
+def _first_loss(toy, init, nproc, layout, work):
+    args = task_args(toy, "mc")
+    args[args.index("--init-from") + 1] = str(init)
+    run_finetune(
+        nproc,
+        args,
+        FT_BASE + layout + ["train.train_iters=1", f"logging.metrics_file={work / 'm.jsonl'}"],
+        work,
+    )
+    return read_metrics(work / "m.jsonl")[1]["loss"]
+
+
+def test_body_saved_at_tp2_pp2_fine_tunes_at_tp1_and_back(toy, tmp_path):
+    """A pretrained body saved at TP2 x PP2 loads into a TP1 fine-tune and into a TP2 x PP2 one alike (the head
+    is fresh in both, from the same seed): the first losses agree."""
+    pre = tmp_path / "pre"
+    run_pretrain(
+        4,
+        ["data.mock=true", "train.train_iters=0", "train.eval_iters=0", f"data.tokenizer={toy['tok']}",
+         f"checkpoint.save={pre}", *TP2PP2],
+        tmp_path,
+    )  # fmt: skip
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    tp1 = _first_loss(toy, pre, 1, [], tmp_path / "a")
+    tp2pp2 = _first_loss(toy, pre, 4, TP2PP2, tmp_path / "b")
+    assert abs(tp1 - tp2pp2) <= 5e-7 * abs(tp1)
+
+
+def test_head_mismatch_is_a_clear_error_naming_the_tensor(toy, tmp_path):
+    """A classification fine-tune (3 labels) cannot start from a multiple-choice one (a 1-output head)."""
+    mc = tmp_path / "mc"
+    run_finetune(1, task_args(toy, "mc") + ["--save", str(mc)], FT_BASE + ["train.train_iters=1"], tmp_path)
+    args = task_args(toy, "classify")
+    args[args.index("--init-from") + 1] = str(mc)
+    proc = run_finetune(1, args, FT_BASE, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "head.proj.weight" in proc.stderr and "(1, 64)" in proc.stderr and "(3, 64)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_task_input_is_refused_before_work_starts(toy, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(toy["mc_train"].read_text().splitlines()[0] + "\n" + '{"question": "x"}\n')
+    args = task_args(toy, "mc")
+    args[args.index("--train-file") + 1] = str(bad)
+    proc = run_finetune(1, args, FT_BASE, tmp_path, check=False)
+    assert proc.returncode == 2
+    assert f"{bad}:2:" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_finetune(1, args, FT_BASE + ["task.skip_bad=true", "train.train_iters=1"], tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "skipped 1" in proc.stdout
+    proc = run_finetune(1, task_args(toy, "mc"), FT_BASE + ["task.nmae=3"], tmp_path, check=False)
+    assert proc.returncode == 2 and "task.nmae" in proc.stderr
+
+
+@pytest.mark.parametrize("task", ["mc", "dpo"])
+def test_resume_after_sigkill_is_bit_exact(toy, task, tmp_path):
+    """Killed at iteration 5 after the save at 4, resumed with --load: steps 5-6 equal the straight run's."""
+    common = [o for o in FT_BASE if not o.startswith("train.train_iters")] + [
+        "train.train_iters=6", "checkpoint.save_interval=4",
+    ]  # fmt: skip
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    for d in (straight, crashed):
+        d.mkdir()
+    run_finetune(1, task_args(toy, task) + ["--save", str(straight / "ckpt")],
+                 common + [f"logging.metrics_file={straight / 'm.jsonl'}"], straight)  # fmt: skip
+    proc = run_finetune(1, task_args(toy, task) + ["--save", str(crashed / "ckpt")],
+                        common + ["train.inject_kill_at=5", f"logging.metrics_file={crashed / 'm.jsonl'}"],
+                        crashed, check=False)  # fmt: skip
+    assert proc.returncode != 0
+    run_finetune(1, task_args(toy, task) + ["--load", str(crashed / "ckpt")],
+                 common + [f"logging.metrics_file={crashed / 'm.jsonl'}"], crashed)  # fmt: skip
+    want, got = read_metrics(straight / "m.jsonl"), read_metrics(crashed / "m.jsonl")
+    for it in (5, 6):
+        assert got[it]["loss"] == want[it]["loss"] and got[it]["grad_norm"] == want[it]["grad_norm"], it

@@ -1,0 +1,85 @@
+"""Small task data of our own making (in the real benchmarks' schemas) and a tokenizer for it.
+
+The multiple-choice toy task is learnable from content alone: each question asks for the one option that is
+a colour among animals, and the options are written in a random order.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]
+ANIMALS = ["cat", "dog", "horse", "mouse", "eagle", "shark", "frog", "snake", "whale", "otter", "tiger", "camel"]
+QUESTIONS = ["Which one is a colour?", "Pick the colour.", "Which option names a colour?"]
+
+
+def make_tokenizer(out: Path) -> Path:
+    """A byte-level BPE of 400 tokens trained on the toy vocabulary (fits tiny presets' 512 rows)."""
+    from megatron_biomed.tokenizer import TokenizerTrainConfig, train_bpe_tokenizer
+
+    rng = random.Random(0)
+    words = COLOURS + ANIMALS + " ".join(QUESTIONS).split() + ["yes", "no", "maybe", "Question:", "Answer:"]
+    texts = [" ".join(rng.choice(words) for _ in range(30)) for _ in range(400)]
+    train_bpe_tokenizer(texts, TokenizerTrainConfig(vocab_size=400, min_frequency=1), output_dir=out)
+    return out
+
+
+def mc_items(n: int, seed: int, num_options: int = 4) -> list[dict]:
+    """MedQA-schema rows: {"question", "options": {"A".."D"}, "answer_idx"}."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        opts = [rng.choice(COLOURS)] + rng.sample(ANIMALS, num_options - 1)
+        order = list(range(num_options))
+        rng.shuffle(order)
+        letters = "ABCDE"[:num_options]
+        options = {letters[i]: opts[order[i]] for i in range(num_options)}
+        answer = letters[order.index(0)]
+        rows.append({"question": rng.choice(QUESTIONS), "options": options, "answer_idx": answer})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def pubmedqa_items(n: int, seed: int) -> dict:
+    """ori_pqal.json-style dict; the label is decided by a word of the context (learnable)."""
+    rng = random.Random(seed)
+    out = {}
+    for i in range(n):
+        label = rng.choice(["yes", "no", "maybe"])
+        cue = {"yes": "red", "no": "blue", "maybe": "green"}[label]
+        ctx = [" ".join(rng.sample(ANIMALS, 3)), f"the {cue} {rng.choice(ANIMALS)}"]
+        out[str(10_000 + i)] = {
+            "QUESTION": rng.choice(QUESTIONS),
+            "CONTEXTS": ctx,
+            "final_decision": label,
+            "LONG_ANSWER": f"the answer is {label}",
+        }
+    return out
+
+
+def sft_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a = rng.choice(ANIMALS)
+        if i % 2:
+            rows.append({"prompt": f"Question: name a colour after {a}", "response": rng.choice(COLOURS)})
+        else:
+            rows.append({"messages": [{"role": "user", "content": f"Which one is a colour? {a}"},
+                                      {"role": "assistant", "content": " ".join(rng.sample(COLOURS, 2))}]})
+    return rows
+
+
+def preference_rows(n: int, seed: int) -> list[dict]:
+    """Chosen = a colour answer, rejected = an animal (a mismatched answer)."""
+    rng = random.Random(seed)
+    return [
+        {"prompt": rng.choice(QUESTIONS), "chosen": rng.choice(COLOURS), "rejected": rng.choice(ANIMALS)}
+        for _ in range(n)
+    ]

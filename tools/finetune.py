@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Fine-tune a checkpoint: multiple-choice / classification heads, SFT, DPO. Launch with torchrun or srun.
+
+    torchrun --nproc-per-node 2 tools/finetune.py --task mc --init-from ckpt/pretrain \
+        --train-file data/medqa/train.jsonl --valid-file data/medqa/dev.jsonl --format medqa \
+        --save ckpt/medqa --set parallel.tensor_model_parallel_size=2
+"""
+
+import sys
+
+from megatron_biomed.finetune.cli import main
+
+if __name__ == "__main__":  # dist_checkpointing starts spawn-mode helpers: the guard is required
+    sys.exit(main())
