@@ -26,3 +26,11 @@ def single_rank_parallel():
     cpu.model_parallel_manual_seed(1234)
     yield
     ps.destroy_model_parallel()
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    """Toy task files, a tokenizer for them and a pretrained tiny checkpoint (tests/toydata.py)."""
+    from toydata import make_toy
+
+    return make_toy(tmp_path_factory.mktemp("toy"))

@@ -86,6 +86,9 @@ class TrainingConfig:
     seed: int = 1234
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     # Stop with a clear message after this many consecutive non-finite losses (each such step is skipped).
+    # Extra held-out corpora (.bin/.idx prefixes, optionally NAME=PREFIX) whose loss and perplexity are
+    # reported separately at every eval interval (e.g. PubMed, C4 and Wikipedia for the BioMamba blend).
+    eval_corpora: list = field(default_factory=list)
     max_consecutive_nonfinite: int = 3
     # Stop (after saving) once this many steps ran in this process; 0 = no limit. For tests of resume.
     exit_after_iters: int = 0

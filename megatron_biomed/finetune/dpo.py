@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
@@ -32,6 +31,7 @@ from megatron_biomed.finetune.encoding import (
     pack_documents,
     preference_documents,
 )
+from megatron_biomed.training.scoring import score_samples
 from megatron_biomed.training.task import Task, metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
@@ -136,49 +136,15 @@ class DPOTask(Task):
                      {k: v.shape[0] for k, v in self.reference.items()}, path)  # fmt: skip
 
     def _compute_reference(self, trainer, ds) -> torch.Tensor:
-        """Forward-only passes of the current (starting) weights over every pair of ``ds`` in its stored
-        order; the result is all-reduced so that every rank holds the full table."""
-        t = trainer.cfg.train
-        n = len(ds)
-        table = torch.zeros(n, 3, dtype=torch.float64)  # chosen, rejected, times computed
-        per_pass = t.global_batch_size
-        plain = EpochShuffled(ds.samples, None)
-        for m in trainer.model:
-            m.eval()
-        self._collect = table
-        with torch.no_grad():
-            for start in range(0, n, per_pass):
-                view = _Window(plain, start, n)
-                it = trainer._iterators(view, 0)
-                trainer._run_schedule(it, forward_only=True, step_func=self._reference_step)
-        for m in trainer.model:
-            m.train()
-        self._collect = None
-        if dist.is_initialized():
-            # Each pair was computed by the TP ranks of one DP rank's last stage: sum, then divide by the count.
-            dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-            table = table.to(dev)
-            dist.all_reduce(table)
-            table = table.cpu()
-        if (table[:, 2] == 0).any():
-            raise RuntimeError("dpo: some pairs got no reference log-probs (a bug in the reference pass)")
-        return table[:, :2] / table[:, 2:]
+        """[N, 2] summed log-probs (chosen, rejected) of every pair of ``ds`` under the current (starting)
+        weights, from forward-only passes on the loop; every rank gets the full table."""
 
-    def _reference_step(self, data_iterator, model):
-        batch = move_batch(next(data_iterator), model)
-        rows = self._rows(batch)
-        output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+        def forward(batch, model):
+            rows = self._rows(batch)
+            output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+            return output, lambda out: sequence_logps(out, rows["loss_mask"]).view(2, -1).t()
 
-        def record(out):
-            logps = sequence_logps(out, rows["loss_mask"]).view(2, -1)
-            for k, idx in enumerate(batch["index"].tolist()):
-                if idx >= 0:
-                    self._collect[idx] += torch.tensor([float(logps[0, k]), float(logps[1, k]), 1.0],
-                                                       dtype=torch.float64)  # fmt: skip
-            zero = out.sum() * 0
-            return zero, torch.tensor(1, dtype=torch.int), {name: metric(zero, 1) for name in self.metric_names}
-
-        return output, record
+        return score_samples(trainer, ds.samples, 2, forward)
 
     # ---- training step ------------------------------------------------------------------------------
     def _rows(self, batch) -> dict:
@@ -221,19 +187,3 @@ class DPOTask(Task):
 
     def describe(self) -> str:
         return f"DPO (beta {self.cfg.task.dpo_beta}) on {len(self._train)} preference pairs"
-
-
-class _Window:
-    """Samples ``start .. start + len`` of ``ds``; past ``end`` the last pair repeats with index -1 (ignored)."""
-
-    def __init__(self, ds, start: int, end: int):
-        self.ds, self.start, self.end = ds, start, end
-
-    def __len__(self) -> int:
-        return 1 << 62
-
-    def __getitem__(self, i: int) -> dict:
-        j = self.start + i
-        if j < self.end:
-            return self.ds[j]
-        return self.ds[self.end - 1] | {"index": torch.tensor(-1)}

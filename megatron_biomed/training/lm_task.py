@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import torch
 
@@ -52,6 +53,27 @@ class LanguageModelTask(Task):
         if train is None:
             raise DataSplitEmpty(f"data.split={d.split!r} leaves no training data")
         return train, valid
+
+    def extra_eval_datasets(self) -> dict:
+        """``train.eval_corpora``: each prefix (or NAME=PREFIX) whole, as a validation set of its own."""
+        t, d = self.cfg.train, self.cfg.data
+        out = {}
+        for spec in t.eval_corpora:
+            name, prefix = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
+            _, valid, _ = build_gpt_datasets(
+                [prefix],
+                seq_length=self.cfg.model.seq_length,
+                seed=t.seed,
+                num_samples=(0, max(1, t.eval_iters) * t.global_batch_size, 0),
+                tokens=self.tokens,
+                split="0,1,0",
+                cache_dir=d.cache_dir,
+                reset_position_ids=d.reset_position_ids,
+                reset_attention_mask=d.reset_attention_mask,
+                eod_mask_loss=d.eod_mask_loss,
+            )
+            out[name] = valid
+        return out
 
     def forward_step(self, data_iterator, model):
         batch = move_batch(next(data_iterator), model)

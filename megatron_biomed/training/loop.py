@@ -56,7 +56,15 @@ def _with_injected_nonfinite(forward_step_func):
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, ctx: ParallelContext, tokens: TokenInfo, task: Task | None = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        ctx: ParallelContext,
+        tokens: TokenInfo,
+        task: Task | None = None,
+        forward_only: bool = False,
+    ):
+        """``forward_only``: for evaluation; the model chunks without DDP, optimizer or training data."""
         from megatron.core import parallel_state as ps
         from megatron.core.distributed import (
             DistributedDataParallel,
@@ -74,6 +82,19 @@ class Trainer:
         self.tconfig = transformer_config(cfg)
         task.configure(self.tconfig)
         chunks = task.build_model(cfg, self.tconfig)
+        self.dp_rank = ps.get_data_parallel_rank()
+        self.is_last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
+        self.rank0 = ctx.env.rank == 0
+        self.state = TrainState()
+        self._last_eval: tuple | None = None
+        self._extra_eval: dict | None = None
+        self.tokens_info = tokens
+        self.train_ds = self.valid_ds = None
+        if forward_only:
+            self.model, self.optimizer, self.scheduler = chunks, None, None
+            self.writer = MetricsWriter(cfg, enabled=False)
+            return
+        self.writer = MetricsWriter(cfg, enabled=self.rank0)
         ddp_config = DistributedDataParallelConfig(
             grad_reduce_in_fp32=True,
             overlap_grad_reduce=cfg.parallel.overlap_grad_reduce,
@@ -91,14 +112,6 @@ class Trainer:
         if cfg.parallel.overlap_grad_reduce:
             syncs = [m.start_grad_sync for m in self.model]
             self.tconfig.grad_sync_func = syncs[0] if len(syncs) == 1 else syncs
-        self.dp_rank = ps.get_data_parallel_rank()
-        self.is_last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
-        self.rank0 = ctx.env.rank == 0
-        self.state = TrainState()
-        self._last_eval: tuple | None = None
-        self.writer = MetricsWriter(cfg, enabled=self.rank0)
-        self.tokens_info = tokens
-        self.train_ds = self.valid_ds = None
         self._build_data()
 
     # ---- data ----------------------------------------------------------------------------------------
@@ -183,16 +196,17 @@ class Trainer:
         grad_norm = float(grad_norm if grad_norm is not None else float("nan"))
         return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics)
 
-    def evaluate(self) -> dict:
-        """The task's metrics over ``eval_iters`` global batches of the validation set (each the mean of the
-        per-batch values), plus ``ppl`` = exp(loss) for language-model losses."""
+    def evaluate(self, dataset=None) -> dict:
+        """The task's metrics over ``eval_iters`` global batches of the validation set (or ``dataset``; each the
+        mean of the per-batch values), plus ``ppl`` = exp(loss) for language-model losses."""
         names = list(self.task.metric_names)
-        if self.valid_ds is None or not self.cfg.train.eval_iters:
+        dataset = self.valid_ds if dataset is None else dataset
+        if dataset is None or not self.cfg.train.eval_iters:
             return {name: float("nan") for name in names} | {"ppl": float("nan")}
         for m in self.model:
             m.eval()
         totals = dict.fromkeys(names, 0.0)
-        data_iter = self._iterators(self.valid_ds, 0)
+        data_iter = self._iterators(dataset, 0)
         with torch.no_grad():
             for _ in range(self.cfg.train.eval_iters):
                 for name, value in self._run_schedule(data_iter, forward_only=True).items():
@@ -345,11 +359,18 @@ class Trainer:
     def _log_eval(self) -> dict:
         result = self.evaluate()
         self._last_eval = (self.state.iteration, result)
+        self._report_eval("valid", "validation", result)
+        if self._extra_eval is None:
+            self._extra_eval = self.task.extra_eval_datasets()
+        for name, dataset in self._extra_eval.items():
+            self._report_eval(f"valid-{name}", f"validation on {name}", self.evaluate(dataset))
+        return result
+
+    def _report_eval(self, prefix: str, what: str, result: dict) -> None:
         main = self.task.metric_names[0]
-        self.writer.write(self.state.iteration, {"loss": result[main], **result}, prefix="valid")
+        self.writer.write(self.state.iteration, {"loss": result[main], **result}, prefix=prefix)
         if self.rank0:
             extra = "".join(f" | {k} {v:.4f}" for k, v in result.items() if k not in (main, "ppl"))
             if "ppl" in result:
                 extra = f" | perplexity {result['ppl']:.4f}" + extra
-            log.info("validation at iteration %d | %s %.6e%s", self.state.iteration, main, result[main], extra)
-        return result
+            log.info("%s at iteration %d | %s %.6e%s", what, self.state.iteration, main, result[main], extra)

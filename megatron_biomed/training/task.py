@@ -67,6 +67,10 @@ class Task:
         """(train, valid) datasets indexable by sample number, each item a dict of tensors."""
         raise NotImplementedError
 
+    def extra_eval_datasets(self) -> dict:
+        """Named validation sets evaluated and reported separately at every eval interval."""
+        return {}
+
     def rows_per_sample(self) -> int:
         """Sequences one sample puts through the model (options of a question, chosen + rejected)."""
         return 1

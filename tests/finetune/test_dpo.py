@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from conftest import FT_BASE, task_args
 from launch import read_metrics, run_finetune
+from toydata import FT_BASE, task_args
 
 from megatron_biomed.finetune.dpo import dpo_loss
 

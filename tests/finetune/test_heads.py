@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from conftest import FT_BASE, task_args
 from launch import read_metrics, run_finetune
+from toydata import FT_BASE, task_args
 
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.data.tasks import read_medqa

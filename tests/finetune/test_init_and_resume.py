@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FT_BASE, task_args
 from launch import read_metrics, run_finetune, run_pretrain
+from toydata import FT_BASE, task_args
 
 TP2PP2 = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
 

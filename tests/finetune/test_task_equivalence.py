@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FT_BASE, task_args
 from launch import read_metrics, run_finetune
+from toydata import FT_BASE, task_args
 
 STEPS = 4
 RTOL = {"loss": 1e-6, "grad_norm": 2e-6, "tensor": 3e-6}

@@ -83,3 +83,54 @@ def preference_rows(n: int, seed: int) -> list[dict]:
         {"prompt": rng.choice(QUESTIONS), "chosen": rng.choice(COLOURS), "rejected": rng.choice(ANIMALS)}
         for _ in range(n)
     ]
+
+
+# Every step updates the weights (no zero-lr warmup step), fp32, no dropout, 32-token task sequences.
+FT_BASE = [
+    "train.train_iters=4",
+    "train.global_batch_size=8",
+    "train.micro_batch_size=2",
+    "train.eval_iters=0",
+    "train.precision=fp32",
+    "optimizer.lr=1e-3",
+    "optimizer.lr_warmup_iters=0",
+    "optimizer.lr_decay_style=constant",
+    "task.max_seq_length=32",
+]
+
+
+def make_toy(root: Path) -> dict:
+    """Paths of the toy files and of a pretrained (iteration 0) tiny-biomedlm checkpoint that records them."""
+    from launch import run_pretrain
+
+    tok = make_tokenizer(root / "tok")
+    files = {
+        "tok": tok,
+        "mc_train": write_jsonl(root / "mc_train.jsonl", mc_items(64, 1)),
+        "mc_valid": write_jsonl(root / "mc_valid.jsonl", mc_items(32, 2)),
+        "sft": write_jsonl(root / "sft.jsonl", sft_rows(48, 4)),
+        "pref": write_jsonl(root / "pref.jsonl", preference_rows(32, 5)),
+        "pref_valid": write_jsonl(root / "pref_valid.jsonl", preference_rows(16, 6)),
+    }
+    pqa = root / "pubmedqa.json"
+    pqa.write_text(json.dumps(pubmedqa_items(48, 3)))
+    files["pubmedqa"] = pqa
+    run_pretrain(
+        1,
+        ["data.mock=true", "train.train_iters=0", "train.eval_iters=0", f"data.tokenizer={tok}",
+         f"checkpoint.save={root / 'pretrained'}"],
+        root,
+    )  # fmt: skip
+    files["pretrained"] = root / "pretrained"
+    return files
+
+
+def task_args(toy: dict, task: str) -> list[str]:
+    """tools/finetune.py arguments for ``task`` on the toy data, starting from the pretrained checkpoint."""
+    data = {
+        "mc": ["--train-file", toy["mc_train"], "--valid-file", toy["mc_valid"], "--format", "medqa"],
+        "classify": ["--train-file", toy["pubmedqa"], "--format", "pubmedqa"],
+        "sft": ["--train-file", toy["sft"], "--format", "sft"],
+        "dpo": ["--train-file", toy["pref"], "--format", "preference"],
+    }[task]
+    return ["--task", task, "--init-from", str(toy["pretrained"]), *map(str, data)]

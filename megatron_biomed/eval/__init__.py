@@ -1,0 +1,1 @@
+"""Evaluation: perplexity per corpus, biomedical benchmarks by log-likelihood, fine-tuned heads."""

@@ -1,0 +1,226 @@
+"""``tools/evaluate.py``: perplexity per corpus, zero-/few-shot benchmarks, fine-tuned heads, from a checkpoint.
+
+    python tools/evaluate.py --load ckpt --corpus pubmed=data/pubmed_valid_text_document --corpus c4=c4.jsonl \
+        --benchmark pubmedqa=pqal.json --benchmark mmlu_anatomy=anatomy_test.csv --output eval.json
+    torchrun --nproc-per-node 4 tools/evaluate.py --load ckpt-medqa --head mc --test-file test.jsonl --format medqa \
+        --set parallel.tensor_model_parallel_size=2 --set parallel.pipeline_model_parallel_size=2
+
+The model (and tokenizer) come from the checkpoint's recorded config; the layout of this run is its own
+(``--set parallel.*``). Results: a table on the console and a JSON report written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
+from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config
+from megatron_biomed.training.checkpointing import RUN_CONFIG, CheckpointError, checkpoint_path, read_run_config
+
+log = logging.getLogger("megatron_biomed")
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--load", required=True, help="checkpoint directory (any saved TP/PP layout)")
+    p.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH",
+                   help="held-out text: a .bin/.idx prefix, a .jsonl ('text' field) or a text file")  # fmt: skip
+    p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
+                   help="medqa, medmcqa, pubmedqa, bioasq or mmlu_<subject>, with its file")  # fmt: skip
+    p.add_argument("--fewshot", action="append", default=[], metavar="NAME=PATH", help="exemplar file per benchmark")
+    p.add_argument("--num-fewshot", type=int, default=0)
+    p.add_argument("--fewshot-seed", type=int, default=1234)
+    p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
+    p.add_argument("--test-file", help="with --head: the items to score")
+    p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
+    p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])
+    p.add_argument("--stride", type=int, default=None, help="perplexity: sliding-window stride (default seq_length)")
+    p.add_argument("--limit", type=int, default=None, help="at most N items / documents per task (quick runs)")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad benchmark records (counted) instead of stopping")
+    p.add_argument("--output", help="JSON report path")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    return p
+
+
+def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        if "=" not in v:
+            raise ConfigError(f"{flag} {v!r}: expected NAME=PATH")
+        name, path = v.split("=", 1)
+        out.append((name.strip(), path.strip()))
+    return out
+
+
+def eval_config(args) -> tuple[ExperimentConfig, dict]:
+    recorded = read_run_config(args.load)
+    cfg = load_config()
+    inherited = {"model": recorded.get("model", {}), "data": {"tokenizer": recorded.get("data", {}).get("tokenizer")}}
+    if args.head:
+        inherited["task"] = dict(recorded.get("task", {}))
+    apply_mapping(cfg, inherited, f"{args.load}/{RUN_CONFIG}")
+    cfg.train.micro_batch_size = 4
+    cfg.train.global_batch_size = 0  # 0: micro_batch_size x DP, set once the world size is known
+    apply_overrides(cfg, args.overrides)
+    if args.head:
+        if cfg.task.name != args.head:
+            raise ConfigError(f"{args.load} was fine-tuned as task {cfg.task.name!r}, not {args.head!r}")
+        if not args.test_file:
+            raise ConfigError("--head needs --test-file")
+        cfg.task.train_file, cfg.task.valid_file = args.test_file, None
+        cfg.task.format = args.format or cfg.task.format
+    return cfg, recorded
+
+
+def _progress(enabled: bool, what: str, total: int):
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=what, unit="seq", file=sys.stderr, leave=False)
+
+    def update(done: int):
+        bar.n = done
+        bar.refresh()
+
+    return update, bar
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"{'task':<28} {'metric':<16} {'value':>10} {'stderr':>8} {'n':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        se = "" if r["stderr"] is None or r["stderr"] != r["stderr"] else f"{r['stderr']:.4f}"
+        lines.append(f"{r['task']:<28} {r['metric']:<16} {r['value']:>10.4f} {se:>8} {r['n']:>8}")
+    return "\n".join(lines)
+
+
+def write_report(path: str, report: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out)
+
+
+def main(argv=None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    try:
+        cfg, recorded = eval_config(args)
+        corpora = _pairs(args.corpus, "--corpus")
+        benches = _pairs(args.benchmark, "--benchmark")
+        fewshot = dict(_pairs(args.fewshot, "--fewshot"))
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not (corpora or benches or args.head):
+        print("error: nothing to evaluate: give --corpus, --benchmark or --head", file=sys.stderr)
+        return 2
+    return run(cfg, recorded, args, corpora, benches, fewshot)
+
+
+def _prepare_inputs(cfg, args, corpora, benches, fewshot):
+    """Everything read and checked before the process group starts: tokenizer, corpora, benchmark items."""
+    from megatron_biomed.data.tasks import TaskDataError
+    from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
+    from megatron_biomed.eval.corpora import load_documents
+    from megatron_biomed.finetune.data import eod_id, load_tokenizer_for
+
+    tok = load_tokenizer_for(cfg)
+    eod = eod_id(tok)
+    docs = {name: load_documents(path, limit=args.limit) for name, path in corpora}
+    questions = {}
+    for name, path in benches:
+        bench = benchmark(name)
+        try:
+            qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
+            shots = load_questions(bench, fewshot[name], cop_base=args.medmcqa_cop_base) if name in fewshot else []
+        except TaskDataError as e:
+            raise ValueError(str(e)) from e
+        if args.num_fewshot and not shots:
+            raise ValueError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
+        qs = qs[: args.limit] if args.limit else qs
+        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed)
+    return tok, eod, docs, questions
+
+
+def run(cfg, recorded, args, corpora, benches, fewshot) -> int:
+    from megatron_biomed.eval.runner import (
+        EvaluationTask,
+        benchmark_accuracy,
+        corpus_perplexity,
+        head_accuracy,
+    )
+    from megatron_biomed.finetune.data import TaskSetupError
+    from megatron_biomed.parallel.env import LaunchEnvError, read_dist_env
+    from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
+    from megatron_biomed.parallel.layout import LayoutError, data_parallel_size, validate_layout
+    from megatron_biomed.training.checkpointing import load_checkpoint
+    from megatron_biomed.training.loop import Trainer
+    from megatron_biomed.training.pretrain import setup_logging
+    from megatron_biomed.training.tasks import build_task
+
+    try:
+        env = read_dist_env()
+        setup_logging(env.rank)
+        if not cfg.train.global_batch_size:
+            cfg.train.global_batch_size = cfg.train.micro_batch_size * max(1, data_parallel_size(cfg, env.world_size))
+        validate_layout(cfg, env.world_size)
+        tok, eod, docs, questions = _prepare_inputs(cfg, args, corpora, benches, fewshot)
+        head_task = build_task(cfg, None) if args.head else None
+    except (LayoutError, LaunchEnvError, ConfigError, TaskSetupError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ctx = initialize_parallel(cfg, env)
+    rank0 = env.rank == 0
+    task = EvaluationTask(cfg, head_task)
+    trainer = Trainer(cfg, ctx, None, task, forward_only=True)
+    path = checkpoint_path(args.load)
+    try:
+        load_checkpoint(path, trainer.model, weights_only=True)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        shutdown_parallel()
+        return 2
+    if rank0:
+        log.info("evaluating %s (layout %s)", path, ctx.describe())
+    results = []
+    show = rank0 and not args.no_progress
+    for name, documents in docs.items():
+        update, bar = _progress(show, f"perplexity {name}", 0)
+        results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update)
+        if bar:
+            bar.close()
+    for name, qs in questions.items():
+        update, bar = _progress(show, name, sum(len(q.choices) for q in qs))
+        results += benchmark_accuracy(trainer, name, qs, tok, eod, update)
+        if bar:
+            bar.close()
+    if head_task is not None:
+        items = head_task._train_items[: args.limit] if args.limit else head_task._train_items
+        update, bar = _progress(show, f"{args.head} head", len(items))
+        results += head_accuracy(trainer, head_task, items, f"{cfg.task.format}:{args.head}", update)
+        if bar:
+            bar.close()
+    if rank0:
+        config_text = (path / RUN_CONFIG).read_text()
+        meta = {
+            "checkpoint": str(path),
+            "iteration": int(path.name.split("_")[-1]),
+            "config_hash": hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        }
+        rows = [{"task": r.task, "metric": r.metric, "value": r.value, "n": r.n, "stderr": r.stderr, **meta}
+                for r in results]  # fmt: skip
+        print(format_table(rows), flush=True)
+        if args.output:
+            write_report(args.output, {"results": rows, "layout": ctx.describe(), **meta})
+            log.info("report written to %s", args.output)
+    shutdown_parallel()
+    return 0

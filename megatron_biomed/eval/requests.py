@@ -1,0 +1,69 @@
+"""Log-likelihood requests as fixed-length samples, lm-evaluation-harness's conventions.
+
+* A continuation's log-likelihood given a context is the sum of its tokens' log-probs. Trailing whitespace
+  of the context moves to the start of the continuation before tokenising; an empty context is the
+  end-of-document token. The two are tokenised separately and joined (as the harness does), and a
+  sequence longer than the model's context keeps its end.
+* A document's log-likelihood (perplexity) is rolling: the document, after one end-of-document token, is cut
+  into windows of ``seq_length`` scored tokens; each window sees as much preceding text as fits (the last,
+  shorter window is extended to the left), and every token is scored exactly once. With a ``stride`` smaller
+  than ``seq_length`` each window scores only its last ``stride`` tokens (a sliding window: more context per
+  token, more compute).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's trailing whitespace to the front of the continuation."""
+    stripped = context.rstrip()
+    return stripped, context[len(stripped) :] + continuation
+
+
+def window(full: list[int], begin: int, end: int, seq_length: int, pad_id: int) -> dict:
+    """The sample scoring labels ``full[begin+1 : end+1]`` (i.e. predictions at positions ``begin..end-1``) with
+    up to ``seq_length`` positions of input ending at position ``end - 1``."""
+    start = max(0, end - seq_length)
+    inputs = full[start:end]
+    labels = full[start + 1 : end + 1]
+    mask = [1.0 if start + i >= begin else 0.0 for i in range(len(inputs))]
+    pad = seq_length - len(inputs)
+    return {
+        "tokens": torch.tensor(inputs + [pad_id] * pad),
+        "labels": torch.tensor(labels + [pad_id] * pad),
+        "loss_mask": torch.tensor(mask + [0.0] * pad),
+        "position_ids": torch.arange(seq_length),
+    }
+
+
+def continuation_sample(tok, context: str, continuation: str, seq_length: int, eod: int) -> dict:
+    """Sample scoring ``continuation`` after ``context`` (the continuation must fit in ``seq_length``)."""
+    context, continuation = split_whitespace(context, continuation)
+    ctx = tok.encode(context) if context else [eod]
+    cont = tok.encode(continuation)
+    if not cont:
+        raise ValueError(f"empty continuation after {context[-40:]!r}")
+    if len(cont) > seq_length:
+        raise ValueError(f"a continuation of {len(cont)} tokens does not fit the model's {seq_length}")
+    full = ctx + cont
+    n = len(full) - 1  # predictions
+    return window(full, n - len(cont), n, seq_length, eod)
+
+
+def rolling_samples(ids: list[int], seq_length: int, eod: int, stride: int | None = None) -> list[dict]:
+    """Windows that score every token of a document once (see the module's docstring)."""
+    stride = stride or seq_length
+    if not 0 < stride <= seq_length:
+        raise ValueError(f"stride {stride} must be in 1..seq_length ({seq_length})")
+    full = [eod] + list(ids)
+    n = len(full) - 1
+    out = []
+    begin = 0
+    while begin < n:
+        size = seq_length if begin == 0 else stride
+        end = min(begin + size, n)
+        out.append(window(full, begin, end, seq_length, eod))
+        begin = end
+    return out

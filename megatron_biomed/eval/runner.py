@@ -1,0 +1,178 @@
+"""Evaluation on the training loop: forward-only passes of a checkpoint's model at any TP/PP/DP layout.
+
+* :func:`corpus_perplexity` -- rolling log-likelihood of whole documents: perplexity and bits per byte.
+* :func:`benchmark_accuracy` -- multiple-choice log-likelihood scoring (acc, acc_norm).
+* :func:`head_accuracy` -- accuracy (and macro-F1) of a fine-tuned multiple-choice / classification head.
+
+Every function returns :class:`Result` rows; every rank computes the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from megatron_biomed.eval.requests import continuation_sample, rolling_samples
+from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
+from megatron_biomed.finetune.heads import head_forward
+from megatron_biomed.training.scoring import score_samples
+from megatron_biomed.training.task import Task
+
+
+@dataclass
+class Result:
+    task: str
+    metric: str
+    value: float
+    n: int
+    stderr: Optional[float] = None
+
+
+class EvaluationTask(Task):
+    """The model of the checkpoint (the pretrained body, or a fine-tune's body and head); no training data."""
+
+    name = "evaluate"
+    metric_names = ("loss",)
+    per_token_loss = True
+
+    def __init__(self, cfg, head_task=None):
+        super().__init__(cfg)
+        self.head_task = head_task
+        # While scoring the head, micro-batches have the head task's shapes (options x its sequence length).
+        self.head_shapes = False
+
+    def seq_length(self) -> int:
+        return self.head_task.seq_length() if self.head_shapes else self.cfg.model.seq_length
+
+    def rows_per_sample(self) -> int:
+        return self.head_task.rows_per_sample() if self.head_shapes else 1
+
+    def build_model(self, cfg, tconfig):
+        if self.head_task is not None:
+            return self.head_task.build_model(cfg, tconfig)
+        return super().build_model(cfg, tconfig)
+
+    def build_datasets(self, num_samples):  # pragma: no cover - forward-only trainers build no data
+        raise NotImplementedError
+
+
+def _mean_stderr(values: list[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return math.sqrt(var / n)
+
+
+def _loglik_forward(seq_length: int):
+    def forward(batch, model):
+        mask = causal_attention_mask(seq_length, batch["tokens"].device)
+        out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
+
+        def values(token_losses):
+            m = batch["loss_mask"].float()
+            return torch.stack([-(token_losses.float() * m).sum(-1), m.sum(-1)], dim=-1)
+
+        return out, values
+
+    return forward
+
+
+def score_loglik(trainer, samples: list[dict], progress=None) -> torch.Tensor:
+    """[n, 2]: summed log-prob of each sample's scored tokens, and their number."""
+    return score_samples(trainer, samples, 2, _loglik_forward(trainer.task.seq_length()), progress)
+
+
+def corpus_perplexity(trainer, name: str, documents: list[str] | list[list[int]], tok, eod: int,
+                      stride: int | None = None, progress=None) -> list[Result]:  # fmt: skip
+    """Perplexity (per token) and bits per byte (per UTF-8 byte of the scored text) of whole documents."""
+    seq = trainer.task.seq_length()
+    samples, total_bytes = [], 0
+    for doc in documents:
+        if isinstance(doc, str):
+            ids, text = tok.encode(doc), doc
+        else:
+            ids, text = list(doc), tok.decode(list(doc))
+        if not ids:
+            continue
+        total_bytes += len(text.encode("utf-8"))
+        samples += rolling_samples(ids, seq, eod, stride)
+    if not samples:
+        raise ValueError(f"corpus {name}: no text to score")
+    scores = score_loglik(trainer, samples, progress)
+    nll = -float(scores[:, 0].sum())
+    tokens = int(scores[:, 1].sum())
+    return [
+        Result(name, "perplexity", math.exp(nll / tokens), tokens),
+        Result(name, "bits_per_byte", nll / math.log(2) / total_bytes, total_bytes),
+        Result(name, "nll_per_token", nll / tokens, tokens),
+    ]
+
+
+def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=None) -> list[Result]:
+    """acc and acc_norm of multiple-choice questions by continuation log-likelihood."""
+    seq = trainer.task.seq_length()
+    samples, owner = [], []
+    for qi, q in enumerate(questions):
+        for choice in q.choices:
+            samples.append(continuation_sample(tok, q.prompt, " " + choice, seq, eod))
+            owner.append(qi)
+    scores = score_loglik(trainer, samples, progress)[:, 0].tolist()
+    acc, acc_norm = [], []
+    k = 0
+    for q in questions:
+        ll = scores[k : k + len(q.choices)]
+        k += len(q.choices)
+        norm = [v / len(c) for v, c in zip(ll, q.choices)]
+        acc.append(float(max(range(len(ll)), key=ll.__getitem__) == q.answer))
+        acc_norm.append(float(max(range(len(norm)), key=norm.__getitem__) == q.answer))
+    n = len(questions)
+    return [
+        Result(name, "acc", sum(acc) / n, n, _mean_stderr(acc)),
+        Result(name, "acc_norm", sum(acc_norm) / n, n, _mean_stderr(acc_norm)),
+    ]
+
+
+def head_scores(trainer, head_task, items, progress=None) -> torch.Tensor:
+    """[n, width] scores of a fine-tuned head (option scores or label logits) for ``items``."""
+    count = TruncationCount()
+    samples = [head_task.encode(it, count) for it in items]
+    seq = head_task.seq_length()
+
+    def forward(batch, model):
+        rows = batch["tokens"].shape[0] * batch["tokens"].shape[1]
+        flat = {
+            "tokens": batch["tokens"].reshape(rows, -1),
+            "last_index": batch["last_index"].reshape(rows),
+            "position_ids": torch.arange(seq, device=batch["tokens"].device).expand(rows, -1),
+            "attention_mask": causal_attention_mask(seq, batch["tokens"].device),
+        }
+        return head_forward(model, flat), lambda scores: scores.view(batch["tokens"].shape[0], -1)
+
+    trainer.task.head_shapes = True
+    try:
+        return score_samples(trainer, samples, head_task.width, forward, progress)
+    finally:
+        trainer.task.head_shapes = False
+
+
+def head_accuracy(trainer, head_task, items, name: str, progress=None) -> list[Result]:
+    scores = head_scores(trainer, head_task, items, progress)
+    pred = scores.argmax(-1).tolist()
+    gold = [it.answer if hasattr(it, "answer") else it.label for it in items]
+    hits = [float(p == g) for p, g in zip(pred, gold)]
+    n = len(items)
+    out = [Result(name, "acc", sum(hits) / n, n, _mean_stderr(hits))]
+    if hasattr(items[0], "label_names"):
+        f1 = []
+        for c in range(len(items[0].label_names)):
+            tp = sum(1 for p, g in zip(pred, gold) if p == c and g == c)
+            fp = sum(1 for p, g in zip(pred, gold) if p == c and g != c)
+            fn = sum(1 for p, g in zip(pred, gold) if p != c and g == c)
+            f1.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0)
+        out.append(Result(name, "macro_f1", sum(f1) / len(f1), n))
+    return out
