@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+# ParallelConfig.grad_reduce_dtype choices.
+GRAD_REDUCE_DTYPES = ("fp32", "bf16")
+
 
 @dataclass
 class ParallelConfig:
@@ -17,6 +20,12 @@ class ParallelConfig:
     sequence_parallel: bool = False
     use_distributed_optimizer: bool = False
     overlap_grad_reduce: bool = False
+    # With the distributed optimizer: all-gather the updated parameters during the next forward (bucket by
+    # bucket, as each module needs them) instead of at the end of the optimizer step. Needs overlap_grad_reduce.
+    overlap_param_gather: bool = False
+    # Dtype of the gradient buffers, and so of the data-parallel reduce: "fp32" (default) or "bf16" (half the
+    # reduce bytes; needs train.precision=bf16).
+    grad_reduce_dtype: str = "fp32"
     # Batched isend/irecv for pipeline p2p. On gloo it gives wrong results with virtual PP
     # (see megatron_biomed/parallel/cpu.py); config validation refuses that combination.
     batch_p2p_comm: bool = False

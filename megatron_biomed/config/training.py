@@ -7,6 +7,9 @@ from typing import Optional
 
 # TrainingConfig.precision: parameters and activations in fp32, or bf16 / fp16 with fp32 main weights.
 PRECISIONS = ("fp32", "bf16", "fp16")
+# TrainingConfig.recompute_granularity / recompute_method choices (megatron-core's TransformerConfig names).
+RECOMPUTE_GRANULARITIES = ("selective", "full")
+RECOMPUTE_METHODS = ("uniform", "block")
 
 
 @dataclass
@@ -85,6 +88,17 @@ class TrainingConfig:
     eval_iters: int = 2
     seed: int = 1234
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    # Activation recomputation (Korthikanti et al. 2022), passed to megatron-core's TransformerConfig.
+    # None: save everything. "selective": recompute core attention (softmax, dropout, scores x values) in
+    # every layer. "full": keep only each recomputed layer's input; with recompute_method "uniform" layers are
+    # recomputed in groups of recompute_num_layers, with "block" only the first recompute_num_layers layers
+    # of each pipeline stage (model chunk) are recomputed, the rest save their activations.
+    recompute_granularity: Optional[str] = None
+    recompute_method: Optional[str] = None
+    recompute_num_layers: Optional[int] = None
+    # "full" + "block" only: layers recomputed per pipeline stage, one entry per PP rank (earlier stages hold
+    # more micro-batches in flight under 1F1B, so they may recompute more). Overrides recompute_num_layers.
+    recompute_num_layers_per_stage: list = field(default_factory=list)
     # Stop with a clear message after this many consecutive non-finite losses (each such step is skipped).
     # Extra held-out corpora (.bin/.idx prefixes, optionally NAME=PREFIX) whose loss and perplexity are
     # reported separately at every eval interval (e.g. PubMed, C4 and Wikipedia for the BioMamba blend).

@@ -72,7 +72,31 @@ def transformer_config(cfg: ExperimentConfig):
         apply_rope_fusion=False,
         persist_layer_norm=False,
         deallocate_pipeline_outputs=True,
+        **recompute_settings(cfg),
     )
+
+
+def recompute_settings(cfg: ExperimentConfig) -> dict:
+    """TransformerConfig's activation-recomputation fields from ``cfg.train`` (checked by parallel/layout.py).
+
+    ``recompute_num_layers_per_stage`` is read at this process's pipeline rank (megatron-core takes one
+    ``recompute_num_layers`` per model chunk, and each process builds only its own stage's chunks)."""
+    t = cfg.train
+    if t.recompute_granularity is None:
+        return {}
+    if t.recompute_granularity == "selective":
+        return {"recompute_granularity": "selective", "recompute_modules": ["core_attn"]}
+    num_layers = t.recompute_num_layers
+    if t.recompute_num_layers_per_stage:
+        from megatron.core import parallel_state as ps
+
+        stage = ps.get_pipeline_model_parallel_rank() if ps.model_parallel_is_initialized() else 0
+        num_layers = t.recompute_num_layers_per_stage[stage]
+    return {
+        "recompute_granularity": "full",
+        "recompute_method": t.recompute_method,
+        "recompute_num_layers": num_layers,
+    }
 
 
 def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:

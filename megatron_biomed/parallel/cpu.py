@@ -147,6 +147,12 @@ def _install_cpu_rng_tracker() -> None:
 
     mc_random.initialize_rng_tracker = initialize_rng_tracker
     mc_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = False
+    # Activation recomputation (CheckpointFunction, random.py:604 and :638 via _get_all_rng_states /
+    # _set_all_rng_states) saves and restores "the CUDA generator" with torch.cuda.random.get_rng_state
+    # (random.py:118) and a lazy CUDA callback (:135). On CPU that generator is the CPU one, already saved
+    # beside it: the replacements read and write the CPU state, so recomputed dropout masks match.
+    mc_random._get_cuda_rng_state = lambda *args, **kwargs: torch.get_rng_state()
+    mc_random._set_cuda_rng_state = lambda new_state, *args, **kwargs: torch.set_rng_state(new_state)
 
 
 def model_parallel_manual_seed(seed: int) -> None:

@@ -83,6 +83,81 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
             f"(got {cfg.checkpoint.dist_optimizer_format!r}; the other formats fail or resume with a wrong step "
             "on gloo)"
         )
+    problems += memory_knob_problems(cfg)
+    return problems
+
+
+def memory_knob_problems(cfg: ExperimentConfig) -> list[str]:
+    """Rules for activation recomputation, gradient reduce dtype and overlap_param_gather."""
+    from megatron_biomed.config.parallel import GRAD_REDUCE_DTYPES
+    from megatron_biomed.config.training import RECOMPUTE_GRANULARITIES, RECOMPUTE_METHODS
+
+    m, p, t = cfg.model, cfg.parallel, cfg.train
+    pp, vpp = p.pipeline_model_parallel_size, p.virtual_pipeline_model_parallel_size
+    problems = []
+    granularity, method, n, per_stage = (
+        t.recompute_granularity, t.recompute_method, t.recompute_num_layers, t.recompute_num_layers_per_stage
+    )  # fmt: skip
+    chunk_layers = m.num_layers // max(1, pp * (vpp or 1))  # megatron-core counts recompute layers per chunk
+    if granularity is not None and granularity not in RECOMPUTE_GRANULARITIES:
+        problems.append(
+            f"train.recompute_granularity={granularity!r} is not one of: null, {', '.join(RECOMPUTE_GRANULARITIES)}"
+        )
+    elif granularity is None:
+        if method is not None or n is not None or per_stage:
+            problems.append(
+                "train.recompute_method / recompute_num_layers / recompute_num_layers_per_stage are set but "
+                "train.recompute_granularity is not (set it to 'full')"
+            )
+    elif granularity == "selective":
+        if method is not None or n is not None or per_stage:
+            problems.append(
+                "train.recompute_granularity='selective' recomputes core attention in every layer: leave "
+                "recompute_method, recompute_num_layers and recompute_num_layers_per_stage unset"
+            )
+    else:  # full
+        if method not in RECOMPUTE_METHODS:
+            problems.append(
+                f"train.recompute_granularity='full' needs train.recompute_method in {', '.join(RECOMPUTE_METHODS)} "
+                f"(got {method!r})"
+            )
+        if per_stage:
+            if method != "block":
+                problems.append("train.recompute_num_layers_per_stage needs train.recompute_method='block'")
+            if len(per_stage) != pp:
+                problems.append(
+                    f"train.recompute_num_layers_per_stage has {len(per_stage)} entries; give one per pipeline "
+                    f"stage (PP = {pp})"
+                )
+            bad = [k for k in per_stage if not isinstance(k, int) or not 0 <= k <= chunk_layers]
+            if bad:
+                problems.append(
+                    f"train.recompute_num_layers_per_stage entries {bad} must be integers in 0..{chunk_layers} "
+                    "(layers per model chunk)"
+                )
+        elif n is None:
+            problems.append("train.recompute_granularity='full' needs train.recompute_num_layers")
+        elif method == "uniform" and not 1 <= n <= chunk_layers:
+            problems.append(
+                f"train.recompute_num_layers ({n}) must be in 1..{chunk_layers} (layers per model chunk) "
+                "with recompute_method='uniform'"
+            )
+        elif method == "block" and not 0 <= n <= chunk_layers:
+            problems.append(
+                f"train.recompute_num_layers ({n}) must be in 0..{chunk_layers} (layers per model chunk) "
+                "with recompute_method='block'"
+            )
+    if p.grad_reduce_dtype not in GRAD_REDUCE_DTYPES:
+        problems.append(f"parallel.grad_reduce_dtype={p.grad_reduce_dtype!r} is not one of: fp32, bf16")
+    elif p.grad_reduce_dtype == "bf16" and t.precision != "bf16":
+        problems.append(
+            f"parallel.grad_reduce_dtype='bf16' needs train.precision=bf16 (got {t.precision!r}: the gradient "
+            "buffers follow the parameters' dtype)"
+        )
+    if p.overlap_param_gather and not p.use_distributed_optimizer:
+        problems.append("parallel.overlap_param_gather needs parallel.use_distributed_optimizer=true")
+    if p.overlap_param_gather and not p.overlap_grad_reduce:
+        problems.append("parallel.overlap_param_gather needs parallel.overlap_grad_reduce=true (as in Megatron-LM)")
     return problems
 
 

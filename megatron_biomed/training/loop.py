@@ -25,7 +25,7 @@ from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import checkpointing
 from megatron_biomed.training.checkpointing import TrainState
 from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu, model_flops_per_token
-from megatron_biomed.training.optimizer import build_optimizer
+from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
 from megatron_biomed.training.signals import PreemptionHandler
 from megatron_biomed.training.task import Task
 
@@ -96,7 +96,7 @@ class Trainer:
             return
         self.writer = MetricsWriter(cfg, enabled=self.rank0)
         ddp_config = DistributedDataParallelConfig(
-            grad_reduce_in_fp32=True,
+            **ddp_knobs(cfg),
             overlap_grad_reduce=cfg.parallel.overlap_grad_reduce,
             use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
         )

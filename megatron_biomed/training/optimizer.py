@@ -28,6 +28,33 @@ def megatron_weight_decay(opt: OptimizerConfig) -> float:
     raise ValueError(f"optimizer.name={opt.name!r}: expected 'adamw' or 'decoupled_adamw'")
 
 
+def ddp_knobs(cfg: ExperimentConfig) -> dict:
+    """The DistributedDataParallelConfig fields set by ``cfg.parallel``'s memory / communication knobs
+    (training/loop.py builds the DDP config with them)."""
+    p = cfg.parallel
+    return {
+        "grad_reduce_in_fp32": p.grad_reduce_dtype == "fp32",
+        "overlap_param_gather": p.overlap_param_gather,
+    }
+
+
+def _gather_params_before_saving(optimizer, model_chunks: list) -> None:
+    """With ``overlap_param_gather`` the optimizer step updates only this rank's shard of the parameters;
+    the other shards arrive with the next forward's all-gathers (megatron-core marks them pending when the
+    gradients are reduced, so an evaluation between steps does gather them). A checkpoint saved between
+    steps would write the stale shards, so, as Megatron-LM does before saving, the gather is forced first
+    (checkpointing builds the model's state dict, then this one's, and writes both afterwards)."""
+    state_dict = optimizer.sharded_state_dict
+
+    def sharded_state_dict(*args, is_loading: bool = False, **kwargs):
+        if not is_loading:
+            for chunk in model_chunks:
+                chunk.start_param_sync(force_sync=True)
+        return state_dict(*args, is_loading=is_loading, **kwargs)
+
+    optimizer.sharded_state_dict = sharded_state_dict
+
+
 def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
     """(MegatronOptimizer, OptimizerParamScheduler) for the DDP-wrapped model chunks."""
     from megatron.core.optimizer import OptimizerConfig as MCOptimizerConfig
@@ -51,9 +78,12 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
         fp16=t.precision == "fp16",
         params_dtype={"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[t.precision],
         use_distributed_optimizer=cfg.parallel.use_distributed_optimizer,
+        overlap_param_gather=cfg.parallel.overlap_param_gather,
         decoupled_weight_decay=True,
     )
     optimizer = get_megatron_optimizer(mc_config, model_chunks)
+    if cfg.parallel.overlap_param_gather:
+        _gather_params_before_saving(optimizer, model_chunks)
     from megatron.core import optimizer as mc_optimizer
 
     if mc_optimizer.USING_PYTORCH_OPTIMIZER and cfg.parallel.use_distributed_optimizer:

@@ -1,0 +1,68 @@
+"""Measure what a built model really holds, to check the planner's memory terms against: bytes of parameters,
+gradient buffers and optimizer states, and bytes of the activations saved for backward during one forward."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class SavedBytes:
+    """Activation bytes saved for backward while the context was open (each storage counted once; the
+    parameters' own storages, which autograd saves for the weight gradients, excluded)."""
+
+    exclude: set = field(default_factory=set)
+    storages: dict = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.storages.values())
+
+
+@contextlib.contextmanager
+def saved_activation_bytes(model: torch.nn.Module | None = None):
+    """Count the bytes of tensors autograd saves for backward inside this block
+    (``torch.autograd.graph.saved_tensors_hooks``). Storages of ``model``'s parameters are not counted."""
+    record = SavedBytes()
+    if model is not None:
+        record.exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        for b in model.buffers():
+            record.exclude.add(b.untyped_storage().data_ptr())
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in record.exclude and ptr != 0:
+            record.storages[ptr] = max(record.storages.get(ptr, 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield record
+
+
+def tensor_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors``."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        s = t.untyped_storage()
+        seen[s.data_ptr()] = s.nbytes()
+    return sum(seen.values())
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of every tensor in the (chained, distributed or plain) megatron-core optimizer's inner
+    torch optimizers' states, plus fp32 main copies of half-precision parameters."""
+    inner = getattr(optimizer, "chained_optimizers", [optimizer])
+    tensors = []
+    for opt in inner:
+        torch_opt = getattr(opt, "optimizer", opt)
+        for state in torch_opt.state.values():
+            tensors += [v for v in state.values() if torch.is_tensor(v) and v.numel() > 1]
+        for group in getattr(opt, "shard_fp32_from_float16_groups", None) or []:
+            tensors += list(group)
+        for group in getattr(opt, "fp32_from_float16_groups", None) or []:
+            tensors += list(group)
+    return tensor_bytes(tensors)
