@@ -40,6 +40,10 @@ class ModelConfig:
     add_bias_linear: bool = True
     tie_embeddings: bool = True
     layernorm_epsilon: float = 1e-5
+    # GPT-2's ``scale_attn_by_inverse_layer_idx`` (BioMedLM sets it): attention scores of layer i (0-based) are
+    # scaled by 1 / (sqrt(head_dim) * (i + 1)). Not megatron-core's apply_query_key_layer_scaling, which
+    # only moves the same scale into the softmax for fp16 stability and leaves the result unchanged.
+    scale_attn_by_inverse_layer_idx: bool = False
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     init_method_std: float = 0.02

@@ -31,6 +31,7 @@ def biomedlm_2_7b() -> ExperimentConfig:
             activation="gelu_tanh",
             add_bias_linear=True,
             tie_embeddings=True,
+            scale_attn_by_inverse_layer_idx=True,  # stanford-crfm/BioMedLM config.json
             hidden_dropout=0.1,
             attention_dropout=0.1,
             kernels="csrc",  # our fused CUDA kernels (PyTorch fallback without a GPU)

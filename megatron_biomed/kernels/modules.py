@@ -6,6 +6,7 @@
 * :class:`KernelDotProductAttention` -- megatron-core's ``DotProductAttention`` (same constructor,
   forward and attributes) whose core runs flash attention, or, for padding / arbitrary masks,
   dropout or head dims flash attention does not support, the fused scaled-masked softmax.
+* :class:`InverseLayerScaledAttention` -- wraps any core attention with GPT-2's per-layer softmax scale.
 
 Both take ``kernels`` ("csrc" | "emu" | "torch" | "te"); a choice whose provider uses Transformer Engine
 ("te", see spec_provider.py) builds that provider's module instead (TENorm / TEDotProductAttention) and
@@ -220,6 +221,24 @@ class KernelDotProductAttention(DotProductAttention):
                 probs = self.attention_dropout(probs)
         context = torch.bmm(probs.view(b * heads, sq, sk), v)  # [b * heads, sq, d]
         return context.view(b, heads, sq, d).permute(2, 0, 1, 3).reshape(sq, b, heads * d)
+
+
+class InverseLayerScaledAttention:
+    """Core-attention builder (what ``SelfAttentionSubmodules.core_attention`` holds) that builds ``inner``
+    -- any of the core attentions above, or Transformer Engine's -- with GPT-2's
+    ``scale_attn_by_inverse_layer_idx`` scale: ``1 / (sqrt(head_dim) * layer_number)``, layer_number being
+    megatron-core's global 1-based layer number (HF's ``layer_idx + 1``). Unlike
+    ``apply_query_key_layer_scaling`` this changes the result, as BioMedLM needs."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def __call__(self, *, config: TransformerConfig, layer_number: int, softmax_scale: float | None = None, **kwargs):
+        base = softmax_scale if softmax_scale is not None else config.kv_channels**-0.5
+        return self.inner(config=config, layer_number=layer_number, softmax_scale=base / max(1, layer_number), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"InverseLayerScaledAttention({self.inner!r})"
 
 
 def unavailable_reason(kernels: str) -> str | None:

@@ -152,5 +152,6 @@ def gpt_chunk_spec(
         tconfig,
         normalization=cfg.model.normalization,
         kernels=provider if provider is not None else cfg.model.kernels,
+        scale_attn_by_inverse_layer_idx=cfg.model.scale_attn_by_inverse_layer_idx,
         vp_stage=vp_stage,
     )

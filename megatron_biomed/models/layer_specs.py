@@ -49,13 +49,20 @@ def norm_spec(kernels: Kernels) -> ModuleSpec:
 
 
 def gpt_layer_spec(
-    *, normalization: str = "LayerNorm", kernels: Kernels = "torch", qk_layernorm: bool = False
+    *,
+    normalization: str = "LayerNorm",
+    kernels: Kernels = "torch",
+    qk_layernorm: bool = False,
+    scale_attn_by_inverse_layer_idx: bool = False,
 ) -> ModuleSpec:
-    """Layer spec for a GPT-2 (LayerNorm) or LLaMA (RMSNorm) style decoder layer."""
+    """Layer spec for a GPT-2 (LayerNorm) or LLaMA (RMSNorm) style decoder layer.
+    ``scale_attn_by_inverse_layer_idx``: GPT-2's per-layer softmax scale (ModelConfig field of that name)."""
     provider = get_spec_provider(kernels)
     _check_normalization(normalization)
     if provider.fuse_layernorm_and_linear():  # Transformer Engine: the norms live inside the linears
-        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=qk_layernorm)
+        spec = get_gpt_layer_with_transformer_engine_spec(qk_layernorm=qk_layernorm)
+        _scale_by_inverse_layer(spec, scale_attn_by_inverse_layer_idx)
+        return spec
     # megatron-core's local layer (its MLP, linears and sharded-state-dict key map), with the provider's
     # norms and core attention; for "torch" these are the ones megatron-core picked already.
     spec = get_gpt_layer_local_spec(normalization=normalization, qk_layernorm=qk_layernorm)
@@ -70,7 +77,16 @@ def gpt_layer_spec(
         qk_norm = provider.layer_norm(rms_norm=rms, for_qk=True)
         attn.q_layernorm = qk_norm
         attn.k_layernorm = qk_norm
+    _scale_by_inverse_layer(spec, scale_attn_by_inverse_layer_idx)
     return spec
+
+
+def _scale_by_inverse_layer(spec: ModuleSpec, enabled: bool) -> None:
+    if enabled:
+        from megatron_biomed.kernels.modules import InverseLayerScaledAttention
+
+        attn = spec.submodules.self_attention.submodules
+        attn.core_attention = InverseLayerScaledAttention(attn.core_attention)
 
 
 def _block(config, layer: ModuleSpec, final_norm, vp_stage: int | None, pp_rank: int | None):
@@ -84,13 +100,19 @@ def gpt_block_spec(
     normalization: str = "LayerNorm",
     kernels: Kernels = "torch",
     qk_layernorm: bool = False,
+    scale_attn_by_inverse_layer_idx: bool = False,
     vp_stage: int | None = None,
     pp_rank: int | None = None,
 ) -> TransformerBlockSubmodules:
     """Block spec (pass as GPTModel's ``transformer_layer_spec``): this pipeline stage's layers from
     :func:`gpt_layer_spec` plus the final norm on the same ``kernels``."""
     provider = get_spec_provider(kernels)
-    layer = gpt_layer_spec(normalization=normalization, kernels=provider, qk_layernorm=qk_layernorm)
+    layer = gpt_layer_spec(
+        normalization=normalization,
+        kernels=provider,
+        qk_layernorm=qk_layernorm,
+        scale_attn_by_inverse_layer_idx=scale_attn_by_inverse_layer_idx,
+    )
     return _block(config, layer, provider.norm(), vp_stage, pp_rank)
 
 
@@ -100,12 +122,18 @@ def gpt_model_spec(
     normalization: str = "LayerNorm",
     kernels: Kernels = "torch",
     qk_layernorm: bool = False,
+    scale_attn_by_inverse_layer_idx: bool = False,
     vp_stage: int | None = None,
     pp_rank: int | None = None,
 ) -> ModuleSpec | TransformerBlockSubmodules:
     """GPTModel's ``transformer_layer_spec`` for this pipeline stage: the layers and, unless the provider
     leaves it to megatron-core (``final_norm()`` is None), the final norm on ``kernels``."""
     provider = get_spec_provider(kernels)
-    layer = gpt_layer_spec(normalization=normalization, kernels=provider, qk_layernorm=qk_layernorm)
+    layer = gpt_layer_spec(
+        normalization=normalization,
+        kernels=provider,
+        qk_layernorm=qk_layernorm,
+        scale_attn_by_inverse_layer_idx=scale_attn_by_inverse_layer_idx,
+    )
     final_norm = provider.final_norm()
     return layer if final_norm is None else _block(config, layer, final_norm, vp_stage, pp_rank)

@@ -1,0 +1,184 @@
+"""Hugging Face checkpoint files, one tensor at a time.
+
+* :class:`HFReader` -- reads tensors by name from a directory of ``model.safetensors``, sharded safetensors
+  with ``model.safetensors.index.json``, or ``pytorch_model*.bin`` (memory-mapped): only what is asked for
+  is loaded.
+* :class:`ShardWriter` -- writes tensors into safetensors shards of at most ``max_shard_bytes`` each and, at
+  the end, ``model.safetensors.index.json``: only the shard being filled is held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from megatron_biomed.convert.registry import ConversionError
+
+SAFE_INDEX = "model.safetensors.index.json"
+BIN_INDEX = "pytorch_model.bin.index.json"
+# Files of a tokenizer directory that travel with a converted model.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "new_token_pieces.json",
+)
+
+
+class HFReader:
+    """Tensors of an HF model directory by name (``read(name)``); remembers which names were read."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.dir = Path(directory)
+        self._where: dict[str, Path] = {}
+        self._open: dict[Path, object] = {}
+        self.read_names: set[str] = set()
+        d = self.dir
+        if (d / SAFE_INDEX).is_file():
+            self._from_index(d / SAFE_INDEX)
+        elif (d / "model.safetensors").is_file():
+            self._from_safetensors(d / "model.safetensors")
+        elif (d / BIN_INDEX).is_file():
+            self._from_index(d / BIN_INDEX)
+        elif (d / "pytorch_model.bin").is_file():
+            self._from_bin(d / "pytorch_model.bin")
+        else:
+            raise ConversionError(
+                f"{d}: no model.safetensors, {SAFE_INDEX}, pytorch_model.bin or {BIN_INDEX} here "
+                "(give the directory save_pretrained wrote)"
+            )
+
+    def _from_index(self, index: Path) -> None:
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as e:
+            raise ConversionError(f"{index}: not an index file with a 'weight_map' ({e})") from e
+        for name, file in weight_map.items():
+            self._where[name] = self.dir / file
+        for file in sorted(set(self._where.values())):
+            if not file.is_file():
+                raise ConversionError(f"{index} names {file.name}, which is missing")
+
+    def _from_safetensors(self, file: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(file), "pt") as f:
+            for name in f.keys():
+                self._where[name] = file
+
+    def _from_bin(self, file: Path) -> None:
+        for name in self._bin(file):
+            self._where[name] = file
+
+    def _bin(self, file: Path) -> dict:
+        if file not in self._open:
+            self._open[file] = torch.load(str(file), map_location="cpu", mmap=True, weights_only=True)
+        return self._open[file]
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def resolve(self, name: str) -> str | None:
+        """``name`` as stored: some GPT-2 checkpoints (the original ``gpt2``) drop the ``transformer.`` prefix."""
+        if name in self._where:
+            return name
+        if name.startswith("transformer.") and name[len("transformer.") :] in self._where:
+            return name[len("transformer.") :]
+        return None
+
+    def read(self, name: str) -> torch.Tensor:
+        stored = self.resolve(name)
+        if stored is None:
+            raise ConversionError(f"{self.dir}: tensor {name!r} is not in the checkpoint")
+        self.read_names.add(stored)
+        file = self._where[stored]
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as f:
+                return f.get_tensor(stored)
+        return self._bin(file)[stored]
+
+    __call__ = read
+
+
+class ShardWriter:
+    """Append tensors; shards are written when full (``model-XXXXX-of-YYYYY.safetensors``) and the index by
+    :meth:`close`. A single model file (``model.safetensors``, no index) when everything fits one shard."""
+
+    def __init__(self, directory: str | os.PathLike, max_shard_bytes: int, dtype: torch.dtype | None = None) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_shard_bytes = max_shard_bytes
+        self.dtype = dtype
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_bytes = 0
+        self._shards: list[tuple[Path, list[str]]] = []
+        self.total_bytes = 0
+        self.largest_shard_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        t = tensor.detach()
+        if self.dtype is not None and t.is_floating_point():
+            t = t.to(self.dtype)
+        t = t.contiguous()
+        size = t.numel() * t.element_size()
+        if t.untyped_storage().nbytes() > size:  # a view (a row slice, q of qkv): keep only its own bytes
+            t = t.clone()
+        if self._pending and self._pending_bytes + size > self.max_shard_bytes:
+            self._flush()
+        self._pending[name] = t
+        self._pending_bytes += size
+        self.total_bytes += size
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        path = self.dir / f"shard-{len(self._shards):05d}.tmp"
+        save_file(self._pending, str(path), metadata={"format": "pt"})
+        self.largest_shard_bytes = max(self.largest_shard_bytes, self._pending_bytes)
+        self._shards.append((path, list(self._pending)))
+        self._pending, self._pending_bytes = {}, 0
+
+    def close(self) -> list[Path]:
+        """Write what is left, name the shards and write the index. Returns the shard files."""
+        if self._pending or not self._shards:
+            self._flush()
+        n = len(self._shards)
+        if n == 1:
+            final = self.dir / "model.safetensors"
+            os.replace(self._shards[0][0], final)
+            return [final]
+        weight_map, files = {}, []
+        for i, (tmp, names) in enumerate(self._shards):
+            final = self.dir / f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+            os.replace(tmp, final)
+            files.append(final)
+            weight_map.update({name: final.name for name in names})
+        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
+        (self.dir / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        return files
+
+
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copy the tokenizer files found in ``src`` (a directory, or a tokenizer.json) to ``dst``; their names."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    if src.is_file():
+        shutil.copy2(src, dst / src.name)
+        return [src.name]
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    return copied

@@ -1,0 +1,187 @@
+"""Import a Hugging Face directory into our dist checkpoint (``tools/convert_hf.py import``).
+
+The model config comes from ``config.json`` through the family's adapter (and, when a preset is named, must
+agree with the preset's architecture field by field). The model is built unsharded in this one process and
+saved with training/checkpointing.py: dist checkpoints hold global tensors, so the result loads at any
+TP / PP / VPP layout whose vocabulary padding it was made for (``tensor_model_parallel_size``: the embedding
+is padded to a multiple of ``make_vocab_size_divisible_by x TP``). Peak memory is the model once.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.convert.hf_io import HFReader, copy_tokenizer_files
+from megatron_biomed.convert.registry import (
+    LAYER_PREFIX,
+    OUTPUT_LAYER,
+    WORD_EMBEDDINGS,
+    ConversionError,
+    HFAdapter,
+    adapter_for_hf_config,
+)
+
+log = logging.getLogger(__name__)
+
+# Saved beside the checkpoint's iter_* directory: what export needs that ModelConfig does not hold.
+HF_CONFIG_FILE = "hf_config.json"
+TOKENIZER_DIR = "tokenizer"
+# ModelConfig fields that are the architecture (what must match a preset); the rest are training choices.
+_ARCHITECTURE = (
+    "family", "num_layers", "hidden_size", "num_attention_heads", "kv_heads", "ffn_size", "seq_length",
+    "vocab_size", "position_embedding_type", "normalization", "activation", "add_bias_linear",
+    "tie_embeddings", "layernorm_epsilon", "scale_attn_by_inverse_layer_idx",
+)  # fmt: skip
+_ROPE_ONLY = ("rotary_base",)
+
+
+def architecture_differences(want: ModelConfig, got: ModelConfig) -> list[str]:
+    """``field: a != b`` for each architecture field where ``got`` differs from ``want``."""
+    fields = _ARCHITECTURE + (_ROPE_ONLY if want.position_embedding_type == "rope" else ())
+    return [f"{f}: {getattr(want, f)!r} != {getattr(got, f)!r}" for f in fields if getattr(want, f) != getattr(got, f)]
+
+
+def experiment_config(hf: dict, where: str, preset: str | None, overrides=()) -> tuple[ExperimentConfig, HFAdapter]:
+    """The ExperimentConfig an import records: the preset (default: none) with its model replaced by the one
+    ``config.json`` describes, after checking they are the same architecture; then ``overrides``."""
+    from megatron_biomed.config.loading import apply_overrides, validate
+    from megatron_biomed.config.presets import get_preset
+
+    adapter = adapter_for_hf_config(hf, where)
+    m = adapter.model_config(hf, where)
+    if preset:
+        cfg = get_preset(preset)
+        diffs = architecture_differences(cfg.model, m)
+        if diffs:
+            raise ConversionError(
+                f"{where} is not the architecture of preset {preset!r} (preset != config.json): " + "; ".join(diffs)
+            )
+        # Keep the preset's training choices (kernels, padding divisor, dropout) around the HF architecture.
+        for f in ("kernels", "make_vocab_size_divisible_by", "hidden_dropout", "attention_dropout", "init_method_std"):
+            setattr(m, f, getattr(cfg.model, f))
+        cfg.model = m
+    else:
+        cfg = ExperimentConfig(name=Path(where).parent.name or "hf-import", model=m)
+        cfg.model.kernels = "torch"
+    apply_overrides(cfg, overrides)
+    return validate(cfg), adapter
+
+
+class _NoOptimizer:
+    """save_checkpoint's optimizer for a weights-only checkpoint: contributes no state. Training from an
+    import starts with ``checkpoint.init_from`` (weights only), as from any other pretrained checkpoint."""
+
+    def sharded_state_dict(self, *args, **kwargs):
+        return {}
+
+    def state_dict(self):
+        return {}
+
+
+def _single_process(cfg: ExperimentConfig, tp: int) -> ExperimentConfig:
+    """``cfg`` for building the unsharded model here, its vocabulary padded as at ``tp`` ranks."""
+    from megatron_biomed.parallel.env import DistEnv, find_free_port
+    from megatron_biomed.parallel.initialize import initialize_parallel
+
+    one = copy.deepcopy(cfg)
+    one.model.make_vocab_size_divisible_by = cfg.model.make_vocab_size_divisible_by * tp
+    p = one.parallel
+    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
+    p.virtual_pipeline_model_parallel_size = None
+    p.sequence_parallel = False
+    p.use_distributed_optimizer = False
+    one.train.global_batch_size = one.train.micro_batch_size
+    port = int(os.environ.get("MASTER_PORT") or find_free_port())
+    initialize_parallel(one, DistEnv(0, 1, 0, "127.0.0.1", port, "single"))
+    return one
+
+
+def pad_vocab(t: torch.Tensor, rows: int, name: str) -> torch.Tensor:
+    """``t`` with zero rows appended up to ``rows`` (Megatron's padded vocabulary)."""
+    if t.shape[0] > rows:
+        raise ConversionError(f"{name}: {t.shape[0]} vocabulary rows but the model has {rows}")
+    if t.shape[0] == rows:
+        return t
+    return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
+
+
+def fill_model(model, m: ModelConfig, adapter: HFAdapter, reader: HFReader) -> None:
+    """Copy every parameter of the unsharded ``model`` from ``reader`` through ``adapter``; every model
+    tensor must be set and every HF tensor used (or be a known buffer)."""
+    params = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.endswith("_extra_state")}
+    done: set[str] = set()
+
+    def put(name: str, value: torch.Tensor) -> None:
+        if name not in params:
+            raise ConversionError(f"adapter {adapter.family!r} produced {name!r}, which this model does not have")
+        target = params[name]
+        if name in (WORD_EMBEDDINGS, OUTPUT_LAYER):
+            value = pad_vocab(value, target.shape[0], name)
+        if tuple(value.shape) != tuple(target.shape):
+            raise ConversionError(f"{name}: converted shape {tuple(value.shape)} != model's {tuple(target.shape)}")
+        with torch.no_grad():
+            target.copy_(value)
+        done.add(name)
+
+    for name, value in adapter.globals_from_hf(m, reader).items():
+        put(name, value)
+    for i in range(m.num_layers):
+        prefix = LAYER_PREFIX.format(i)
+        for suffix, value in adapter.layer_from_hf(m, i, reader).items():
+            put(prefix + suffix, value)
+    missing = sorted(set(params) - done)
+    if missing:
+        raise ConversionError(f"adapter {adapter.family!r} left model tensors unset: {missing[:8]}")
+    unused = [
+        n for n in reader.names()
+        if n not in reader.read_names and not any(n.endswith(s) for s in adapter.ignored_hf_names)
+        and not (m.tie_embeddings and n == "lm_head.weight")
+    ]  # fmt: skip
+    if unused:
+        raise ConversionError(f"{reader.dir}: tensors the {adapter.family} adapter does not convert: {unused[:8]}")
+
+
+def import_hf(
+    hf_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    preset: str | None = None,
+    tensor_model_parallel_size: int = 1,
+    overrides=(),
+    tokenizer: str | os.PathLike | None = None,
+) -> Path:
+    """Convert the HF model in ``hf_dir`` to a dist checkpoint under ``out`` (``out/iter_0000000``) whose
+    ``run_config.yaml`` is the derived config with ``parallel.tensor_model_parallel_size`` set; its
+    tokenizer (from ``tokenizer``, default ``hf_dir``) goes to ``out/tokenizer``. Returns the iteration dir."""
+    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.training.checkpointing import TrainState, save_checkpoint
+
+    hf_dir, out = Path(hf_dir), Path(out)
+    where = str(hf_dir / "config.json")
+    if not (hf_dir / "config.json").is_file():
+        raise ConversionError(f"{where} is missing: give a directory written by save_pretrained")
+    hf = json.loads((hf_dir / "config.json").read_text())
+    cfg, adapter = experiment_config(hf, where, preset, overrides)
+    cfg.parallel.tensor_model_parallel_size = tensor_model_parallel_size
+    one = _single_process(cfg, tensor_model_parallel_size)
+    model = build_model_chunks(one)[0]
+    reader = HFReader(hf_dir)
+    fill_model(getattr(model, "module", model), cfg.model, adapter, reader)
+    out.mkdir(parents=True, exist_ok=True)
+    copied = copy_tokenizer_files(tokenizer or hf_dir, out / TOKENIZER_DIR)
+    if copied:
+        cfg.data.tokenizer = str((out / TOKENIZER_DIR).resolve())
+    (out / HF_CONFIG_FILE).write_text(json.dumps(hf, indent=2) + "\n")
+    path = save_checkpoint(
+        out, [model], _NoOptimizer(), _NoOptimizer(), TrainState(), use_dist_opt=False, run_config=cfg.to_dict()
+    )
+    log.info("imported %s (%s) -> %s, tokenizer files %s", hf_dir, adapter.family, path, copied or "none")
+    return path

@@ -1,0 +1,131 @@
+"""The adapter seam: one :class:`HFAdapter` per model family, registered by family name.
+
+An adapter translates one family's tensors and config between the Hugging Face layout and our megatron-core
+model's *unsharded* (TP = PP = 1) state dict. Sharding over tensor / pipeline ranks is not its business:
+dist checkpoints store global tensors, and megatron-core splits them when a layout loads them.
+Tensors move one layer at a time (:meth:`HFAdapter.layer_from_hf` / :meth:`HFAdapter.layer_to_hf`), so an
+export never holds more than a layer plus the shard being written.
+
+Another family (Mamba2) subclasses :class:`HFAdapter` and calls :func:`register_adapter`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from megatron_biomed.config.model import ModelConfig
+
+__all__ = [
+    "ConversionError",
+    "HFAdapter",
+    "adapter_for_hf_config",
+    "adapter_names",
+    "get_adapter",
+    "register_adapter",
+]
+
+# Our (TP = PP = 1) state-dict names of the tensors every GPTModel family has outside its layers.
+WORD_EMBEDDINGS = "embedding.word_embeddings.weight"
+OUTPUT_LAYER = "output_layer.weight"
+LAYER_PREFIX = "decoder.layers.{}."
+
+Reader = Callable[[str], "torch.Tensor"]
+
+
+class ConversionError(ValueError):
+    """A checkpoint or config cannot be converted (the message names the file, field or tensor)."""
+
+
+class HFAdapter:
+    """What a model family's Hugging Face adapter provides. Names on our side are the TP = PP = 1 state-dict
+    names; layer tensors are named by their suffix after ``decoder.layers.<i>.``."""
+
+    family: ClassVar[str]
+    # transformers class names in config.json's "architectures", and its "model_type".
+    architectures: ClassVar[tuple[str, ...]]
+    model_type: ClassVar[str]
+    # Entries of an HF state dict that are buffers, not weights (skipped on import).
+    ignored_hf_names: ClassVar[tuple[str, ...]] = ()
+
+    def model_config(self, hf: dict, where: str = "config.json") -> ModelConfig:
+        """Our ModelConfig for an HF ``config.json`` mapping; ConversionError naming ``where`` and the field
+        for anything we cannot reproduce exactly."""
+        raise NotImplementedError
+
+    def hf_config(self, m: ModelConfig, special_tokens: dict, dtype: str) -> dict:
+        """``config.json`` for ``m`` (``special_tokens``: bos/eos/pad token ids; ``dtype``: "float32", ...)."""
+        raise NotImplementedError
+
+    def globals_from_hf(self, m: ModelConfig, read: Reader) -> dict[str, torch.Tensor]:
+        """Our tensors outside the layers (embeddings, final norm, untied output layer), unpadded."""
+        raise NotImplementedError
+
+    def layer_from_hf(self, m: ModelConfig, i: int, read: Reader) -> dict[str, torch.Tensor]:
+        """Layer ``i``'s tensors by our suffix name, read from the HF names of that layer."""
+        raise NotImplementedError
+
+    def globals_to_hf(self, m: ModelConfig, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """HF tensors for our non-layer tensors (vocabulary padding already removed)."""
+        raise NotImplementedError
+
+    def layer_to_hf(self, m: ModelConfig, i: int, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """HF tensors of layer ``i`` from our suffix-named tensors."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(family={self.family!r})"
+
+
+_ADAPTERS: dict[str, HFAdapter] = {}
+
+
+def register_adapter(adapter: HFAdapter, *, replace: bool = False) -> HFAdapter:
+    """Make ``adapter`` the converter of its family (refused for a taken family unless ``replace``)."""
+    if adapter.family in _ADAPTERS and not replace:
+        raise ValueError(f"an HF adapter for family {adapter.family!r} is already registered; pass replace=True")
+    _ADAPTERS[adapter.family] = adapter
+    return adapter
+
+
+def _load_builtin() -> None:
+    from megatron_biomed.convert import gpt2, llama  # noqa: F401  (they register themselves)
+
+
+def get_adapter(family: str) -> HFAdapter:
+    """The adapter of model family ``family``."""
+    _load_builtin()
+    if family not in _ADAPTERS:
+        raise ConversionError(
+            f"model.family={family!r} has no Hugging Face adapter; adapters exist for: {', '.join(_ADAPTERS)}"
+        )
+    return _ADAPTERS[family]
+
+
+def adapter_names() -> tuple[str, ...]:
+    _load_builtin()
+    return tuple(_ADAPTERS)
+
+
+def adapter_for_hf_config(hf: dict, where: str = "config.json") -> HFAdapter:
+    """The adapter for an HF ``config.json`` (by its "architectures", else its "model_type")."""
+    _load_builtin()
+    archs = hf.get("architectures") or []
+    for adapter in _ADAPTERS.values():
+        if any(a in adapter.architectures for a in archs):
+            return adapter
+    for adapter in _ADAPTERS.values():
+        if hf.get("model_type") == adapter.model_type:
+            return adapter
+    known = ", ".join(a for ad in _ADAPTERS.values() for a in ad.architectures)
+    raise ConversionError(
+        f"{where}: architectures={archs} / model_type={hf.get('model_type')!r} has no adapter (known: {known})"
+    )
+
+
+def require(cond: bool, where: str, message: str) -> None:
+    """ConversionError ``where: message`` unless ``cond``."""
+    if not cond:
+        raise ConversionError(f"{where}: {message}")

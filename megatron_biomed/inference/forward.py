@@ -1,0 +1,49 @@
+"""Full-vocabulary logits of model chunks at any TP / PP / VPP layout (megatron-core's pipeline schedule,
+forward only), for conversion checks, scoring and generation over several ranks."""
+
+from __future__ import annotations
+
+import torch
+
+
+def model_device(chunks) -> torch.device:
+    """The device the model's parameters live on (inputs must be created there)."""
+    return next(iter(chunks[0].parameters())).device
+
+
+@torch.no_grad()
+def forward_logits(chunks: list, tokens: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor | None:
+    """Logits ``[b, s, vocab]`` of ``tokens`` ``[b, s]`` (one micro-batch) gathered over tensor-parallel
+    ranks, on the ranks of the last pipeline stage (None elsewhere); padding columns cut at ``vocab_size``."""
+    from megatron.core import tensor_parallel
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    device = model_device(chunks)
+    tokens = tokens.to(device)
+    b, s = tokens.shape
+    batch = {"tokens": tokens, "position_ids": torch.arange(s, device=device).unsqueeze(0).expand(b, s)}
+
+    def collect(output, non_loss_data=True):
+        return tensor_parallel.gather_from_tensor_model_parallel_region(output)
+
+    def step(data_iterator, model):
+        data = next(data_iterator)
+        return model(data["tokens"], data["position_ids"], None), collect
+
+    for c in chunks:
+        c.eval()
+    iters = [iter([batch]) for _ in chunks]
+    out = get_forward_backward_func()(
+        forward_step_func=step,
+        data_iterator=iters if len(chunks) > 1 else iters[0],
+        model=chunks if len(chunks) > 1 else chunks[0],
+        num_microbatches=1,
+        seq_length=s,
+        micro_batch_size=b,
+        forward_only=True,
+        collect_non_loss_data=True,
+    )
+    if not out:
+        return None
+    logits = out[0]
+    return logits[..., :vocab_size] if vocab_size else logits

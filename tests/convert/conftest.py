@@ -1,0 +1,29 @@
+"""Tiny HF models of each family, saved and imported once per test session (import at TP 2's padding)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FAMILIES = ("gpt2", "llama")
+
+
+@pytest.fixture(scope="session")
+def imported(tmp_path_factory):
+    """family -> (HF model, HF dir, imported checkpoint root)."""
+    from hf_models import tiny_gpt2, tiny_llama, tiny_tokenizer
+
+    from megatron_biomed.convert.importer import import_hf
+
+    out = {}
+    for family, build in (("gpt2", tiny_gpt2), ("llama", tiny_llama)):
+        d = tmp_path_factory.mktemp(family)
+        hf = build(d / "hf")
+        tiny_tokenizer(d / "hf")
+        import_hf(d / "hf", d / "ckpt", tensor_model_parallel_size=2)
+        out[family] = (hf, d / "hf", d / "ckpt")
+    return out

@@ -1,0 +1,48 @@
+"""Run under torchrun (4 gloo ranks): load each checkpoint at TP2xPP2, TP2 and PP2 and write its logits on
+the given tokens (``<out>/<name>_tp<T>_pp<P>.pt``), from the first rank of the last pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+LAYOUTS = ((2, 2), (2, 1), (1, 2))
+
+
+def main() -> None:
+    from megatron.core import parallel_state as ps
+
+    from megatron_biomed.convert.exporter import run_experiment_config
+    from megatron_biomed.inference.forward import forward_logits
+    from megatron_biomed.inference.loading import load_model_chunks
+    from megatron_biomed.parallel.env import read_dist_env
+    from megatron_biomed.parallel.initialize import initialize_parallel
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", action="append", required=True, help="name=path")
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    tokens = torch.load(args.tokens)
+    env = read_dist_env()
+    for item in args.checkpoint:
+        name, path = item.split("=", 1)
+        for tp, pp in LAYOUTS:
+            _, cfg = run_experiment_config(path)
+            cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size = tp, pp
+            cfg.train.micro_batch_size = 1
+            cfg.train.global_batch_size = env.world_size // (tp * pp)
+            initialize_parallel(cfg, env)
+            chunks = load_model_chunks(cfg, path)
+            logits = forward_logits(chunks, tokens, cfg.model.vocab_size)
+            first_of_last = ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0
+            if logits is not None and first_of_last and ps.get_data_parallel_rank() == 0:
+                torch.save(logits.cpu(), Path(args.out) / f"{name}_tp{tp}_pp{pp}.pt")
+            del chunks
+            torch.distributed.barrier()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""BioMedLM's published config.json is our biomedlm-2.7b preset, and converts both ways (at a tiny depth)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+# stanford-crfm/BioMedLM config.json (the fields that define the model).
+BIOMEDLM = {
+    "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer": 32, "n_head": 20, "n_embd": 2560,
+    "n_positions": 1024, "n_inner": None, "vocab_size": 28896, "activation_function": "gelu_new",
+    "layer_norm_epsilon": 1e-5, "attn_pdrop": 0.1, "embd_pdrop": 0.1, "resid_pdrop": 0.1,
+    "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": True, "reorder_and_upcast_attn": False,
+    "bos_token_id": 28895, "eos_token_id": 28895, "pad_token_id": 28895, "initializer_range": 0.02,
+    "tie_word_embeddings": True,
+}  # fmt: skip
+
+
+def test_published_config_is_the_preset():
+    from megatron_biomed.convert.importer import experiment_config
+
+    cfg, adapter = experiment_config(BIOMEDLM, "BioMedLM/config.json", "biomedlm-2.7b")
+    assert adapter.family == "gpt2"
+    assert cfg.model.scale_attn_by_inverse_layer_idx and cfg.model.activation == "gelu_tanh"
+    assert cfg.model.kernels == "csrc" and cfg.optimizer.name == "decoupled_adamw"  # the preset's choices kept
+
+
+def test_wrong_preset_is_refused_naming_the_fields():
+    from megatron_biomed.convert.importer import experiment_config
+    from megatron_biomed.convert.registry import ConversionError
+
+    with pytest.raises(ConversionError, match=r"num_layers: 32 != 2.*scale_attn_by_inverse_layer_idx"):
+        experiment_config(
+            BIOMEDLM | {"n_layer": 2, "scale_attn_by_inverse_layer_idx": False}, "c.json", "biomedlm-2.7b"
+        )
+
+
+def test_unsupported_fields_are_refused():
+    from megatron_biomed.convert.importer import experiment_config
+    from megatron_biomed.convert.registry import ConversionError
+
+    with pytest.raises(ConversionError, match="activation_function='relu'"):
+        experiment_config(BIOMEDLM | {"activation_function": "relu"}, "c.json", None)
+
+
+def test_biomedlm_width_two_layers_both_ways(tmp_path):
+    """The published width, heads, vocabulary and options at two layers: HF -> ours -> HF, same logits."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    from megatron_biomed.convert.exporter import export_hf
+    from megatron_biomed.convert.importer import import_hf
+    from megatron_biomed.inference.loading import load_model
+
+    torch.manual_seed(0)
+    fields = {k: v for k, v in BIOMEDLM.items() if k not in ("architectures", "model_type")}
+    fields |= {"n_layer": 2, "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0}
+    hf = GPT2LMHeadModel(GPT2Config(**fields)).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    del hf
+    import_hf(tmp_path / "hf", tmp_path / "ckpt")
+    model, cfg = load_model(tmp_path / "ckpt")
+    assert cfg.model.padded_vocab_size(1) == 28928
+    t = torch.randint(0, 28896, (1, 16), generator=torch.Generator().manual_seed(0))
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        want = hf(t).logits
+        got = model(t, torch.arange(16).unsqueeze(0), None)[..., :28896]
+    assert (want - got).abs().max().item() <= 1e-5 * want.abs().max().item()
+    del hf
+    export_hf(tmp_path / "ckpt", tmp_path / "out")
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert back.config.scale_attn_by_inverse_layer_idx and back.config.eos_token_id == 28895
+    with torch.no_grad():
+        assert (back(t).logits - got).abs().max().item() <= 1e-5 * want.abs().max().item()
