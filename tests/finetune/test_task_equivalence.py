@@ -89,11 +89,17 @@ def _close(a: float, b: float, rtol: float) -> bool:
     return abs(a - b) <= rtol * max(abs(b), 1e-12)
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize("task", TASKS)
+# The head under sequence parallelism (its input gathered along the sequence; needs our norm module).
+SP_LAYOUT = (2, ["parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true", "model.kernels=csrc"])
+
+
+@pytest.mark.parametrize(
+    "task,layout",
+    [(t, name) for t in TASKS for name in LAYOUTS] + [("mc", "tp2-sequence-parallel")],
+)
 def test_task_layout_matches_single_process(task, layout, toy, reference, tmp_path):
     ref_metrics, ref_tensors = reference(task)
-    nproc, extra = LAYOUTS[layout]
+    nproc, extra = LAYOUTS.get(layout, SP_LAYOUT)
     got_metrics, got_tensors = _run(toy, task, nproc, extra, tmp_path)
     assert sorted(got_metrics) == list(range(1, STEPS + 1))
     main = "loss"
