@@ -1,76 +1,236 @@
-"""Greedy generation with a megatron-core GPTModel in one process (TP = PP = 1).
+"""Text generation with megatron-core GPTModels: a key/value cache, greedy or sampled decoding, batched
+prompts of different lengths, eos and stop strings, streaming (``tools/generate.py``).
 
-Checkpoints saved in any layout load here, since dist_checkpointing stores global tensors.
+Each step after the first feeds one token per sequence: the keys and values of earlier positions live in
+megatron-core's ``StaticInferenceContext`` (its per-layer KV memory), so a new token costs one token's
+forward, not the prefix's. Prompts of different lengths share positions: the first forward covers the
+shortest prompt, and at each later position a sequence whose prompt is not used up is given its own prompt
+token instead of the sampled one (Megatron's static-batching rule) -- so every sequence is decoded exactly as
+it would be alone, with no padding mask. Every input tensor is made on the model's device.
+
+Runs on one process or with tensor parallelism over several ranks (logits gathered over TP, every rank samples
+the same token from the same seed); pipeline parallelism is not supported here (load at PP = 1: dist
+checkpoints of any layout load so).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 
 from megatron_biomed.config import ConfigError, ExperimentConfig, load_config
+from megatron_biomed.inference.forward import model_device
+
+
+@dataclass
+class SamplingConfig:
+    """How the next token is chosen; the names are tools/generate.py's flags. ``temperature`` 0 = greedy."""
+
+    max_new_tokens: int = 32
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = no top-k cut
+    top_p: float = 1.0  # 1 = no nucleus cut
+    seed: int = 1234
+    stop_strings: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0 or self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"sampling: max_new_tokens={self.max_new_tokens}, temperature={self.temperature} and "
+                f"top_k={self.top_k} must be >= 0 and top_p={self.top_p} in (0, 1]"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+
+@dataclass
+class Generation:
+    """One prompt's result: the new token ids, their text (cut before a stop string), and why it ended
+    ("eos", "stop" or "length")."""
+
+    prompt_ids: list[int]
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"
+
+
+def next_tokens(logits: torch.Tensor, s: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """Token ids ``[b]`` chosen from next-token ``logits`` ``[b, vocab]`` (fp32) by ``s``."""
+    if s.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits / s.temperature
+    if s.top_k:
+        kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > s.top_p  # keep the smallest prefix reaching top_p (>= 1 token)
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+
+
+def _full_vocab(logits: torch.Tensor) -> torch.Tensor:
+    from megatron.core import parallel_state as ps
+    from megatron.core import tensor_parallel
+
+    if ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() > 1:
+        return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
+    return logits
 
 
 @torch.no_grad()
+def generate(
+    model,
+    prompts: Sequence[Sequence[int]],
+    sampling: SamplingConfig,
+    *,
+    vocab_size: int,
+    max_length: int,
+    eos_id: int | None = None,
+    decode: Callable[[list[int]], str] | None = None,
+    use_cache: bool = True,
+    on_token: Callable[[int, int], None] | None = None,
+    keep_logits: list | None = None,
+) -> list[Generation]:
+    """Continue each prompt (token ids) of the batch by up to ``sampling.max_new_tokens`` tokens.
+
+    ``vocab_size``: logits past it (Megatron's padding) are never chosen. ``max_length``: prompt + new tokens
+    never pass it (the model's positions). ``decode`` turns ids into text (needed for stop strings and
+    ``Generation.text``). ``use_cache=False`` runs the whole prefix every step (the reference for the cache).
+    ``on_token(i, id)`` is called for each new token of prompt i as it is chosen (streaming).
+    ``keep_logits``, a list, receives each step's next-token logits ``[b, vocab]``."""
+    from megatron.core.inference.contexts import StaticInferenceContext
+
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: every prompt needs at least one token")
+    model.eval()
+    device = model_device([model])
+    b = len(prompts)
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    if int(lengths.max()) >= max_length:
+        raise ValueError(f"generate: a prompt of {int(lengths.max())} tokens leaves no room under {max_length}")
+    total = min(int(lengths.max()) + sampling.max_new_tokens, max_length)
+    tokens = torch.zeros(b, total, dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        tokens[i, : len(p)] = torch.tensor(list(p), dtype=torch.long, device=device)
+    results = [Generation(prompt_ids=list(p)) for p in prompts]
+    done = [sampling.max_new_tokens == 0] * b
+    generator = None
+    if not sampling.greedy:
+        generator = torch.Generator(device=device).manual_seed(sampling.seed)
+    context = StaticInferenceContext(b, total) if use_cache else None
+    start = 0
+    for cur in range(int(lengths.min()), total):
+        if all(done):
+            break
+        first = start if use_cache else 0
+        window = tokens[:, first:cur]
+        positions = torch.arange(first, cur, device=device).unsqueeze(0).expand(b, -1)
+        logits = model(window, positions, None, inference_context=context)
+        if context is not None:
+            context.sequence_len_offset += cur - first
+        step = _full_vocab(logits[:, -1, :]).float()[:, :vocab_size]
+        if keep_logits is not None:
+            keep_logits.append(step.clone())
+        chosen = next_tokens(step, sampling, generator)
+        in_prompt = cur < lengths
+        tokens[:, cur] = torch.where(in_prompt, tokens[:, cur], chosen)
+        start = cur
+        for i in range(b):
+            if done[i] or bool(in_prompt[i]):
+                continue
+            _append(results[i], int(tokens[i, cur]), sampling, eos_id, decode, on_token, i)
+            done[i] = results[i].finish_reason != "length" or len(results[i].ids) >= sampling.max_new_tokens
+    for r in results:
+        if decode is not None and r.finish_reason != "stop":
+            r.text = decode(r.ids)
+    return results
+
+
+def _append(r: Generation, token: int, s: SamplingConfig, eos_id, decode, on_token, i: int) -> None:
+    if eos_id is not None and token == eos_id:
+        r.finish_reason = "eos"
+        return
+    r.ids.append(token)
+    if on_token is not None:
+        on_token(i, token)
+    if s.stop_strings and decode is not None:
+        text = decode(r.ids)
+        hits = [text.index(stop) for stop in s.stop_strings if stop in text]
+        if hits:
+            r.text, r.finish_reason = text[: min(hits)], "stop"
+
+
 def greedy_generate(
     model, prompt_ids: list[int], max_new_tokens: int, eod: int | None = None, max_length: int | None = None
 ) -> list[int]:
-    """Append the most likely next token ``max_new_tokens`` times (stops at ``eod``). Returns new ids."""
-    model.eval()
-    ids = list(prompt_ids)
-    new: list[int] = []
-    for _ in range(max_new_tokens):
-        window = ids[-max_length:] if max_length else ids
-        s = len(window)
-        tokens = torch.tensor([window])
-        position_ids = torch.arange(s).unsqueeze(0)
-        mask = torch.ones(s, s, dtype=torch.bool).triu(1)[None, None]  # True = masked (future)
-        logits = model(tokens, position_ids, mask)
-        nxt = int(logits[0, -1].float().argmax())
-        if eod is not None and nxt == eod:
-            break
-        ids.append(nxt)
-        new.append(nxt)
-    return new
+    """Greedy continuation of one prompt (the new ids; stops at ``eod``), with the KV cache."""
+    vocab = model_vocab_size(model)
+    limit = max_length or len(prompt_ids) + max_new_tokens + 1
+    out = generate(
+        model, [prompt_ids], SamplingConfig(max_new_tokens=max_new_tokens), vocab_size=vocab,
+        max_length=limit, eos_id=eod,
+    )  # fmt: skip
+    return out[0].ids
+
+
+def model_vocab_size(model) -> int:
+    """Output width of the model (padded vocabulary) when nothing better is known."""
+    inner = getattr(model, "module", model)
+    return inner.vocab_size
 
 
 def load_for_generation(cfg: ExperimentConfig, checkpoint: str):
     """Single-process model with weights from ``checkpoint`` (any saved TP/PP layout)."""
-    from megatron_biomed.models.gpt import build_model_chunks
-    from megatron_biomed.parallel.env import DistEnv, find_free_port
-    from megatron_biomed.parallel.initialize import initialize_parallel
-    from megatron_biomed.training.checkpointing import load_checkpoint
+    from megatron_biomed.inference.loading import load_model
 
-    cfg.parallel.tensor_model_parallel_size = 1
-    cfg.parallel.pipeline_model_parallel_size = 1
-    cfg.parallel.virtual_pipeline_model_parallel_size = None
-    cfg.parallel.sequence_parallel = False
-    cfg.train.global_batch_size = cfg.train.micro_batch_size
-    initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
-    model = build_model_chunks(cfg)[0]
-    if load_checkpoint(checkpoint, [model], weights_only=True) is None:
-        raise FileNotFoundError(f"{checkpoint}: no complete checkpoint (latest_checkpointed_iteration.txt missing)")
-    return model
+    return load_model(checkpoint, cfg)[0]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Greedy generation from a megatron-biomed checkpoint (one process).")
-    p.add_argument("--preset")
+    p = argparse.ArgumentParser(
+        description="Generate text from a megatron-biomed checkpoint (one process, or TP ranks under torchrun)."
+    )
+    p.add_argument("--load", required=True, help="checkpoint directory (latest complete iteration is used)")
+    p.add_argument("--preset", help="model config (default: the checkpoint's run_config.yaml)")
     p.add_argument("--config")
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--load", required=True, help="checkpoint directory (latest complete iteration is used)")
     p.add_argument("--tokenizer", help="tokenizer directory or tokenizer.json (default: data.tokenizer)")
-    p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable: one batch)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--no-cache", action="store_true", help="recompute the prefix every step (slow; a check)")
+    p.add_argument("--stream", action="store_true", help="print tokens as they come (one prompt)")
     args = p.parse_args(argv)
     from megatron_biomed.training.pretrain import setup_logging
 
-    setup_logging(0)
     try:
-        cfg = load_config(args.preset, args.config, args.overrides)
-    except ConfigError as e:
+        sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.stop)
+        if args.preset or args.config or args.overrides:
+            if args.preset or args.config:
+                cfg = load_config(args.preset, args.config, args.overrides)
+            else:
+                from megatron_biomed.config.loading import apply_overrides, validate
+                from megatron_biomed.convert.exporter import run_experiment_config
+
+                cfg = validate(apply_overrides(run_experiment_config(args.load)[1], args.overrides))
+        else:
+            from megatron_biomed.convert.exporter import run_experiment_config
+
+            cfg = run_experiment_config(args.load)[1]
+    except (ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tok_dir = args.tokenizer or cfg.data.tokenizer
@@ -84,9 +244,53 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:  # no tokenizer files there, or no <|endoftext|> token
         print(f"error: {e}", file=sys.stderr)  # the message names the path
         return 2
-    model = load_for_generation(cfg, args.load)
-    for prompt in args.prompt:
-        ids = tok.encode(prompt)
-        new = greedy_generate(model, ids, args.max_new_tokens, eod=tok.eod_id, max_length=cfg.model.seq_length)
-        print(f"prompt: {prompt!r}\ngeneration: {tok.decode(new)!r}")
+    model, rank, cfg = _load_for_main(cfg, args.load)
+    setup_logging(rank)
+    printing = rank == 0
+    streamed: list[int] = []
+    shown = [""]
+
+    def stream(i: int, token: int) -> None:  # prompt 0's text so far, printed as it grows
+        streamed.append(token)
+        text = tok.decode(streamed)
+        if printing:
+            print(text[len(shown[0]) :], end="", flush=True)
+        shown[0] = text
+
+    ids = [tok.encode(prompt) for prompt in args.prompt]
+    if args.stream and printing:
+        print(args.prompt[0], end="", flush=True)
+    out = generate(
+        model, ids, sampling, vocab_size=cfg.model.vocab_size, max_length=cfg.model.seq_length,
+        eos_id=tok.eod_id, decode=tok.decode, use_cache=not args.no_cache,
+        on_token=stream if args.stream and len(ids) == 1 else None,
+    )  # fmt: skip
+    if printing:
+        if args.stream and len(ids) == 1:
+            print()
+        else:
+            for prompt, g in zip(args.prompt, out):
+                print(f"prompt: {prompt!r}\ngeneration: {g.text!r} ({g.finish_reason})")
     return 0
+
+
+def _load_for_main(cfg: ExperimentConfig, checkpoint: str):
+    """(model, rank, cfg): one process, or TP over the ranks torchrun started (PP must be 1)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        from megatron_biomed.inference.loading import load_model
+
+        model, cfg = load_model(checkpoint, cfg)
+        return model, 0, cfg
+    from megatron_biomed.inference.loading import load_model_chunks
+    from megatron_biomed.parallel.env import read_dist_env
+    from megatron_biomed.parallel.initialize import initialize_parallel
+
+    env = read_dist_env()
+    p = cfg.parallel
+    p.tensor_model_parallel_size, p.pipeline_model_parallel_size = env.world_size, 1
+    p.virtual_pipeline_model_parallel_size, p.sequence_parallel = None, False
+    cfg.train.global_batch_size = cfg.train.micro_batch_size
+    initialize_parallel(cfg, env)
+    return load_model_chunks(cfg, checkpoint)[0], env.rank, cfg

@@ -107,3 +107,15 @@ def test_csrc_kernels_keep_the_inverse_layer_scale(imported):
     t = tokens()
     want, got = hf_logits(hf, t), our_logits(model, t, VOCAB)
     assert (want - got).abs().max().item() <= ATOL * want.abs().max().item()
+
+
+def test_cli_export_and_refused_import(imported, tmp_path, capsys):
+    from megatron_biomed.convert.cli import main, parse_size
+
+    assert parse_size("5GB") == 5 * 2**30 and parse_size("500MB") == 500 * 2**20
+    ckpt = imported["gpt2"][2]
+    assert main(["export", "--load", str(ckpt), "--out", str(tmp_path / "hf"), "--max-shard-size", "100KB"]) == 0
+    assert (tmp_path / "hf" / "model.safetensors.index.json").is_file()
+    hf_dir = imported["gpt2"][1]
+    code = main(["import", "--hf-dir", str(hf_dir), "--save", str(tmp_path / "x"), "--preset", "biomedlm-2.7b"])
+    assert code == 2 and "is not the architecture of preset 'biomedlm-2.7b'" in capsys.readouterr().err

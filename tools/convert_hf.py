@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Hugging Face <-> megatron-biomed checkpoints, proven by logits in tests/convert.
+
+    python tools/convert_hf.py import --hf-dir BioMedLM --save ckpt/biomedlm --preset biomedlm-2.7b \
+        --tensor-model-parallel-size 2
+    python tools/convert_hf.py export --load ckpt/biomedlm --out hf/biomedlm --dtype bfloat16
+"""
+
+import sys
+
+from megatron_biomed.convert.cli import main
+
+if __name__ == "__main__":  # dist_checkpointing starts spawn-mode helpers: the guard is required
+    sys.exit(main())
