@@ -49,6 +49,14 @@ class ModelConfig:
     init_method_std: float = 0.02
     # Implementation of norm / softmax / core attention: "torch", "csrc", "te" or "emu" (see megatron_biomed.kernels).
     kernels: str = "torch"
+    # Mamba2 (family "mamba2"; ignored by the others). Defaults are mamba_ssm's Mamba2 module defaults, as the
+    # public state-spaces/mamba2-* checkpoints use them; SSM heads = mamba_expand x hidden_size / mamba_head_dim.
+    mamba_state_dim: int = 128
+    mamba_head_dim: int = 64
+    mamba_expand: int = 2
+    mamba_num_groups: int = 1  # B/C groups; tensor parallelism needs them divisible by TP
+    mamba_conv_kernel: int = 4
+    mamba_chunk_size: int = 256  # tokens per chunk of the SSD scan
 
     @property
     def ffn_size(self) -> int:

@@ -123,11 +123,64 @@ def tiny_llama() -> ExperimentConfig:
     return _tiny(biollm_70b(), "tiny-llama", num_query_groups=2, ffn_hidden_size=128)
 
 
+# BioMamba: the public state-spaces/mamba2-* checkpoints (mamba_ssm format; their config.json: d_model, n_layer,
+# vocab 50,277 padded to a multiple of 16, tied embeddings, RMSNorm, residual in fp32; Mamba2 module defaults
+# state 128, head dim 64, expand 2, conv 4, chunk 256, one B/C group), continued on the 80/10/10 blend.
+BIOMAMBA_SHAPES = {"130m": (768, 24), "370m": (1024, 48), "780m": (1536, 48), "1.3b": (2048, 48), "2.7b": (2560, 64)}
+BIOMAMBA_VOCAB = 50277  # GPT-NeoX-20B tokenizer
+BIOMAMBA_SEQ = 2048
+
+
+def biomamba(size: str) -> ExperimentConfig:
+    """BioMamba continued pretraining of the public Mamba2 ``size`` checkpoint (TP = 1: one B/C group)."""
+    hidden, layers = BIOMAMBA_SHAPES[size]
+    return ExperimentConfig(
+        name=f"biomamba-{size}",
+        model=ModelConfig(
+            family="mamba2",
+            num_layers=layers,
+            hidden_size=hidden,
+            num_attention_heads=2 * hidden // 64,  # the SSM heads (TransformerConfig checks them against TP)
+            seq_length=BIOMAMBA_SEQ,
+            vocab_size=BIOMAMBA_VOCAB,
+            make_vocab_size_divisible_by=16,  # 50,288 rows, as the checkpoints (pad_vocab_size_multiple=16)
+            position_embedding_type="learned_absolute",  # unused: HybridModel is built without positions
+            normalization="RMSNorm",
+            add_bias_linear=False,
+            tie_embeddings=True,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            layernorm_epsilon=1e-5,
+            mamba_state_dim=128, mamba_head_dim=64, mamba_expand=2, mamba_num_groups=1, mamba_conv_kernel=4,
+            mamba_chunk_size=256,
+        ),  # fmt: skip
+        # Our choice for continuing a pretrained model (no published BioMamba optimizer settings were found):
+        # AdamW with Mamba2's pretraining betas, weight decay and clipping, a peak LR well under pretraining's.
+        optimizer=OptimizerConfig(
+            name="adamw", lr=1e-4, min_lr=1e-5, weight_decay=0.1, adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8,
+            clip_grad=1.0, lr_decay_style="cosine", lr_warmup_iters=500,
+        ),  # fmt: skip
+        # 256 x 2048 = 0.5M tokens per step; 20,000 steps = 10.5B tokens
+        train=TrainingConfig(micro_batch_size=4, global_batch_size=256, train_iters=20_000, precision="bf16"),
+    )
+
+
+def tiny_mamba() -> ExperimentConfig:
+    """BioMamba's family at test size, with 2 B/C groups so that TP = 2 works (8 heads of 16, state 16)."""
+    cfg = _tiny(biomamba("130m"), "tiny-mamba", mamba_state_dim=16, mamba_head_dim=16, mamba_num_groups=2,
+                mamba_chunk_size=16)  # fmt: skip
+    cfg.model.num_attention_heads = 8  # the SSM heads: 2 x 64 / 16
+    cfg.model.make_vocab_size_divisible_by = 128
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "biomedlm-2.7b": biomedlm_2_7b,
     "biollm-70b": biollm_70b,
     "tiny-biomedlm": tiny_biomedlm,
     "tiny-llama": tiny_llama,
+    **{f"biomamba-{size}": (lambda size=size: biomamba(size)) for size in BIOMAMBA_SHAPES},
+    "tiny-mamba": tiny_mamba,
 }
 
 

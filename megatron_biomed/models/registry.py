@@ -57,6 +57,10 @@ class ModelFamily:
         """Training (forward + backward) FLOPs per token, for throughput and MFU."""
         raise NotImplementedError(f"model family {self.name!r} has no FLOP count")
 
+    def layout_problems(self, cfg: ExperimentConfig, world_size: int) -> list[str]:
+        """Parallel-layout rules of this family beyond the common ones in parallel/layout.py (default: none)."""
+        return []
+
 
 @dataclass(frozen=True)
 class GPTFamily(ModelFamily):
@@ -113,3 +117,6 @@ def family_names() -> tuple[str, ...]:
 
 register_family("gpt2", GPTFamily("gpt2", "GPT-2 style decoder (LayerNorm, GELU, learned positions): BioMedLM"))
 register_family("llama", GPTFamily("llama", "LLaMA style decoder (RMSNorm, SwiGLU, RoPE, GQA): BioLLM-70B"))
+
+# Families defined in their own packages register themselves on import (after the names above exist).
+import megatron_biomed.models.mamba.family  # noqa: E402,F401  "mamba2"

@@ -84,7 +84,19 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
             "on gloo)"
         )
     problems += memory_knob_problems(cfg)
+    problems += family_layout_problems(cfg, world_size)
     return problems
+
+
+def family_layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
+    """The rules of ``model.family`` itself (models/registry.py ``ModelFamily.layout_problems``)."""
+    from megatron_biomed.models.registry import UnknownFamilyError, get_family
+
+    try:
+        family = get_family(cfg.model.family)
+    except UnknownFamilyError:
+        return []  # config validation names the unknown family
+    return family.layout_problems(cfg, world_size)
 
 
 def memory_knob_problems(cfg: ExperimentConfig) -> list[str]:

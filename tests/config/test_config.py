@@ -243,7 +243,7 @@ def test_cli_dry_run_applies_yaml_and_set(tmp_path, capsys):
     [
         ("model.kernels=cuda", "csrc, te, torch, emu"),
         ("model.activation=relu", "gelu, gelu_tanh, swiglu"),
-        ("model.family=gpt3", "gpt2, llama"),
+        ("model.family=gpt3", "gpt2, llama, mamba2"),
         ("model.normalization=layernorm", "LayerNorm, RMSNorm"),
         ("model.position_embedding_type=alibi", "learned_absolute, rope"),
         ("train.precision=bfloat16", "fp32, bf16, fp16"),
