@@ -67,3 +67,64 @@ def rolling_samples(ids: list[int], seq_length: int, eod: int, stride: int | Non
         out.append(window(full, begin, end, seq_length, eod))
         begin = end
     return out
+
+
+def shared_prompt_samples(tok, context: str, continuations: list[str], seq_length: int, eod: int,
+                          width: int) -> list[dict]:  # fmt: skip
+    """The continuations of one prompt scored in one sequence, the prompt computed once.
+
+    Layout: ``prompt[:-1] | prompt[-1] cont_0 | prompt[-1] cont_1 | ...``: each segment repeats the prompt's
+    last token (whose output predicts the continuation's first token), continues the prompt's positions, and
+    attends to the shared prompt and to itself only, so each continuation's log-probs are those of
+    ``prompt + continuation`` alone. Each sample has ``loss_mask`` [width, S] (one row per continuation) and
+    ``segment_ids`` [S] (0 prompt, k + 1 continuation k, -1 padding). When the packed sequence does not fit,
+    one sample per continuation (the usual left-truncated sequence) with its row of the mask set.
+    """
+    pairs = [split_whitespace(context, c) for c in continuations]
+    ctx_text = pairs[0][0]
+    ctx = tok.encode(ctx_text) if ctx_text else [eod]
+    conts = [tok.encode(c) for _, c in pairs]
+    if any(not c for c in conts):
+        raise ValueError(f"empty continuation after {context[-40:]!r}")
+    packed_len = len(ctx) - 1 + sum(len(c) + 1 for c in conts)
+    if all(p[0] == ctx_text for p in pairs) and packed_len <= seq_length:
+        tokens, labels, seg, pos = list(ctx[:-1]), list(ctx[1:]), [0] * (len(ctx) - 1), list(range(len(ctx) - 1))
+        masks = []
+        for k, c in enumerate(conts):
+            start = len(tokens)
+            seg_tokens = [ctx[-1]] + c[:-1]
+            tokens += seg_tokens
+            labels += c
+            seg += [k + 1] * len(seg_tokens)
+            pos += list(range(len(ctx) - 1, len(ctx) - 1 + len(seg_tokens)))
+            masks.append((start, start + len(seg_tokens)))
+        pad = seq_length - len(tokens)
+        loss_mask = torch.zeros(width, seq_length)
+        for k, (a, b) in enumerate(masks):
+            loss_mask[k, a:b] = 1.0
+        return [{
+            "tokens": torch.tensor(tokens + [eod] * pad),
+            "labels": torch.tensor(labels + [eod] * pad),
+            "loss_mask": loss_mask,
+            "position_ids": torch.tensor(pos + list(range(pad))),
+            "segment_ids": torch.tensor(seg + [-1] * pad),
+        }]  # fmt: skip
+    out = []
+    for k, cont in enumerate(continuations):
+        s = continuation_sample(tok, context, cont, seq_length, eod)
+        mask = torch.zeros(width, seq_length)
+        mask[k] = s.pop("loss_mask")
+        out.append(s | {"loss_mask": mask, "segment_ids": torch.zeros(seq_length, dtype=torch.long)})
+    return out
+
+
+def segment_attention_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[b, 1, S, S] bool, True = masked: causal; a continuation segment sees the prompt (segment 0) and itself;
+    padding sees only itself."""
+    s = segment_ids.shape[-1]
+    causal = torch.ones(s, s, dtype=torch.bool, device=segment_ids.device).tril()
+    q, k = segment_ids[:, :, None], segment_ids[:, None, :]
+    allowed = causal & ((k == 0) | (k == q))
+    eye = torch.eye(s, dtype=torch.bool, device=segment_ids.device)
+    allowed = torch.where((q < 0), eye.expand_as(allowed), allowed & (k >= 0))
+    return (~allowed)[:, None]

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from megatron_biomed.eval.requests import continuation_sample, rolling_samples
+from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
 from megatron_biomed.finetune.heads import head_forward
 from megatron_biomed.training.scoring import score_samples
@@ -113,20 +113,33 @@ def corpus_perplexity(trainer, name: str, documents: list[str] | list[list[int]]
     ]
 
 
-def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=None) -> list[Result]:
-    """acc and acc_norm of multiple-choice questions by continuation log-likelihood."""
+def choice_logliks(trainer, questions, tok, eod: int, progress=None) -> list[list[float]]:
+    """Each question's continuation log-likelihoods, the options of a question sharing one forward of its
+    prompt (:func:`~megatron_biomed.eval.requests.shared_prompt_samples`)."""
     seq = trainer.task.seq_length()
+    width = max(len(q.choices) for q in questions)
     samples, owner = [], []
     for qi, q in enumerate(questions):
-        for choice in q.choices:
-            samples.append(continuation_sample(tok, q.prompt, " " + choice, seq, eod))
-            owner.append(qi)
-    scores = score_loglik(trainer, samples, progress)[:, 0].tolist()
+        made = shared_prompt_samples(tok, q.prompt, [" " + c for c in q.choices], seq, eod, width)
+        samples += made
+        owner += [qi] * len(made)
+
+    def forward(batch, model):
+        mask = segment_attention_mask(batch["segment_ids"])
+        out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
+        return out, lambda token_losses: -(token_losses.float()[:, None, :] * batch["loss_mask"]).sum(-1)
+
+    scores = score_samples(trainer, samples, width, forward, progress)
+    per_question = torch.zeros(len(questions), width, dtype=torch.float64)
+    per_question.index_add_(0, torch.tensor(owner), scores)
+    return [per_question[i, : len(q.choices)].tolist() for i, q in enumerate(questions)]
+
+
+def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=None) -> list[Result]:
+    """acc and acc_norm of multiple-choice questions by continuation log-likelihood."""
+    logliks = choice_logliks(trainer, questions, tok, eod, progress)
     acc, acc_norm = [], []
-    k = 0
-    for q in questions:
-        ll = scores[k : k + len(q.choices)]
-        k += len(q.choices)
+    for q, ll in zip(questions, logliks):
         norm = [v / len(c) for v, c in zip(ll, q.choices)]
         acc.append(float(max(range(len(ll)), key=ll.__getitem__) == q.answer))
         acc_norm.append(float(max(range(len(norm)), key=norm.__getitem__) == q.answer))

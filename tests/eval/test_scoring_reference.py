@@ -83,3 +83,23 @@ def test_rolling_perplexity_against_direct_computation(scorer, stride):
     results = {r.metric: r.value for r in corpus_perplexity(trainer, "toy", [text], tok, eod, stride)}
     assert results["perplexity"] == pytest.approx(math.exp(-want / n), rel=1e-5)
     assert results["bits_per_byte"] == pytest.approx(-want / math.log(2) / len(text.encode()), rel=1e-5)
+
+
+def test_options_sharing_one_prompt_forward_score_as_if_alone(scorer):
+    """The packed layout (prompt once, each option attending to it and itself) gives each option the
+    log-likelihood it has in a sequence of its own; a prompt too long to pack falls back to one per option."""
+    from megatron_biomed.eval.benchmarks import Question
+    from megatron_biomed.eval.runner import choice_logliks
+
+    trainer, tok, eod = scorer
+    seq = trainer.task.seq_length()
+    questions = [
+        Question("Which one is a colour?", ("red", "cat dog", "blue"), 0),
+        Question("", ("green", "tiger"), 1),
+        Question("tiger " * 14, ("red horse", "blue"), 0),  # too long to pack in 16 positions
+    ]
+    got = choice_logliks(trainer, questions, tok, eod)
+    for q, lls in zip(questions, got):
+        alone = score_loglik(trainer, [continuation_sample(tok, q.prompt, " " + c, seq, eod) for c in q.choices])
+        for ll, (want, _) in zip(lls, alone.tolist()):
+            assert abs(ll - want) <= 1e-5 * max(1.0, abs(want)), (q.prompt, ll, want)
