@@ -1,0 +1,115 @@
+# BioMamba continued pretraining: the part every continue_pretrain_<size>.{sh,sbatch} shares. Sourced (not run)
+# by those launchers after they set SIZE, REPO_DIR, PYTHON and their layout defaults; it defines the RECIPE,
+# LAYOUT, DATA and OUTPUTS argument arrays for tools/pretrain.py and the DRY flag.
+#
+# The run: a public state-spaces/mamba2-<size> checkpoint (mamba_ssm format, imported once into a megatron-core
+# dist checkpoint: INIT_FROM) continued on the 80/10/10 PubMed / C4 / Wikipedia blend of
+# megatron_biomed/data/blends.py ("biomamba"), with the GPT-NeoX-20B tokenizer the checkpoints were trained
+# with (50,277 tokens, the embedding padded to a multiple of 16 = 50,288 rows as in the checkpoints), and the
+# loss and perplexity of each corpus's validation set reported separately at every eval interval.
+#
+# Optimizer settings: no published BioMamba optimizer settings could be found; we use AdamW with the betas,
+# weight decay and gradient clipping of Mamba/Mamba2 pretraining (Gu & Dao 2023; Dao & Gu 2024: beta2 0.95,
+# wd 0.1, clip 1.0, no dropout), a peak LR of 1e-4 (under the pretraining peaks, as usual when continuing a
+# trained model) with 500 warmup steps and cosine decay to 1e-5, 256 x 2048 = 0.5M tokens per step,
+# 20,000 steps = 10.5B tokens, bf16 with the residual stream in fp32 (the checkpoints' residual_in_fp32).
+
+: "${SIZE:?set SIZE (130m, 370m, 780m, 1.3b or 2.7b)}"
+case "${SIZE}" in
+  130m) NUM_LAYERS=24; HIDDEN=768 ;;
+  370m) NUM_LAYERS=48; HIDDEN=1024 ;;
+  780m) NUM_LAYERS=48; HIDDEN=1536 ;;
+  1.3b) NUM_LAYERS=48; HIDDEN=2048 ;;
+  2.7b) NUM_LAYERS=64; HIDDEN=2560 ;;
+  *) echo "error: SIZE=${SIZE} is not one of 130m, 370m, 780m, 1.3b, 2.7b" >&2; exit 2 ;;
+esac
+
+# Data: Megatron .bin/.idx prefixes (tools/preprocess_data.py with the GPT-NeoX-20B tokenizer) of each corpus'
+# training and held-out validation text, and the tokenizer directory (EleutherAI/gpt-neox-20b).
+DATA_DIR="${DATA_DIR:-/data/biomamba}"
+PUBMED_PREFIX="${PUBMED_PREFIX:-${DATA_DIR}/pubmed_text_document}"
+C4_PREFIX="${C4_PREFIX:-${DATA_DIR}/c4_en_text_document}"
+WIKIPEDIA_PREFIX="${WIKIPEDIA_PREFIX:-${DATA_DIR}/wikipedia_en_text_document}"
+PUBMED_VALID_PREFIX="${PUBMED_VALID_PREFIX:-${DATA_DIR}/pubmed_valid_text_document}"
+C4_VALID_PREFIX="${C4_VALID_PREFIX:-${DATA_DIR}/c4_en_valid_text_document}"
+WIKIPEDIA_VALID_PREFIX="${WIKIPEDIA_VALID_PREFIX:-${DATA_DIR}/wikipedia_en_valid_text_document}"
+TOKENIZER="${TOKENIZER-${DATA_DIR}/gpt-neox-20b}"
+DATA_CACHE_DIR="${DATA_CACHE_DIR:-${DATA_DIR}/index_cache}"
+# The public checkpoint, imported into a megatron-core dist checkpoint (mamba_ssm key names -> ours).
+INIT_FROM="${INIT_FROM-${DATA_DIR}/checkpoints/mamba2-${SIZE}}"
+
+RUN_NAME="${RUN_NAME:-biomamba-${SIZE}}"
+CHECKPOINT_DIR="${CHECKPOINT_DIR:-${REPO_DIR}/runs/${RUN_NAME}/checkpoints}"
+TENSORBOARD_DIR="${TENSORBOARD_DIR:-${REPO_DIR}/runs/${RUN_NAME}/tensorboard}"
+SAVE_INTERVAL="${SAVE_INTERVAL:-1000}"
+
+# TP stays 1: the public checkpoints have one B/C group (ngroups = 1), which cannot be split over TP ranks
+# (parallel/layout.py refuses it); scale with data parallelism, the distributed optimizer and PP.
+TP="${TP:-1}"
+PP="${PP:-1}"
+USE_DISTRIBUTED_OPTIMIZER="${USE_DISTRIBUTED_OPTIMIZER:-true}"
+
+RECIPE=(
+  --preset "biomamba-${SIZE}"
+  # Mamba2 (mamba_ssm defaults, as the checkpoints): state 128, head dim 64, expand 2, one B/C group, conv 4,
+  # chunk 256; RMSNorm, no biases, tied embeddings, no positions.
+  --set model.family=mamba2
+  --set model.num_layers="${NUM_LAYERS}"
+  --set model.hidden_size="${HIDDEN}"
+  --set model.num_attention_heads=$((2 * HIDDEN / 64))
+  --set model.mamba_state_dim=128
+  --set model.mamba_head_dim=64
+  --set model.mamba_expand=2
+  --set model.mamba_num_groups=1
+  --set model.mamba_conv_kernel=4
+  --set model.mamba_chunk_size=256
+  --set model.seq_length=2048
+  --set model.vocab_size=50277
+  --set model.make_vocab_size_divisible_by=16
+  --set model.tie_embeddings=true
+  --set model.hidden_dropout=0.0
+  --set optimizer.name=adamw
+  --set optimizer.lr=1e-4
+  --set optimizer.min_lr=1e-5
+  --set optimizer.weight_decay=0.1
+  --set optimizer.adam_beta1=0.9
+  --set optimizer.adam_beta2=0.95
+  --set optimizer.adam_eps=1e-8
+  --set optimizer.clip_grad=1.0
+  --set optimizer.lr_decay_style=cosine
+  --set optimizer.lr_warmup_iters=500
+  --set train.global_batch_size=256
+  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
+  --set train.train_iters=20000
+  --set train.precision=bf16
+  --set train.eval_interval=1000
+  --set train.eval_iters=20
+)
+
+LAYOUT=(
+  --set parallel.tensor_model_parallel_size="${TP}"
+  --set parallel.pipeline_model_parallel_size="${PP}"
+  --set parallel.use_distributed_optimizer="${USE_DISTRIBUTED_OPTIMIZER}"
+)
+
+# 80/10/10 (megatron_biomed/data/blends.py "biomamba"; tests/examples check these weights against it).
+DATA=(
+  --set "data.blend=0.8 ${PUBMED_PREFIX} 0.1 ${C4_PREFIX} 0.1 ${WIKIPEDIA_PREFIX}"
+  --set "train.eval_corpora=pubmed=${PUBMED_VALID_PREFIX} c4=${C4_VALID_PREFIX} wikipedia=${WIKIPEDIA_VALID_PREFIX}"
+  --set "data.tokenizer=${TOKENIZER}"
+  --set "data.cache_dir=${DATA_CACHE_DIR}"
+)
+
+OUTPUTS=(
+  --set "checkpoint.save=${CHECKPOINT_DIR}"
+  --set "checkpoint.load=${CHECKPOINT_DIR}"
+  --set checkpoint.save_interval="${SAVE_INTERVAL}"
+  --set "logging.tensorboard_dir=${TENSORBOARD_DIR}"
+  --set logging.log_interval=10
+)
+# Start from the public weights; a restarted job resumes from CHECKPOINT_DIR instead (checkpoint.load wins).
+[[ -n "${INIT_FROM}" ]] && OUTPUTS+=(--set "checkpoint.init_from=${INIT_FROM}")
+
+DRY=0
+[[ "${DRY_RUN:-0}" == "1" ]] && DRY=1
+for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && DRY=1; done
