@@ -91,7 +91,7 @@ def register_adapter(adapter: HFAdapter, *, replace: bool = False) -> HFAdapter:
 
 
 def _load_builtin() -> None:
-    from megatron_biomed.convert import gpt2, llama  # noqa: F401  (they register themselves)
+    from megatron_biomed.convert import gpt2, llama, mamba2  # noqa: F401  (they register themselves)
 
 
 def get_adapter(family: str) -> HFAdapter:
