@@ -66,3 +66,17 @@ def optimizer_state_bytes(optimizer) -> int:
         for group in getattr(opt, "fp32_from_float16_groups", None) or []:
             tensors += list(group)
     return tensor_bytes(tensors)
+
+
+def grad_buffer_bytes(ddp_chunks) -> int:
+    """Bytes of the gradient buffers megatron-core's DDP allocated (padding included)."""
+    total = 0
+    for chunk in ddp_chunks:
+        for buf in list(chunk.buffers) + list(getattr(chunk, "expert_parallel_buffers", [])):
+            total += buf.grad_data.numel() * buf.grad_data.element_size()
+    return total
+
+
+def parameter_bytes(modules) -> int:
+    """Bytes of the model parameters (each storage once)."""
+    return tensor_bytes([p for mod in modules for p in mod.parameters()])

@@ -55,11 +55,22 @@ def token_info(cfg: ExperimentConfig) -> TokenInfo:
 def plan(cfg: ExperimentConfig, world_size: int) -> dict:
     """What the run will do, checked against the layout rules."""
     from megatron_biomed.config.param_count import count_parameters
+    from megatron_biomed.planning import estimate_memory, layout_from_config
+    from megatron_biomed.planning.hardware import GiB
+    from megatron_biomed.planning.memory import SUPPORTED_FAMILIES
 
     validate_layout(cfg, world_size)
     t, p = cfg.train, cfg.parallel
     dp = data_parallel_size(cfg, world_size)
     tokens_per_step = t.global_batch_size * cfg.model.seq_length
+    # The planner's memory per GPU of this layout (GPU-independent; tools/plan.py adds step time, days and
+    # the fit on a named GPU, and searches other layouts).
+    memory = None
+    if cfg.model.family in SUPPORTED_FAMILIES:
+        memory = estimate_memory(
+            cfg.model, layout_from_config(cfg, world_size), global_batch_size=t.global_batch_size,
+            precision=t.precision, grad_reduce_dtype=p.grad_reduce_dtype,
+        )  # fmt: skip
     return {
         "name": cfg.name,
         "world_size": world_size,
@@ -93,6 +104,13 @@ def plan(cfg: ExperimentConfig, world_size: int) -> dict:
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.lr,
         "weight_decay": cfg.optimizer.weight_decay,
+        "memory_per_gpu_gib": {
+            **{k: round(v / GiB, 3) for k, v in memory.terms.items()},
+            "total": round(memory.total / GiB, 3),
+            "pipeline_stage": memory.stage,
+        }
+        if memory
+        else None,
     }
 
 
