@@ -66,6 +66,9 @@ class CheckpointConfig:
     # "fully_reshardable" is the only distributed-optimizer format that reloads correctly on gloo and
     # across layouts (see megatron_biomed/parallel/cpu.py).
     dist_optimizer_format: str = "fully_reshardable"
+    # Check every file's checksum against the checkpoint's manifest.json on load (sizes are always checked);
+    # false skips the checksums, for huge checkpoints on storage you trust.
+    verify_checksums: bool = True
 
 
 @dataclass

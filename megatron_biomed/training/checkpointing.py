@@ -6,6 +6,14 @@ every rank finished and dist_checkpointing wrote its ``metadata.json``, and the 
 atomically after that, so a crash mid-save never leaves a checkpoint that looks complete.
 
 Because tensors are stored with their global shapes, a checkpoint loads into another TP/PP/DP layout.
+
+Safety and integrity: every load reads the pickled parts (``.metadata``, non-tensor items) through restricted
+unpicklers (``safe_load.restricted_loading``), so a checkpoint from elsewhere cannot run code. Every save writes
+``manifest.json`` (sizes and checksums of all files, see ``manifest.py``) last inside the temporary directory,
+fsyncs files and directories, and only then renames it and replaces the tracker. A load checks the manifest
+first; a resume whose newest checkpoint fails the check falls back to the newest one that passes, and says so.
+Checkpoints written before manifests existed (no ``checkpoint_format`` in their common state) load with a
+warning that they are unverified.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,14 +31,23 @@ import torch
 import torch.distributed as dist
 
 from megatron_biomed.parallel import cpu
+from megatron_biomed.training import manifest
+from megatron_biomed.training.safe_load import UnsafeCheckpointError, install, restricted_loading
 
 log = logging.getLogger(__name__)
+# Every DCP read in this process goes through the restricted unpicklers from now on (see safe_load).
+install()
 
 TRACKER = "latest_checkpointed_iteration.txt"
 # The run's configuration, written beside the dist-checkpoint files, so that a later fine-tune, evaluation
 # or conversion needs only the checkpoint directory.
 RUN_CONFIG = "run_config.yaml"
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
+# Recorded in the common state; 2 = the save wrote manifest.json (so a missing manifest means damage).
+CHECKPOINT_FORMAT = 2
+# Test hook: SIGKILL this process at the named point of a save (see SAVE_KILL_POINTS and tests/training).
+KILL_IN_SAVE_ENV = "MEGATRON_BIOMED_KILL_IN_SAVE"
+SAVE_KILL_POINTS = ("before_shards", "after_shards", "before_rename", "before_tracker")
 
 
 class CheckpointError(RuntimeError):
@@ -77,6 +95,16 @@ def _rank0() -> bool:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def _kill_point(name: str, iteration: int) -> None:
+    """``MEGATRON_BIOMED_KILL_IN_SAVE=<point>[@<iteration>]`` SIGKILLs every rank at that point of that save."""
+    want = os.environ.get(KILL_IN_SAVE_ENV)
+    if not want:
+        return
+    point, _, at = want.partition("@")
+    if point == name and (not at or int(at) == iteration):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _model_key(i: int, n: int) -> str:
@@ -145,6 +173,8 @@ def _sharded_state(
     if with_rng:
         sd["rng_state"] = _rng_sharded_object()
         sd["layout"] = _layout()
+    if not is_loading:
+        sd["checkpoint_format"] = CHECKPOINT_FORMAT
     return sd
 
 
@@ -185,8 +215,17 @@ def save_checkpoint(
         with_optimizer=True,
         with_rng=True,
     )
+    _kill_point("before_shards", state.iteration)
     dist_checkpointing.save(sd, str(tmp))
-    _barrier()
+    _kill_point("after_shards", state.iteration)
+    # Each rank fsyncs and checksums the shards it wrote; rank 0 the shared files, and writes the manifest.
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    mine = manifest.describe(tmp, manifest.rank_files(tmp, rank))
+    gathered = [None] * dist.get_world_size() if dist.is_initialized() else None
+    if dist.is_initialized():
+        dist.gather_object(mine, gathered if rank == 0 else None, dst=0)
+    else:
+        gathered = [mine]
     if _rank0():
         if not is_complete(tmp):
             raise CheckpointError(f"dist_checkpointing did not finish {tmp}")
@@ -194,12 +233,25 @@ def save_checkpoint(
             import yaml
 
             (tmp / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+        files: dict = {}
+        for part in gathered:
+            files.update(part)
+        unclaimed = [p.name for p in tmp.glob("*.distcp") if p.name not in files]
+        files.update(manifest.describe(tmp, unclaimed + manifest.shared_files(tmp)))
+        manifest.write(tmp, files)
+        _kill_point("before_rename", state.iteration)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        manifest.fsync_dir(root)
+        _kill_point("before_tracker", state.iteration)
         tracker_tmp = root / (TRACKER + ".tmp")
-        tracker_tmp.write_text(f"{state.iteration}\n")
+        with open(tracker_tmp, "w") as f:
+            f.write(f"{state.iteration}\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tracker_tmp, root / TRACKER)
+        manifest.fsync_dir(root)
         if keep_last > 0:
             _prune(root, keep_last)
     _barrier()
@@ -276,6 +328,81 @@ def _check_against_checkpoint(model_sd: dict, path: Path, new_prefixes: tuple[st
     return dropped
 
 
+def _all_ranks_errors(error: Optional[str]) -> list[str]:
+    if not dist.is_initialized():
+        return [error] if error else []
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, error)
+    return [e for e in out if e]
+
+
+def verify_checkpoint(path: str | Path, checksums: bool = True) -> bool:
+    """Check a checkpoint directory against its manifest (a collective when distributed: the files are
+    split among the ranks). Returns True when verified, False for an old checkpoint without a manifest
+    (a warning says it is unverified); raises CheckpointError naming the file that fails."""
+    path = Path(path)
+    error = None
+    verified = False
+    try:
+        body = manifest.read(path)
+        if body is None:
+            with restricted_loading():
+                from megatron.core import dist_checkpointing
+
+                fmt = dist_checkpointing.load_common_state_dict(str(path)).get("checkpoint_format", 1)
+            if fmt >= 2:
+                error = (
+                    f"{path / manifest.MANIFEST} is missing, but this checkpoint was saved with one: "
+                    "it was damaged or tampered with after the save"
+                )
+        else:
+            names = sorted(body["files"])
+            world = dist.get_world_size() if dist.is_initialized() else 1
+            rank = dist.get_rank() if dist.is_initialized() else 0
+            manifest.verify(path, body, checksums=checksums, names=names[rank::world])
+            verified = True
+    except (manifest.ManifestError, CheckpointError) as e:
+        error = str(e)
+    except UnsafeCheckpointError:
+        raise  # every rank reads the same file and refuses it
+    except Exception as e:  # an unreadable file: name it
+        error = f"{path}: cannot be read ({type(e).__name__}: {e})"
+    errors = _all_ranks_errors(error)
+    if errors:
+        raise CheckpointError(errors[0])
+    if not verified and _rank0():
+        log.warning(
+            "%s has no %s (saved before manifests were written): loading it unverified", path, manifest.MANIFEST
+        )
+    return verified
+
+
+def _complete_iterations(root: Path) -> list[int]:
+    return sorted(
+        (int(m.group(1)) for p in root.iterdir() if (m := _ITER_RE.match(p.name)) and is_complete(p)), reverse=True
+    )
+
+
+def _resume_path(root: Path, newest: int, checksums: bool) -> Path:
+    """The newest checkpoint at or below ``newest`` that verifies (saying so when it is not ``newest``)."""
+    failures = []
+    for iteration in [newest] + [i for i in _complete_iterations(root) if i < newest]:
+        path = iteration_dir(root, iteration)
+        try:
+            verify_checkpoint(path, checksums)
+        except CheckpointError as e:
+            failures.append(str(e))
+            if _rank0():
+                log.warning("checkpoint %s fails verification: %s", path, e)
+            continue
+        if failures and _rank0():
+            log.warning(
+                "falling back to %s, the newest checkpoint that verifies (%d newer one(s) failed)", path, len(failures)
+            )
+        return path
+    raise CheckpointError(f"{root}: no checkpoint verifies: " + "; ".join(failures))
+
+
 def load_checkpoint(
     root: str | Path,
     model,
@@ -287,19 +414,24 @@ def load_checkpoint(
     iteration: Optional[int] = None,
     weights_only: bool = False,
     new_params: tuple[str, ...] = (),
+    verify_checksums: bool = True,
 ) -> Optional[TrainState]:
     """Load the latest (or given) checkpoint of ``root`` into model (and optimizer, scheduler, RNG).
 
     Returns the TrainState to resume from, or None when ``root`` holds no checkpoint yet. With
     ``weights_only``, ``root`` may be an ``iter_*`` directory, and parameters whose names start with one of
     ``new_params`` may be absent from the checkpoint (they keep their fresh initialisation).
-    """
-    from megatron.core import dist_checkpointing
 
+    The checkpoint is first checked against its manifest (sizes, and checksums unless ``verify_checksums`` is
+    False); a resume from ``root`` without an ``iteration`` falls back to the newest checkpoint that verifies.
+    Pickled parts are read by restricted unpicklers (see safe_load): a file asking for another class is refused.
+    """
     root_path = Path(root)
     if weights_only and _ITER_RE.match(root_path.name):
         path = checkpoint_path(root_path)
+        verify_checkpoint(path, verify_checksums)
     else:
+        explicit = iteration is not None
         if iteration is None:
             iteration = latest_iteration(root)
             if iteration is None:
@@ -309,6 +441,19 @@ def load_checkpoint(
         path = iteration_dir(root, iteration)
         if not is_complete(path):
             raise CheckpointError(f"{path} is not a complete checkpoint")
+        if explicit or weights_only:
+            verify_checkpoint(path, verify_checksums)
+        else:
+            path = _resume_path(root_path, iteration, verify_checksums)
+    with restricted_loading():
+        return _load_verified(
+            path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params
+        )
+
+
+def _load_verified(path: Path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params):
+    from megatron.core import dist_checkpointing
+
     common = dist_checkpointing.load_common_state_dict(str(path))
     with_opt = not weights_only and optimizer is not None
     if with_opt and "optimizer" not in common and "use_distributed_optimizer" not in common:

@@ -245,6 +245,7 @@ class Trainer:
                 self.scheduler,
                 use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
                 dist_opt_format=ck.dist_optimizer_format,
+                verify_checksums=ck.verify_checksums,
             )
             if state is not None:
                 self.state = state
@@ -258,7 +259,11 @@ class Trainer:
                 return
         if ck.init_from:
             checkpointing.load_checkpoint(
-                ck.init_from, self.model, weights_only=True, new_params=self.task.new_parameter_prefixes()
+                ck.init_from,
+                self.model,
+                weights_only=True,
+                new_params=self.task.new_parameter_prefixes(),
+                verify_checksums=ck.verify_checksums,
             )
             if self.rank0:
                 log.info("initialised model weights from %s", ck.init_from)

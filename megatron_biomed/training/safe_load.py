@@ -1,0 +1,220 @@
+"""Reading checkpoints without running code from them.
+
+A dist checkpoint is read through PyTorch's distributed-checkpoint reader, which unpickles two kinds of part:
+
+* the ``.metadata`` file, with a plain ``pickle.load`` (``FileSystemReader.read_metadata``,
+  torch/distributed/checkpoint/filesystem.py), and
+* every non-tensor item (megatron-core's common state, ``ShardedObject``s such as the RNG states, the
+  ``_extra_state`` of layers), with ``torch.load(..., weights_only=False)`` (``DefaultLoadPlanner.load_bytes``,
+  torch/distributed/checkpoint/default_planner.py, which megatron-core's ``MCoreLoadPlanner`` inherits).
+
+Either runs whatever a crafted file asks (a ``__reduce__`` that calls ``os.system``) on every rank that loads it.
+``restricted_loading()`` patches both for the duration of a load:
+
+* ``.metadata`` goes through ``RestrictedUnpickler``, which admits only ``METADATA_GLOBALS``: the metadata
+  dataclasses and enums of torch.distributed.checkpoint, ``torch.Size``, torch dtypes and layouts. That is
+  all a checkpoint written by megatron-core 0.19 / torch 2.14 holds there.
+* non-tensor items go through ``torch.load(weights_only=True)``, PyTorch's own restricted unpickler (tensors
+  and storages, ``OrderedDict``, ``torch.Size``, dtypes, and builtins: dict, list, tuple, set, str, bytes,
+  numbers, bool, None), plus ``OBJECT_GLOBALS`` (none needed today). Our common state (iteration, consumed
+  samples, layout, scheduler and optimizer param-group numbers, ``use_distributed_optimizer``), the RNG states
+  (byte tensors) and the layers' ``_extra_state`` (None or a BytesIO-free tensor) need nothing more.
+
+Anything else is refused with ``UnsafeCheckpointError`` naming the class and the file, before any object of
+the file is built. Tensor data itself is already read by PyTorch with ``weights_only=True``.
+
+The patch is process-wide while the context is open (re-entrant; other threads loading a DCP checkpoint at the
+same time are restricted too, which is only ever safer). ``install()`` keeps it on for the rest of the process;
+importing ``megatron_biomed.training.checkpointing`` does that, so every load path of ours (resume, init_from,
+evaluation, generation, conversion's direct ``FileSystemReader`` reads) is covered once it is imported. Code
+that reads a checkpoint with ``torch.distributed.checkpoint`` without importing it should use
+``restricted_loading()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import pickle
+import re
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+_DCP_MD = "torch.distributed.checkpoint.metadata"
+_DCP_PLANNER = "torch.distributed.checkpoint.planner"
+
+METADATA_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        (_DCP_MD, "Metadata"),
+        (_DCP_MD, "MetadataIndex"),
+        (_DCP_MD, "StorageMeta"),
+        (_DCP_MD, "TensorStorageMetadata"),
+        (_DCP_MD, "BytesStorageMetadata"),
+        (_DCP_MD, "ChunkStorageMetadata"),
+        (_DCP_MD, "TensorProperties"),
+        (_DCP_MD, "_MEM_FORMAT_ENCODING"),
+        (_DCP_PLANNER, "SavePlan"),
+        (_DCP_PLANNER, "WriteItem"),
+        (_DCP_PLANNER, "WriteItemType"),
+        (_DCP_PLANNER, "TensorWriteData"),
+        ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+        ("torch.distributed.checkpoint.filesystem", "_StoragePrefix"),
+        ("torch", "Size"),
+        # Looks a layout up by name among torch's own layouts (torch/serialization.py); calls nothing else.
+        ("torch.serialization", "_get_layout"),
+        ("collections", "OrderedDict"),
+    }
+)
+
+# Classes besides PyTorch's weights_only defaults that non-tensor items of our checkpoints contain.
+OBJECT_GLOBALS: tuple = ()
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint file asks to build an object of a class we do not admit."""
+
+
+def _is_torch_dtype_or_layout(module: str, name: str) -> bool:
+    return module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout))
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that builds only ``allowed`` globals (and torch dtypes/layouts), naming ``source``
+    in its refusal. Persistent ids are refused by the base class."""
+
+    def __init__(self, file, source: str, allowed: frozenset[tuple[str, str]] = METADATA_GLOBALS):
+        super().__init__(file)
+        self.source = source
+        self.allowed = allowed
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.allowed or _is_torch_dtype_or_layout(module, name):
+            return super().find_class(module, name)
+        err = UnsafeCheckpointError(
+            f"{self.source}: refusing to load '{module}.{name}': not a class our checkpoints contain, so this file "
+            "may run code when loaded. Do not load it; if it is genuinely yours, re-save it with this version"
+        )
+        _local.refused = err
+        raise err
+
+
+def load_metadata_file(path: str | Path):
+    """Unpickle a DCP ``.metadata`` file with ``RestrictedUnpickler``."""
+    with open(path, "rb") as f:
+        return RestrictedUnpickler(f, str(path)).load()
+
+
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_object_bytes(value: io.BytesIO, source: str):
+    """``torch.load`` a non-tensor checkpoint item with PyTorch's restricted unpickler (and OBJECT_GLOBALS)."""
+    try:
+        with torch.serialization.safe_globals(list(OBJECT_GLOBALS)):
+            return torch.load(value, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = _UNSUPPORTED.search(str(e))
+        what = f"'{m.group(1)}'" if m else "an object"
+        err = UnsafeCheckpointError(
+            f"{source}: refusing to load {what}: not a class our checkpoints contain, so this item may run code "
+            f"when loaded. Do not load it ({str(e).splitlines()[0]})"
+        )
+        _local.refused = err
+        raise err from None
+
+
+_lock = threading.RLock()
+_depth = 0
+_saved: dict = {}
+_local = threading.local()
+
+
+def _patched_read_metadata(self, *args, **kwargs):
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    rank = kwargs.get("rank")
+    path = self._get_metadata_path(rank)
+    with self.fs.create_stream(path, "rb") as f:
+        metadata = RestrictedUnpickler(f, str(path)).load()
+    if getattr(metadata, "storage_meta", None) is None:
+        metadata.storage_meta = StorageMeta()
+    metadata.storage_meta.load_id = self.load_id
+    # Where each item lives, so that a refused item can be named by its file.
+    _local.storage = (Path(str(self.path)), getattr(metadata, "storage_data", None) or {})
+    return metadata
+
+
+def _item_source(read_item) -> str:
+    root, storage = getattr(_local, "storage", (None, {}))
+    info = storage.get(read_item.storage_index) if storage else None
+    where = (root / info.relative_path) if (root is not None and info is not None) else (root or "checkpoint")
+    return f"{where} (item '{read_item.dest_index.fqn}')"
+
+
+def _patched_load_bytes(self, read_item, value: io.BytesIO) -> None:
+    obj = load_object_bytes(value, _item_source(read_item))
+    if self.flatten_state_dict:
+        from torch.distributed.checkpoint._traverse import set_element
+
+        set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
+    else:
+        self.state_dict[read_item.dest_index.fqn] = obj
+
+
+def _enter() -> None:
+    global _depth
+    from torch.distributed.checkpoint import default_planner, filesystem
+
+    with _lock:
+        if _depth == 0:
+            _saved["read_metadata"] = filesystem.FileSystemReader.read_metadata
+            _saved["load_bytes"] = default_planner.DefaultLoadPlanner.load_bytes
+            filesystem.FileSystemReader.read_metadata = _patched_read_metadata
+            default_planner.DefaultLoadPlanner.load_bytes = _patched_load_bytes
+        _depth += 1
+
+
+_installed = False
+
+
+def install() -> None:
+    """Restrict DCP loading for the rest of the process (idempotent). ``training.checkpointing`` calls this
+    when imported, so that code of ours reading a checkpoint with ``torch.distributed.checkpoint`` directly
+    (conversion's tensor reader, inference's metadata look-ups) is restricted too."""
+    global _installed
+    with _lock:
+        if not _installed:
+            _enter()
+            _installed = True
+
+
+@contextlib.contextmanager
+def restricted_loading() -> Iterator[None]:
+    """While open, DCP ``.metadata`` files and non-tensor items are read by restricted unpicklers."""
+    global _depth
+    from torch.distributed.checkpoint import default_planner, filesystem
+
+    _enter()
+    outer = getattr(_local, "refused", None)
+    _local.refused = None
+    try:
+        yield
+    except UnsafeCheckpointError:
+        raise
+    except BaseException as e:
+        # PyTorch's reader wraps errors of the metadata read and of the load plan (AssertionError, and
+        # CheckpointException, a BaseException): surface the refusal itself.
+        refused = getattr(_local, "refused", None)
+        if refused is not None:
+            raise refused from e
+        raise
+    finally:
+        _local.refused = outer
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                filesystem.FileSystemReader.read_metadata = _saved.pop("read_metadata")
+                default_planner.DefaultLoadPlanner.load_bytes = _saved.pop("load_bytes")
