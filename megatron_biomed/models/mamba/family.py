@@ -150,23 +150,25 @@ def hybrid_stack_spec(m: ModelConfig, use_mamba_ssm: bool | None = None):
 
 
 def build_mamba_model_chunks(cfg, tconfig=None) -> list:
-    """The HybridModel chunks this rank holds (one per virtual pipeline stage)."""
+    """The HybridModel (:class:`~megatron_biomed.models.mamba.model.MambaLM`) chunks this rank holds, one per
+    virtual pipeline stage."""
     import torch
     from megatron.core import parallel_state as ps
-    from megatron.core.models.hybrid.hybrid_model import HybridModel
 
     from megatron_biomed.models.gpt import transformer_config
+    from megatron_biomed.models.mamba.model import MambaLM
 
     m, p = cfg.model, cfg.parallel
     tconfig = tconfig or transformer_config(cfg)
     apply_mamba_config(tconfig, m)
     vpp = p.virtual_pipeline_model_parallel_size
     pattern = layer_pattern(m.num_layers, p.pipeline_model_parallel_size * (vpp or 1))
-    spec = hybrid_stack_spec(m)
+    use_mamba_ssm = mamba_ssm_available()
+    spec = hybrid_stack_spec(m, use_mamba_ssm)
     chunks = []
     for stage in range(vpp or 1):
         vp_stage = stage if vpp else None
-        model = HybridModel(
+        model = MambaLM(
             config=tconfig,
             hybrid_stack_spec=spec,
             vocab_size=m.padded_vocab_size(p.tensor_model_parallel_size),
@@ -177,6 +179,8 @@ def build_mamba_model_chunks(cfg, tconfig=None) -> list:
             share_embeddings_and_output_weights=m.tie_embeddings,
             position_embedding_type="none",
             vp_stage=vp_stage,
+            # documents packed by data.reset_position_ids: restart the conv and scan at each (our mixer only)
+            reset_at_documents=cfg.data.reset_position_ids and not use_mamba_ssm,
         )
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())

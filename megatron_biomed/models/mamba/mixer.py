@@ -176,7 +176,8 @@ class TorchMambaMixer(MegatronModule):
     def forward(self, hidden_states, inference_context=None, *, inference_params=None, packed_seq_params=None):
         """hidden_states ``[s, b, d_model]`` -> (``[s, b, d_model]``, out_proj bias or None).
 
-        ``packed_seq_params`` (THD, batch 1): the conv and the scan restart at each ``cu_seqlens_q`` boundary.
+        ``packed_seq_params`` (THD, batch 1): the conv and the scan restart at each ``cu_seqlens_q`` boundary;
+        a models/mamba/model.py ``DocumentIds`` (any batch): they restart where its ``seq_idx`` changes.
         ``inference_context`` (static batching, with ``key_value_memory_dict`` and ``sequence_len_offset``):
         a prefill stores the conv and SSM states per layer, later calls advance them one token at a time."""
         ctx = inference_context if inference_context is not None else inference_params
@@ -191,7 +192,9 @@ class TorchMambaMixer(MegatronModule):
                 out, out_bias = self.out_proj(y.transpose(0, 1))
                 return out, out_bias
         seq_idx = None
-        if packed_seq_params is not None:
+        if getattr(packed_seq_params, "seq_idx", None) is not None:  # models/mamba/model.py DocumentIds
+            seq_idx = packed_seq_params.seq_idx.to(zxbcdt.device)
+        elif packed_seq_params is not None:
             assert batch == 1, "packed sequences (THD) come as one row"
             seq_idx = seq_idx_from_cu_seqlens(packed_seq_params.cu_seqlens_q, length)
         y, states = self._ssm(zxbcdt, seq_idx, want_states=ctx is not None)

@@ -34,7 +34,9 @@ def test_built_model_has_the_counted_parameters(single_rank_parallel, preset):
     cfg.train.precision = "fp32"
     family = get_family("mamba2")
     (model,) = family.build_model_chunks(cfg)
-    assert type(model).__name__ == "HybridModel"
+    from megatron.core.models.hybrid.hybrid_model import HybridModel
+
+    assert isinstance(model, HybridModel)
     assert sum(p.numel() for p in model.parameters()) == family.count_parameters(cfg.model, padded_vocab=True).total
     # models/mamba/stack.py: megatron-core's HybridStack builds a Transformer Engine final norm
     # (models/hybrid/hybrid_block.py:215); ours is a torch RMSNorm under the same name
@@ -143,3 +145,46 @@ def test_cached_decoding_equals_full_forward(single_rank_parallel):
             ctx.sequence_len_offset += 1
     got = torch.cat(step, dim=1)
     assert (got - full).abs().max() <= 1e-5 * full.abs().max()
+
+
+def test_packed_documents_reset_with_reset_position_ids(single_rank_parallel):
+    """data.reset_position_ids: documents packed in one row (positions restart at 0) give the logits of the
+    same documents run alone."""
+    cfg = get_preset("tiny-mamba")
+    cfg.data.reset_position_ids = True
+    (model,) = get_family("mamba2").build_model_chunks(cfg)
+    model.eval()
+    lengths = [13, 30, 1, 20]
+    tokens = torch.randint(0, cfg.model.vocab_size, (1, sum(lengths)), generator=torch.Generator().manual_seed(2))
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    with torch.no_grad():
+        packed = model(tokens, position_ids, None, runtime_gather_output=True)
+        start = 0
+        for n in lengths:
+            alone = model(tokens[:, start:start + n], torch.arange(n)[None], None, runtime_gather_output=True)
+            diff = (packed[:, start:start + n] - alone).abs().max()
+            assert diff <= 1e-5 * alone.abs().max(), f"document at {start}: {diff}"
+            start += n
+        model.reset_at_documents = False  # without resets the later documents differ: the test is not vacuous
+        leaky = model(tokens, position_ids, None, runtime_gather_output=True)
+    assert (leaky[:, 13:43] - packed[:, 13:43]).abs().max() > 1e-3
+
+
+def test_bf16_trains_a_step(single_rank_parallel):
+    """bf16 weights (Float16Module) with the residual stream in fp32: the final norm hands the output layer
+    bf16 (models/mamba/stack.py), and the loss is near fp32's."""
+    cfg = get_preset("tiny-mamba")
+    tokens = torch.randint(0, cfg.model.vocab_size, (2, 32), generator=torch.Generator().manual_seed(3))
+    pos = torch.arange(32)[None].expand(2, -1)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        cfg.train.precision = precision
+        torch.manual_seed(0)
+        from megatron_biomed.parallel import cpu
+
+        cpu.model_parallel_manual_seed(1234)
+        (model,) = get_family("mamba2").build_model_chunks(cfg)
+        loss = model(tokens, pos, None, labels=tokens).float().mean()
+        loss.backward()
+        losses[precision] = loss.item()
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"]

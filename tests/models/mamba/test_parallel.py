@@ -3,9 +3,9 @@ PP2 and TP2 x PP2 train like one process; a checkpoint saved at TP2 loads at TP1
 
 As tests/training/: one process initialises tiny-mamba (2 B/C groups, so TP2 works) and saves it; every layout
 starts from that checkpoint (``checkpoint.init_from``; dist_checkpointing reshards in_proj's [z|x|B|C|dt] and
-conv's [x|B|C] parts per TP rank) and trains 10 steps in fp32 on the same global batches. Measured on CPU: TP2
-and TP2 x PP2 losses within 2e-7 relative of one process, grad norms within 1e-6, PP2 bit-identical; the
-tolerances below leave a margin of ~10x.
+conv's [x|B|C] parts per TP rank) and trains 10 steps in fp32 on the same global batches. Measured on CPU
+(largest relative difference to one process over the 10 steps): loss 4.1e-8 for TP2, PP2 and TP2 x PP2; grad
+norm 2.2e-7 (TP2), 9.7e-8 (PP2), 2.8e-7 (TP2 x PP2). The tolerances below leave a margin of about 20x.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from launch import BASE, assert_losses_close, read_metrics, run_pretrain
 
 PRESET = "tiny-mamba"
 STEPS = 10
-LOSS_RTOL = 2e-6
-GRAD_NORM_RTOL = 1e-5
+LOSS_RTOL = 1e-6
+GRAD_NORM_RTOL = 5e-6
 LAYOUTS = {
     "tp2": (2, ["parallel.tensor_model_parallel_size=2"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),
@@ -41,12 +41,12 @@ def init_weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(init_weights, tmp_path_factory):
     work = tmp_path_factory.mktemp("mamba-ref")
-    metrics, proc = _run(1, [f"checkpoint.init_from={init_weights}"], work, "ref")
-    assert "family" in proc.stdout or metrics  # trained through tools/pretrain.py's ordinary loop
+    metrics, _ = _run(1, [f"checkpoint.init_from={init_weights}"], work, "ref")
     return metrics
 
 
 def test_one_process_trains(reference):
+    """tools/pretrain.py's ordinary loop (LanguageModelTask, Trainer) trains the family unchanged."""
     assert sorted(reference) == list(range(1, STEPS + 1))
     assert reference[STEPS]["loss"] < reference[1]["loss"] - 0.05
 

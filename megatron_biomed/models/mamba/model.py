@@ -1,0 +1,46 @@
+"""megatron-core's HybridModel, plus document resets for packed pretraining sequences.
+
+With ``data.reset_position_ids`` the GPT datasets restart the position ids at 0 after every end-of-document
+token. Attention models turn that into a mask; a Mamba model must restart its convolution and scan there
+instead, or state leaks from one document into the next. :class:`MambaLM` reads the document number of each
+token from the position ids and hands it to the mixers (:class:`DocumentIds` travels where megatron-core
+passes ``packed_seq_params``; our :class:`~megatron_biomed.models.mamba.mixer.TorchMambaMixer` reads it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from megatron.core.models.hybrid.hybrid_model import HybridModel
+
+
+@dataclass
+class DocumentIds:
+    """``seq_idx`` ``[b, s]``: the document number of each token (non-decreasing along each row)."""
+
+    seq_idx: torch.Tensor
+    qkv_format: str = "sbhd"  # read by HybridModel's rotary embedding check; not THD
+
+
+def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """Document numbers from position ids that restart at 0 at each document: ``[0 1 2 0 1 0]`` -> ``[0 0 0 1 1 2]``."""
+    starts = (position_ids == 0).to(torch.long)
+    starts[:, 0] = 1
+    return starts.cumsum(dim=-1) - 1
+
+
+class MambaLM(HybridModel):
+    """HybridModel that, with ``reset_at_documents``, restarts each mixer where the position ids return to 0."""
+
+    def __init__(self, *args, reset_at_documents: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reset_at_documents = reset_at_documents
+
+    def forward(self, input_ids, position_ids, attention_mask, decoder_input=None, labels=None,
+                inference_context=None, runtime_gather_output=None, *, packed_seq_params=None, **kwargs):  # fmt: skip
+        if self.reset_at_documents and packed_seq_params is None and position_ids is not None:
+            if inference_context is None and kwargs.get("inference_params") is None:
+                packed_seq_params = DocumentIds(document_ids(position_ids))
+        return super().forward(input_ids, position_ids, attention_mask, decoder_input, labels, inference_context,
+                               runtime_gather_output, packed_seq_params=packed_seq_params, **kwargs)  # fmt: skip
