@@ -9,13 +9,26 @@ from dataclasses import dataclass, field
 import torch
 
 
+class _Packed:
+    """What autograd keeps for one saved tensor while our hooks are on; dropped when its graph is."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
 @dataclass
 class SavedBytes:
-    """Activation bytes saved for backward while the context was open (each storage counted once; the
-    parameters' own storages, which autograd saves for the weight gradients, excluded)."""
+    """Activation bytes saved for backward while the context was open and still held when it closed (each
+    storage counted once; the parameters' own storages, which autograd saves for the weight gradients,
+    excluded). A graph freed inside the block (megatron-core runs bias-dropout-add under enable_grad even
+    inside a recomputed layer, then drops that graph) leaves nothing here."""
 
     exclude: set = field(default_factory=set)
-    storages: dict = field(default_factory=dict)
+    storages: dict = field(default_factory=dict)  # data_ptr -> bytes, of storages saved and still held
+    holders: dict = field(default_factory=dict)  # data_ptr -> number of live packed references
+    refs: list = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -24,22 +37,36 @@ class SavedBytes:
 
 @contextlib.contextmanager
 def saved_activation_bytes(model: torch.nn.Module | None = None):
-    """Count the bytes of tensors autograd saves for backward inside this block
+    """Count the bytes of tensors autograd saves for backward inside this block and still holds at its end
     (``torch.autograd.graph.saved_tensors_hooks``). Storages of ``model``'s parameters are not counted."""
+    import weakref
+
     record = SavedBytes()
     if model is not None:
         record.exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
         for b in model.buffers():
             record.exclude.add(b.untyped_storage().data_ptr())
 
+    def released(ptr):
+        def callback(_ref):
+            record.holders[ptr] -= 1
+            if record.holders[ptr] == 0:
+                del record.holders[ptr]
+                record.storages.pop(ptr, None)
+
+        return callback
+
     def pack(t: torch.Tensor):
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
+        packed = _Packed(t)
         if ptr not in record.exclude and ptr != 0:
             record.storages[ptr] = max(record.storages.get(ptr, 0), storage.nbytes())
-        return t
+            record.holders[ptr] = record.holders.get(ptr, 0) + 1
+            record.refs.append(weakref.ref(packed, released(ptr)))
+        return packed
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda packed: packed.tensor):
         yield record
 
 

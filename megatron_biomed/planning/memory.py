@@ -228,6 +228,9 @@ def estimate_memory(
         per_chunk_bytes = recomputed * layer_activation_bytes(m, b, tp, sp, "full", e) + (
             per_chunk - recomputed
         ) * layer_activation_bytes(m, b, tp, sp, "none", e, mask_bytes)
+        if recomputed and m.position_embedding_type == "rope":
+            # the rotary frequencies (fp32), an input of every recomputed layer, one tensor per forward
+            per_chunk_bytes += 4 * m.seq_length * (m.hidden_size // m.num_attention_heads)
     else:
         per_chunk_bytes = per_chunk * layer_activation_bytes(m, b, tp, sp, kind, e, mask_bytes)
     per_stage_microbatch = per_chunk_bytes * (layout.vpp or 1)

@@ -1,9 +1,11 @@
-"""The planner's memory terms against what a built model really holds on CPU (one rank, TP1).
+"""The planner's memory terms against what a built model really holds on CPU (one rank at TP1 in this
+process; TP2 on two gloo ranks once).
 
 Weights: the parameters' bytes; gradients: megatron-core DDP's gradient buffers; optimizer: the Adam
 moments and fp32 main weights after one step (plain and distributed optimizer); activations: the bytes of
-the tensors saved for backward during one forward (torch.autograd.graph.saved_tensors_hooks). Each term
-must be within 5% of the estimate.
+the tensors saved for backward during one forward and still held by its graph at the end
+(torch.autograd.graph.saved_tensors_hooks). Each term must be within 5% of the estimate (measured: within
+0.05%; pytest -s prints the table).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ TOLERANCE = 0.05
 ACTIVATION_CASES = [
     ("tiny-biomedlm", "none", None, 2, 0.1),
     ("tiny-biomedlm", "selective", None, 1, 0.1),
-    ("tiny-biomedlm", "full", None, 2, 0.0),
+    ("tiny-biomedlm", "full", None, 2, 0.1),
     ("tiny-biomedlm", "full", 2, 1, 0.0),
     ("tiny-llama", "none", None, 1, 0.1),
     ("tiny-llama", "selective", None, 2, 0.0),
@@ -81,7 +83,8 @@ def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout
     model.train()
     tokens, pos, mask, labels = _batch(cfg)
     with saved_activation_bytes(model) as saved:
-        model(tokens, pos, mask, labels=labels)
+        out = model(tokens, pos, mask, labels=labels)  # held: its graph holds what was saved
+    assert out.requires_grad
     # PyTorch's CPU dropout keeps its mask in the activation dtype (CUDA: one byte per element).
     est = estimate_memory(cfg.model, layout, global_batch_size=mbs, precision="fp32", runtime_overhead=0, mask_bytes=4)
     _close(f"activations {preset} recompute={recompute}/{n} mbs{mbs} dropout{dropout}", saved.total,

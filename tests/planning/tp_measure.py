@@ -36,7 +36,8 @@ def main(out: str, preset: str, recompute: str) -> None:
     tokens, labels = torch.randint(0, v, (b, s), generator=gen), torch.randint(0, v, (b, s), generator=gen)
     mask = torch.triu(torch.ones(1, 1, s, s, dtype=torch.bool), diagonal=1)
     with saved_activation_bytes(model) as saved:
-        model(tokens, torch.arange(s).repeat(b, 1), mask, labels=labels)
+        losses = model(tokens, torch.arange(s).repeat(b, 1), mask, labels=labels)  # held: its graph holds the saves
+    assert losses.requires_grad
     layout = Layout(tp=2, micro_batch_size=b, recompute=recompute)
     est = estimate_memory(cfg.model, layout, global_batch_size=b, precision="fp32", runtime_overhead=0).terms
     row = {"activations": [saved.total, est["activations"]], "weights": [parameter_bytes([model]), est["weights"]]}

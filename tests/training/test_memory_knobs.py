@@ -39,8 +39,9 @@ def _forward_backward(cfg, seed: int = 1234):
     pos = torch.arange(s).unsqueeze(0).expand(b, s)
     with saved_activation_bytes(model) as saved:
         loss = model(tokens[:, :-1], pos, mask, labels=tokens[:, 1:]).mean()
+    held = saved.total  # before backward frees the graph
     loss.backward()
-    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}, saved.total
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}, held
 
 
 @pytest.mark.parametrize("preset", ["tiny-biomedlm", "tiny-llama"])
