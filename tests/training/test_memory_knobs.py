@@ -95,6 +95,23 @@ def test_gradient_buffers_follow_grad_reduce_dtype(single_rank_parallel):
         assert torch.equal(a, b)
 
 
+def test_overlap_param_gather_defers_the_gather_to_forward_hooks(single_rank_parallel):
+    """Really on: the optimizer step leaves the parameter all-gather to forward pre-hooks on every module."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+
+    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.training.optimizer import ddp_knobs
+
+    cfg = get_preset("tiny-biomedlm")
+    cfg.parallel.use_distributed_optimizer = cfg.parallel.overlap_grad_reduce = True
+    for on in (False, True):
+        cfg.parallel.overlap_param_gather = on
+        tconfig = transformer_config(cfg)
+        ddp = DistributedDataParallelConfig(**ddp_knobs(cfg), use_distributed_optimizer=True, overlap_grad_reduce=True)
+        model = DistributedDataParallel(tconfig, ddp, build_model_chunks(cfg, tconfig)[0])
+        assert bool(model.remove_forward_pre_hook_handles) == on
+
+
 STEPS = 6
 EVAL = ["train.eval_interval=2", "train.eval_iters=1"]
 
