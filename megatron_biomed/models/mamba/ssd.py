@@ -61,54 +61,57 @@ def ssd_scan(
     Any ``l`` works: the tail chunk is padded with ``dt = 0`` tokens, which change no state.
     """
     b, length, h, p = x.shape
-    n = B.size(-1)
+    g, n = B.size(2), B.size(-1)
+    r = h // g  # heads per B/C group: B and C are used per group, never copied per head
     dtype = x.dtype
     pad = (-length) % chunk_size
-    Bh, Ch = _heads(B, h), _heads(C, h)
     xdt = x * dt[..., None]
     adt = dt * A.to(dt.dtype)  # [b, l, h]
     if pad:
-        xdt, Bh, Ch = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (xdt, Bh, Ch))
+        xdt, B, C = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (xdt, B, C))
         adt = F.pad(adt, (0, 0, 0, pad))
         if seq_idx is not None:
             seq_idx = torch.cat([seq_idx, seq_idx[:, -1:].expand(b, pad)], dim=1)
     nc, cl = (length + pad) // chunk_size, chunk_size
-    xdt = xdt.reshape(b, nc, cl, h, p)
-    Bh = Bh.reshape(b, nc, cl, h, n)
-    Ch = Ch.reshape(b, nc, cl, h, n)
-    a = adt.reshape(b, nc, cl, h).permute(0, 3, 1, 2)  # [b, h, c, l]
+    xdt = xdt.reshape(b, nc, cl, g, r, p)
+    B = B.reshape(b, nc, cl, g, n)
+    C = C.reshape(b, nc, cl, g, n)
+    a = adt.reshape(b, nc, cl, g, r).permute(0, 3, 4, 1, 2)  # [b, g, r, c, l]
     a_cum = a.cumsum(dim=-1)
 
     # 1. Inside each chunk: y_t = sum_{s <= t} C_t.B_s exp(a_{s+1} + ... + a_t) x_s dt_s.
-    decay = torch.exp(_segsum(a))  # [b, h, c, l, s]
+    decay = torch.exp(_segsum(a))  # [b, g, r, c, l, s]
     if seq_idx is not None:
         docs = seq_idx.reshape(b, nc, cl)
-        decay = decay * (docs[:, None, :, :, None] == docs[:, None, :, None, :]).to(decay.dtype)
-    y = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Ch, Bh, decay, xdt)
+        decay = decay * (docs[:, None, None, :, :, None] == docs[:, None, None, :, None, :]).to(decay.dtype)
+    scores = torch.einsum("bclgn,bcsgn->bgcls", C, B)[:, :, None] * decay  # [b, g, r, c, l, s]
+    y = torch.einsum("bgrcls,bcsgrp->bclgrp", scores, xdt)
 
     # 2. Each chunk's own contribution to the state at its last token (same document as that token only).
-    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # [b, h, c, l]
+    to_end = torch.exp(a_cum[..., -1:] - a_cum)  # [b, g, r, c, l]
     if seq_idx is not None:
-        to_end = to_end * (docs == docs[..., -1:])[:, None].to(to_end.dtype)
-    states = torch.einsum("bclhn,bhcl,bclhp->bchpn", Bh, to_end, xdt)
+        to_end = to_end * (docs == docs[..., -1:])[:, None, None].to(to_end.dtype)
+    states = torch.einsum("bclgn,bgrcl,bclgrp->bcgrpn", B, to_end, xdt)
 
     # 3. Chunk-end states through the chunks: S_z = sum_{c <= z} exp(a over chunks c+1..z) states_c, across a
     #    chunk boundary only when both chunk ends lie in the same document.
     if initial_state is None:
         initial_state = torch.zeros(b, h, p, n, dtype=states.dtype, device=states.device)
-    states = torch.cat([initial_state[:, None].to(states.dtype), states], dim=1)  # [b, c+1, h, p, n]
-    chunk_decay = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # [b, h, c+1, c+1]
+    init = initial_state.to(states.dtype).reshape(b, 1, g, r, p, n)
+    states = torch.cat([init, states], dim=1)  # [b, c+1, g, r, p, n]
+    chunk_decay = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # [b, g, r, c+1, c+1]
     if seq_idx is not None:
         ends = torch.cat([docs[:, :1, 0], docs[:, :, -1]], dim=1)  # document of the state after chunk z-1
-        chunk_decay = chunk_decay * (ends[:, None, :, None] == ends[:, None, None, :]).to(chunk_decay.dtype)
-    states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)
-    prev, final_state = states[:, :-1], states[:, -1]
+        same = (ends[:, :, None] == ends[:, None, :]).to(chunk_decay.dtype)
+        chunk_decay = chunk_decay * same[:, None, None]
+    states = torch.einsum("bgrzc,bcgrpn->bzgrpn", chunk_decay, states)
+    prev, final_state = states[:, :-1], states[:, -1].reshape(b, h, p, n)
 
     # 4. What the state before each chunk gives its tokens (only tokens of the document it belongs to).
-    from_start = torch.exp(a_cum)  # [b, h, c, l]
+    from_start = torch.exp(a_cum)  # [b, g, r, c, l]
     if seq_idx is not None:
-        from_start = from_start * (docs == ends[:, :-1, None])[:, None].to(from_start.dtype)
-    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", Ch, prev, from_start)
+        from_start = from_start * (docs == ends[:, :-1, None])[:, None, None].to(from_start.dtype)
+    y = y + torch.einsum("bclgn,bcgrpn,bgrcl->bclgrp", C, prev, from_start)
 
     y = y.reshape(b, nc * cl, h, p)[:, :length]
     if D is not None:

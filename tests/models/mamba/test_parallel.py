@@ -74,3 +74,19 @@ def test_saved_at_tp2_loads_at_tp1_exactly(init_weights, reference, tmp_path):
     got, _ = _run(1, [f"checkpoint.init_from={tmp_path / 'tp2'}", "train.exit_after_iters=3"], tmp_path, "tp1")
     for it in (1, 2, 3):
         assert got[it]["loss"] == reference[it]["loss"], f"iteration {it}"
+
+
+def test_kill_and_resume_is_bit_exact(init_weights, reference, tmp_path):
+    """Killed (SIGKILL) at iteration 8 after its checkpoint at 5; the resumed steps 6-10 are the straight run's."""
+    proc = run_pretrain(
+        1,
+        RUN + [f"checkpoint.init_from={init_weights}", f"checkpoint.save={tmp_path / 'ck'}",
+               "checkpoint.save_interval=5", "train.inject_kill_at=8", f"logging.metrics_file={tmp_path / 'a.jsonl'}"],
+        tmp_path, preset=PRESET, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    got, proc = _run(1, [f"checkpoint.load={tmp_path / 'ck'}"], tmp_path, "b")
+    assert "resumed from" in proc.stdout and "at iteration 5" in proc.stdout
+    assert sorted(got) == list(range(6, STEPS + 1))
+    for it in got:
+        assert got[it]["loss"] == reference[it]["loss"] and got[it]["grad_norm"] == reference[it]["grad_norm"], it
