@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the TP the checkpoint will be loaded at (sets the vocabulary padding); any PP / VPP loads it",
     )  # fmt: skip
     i.add_argument("--tokenizer", help="tokenizer directory (default: the tokenizer files in --hf-dir)")
+    i.add_argument(
+        "--extend-vocab", help="directory from tools/extend_vocab.py: add its tokens (rows = mean of their pieces)"
+    )
     i.add_argument("--set", dest="overrides", action="append", default=[], help="section.field=value")
     e = sub.add_parser("export", help="dist checkpoint (any saved layout) -> HF directory")
     e.add_argument("--load", required=True, help="checkpoint directory (latest complete iteration) or iter_*")
@@ -56,6 +59,7 @@ def main(argv=None) -> int:
                 tensor_model_parallel_size=args.tensor_model_parallel_size,
                 overrides=args.overrides,
                 tokenizer=args.tokenizer,
+                extend_vocab=args.extend_vocab,
             )
             print(f"imported {args.hf_dir} -> {path}")
         else:

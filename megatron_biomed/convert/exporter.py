@@ -2,7 +2,8 @@
 
 Streams: the checkpoint is read one layer at a time straight from its global tensors (no model is built but
 a one-layer skeleton that names the checkpoint's keys), converted by the family's adapter and written into
-safetensors shards, so peak memory is about one layer plus one shard, not the model. The directory holds
+safetensors shards, so peak memory is a few layers (the checkpoint reader copies what it reads once more) plus
+one shard, whatever the depth -- not the model (benchmarks/convert_memory.py measures it). The directory holds
 ``config.json``, ``generation_config.json``, ``model.safetensors`` (or shards and
 ``model.safetensors.index.json``) and the tokenizer files, and loads with
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` without custom code. Padded
@@ -142,6 +143,11 @@ class CheckpointTensors:
         return {name: (slices[key][1] if layer is None else slices[key][1][0]) for name, key in wanted.items()}
 
 
+def _unpadded(name: str, t: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``t`` without Megatron's padding rows (freeing them) when it is a vocabulary-sized tensor."""
+    return t[:vocab_size].clone() if name in (WORD_EMBEDDINGS, OUTPUT_LAYER) else t
+
+
 def special_token_ids(path: Path, tokenizer_dir: str | None) -> dict:
     """bos / eos / pad ids: from the HF config an import recorded beside the checkpoint, else the tokenizer's
     ``<|endoftext|>`` for bos and eos."""
@@ -182,13 +188,17 @@ def export_hf(
     out = Path(out)
     writer = ShardWriter(out, max_shard_size, out_dtype)
 
-    ours = ckpt.load(non_layer)
-    for name in (WORD_EMBEDDINGS, OUTPUT_LAYER):
-        if name in ours:
-            ours[name] = ours[name][: m.vocab_size]  # drop Megatron's padding rows
-    for name, t in adapter.globals_to_hf(m, ours).items():
-        writer.add(name, t)
-    del ours
+    names = adapter.global_names(m)
+    if names is not None:  # plain renames: one at a time (the embeddings are the largest tensors)
+        for name, hf_name in names.items():
+            if name not in non_layer:
+                raise ConversionError(f"{path}: the checkpoint has no tensor for {name} (model family {m.family})")
+            writer.add(hf_name, _unpadded(name, ckpt.load({name: non_layer[name]})[name], m.vocab_size))
+    else:
+        ours = {name: _unpadded(name, t, m.vocab_size) for name, t in ckpt.load(non_layer).items()}
+        for hf_name, t in adapter.globals_to_hf(m, ours).items():
+            writer.add(hf_name, t)
+        del ours
     for i in range(m.num_layers):
         tensors = ckpt.load(layer, layer=i)
         for name, t in adapter.layer_to_hf(m, i, tensors).items():

@@ -103,20 +103,12 @@ class GPT2Adapter(HFAdapter):
             **special_tokens,
         }
 
-    def globals_from_hf(self, m, read):
+    def global_names(self, m):
         return {
-            WORD_EMBEDDINGS: read("transformer.wte.weight"),
-            "embedding.position_embeddings.weight": read("transformer.wpe.weight"),
-            "decoder.final_layernorm.weight": read("transformer.ln_f.weight"),
-            "decoder.final_layernorm.bias": read("transformer.ln_f.bias"),
-        }
-
-    def globals_to_hf(self, m, ours):
-        return {
-            "transformer.wte.weight": ours[WORD_EMBEDDINGS],
-            "transformer.wpe.weight": ours["embedding.position_embeddings.weight"],
-            "transformer.ln_f.weight": ours["decoder.final_layernorm.weight"],
-            "transformer.ln_f.bias": ours["decoder.final_layernorm.bias"],
+            WORD_EMBEDDINGS: "transformer.wte.weight",
+            "embedding.position_embeddings.weight": "transformer.wpe.weight",
+            "decoder.final_layernorm.weight": "transformer.ln_f.weight",
+            "decoder.final_layernorm.bias": "transformer.ln_f.bias",
         }
 
     def layer_from_hf(self, m, i, read):

@@ -49,14 +49,19 @@ def architecture_differences(want: ModelConfig, got: ModelConfig) -> list[str]:
     return [f"{f}: {getattr(want, f)!r} != {getattr(got, f)!r}" for f in fields if getattr(want, f) != getattr(got, f)]
 
 
-def experiment_config(hf: dict, where: str, preset: str | None, overrides=()) -> tuple[ExperimentConfig, HFAdapter]:
+def experiment_config(
+    hf: dict, where: str, preset: str | None, overrides=(), vocab_size: int | None = None
+) -> tuple[ExperimentConfig, HFAdapter]:
     """The ExperimentConfig an import records: the preset (default: none) with its model replaced by the one
-    ``config.json`` describes, after checking they are the same architecture; then ``overrides``."""
+    ``config.json`` describes (its vocabulary grown to ``vocab_size`` by an extension), after checking they
+    are the same architecture; then ``overrides``."""
     from megatron_biomed.config.loading import apply_overrides, validate
     from megatron_biomed.config.presets import get_preset
 
     adapter = adapter_for_hf_config(hf, where)
     m = adapter.model_config(hf, where)
+    if vocab_size is not None:
+        m.vocab_size = vocab_size
     if preset:
         cfg = get_preset(preset)
         diffs = architecture_differences(cfg.model, m)
@@ -113,9 +118,34 @@ def pad_vocab(t: torch.Tensor, rows: int, name: str) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
 
 
-def fill_model(model, m: ModelConfig, adapter: HFAdapter, reader: HFReader) -> None:
+def extended_vocab_size(vocab_size: int, pieces: dict[int, list[int]] | None, where: str) -> int:
+    """Vocabulary after adding the new ids of ``pieces`` ({new id: base piece ids}, tools/extend_vocab.py)."""
+    if not pieces:
+        return vocab_size
+    bad = sorted(i for i, ids in pieces.items() if not ids or max(ids) >= vocab_size)
+    if bad:
+        raise ConversionError(f"{where}: new tokens {bad[:5]} have pieces outside the model's {vocab_size} ids")
+    return max(vocab_size, max(pieces) + 1)
+
+
+def extend_rows(t: torch.Tensor, pieces: dict[int, list[int]], rows: int) -> torch.Tensor:
+    """``t`` grown to ``rows`` rows, each new id's row the mean of its pieces' rows (old rows untouched)."""
+    from megatron_biomed.tokenizer.extend import init_new_rows_from_pieces
+
+    if t.shape[0] < rows:
+        t = torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
+    else:
+        t = t.clone()
+    init_new_rows_from_pieces(t, pieces)
+    return t
+
+
+def fill_model(
+    model, m: ModelConfig, adapter: HFAdapter, reader: HFReader, pieces: dict[int, list[int]] | None = None
+) -> None:
     """Copy every parameter of the unsharded ``model`` from ``reader`` through ``adapter``; every model
-    tensor must be set and every HF tensor used (or be a known buffer)."""
+    tensor must be set and every HF tensor used (or be a known buffer). ``pieces``: the vocabulary
+    extension (new rows of the embedding and output layer are the mean of their pieces' rows)."""
     params = {k: v for k, v in model.state_dict(keep_vars=True).items() if not k.endswith("_extra_state")}
     done: set[str] = set()
 
@@ -124,6 +154,8 @@ def fill_model(model, m: ModelConfig, adapter: HFAdapter, reader: HFReader) -> N
             raise ConversionError(f"adapter {adapter.family!r} produced {name!r}, which this model does not have")
         target = params[name]
         if name in (WORD_EMBEDDINGS, OUTPUT_LAYER):
+            if pieces:
+                value = extend_rows(value, pieces, m.vocab_size)
             value = pad_vocab(value, target.shape[0], name)
         if tuple(value.shape) != tuple(target.shape):
             raise ConversionError(f"{name}: converted shape {tuple(value.shape)} != model's {tuple(target.shape)}")
@@ -157,10 +189,15 @@ def import_hf(
     tensor_model_parallel_size: int = 1,
     overrides=(),
     tokenizer: str | os.PathLike | None = None,
+    extend_vocab: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the HF model in ``hf_dir`` to a dist checkpoint under ``out`` (``out/iter_0000000``) whose
     ``run_config.yaml`` is the derived config with ``parallel.tensor_model_parallel_size`` set; its
-    tokenizer (from ``tokenizer``, default ``hf_dir``) goes to ``out/tokenizer``. Returns the iteration dir."""
+    tokenizer (from ``tokenizer``, default ``hf_dir``) goes to ``out/tokenizer``. Returns the iteration dir.
+
+    ``extend_vocab``: a directory written by tools/extend_vocab.py (the extended tokenizer and its
+    ``new_token_pieces.json``): the vocabulary grows by its new ids, each new embedding / output row the mean
+    of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
     from megatron_biomed.models.gpt import build_model_chunks
     from megatron_biomed.training.checkpointing import TrainState, save_checkpoint
 
@@ -169,17 +206,27 @@ def import_hf(
     if not (hf_dir / "config.json").is_file():
         raise ConversionError(f"{where} is missing: give a directory written by save_pretrained")
     hf = json.loads((hf_dir / "config.json").read_text())
-    cfg, adapter = experiment_config(hf, where, preset, overrides)
+    pieces = None
+    if extend_vocab is not None:
+        from megatron_biomed.tokenizer.extend import load_new_token_pieces
+
+        try:
+            pieces = load_new_token_pieces(extend_vocab)
+        except (OSError, ValueError) as e:
+            raise ConversionError(f"{extend_vocab}: no readable new_token_pieces.json ({e})") from e
+        tokenizer = tokenizer or extend_vocab
+    vocab = extended_vocab_size(hf["vocab_size"], pieces, str(extend_vocab))
+    cfg, adapter = experiment_config(hf, where, preset, overrides, vocab_size=vocab)
     cfg.parallel.tensor_model_parallel_size = tensor_model_parallel_size
     one = _single_process(cfg, tensor_model_parallel_size)
     model = build_model_chunks(one)[0]
     reader = HFReader(hf_dir)
-    fill_model(getattr(model, "module", model), cfg.model, adapter, reader)
+    fill_model(getattr(model, "module", model), cfg.model, adapter, reader, pieces)
     out.mkdir(parents=True, exist_ok=True)
     copied = copy_tokenizer_files(tokenizer or hf_dir, out / TOKENIZER_DIR)
     if copied:
         cfg.data.tokenizer = str((out / TOKENIZER_DIR).resolve())
-    (out / HF_CONFIG_FILE).write_text(json.dumps(hf, indent=2) + "\n")
+    (out / HF_CONFIG_FILE).write_text(json.dumps(hf | {"vocab_size": cfg.model.vocab_size}, indent=2) + "\n")
     path = save_checkpoint(
         out, [model], _NoOptimizer(), _NoOptimizer(), TrainState(), use_dist_opt=False, run_config=cfg.to_dict()
     )

@@ -130,23 +130,11 @@ class LlamaAdapter(HFAdapter):
             **special_tokens,
         }
 
-    def globals_from_hf(self, m, read):
-        out = {
-            WORD_EMBEDDINGS: read("model.embed_tokens.weight"),
-            "decoder.final_layernorm.weight": read("model.norm.weight"),
-        }
+    def global_names(self, m):
+        names = {WORD_EMBEDDINGS: "model.embed_tokens.weight", "decoder.final_layernorm.weight": "model.norm.weight"}
         if not m.tie_embeddings:
-            out[OUTPUT_LAYER] = read("lm_head.weight")
-        return out
-
-    def globals_to_hf(self, m, ours):
-        out = {
-            "model.embed_tokens.weight": ours[WORD_EMBEDDINGS],
-            "model.norm.weight": ours["decoder.final_layernorm.weight"],
-        }
-        if not m.tie_embeddings:
-            out["lm_head.weight"] = ours[OUTPUT_LAYER]
-        return out
+            names[OUTPUT_LAYER] = "lm_head.weight"
+        return names
 
     def layer_from_hf(self, m, i, read):
         h = f"model.layers.{i}."

@@ -3,8 +3,9 @@
 An adapter translates one family's tensors and config between the Hugging Face layout and our megatron-core
 model's *unsharded* (TP = PP = 1) state dict. Sharding over tensor / pipeline ranks is not its business:
 dist checkpoints store global tensors, and megatron-core splits them when a layout loads them.
-Tensors move one layer at a time (:meth:`HFAdapter.layer_from_hf` / :meth:`HFAdapter.layer_to_hf`), so an
-export never holds more than a layer plus the shard being written.
+Tensors move one layer at a time (:meth:`HFAdapter.layer_from_hf` / :meth:`HFAdapter.layer_to_hf`), and
+those outside the layers one by one where they are plain renames (:meth:`HFAdapter.global_names`), so an
+export holds about a layer plus the shard being written, not the model.
 
 Another family (Mamba2) subclasses :class:`HFAdapter` and calls :func:`register_adapter`.
 """
@@ -59,16 +60,29 @@ class HFAdapter:
         """``config.json`` for ``m`` (``special_tokens``: bos/eos/pad token ids; ``dtype``: "float32", ...)."""
         raise NotImplementedError
 
-    def globals_from_hf(self, m: ModelConfig, read: Reader) -> dict[str, torch.Tensor]:
-        """Our tensors outside the layers (embeddings, final norm, untied output layer), unpadded."""
-        raise NotImplementedError
+    def global_names(self, m: ModelConfig) -> dict[str, str] | None:
+        """Our tensors outside the layers (embeddings, final norm, an untied output layer) -> their HF names,
+        when these are plain renames (then an export moves them one by one); None when the adapter needs
+        :meth:`globals_from_hf` / :meth:`globals_to_hf` of its own."""
+        return None
 
-    def layer_from_hf(self, m: ModelConfig, i: int, read: Reader) -> dict[str, torch.Tensor]:
-        """Layer ``i``'s tensors by our suffix name, read from the HF names of that layer."""
-        raise NotImplementedError
+    def globals_from_hf(self, m: ModelConfig, read: Reader) -> dict[str, torch.Tensor]:
+        """Our tensors outside the layers, unpadded (default: :meth:`global_names` read one by one)."""
+        names = self._names(m)
+        return {ours: read(theirs) for ours, theirs in names.items()}
 
     def globals_to_hf(self, m: ModelConfig, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """HF tensors for our non-layer tensors (vocabulary padding already removed)."""
+        return {theirs: ours[mine] for mine, theirs in self._names(m).items()}
+
+    def _names(self, m: ModelConfig) -> dict[str, str]:
+        names = self.global_names(m)
+        if names is None:
+            raise NotImplementedError(f"{type(self).__name__} gives neither global_names nor globals_*_hf")
+        return names
+
+    def layer_from_hf(self, m: ModelConfig, i: int, read: Reader) -> dict[str, torch.Tensor]:
+        """Layer ``i``'s tensors by our suffix name, read from the HF names of that layer."""
         raise NotImplementedError
 
     def layer_to_hf(self, m: ModelConfig, i: int, ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,8 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FAMILIES = ("gpt2", "llama")
-
 
 @pytest.fixture(scope="session")
 def imported(tmp_path_factory):

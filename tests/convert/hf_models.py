@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 VOCAB = 300  # not a multiple of 128: the import pads, the export must drop the padding
+FAMILIES = ("gpt2", "llama")
 
 
 def tiny_gpt2(out: Path, seed: int = 0, **overrides):

@@ -56,12 +56,10 @@ def test_biomedlm_width_two_layers_both_ways(tmp_path):
     fields |= {"n_layer": 2, "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0}
     hf = GPT2LMHeadModel(GPT2Config(**fields)).eval()
     hf.save_pretrained(tmp_path / "hf")
-    del hf
     import_hf(tmp_path / "hf", tmp_path / "ckpt")
     model, cfg = load_model(tmp_path / "ckpt")
     assert cfg.model.padded_vocab_size(1) == 28928
     t = torch.randint(0, 28896, (1, 16), generator=torch.Generator().manual_seed(0))
-    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     with torch.no_grad():
         want = hf(t).logits
         got = model(t, torch.arange(16).unsqueeze(0), None)[..., :28896]

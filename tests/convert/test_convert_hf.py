@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAMILIES
-from hf_models import VOCAB, hf_logits, our_logits, tokens
+from hf_models import FAMILIES, VOCAB, hf_logits, our_logits, tokens
 
 ATOL = 1e-5  # logits are O(1) here
 
@@ -28,6 +27,14 @@ def test_import_matches_transformers(imported, family):
     diff = (want - got).abs().max().item()
     assert diff <= ATOL * want.abs().max().item(), f"{family}: max |logit diff| {diff:.3g}"
     assert cfg.model.family == family and cfg.model.vocab_size == VOCAB
+    # Cross entropy over the real vocabulary equals transformers' loss on the same batch. (megatron-core's
+    # training loss also counts the zero padding rows -- logit 0 each -- in its softmax, so it is higher
+    # until those columns are masked; see the report of issue 9.)
+    with torch.no_grad():
+        hf_loss = hf(t, labels=t).loss.item()
+        logits = our_logits(model, t[:, :-1], VOCAB)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), t[:, 1:].reshape(-1)).item()
+    assert abs(loss - hf_loss) <= 1e-5 * hf_loss, f"{family}: loss {loss} vs transformers' {hf_loss}"
     assert model.embedding.word_embeddings.weight.shape[0] == 512  # 300 padded to 128 x TP 2
 
 

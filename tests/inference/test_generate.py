@@ -82,13 +82,22 @@ def test_sampling_stop_strings_and_eos(exported):
     assert [t for i, t in streamed if i == 1] == greedy[1].ids
 
 
-def test_cli_streams_from_an_imported_checkpoint(exported, tmp_path):
+def test_tensor_parallel_generation_equals_one_process(exported, tmp_path):
+    """tools/generate.py on 2 ranks (TP 2, logits gathered over TP), streaming, prints what one process
+    generates."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from launch import ROOT, run_tool
 
-    proc = run_tool(
-        ROOT / "tools" / "generate.py", 1,
-        ["--load", str(exported["gpt2"][0]), "--prompt", "Patients with", "--max-new-tokens", "5", "--stream"],
-        tmp_path, timeout=120,
-    )  # fmt: skip
-    assert proc.stdout.strip().splitlines()[-1].startswith("Patients with")
+    from megatron_biomed.inference.generate import SamplingConfig, generate
+    from megatron_biomed.tokenizer import load_tokenizer
+
+    model, cfg = _ours("llama", exported)
+    tok = load_tokenizer(cfg.data.tokenizer)
+    prompt = "Patients with type 2"
+    want = generate(
+        model, [tok.encode(prompt)], SamplingConfig(max_new_tokens=6), vocab_size=cfg.model.vocab_size,
+        max_length=cfg.model.seq_length, eos_id=tok.eod_id, decode=tok.decode,
+    )[0]  # fmt: skip
+    args = ["--load", str(exported["llama"][0]), "--max-new-tokens", "6", "--prompt", prompt, "--stream"]
+    proc = run_tool(ROOT / "tools" / "generate.py", 2, args, tmp_path, timeout=180)
+    assert prompt + want.text in proc.stdout.splitlines()
