@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from launch import BASE, read_metrics, run_pretrain
+from launch import BASE, read_metrics, run_finetune, run_pretrain
+from toydata import FT_BASE, task_args
 
 from megatron_biomed.training import manifest
 from megatron_biomed.training.checkpointing import (
@@ -69,21 +70,30 @@ class _Evil:
         return (os.mkdir, (self.marker,))
 
 
-common = eval(sys.argv[2])
-os.makedirs(sys.argv[1])
 if __name__ == "__main__":
-    dist_checkpointing.save(common, sys.argv[1])
+    for path, expr in zip(sys.argv[1::2], sys.argv[2::2]):
+        os.makedirs(path)
+        dist_checkpointing.save(eval(expr), path)
 """
 
 
-def _save_common(path: Path, expr: str) -> None:
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory):
+    """Two dist checkpoints saved by one process: one whose common state pickles os.mkdir (of a marker
+    directory), one like those written before manifests existed (no checkpoint_format, no manifest)."""
+    root = tmp_path_factory.mktemp("crafted")
+    marker = root / "pwned"
+    evil, old = root / "ck" / "iter_0000003", root / "old" / "iter_0000001"
+    evil_expr = f"{{'train_state': _Evil(Path({str(marker)!r}))}}"
+    old_expr = "{'train_state': {'iteration': 1}}"
     subprocess.run(
-        [sys.executable, "-c", _SAVE_COMMON, str(path), expr],
+        [sys.executable, "-c", _SAVE_COMMON, str(evil), evil_expr, str(old), old_expr],
         check=True,
         capture_output=True,
         timeout=300,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
+    return {"evil": evil, "old": old, "marker": marker}
 
 
 def test_crafted_metadata_is_refused_before_anything_runs(initial_weights, tmp_path):
@@ -107,22 +117,19 @@ def test_crafted_metadata_is_refused_before_anything_runs(initial_weights, tmp_p
     assert not marker.exists()
 
 
-def test_crafted_common_state_is_refused_before_anything_runs(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "ck" / "iter_0000003"
-    _save_common(path, f"{{'train_state': _Evil(Path({str(marker)!r}))}}")
+def test_crafted_common_state_is_refused_before_anything_runs(crafted):
+    path, marker = crafted["evil"], crafted["marker"]
     _rewrite_manifest(path)
     with pytest.raises(UnsafeCheckpointError, match=r"__0_0\.distcp \(item '.*common.*'\): refusing to load"):
         load_checkpoint(path, [], weights_only=True)
     assert not marker.exists()
     with pytest.raises(UnsafeCheckpointError):
-        load_checkpoint(tmp_path / "ck", [], iteration=3)
+        load_checkpoint(path.parent, [], iteration=3)
     assert not marker.exists()
 
 
-def test_checkpoint_without_manifest_from_before_manifests_loads_unverified(tmp_path, caplog):
-    path = tmp_path / "iter_0000001"
-    _save_common(path, "{'train_state': {'iteration': 1}}")
+def test_checkpoint_without_manifest_from_before_manifests_loads_unverified(crafted, caplog):
+    path = crafted["old"]
     assert not (path / manifest.MANIFEST).exists()
     assert verify_checkpoint(path) is False
     assert "loading it unverified" in caplog.text
@@ -191,3 +198,16 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_verifies(tmp_path):
     assert "falling back to" in out and "iter_0000002" in out
     assert "at iteration 2 (consumed samples 16)" in out
     assert sorted(read_metrics(tmp_path / "m.jsonl")) == [3, 4, 5]
+
+
+def test_fine_tune_checkpoint_with_a_head_verifies_and_loads(toy, tmp_path):
+    """A multiple-choice fine-tune's checkpoint (body and head) is written with a manifest and initialises
+    another fine-tune through the restricted loaders."""
+    mc = tmp_path / "mc"
+    run_finetune(1, task_args(toy, "mc") + ["--save", str(mc)], FT_BASE + ["train.train_iters=1"], tmp_path)
+    path = mc / "iter_0000001"
+    assert verify_checkpoint(path) is True
+    args = task_args(toy, "mc")
+    args[args.index("--init-from") + 1] = str(mc)
+    proc = run_finetune(1, args, FT_BASE + ["train.train_iters=1"], tmp_path)
+    assert f"initialised model weights from {mc}" in proc.stdout + proc.stderr

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Mutation check: plant each known bug in a copy of the tree and show that the tests meant to catch it fail.
+
+    .venv/bin/python tests/mutations/check.py            # every mutation
+    .venv/bin/python tests/mutations/check.py rng-restore-skipped manifest-not-checked
+
+Each mutation is a set of exact text replacements in a copy of the working tree (under a temporary
+directory; the working tree itself is never touched) and the tests that must fail with it. The copy runs the
+tests with ``PYTHONPATH`` pointing at itself, so the planted bug is what tools/pretrain.py imports too.
+Prints one line per mutation: caught (the tests failed) or MISSED (they passed: the tests are too loose), and
+exits non-zero when one is missed or a replacement no longer applies (the code moved: update the mutation).
+
+Last run (2026-12-01, 2 loaded cores, ~5 min in all), every mutation caught:
+
+* rng-restore-skipped: test_save_crash.py[before_shards] (dropout on, bit-exact resume): the losses differ.
+* save-in-place-tracker-first: test_save_crash.py[before_shards] (a real save killed): the tracker names an
+  incomplete checkpoint.
+* manifest-not-checked: test_checkpoint_safety.py, flipped byte and truncated shard: not refused.
+* unrestricted-unpickler: test_checkpoint_safety.py, crafted .metadata: the payload runs.
+* seed-tp-offset-ignored: test_seed_values.py: the model-parallel tracker state differs.
+* seed-ignored: test_seed_values.py: initial seed 1234, not 4321.
+* sp-norm-grad-not-reduced: test_parallel_equivalence.py[tp2-sequence-parallel]: grad norm off by 4.1e-5
+  relative at step 1 (allowed 1.5e-6).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Mutation:
+    name: str
+    what: str
+    edits: list[tuple[str, str, str]]  # (file, old text, new text): old must occur exactly once
+    tests: list[str]
+
+
+CKPT = "megatron_biomed/training/checkpointing.py"
+MANIFEST_PY = "megatron_biomed/training/manifest.py"
+SAFETY = "tests/training/test_checkpoint_safety.py"
+CPU = "megatron_biomed/parallel/cpu.py"
+
+MUTATIONS = [
+    Mutation(
+        "rng-restore-skipped",
+        "resume does not restore the RNG states",
+        [(CKPT, '    if "rng_state" in loaded:', "    if False:")],
+        ["tests/training/test_save_crash.py::test_kill_inside_a_real_save[before_shards]"],
+    ),
+    Mutation(
+        "save-in-place-tracker-first",
+        "save_checkpoint writes straight into iter_* (no temporary directory) and the tracker before the shards",
+        [
+            (CKPT, 'tmp = final.with_name(final.name + ".tmp")', "tmp = final"),
+            (
+                CKPT,
+                '    _kill_point("before_shards", state.iteration)\n',
+                '    if _rank0():\n        (root / TRACKER).write_text(f"{state.iteration}\\n")\n'
+                '    _kill_point("before_shards", state.iteration)\n',
+            ),
+            (CKPT, "        if final.exists():\n            shutil.rmtree(final)\n", ""),
+            (CKPT, "        os.replace(tmp, final)\n", ""),
+        ],
+        ["tests/training/test_save_crash.py::test_kill_inside_a_real_save[before_shards]"],
+    ),
+    Mutation(
+        "manifest-not-checked",
+        "load ignores the manifest's sizes and checksums",
+        [
+            (MANIFEST_PY, '        if size != entry["size"]:', "        if False:"),
+            (MANIFEST_PY, "        if checksums:\n            got", "        if False:\n            got"),
+        ],
+        [
+            SAFETY + "::test_flipped_byte_is_refused_by_name_unless_checksums_are_skipped",
+            SAFETY + "::test_truncated_shard_is_refused_by_name",
+        ],
+    ),
+    Mutation(
+        "unrestricted-unpickler",
+        "the restricted unpickler admits every class",
+        [
+            (
+                "megatron_biomed/training/safe_load.py",
+                "        if (module, name) in self.allowed or _is_torch_dtype_or_layout(module, name):",
+                "        if True:",
+            )
+        ],
+        [SAFETY + "::test_crafted_metadata_is_refused_before_anything_runs"],
+    ),
+    Mutation(
+        "seed-tp-offset-ignored",
+        "every tensor-parallel rank gets the same model-parallel RNG seed",
+        [(CPU, "seed + 2718 + tp_rank)", "seed + 2718)")],
+        ["tests/training/test_seed_values.py"],
+    ),
+    Mutation(
+        "seed-ignored",
+        "the configured seed is not used for the default generator",
+        [(CPU, "    torch.manual_seed(seed)\n    tp_rank", "    torch.manual_seed(1234)\n    tp_rank")],
+        ["tests/training/test_seed_values.py"],
+    ),
+    Mutation(
+        "sp-norm-grad-not-reduced",
+        "under sequence parallelism the norm weights' gradients are not all-reduced across TP",
+        [
+            (
+                "megatron_biomed/kernels/modules.py",
+                "            p.sequence_parallel = config.sequence_parallel",
+                "            p.sequence_parallel = False",
+            )
+        ],
+        ["tests/training/test_parallel_equivalence.py::test_layout_matches_single_process[tp2-sequence-parallel]"],
+    ),
+]
+
+
+def _copy_tree(dst: Path) -> None:
+    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
+    for entry in ("megatron_biomed", "tests", "tools", "pytest.ini", "pyproject.toml", "ruff.toml"):
+        src = ROOT / entry
+        if src.is_dir():
+            shutil.copytree(src, dst / entry, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, dst / entry)
+
+
+def run(mutation: Mutation) -> tuple[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{mutation.name}-") as tmp:
+        work = Path(tmp)
+        _copy_tree(work)
+        for file, old, new in mutation.edits:
+            path = work / file
+            text = path.read_text()
+            if text.count(old) != 1:
+                return f"STALE ({file}: the text to replace occurs {text.count(old)} times)", 0.0
+            path.write_text(text.replace(old, new))
+        env = dict(os.environ, PYTHONPATH=str(work))
+        start = time.time()
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        took = time.time() - start
+        if proc.returncode == 1:
+            why = next((line[1:].strip() for line in proc.stdout.splitlines() if line.startswith("E ")), "")
+            return f"caught   ({why[:150]})", took
+        if proc.returncode == 0:
+            return "MISSED", took
+        return f"ERROR (pytest exit {proc.returncode}):\n{proc.stdout[-2000:]}", took
+
+
+def main(argv: list[str]) -> int:
+    chosen = [m for m in MUTATIONS if not argv or m.name in argv]
+    unknown = set(argv) - {m.name for m in MUTATIONS}
+    if unknown:
+        print(f"unknown mutation(s) {sorted(unknown)}; known: {[m.name for m in MUTATIONS]}")
+        return 2
+    bad = 0
+    for m in chosen:
+        result, took = run(m)
+        bad += not result.startswith("caught")
+        print(f"{m.name:28s} {took:5.0f}s  {m.what}\n    {result}", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
