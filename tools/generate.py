@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Greedy generation from a checkpoint (any saved TP/PP layout), in one process.
+"""Generation from a checkpoint (any saved TP/PP layout; the model from its run_config.yaml): KV cache, greedy
+or sampled (--temperature/--top-k/--top-p/--seed), batched --prompt's, --stop strings, --stream. One process,
+or tensor parallel over the ranks of ``torchrun --nproc-per-node N``.
 
-    python tools/generate.py --preset tiny-biomedlm --load runs/quickstart/checkpoints \
-        --tokenizer runs/quickstart/tokenizer --prompt "Patients with type 2 diabetes"
+    python tools/generate.py --load runs/quickstart/checkpoints --tokenizer runs/quickstart/tokenizer \
+        --prompt "Patients with type 2 diabetes" --stream
 """
 
 import sys
 
 from megatron_biomed.inference.generate import main
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # dist_checkpointing starts spawn-mode helpers: the guard is required
     sys.exit(main())

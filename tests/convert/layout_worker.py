@@ -1,5 +1,5 @@
-"""Run under torchrun (4 gloo ranks): load each checkpoint at TP2xPP2, TP2 and PP2 and write its logits on
-the given tokens (``<out>/<name>_tp<T>_pp<P>.pt``), from the first rank of the last pipeline stage."""
+"""Run under torchrun (4 gloo ranks): load each checkpoint at TP2xPP2, TP2, PP2 and PP2 x VPP2 and write its
+logits on the given tokens (``<out>/<name>_tp<T>_pp<P>_vpp<V>.pt``), from the first rank of the last stage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-LAYOUTS = ((2, 2), (2, 1), (1, 2))
+LAYOUTS = ((2, 2, None), (2, 1, None), (1, 2, None), (1, 2, 2))  # (TP, PP, VPP)
 
 
 def main() -> None:
@@ -29,17 +29,19 @@ def main() -> None:
     env = read_dist_env()
     for item in args.checkpoint:
         name, path = item.split("=", 1)
-        for tp, pp in LAYOUTS:
+        for tp, pp, vpp in LAYOUTS:
             _, cfg = run_experiment_config(path)
             cfg.parallel.tensor_model_parallel_size, cfg.parallel.pipeline_model_parallel_size = tp, pp
-            cfg.train.micro_batch_size = 1
-            cfg.train.global_batch_size = env.world_size // (tp * pp)
+            cfg.parallel.virtual_pipeline_model_parallel_size = vpp
+            micro = pp if vpp else 1  # the interleaved schedule runs a multiple of PP micro-batches
+            cfg.train.micro_batch_size = tokens.shape[0] // micro
+            cfg.train.global_batch_size = tokens.shape[0] * env.world_size // (tp * pp)
             initialize_parallel(cfg, env)
             chunks = load_model_chunks(cfg, path)
-            logits = forward_logits(chunks, tokens, cfg.model.vocab_size)
+            logits = forward_logits(chunks, tokens, cfg.model.vocab_size, num_microbatches=micro)
             first_of_last = ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0
             if logits is not None and first_of_last and ps.get_data_parallel_rank() == 0:
-                torch.save(logits.cpu(), Path(args.out) / f"{name}_tp{tp}_pp{pp}.pt")
+                torch.save(logits.cpu(), Path(args.out) / f"{name}_tp{tp}_pp{pp}_vpp{vpp}.pt")
             del chunks
             torch.distributed.barrier()
 

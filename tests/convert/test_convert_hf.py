@@ -85,7 +85,7 @@ def test_export_dtype_flag(imported, tmp_path):
 
 
 def test_layouts_match_transformers(imported, tmp_path):
-    """TP2 x PP2, TP2 and PP2 on 4 gloo ranks (one torchrun for both families and all three layouts)."""
+    """TP2 x PP2, TP2, PP2 and PP2 x VPP2 on 4 gloo ranks (one torchrun for both families and all layouts)."""
     from launch import run_tool
 
     t = tokens()
@@ -96,10 +96,10 @@ def test_layouts_match_transformers(imported, tmp_path):
     run_tool(Path(__file__).with_name("layout_worker.py"), 4, args, tmp_path, timeout=300)
     for family in FAMILIES:
         want = hf_logits(imported[family][0], t)
-        for tp, pp in ((2, 2), (2, 1), (1, 2)):
-            got = torch.load(tmp_path / f"{family}_tp{tp}_pp{pp}.pt")
+        for tp, pp, vpp in ((2, 2, None), (2, 1, None), (1, 2, None), (1, 2, 2)):
+            got = torch.load(tmp_path / f"{family}_tp{tp}_pp{pp}_vpp{vpp}.pt")
             diff = (want - got).abs().max().item()
-            assert diff <= ATOL * want.abs().max().item(), f"{family} TP{tp} PP{pp}: max |logit diff| {diff:.3g}"
+            assert diff <= ATOL * want.abs().max().item(), f"{family} TP{tp} PP{pp} VPP{vpp}: max |diff| {diff:.3g}"
 
 
 def test_csrc_kernels_keep_the_inverse_layer_scale(imported):
