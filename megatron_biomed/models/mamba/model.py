@@ -31,7 +31,8 @@ def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
 
 
 class MambaLM(HybridModel):
-    """HybridModel that, with ``reset_at_documents``, restarts each mixer where the position ids return to 0."""
+    """HybridModel that, with ``reset_at_documents``, restarts each mixer where the position ids return to 0, and
+    takes GPTModel's ``output_processor`` hook (used by megatron_biomed/finetune/heads.py)."""
 
     def __init__(self, *args, reset_at_documents: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,8 +40,30 @@ class MambaLM(HybridModel):
 
     def forward(self, input_ids, position_ids, attention_mask, decoder_input=None, labels=None,
                 inference_context=None, runtime_gather_output=None, *, packed_seq_params=None, **kwargs):  # fmt: skip
+        output_processor = kwargs.pop("output_processor", None)
+        processor_context = kwargs.pop("output_processor_context", None)
         if self.reset_at_documents and packed_seq_params is None and position_ids is not None:
             if inference_context is None and kwargs.get("inference_params") is None:
                 packed_seq_params = DocumentIds(document_ids(position_ids))
-        return super().forward(input_ids, position_ids, attention_mask, decoder_input, labels, inference_context,
-                               runtime_gather_output, packed_seq_params=packed_seq_params, **kwargs)  # fmt: skip
+        if output_processor is None or not self.post_process:
+            return super().forward(input_ids, position_ids, attention_mask, decoder_input, labels, inference_context,
+                                   runtime_gather_output, packed_seq_params=packed_seq_params, **kwargs)  # fmt: skip
+        # GPTModel's output_processor hook (megatron-core 0.19.2 models/gpt/gpt_model.py:719-736), which HybridModel
+        # lacks: the fine-tuning heads read the final-norm hidden states instead of the logits. HybridModel
+        # returns those hidden states when it is not the last stage, so it runs as one here.
+        self.post_process = False
+        try:
+            hidden_states = super().forward(input_ids, position_ids, attention_mask, decoder_input, labels,
+                                            inference_context, runtime_gather_output,
+                                            packed_seq_params=packed_seq_params, **kwargs)  # fmt: skip
+        finally:
+            self.post_process = True
+        tied = self.shared_embedding_or_output_weight() if self.share_embeddings_and_output_weights else None
+        return output_processor(
+            hidden_states=hidden_states, output_layer=self.output_layer, output_weight=tied,
+            labels=labels, loss_mask=kwargs.get("loss_mask"), input_ids=input_ids, position_ids=position_ids,
+            attention_mask=attention_mask, decoder_input=decoder_input, inference_context=inference_context,
+            packed_seq_params=packed_seq_params, runtime_gather_output=runtime_gather_output,
+            context=processor_context, compute_language_model_loss=self.compute_language_model_loss,
+            scale_logits=self._scale_logits, config=self.config,
+        )  # fmt: skip

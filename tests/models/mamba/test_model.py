@@ -212,3 +212,22 @@ def test_generation_with_the_recurrent_state_equals_without(single_rank_parallel
         runs[use_cache] = ([r.ids for r in out], torch.stack(logits))
     assert runs[True][0] == runs[False][0]
     assert (runs[True][1] - runs[False][1]).abs().max() <= 1e-5 * runs[False][1].abs().max()
+
+
+def test_output_processor_gets_the_final_norm_hidden_states(single_rank_parallel):
+    """GPTModel's output_processor hook (the fine-tuning heads use it) on our HybridModel: the hook gets the
+    final-norm hidden states [s, b, h] whose output layer gives the usual logits. (tools/finetune.py --task sft
+    and --task mc train tiny-mamba through it.)"""
+    cfg = get_preset("tiny-mamba")
+    (model,) = get_family("mamba2").build_model_chunks(cfg)
+    tokens = torch.randint(0, cfg.model.vocab_size, (2, 16), generator=torch.Generator().manual_seed(4))
+    pos = torch.arange(16)[None].expand(2, -1)
+    seen = {}
+
+    def process(*, hidden_states, output_layer, output_weight, config, **_):
+        seen["h"] = hidden_states
+        return output_layer(hidden_states, weight=output_weight)[0].transpose(0, 1)
+
+    via_hook = model(tokens, pos, None, output_processor=process)
+    assert seen["h"].shape == (16, 2, cfg.model.hidden_size) and model.post_process
+    assert torch.equal(via_hook, model(tokens, pos, None))
