@@ -216,7 +216,12 @@ def save_checkpoint(
         with_rng=True,
     )
     _kill_point("before_shards", state.iteration)
-    dist_checkpointing.save(sd, str(tmp))
+    try:
+        dist_checkpointing.save(sd, str(tmp))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # torch's CheckpointException is a BaseException
+        raise CheckpointError(_save_failure(root, tmp, state.iteration, e)) from e
     _kill_point("after_shards", state.iteration)
     # Each rank fsyncs and checksums the shards it wrote; rank 0 the shared files, and writes the manifest.
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -256,6 +261,39 @@ def save_checkpoint(
             _prune(root, keep_last)
     _barrier()
     return final
+
+
+def _save_failure(root: Path, tmp: Path, iteration: int, error: BaseException) -> str:
+    """What a failed write says: the cause (an OS error when one is in the chain), the free space, and that
+    the previous checkpoint is still the newest complete one."""
+    reason = None
+    e: Optional[BaseException] = error
+    while e is not None and reason is None:
+        if isinstance(e, OSError) and e.errno:
+            reason = f"{type(e).__name__}: {e}"
+        else:
+            m = re.search(r"\[Errno \d+\][^\n'\"]*", str(e))
+            reason = m.group(0) if m else None
+        e = e.__cause__ or e.__context__
+    if reason is None:
+        reason = next((line for line in str(error).splitlines() if "Error" in line), str(error).splitlines()[0])
+    try:
+        free = f"{shutil.disk_usage(root).free / 2**20:.1f} MiB free on that filesystem"
+    except OSError:
+        free = "free space unknown"
+    try:
+        previous = latest_iteration(root)
+    except CheckpointError:
+        previous = None
+    kept = (
+        f"the previous checkpoint {iteration_dir(root, previous)} stays the newest complete one"
+        if previous is not None
+        else "there is no earlier complete checkpoint"
+    )
+    return (
+        f"saving iteration {iteration} to {tmp} failed ({reason}; {free}); {kept}. Free space or set "
+        "checkpoint.save to another directory, then resume with checkpoint.load"
+    )
 
 
 def _prune(root: Path, keep_last: int) -> None:
