@@ -23,7 +23,7 @@ import torch
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.convert.hf_io import ShardWriter, copy_tokenizer_files
-from megatron_biomed.convert.importer import HF_CONFIG_FILE, _single_process
+from megatron_biomed.convert.importer import HF_CONFIG_FILE
 from megatron_biomed.convert.registry import LAYER_PREFIX, OUTPUT_LAYER, WORD_EMBEDDINGS, ConversionError, get_adapter
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def run_experiment_config(checkpoint: str | os.PathLike) -> tuple[Path, Experime
 def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str, str]]:
     """Our unsharded state-dict names -> dist-checkpoint keys: (non-layer names, layer suffixes). Read from a
     one-layer, narrow skeleton of the same family and layer spec (keys do not depend on the sizes)."""
+    from megatron_biomed.inference.loading import single_process_config
     from megatron_biomed.models.gpt import build_model_chunks
 
     s = copy.deepcopy(cfg)
@@ -67,8 +68,7 @@ def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str,
     m.num_query_groups = groups if m.num_query_groups is not None else None
     m.ffn_hidden_size, m.vocab_size, m.make_vocab_size_divisible_by, m.seq_length = 16, 8, 8, 8
     s.train.precision = "fp32"
-    _single_process(s, 1)
-    skeleton = build_model_chunks(s)[0]
+    skeleton = build_model_chunks(single_process_config(s))[0]
     skeleton = getattr(skeleton, "module", skeleton)
     non_layer, layer = {}, {}
     first = LAYER_PREFIX.format(0)

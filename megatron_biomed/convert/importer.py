@@ -9,7 +9,6 @@ is padded to a multiple of ``make_vocab_size_divisible_by x TP``). Peak memory i
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -89,24 +88,6 @@ class _NoOptimizer:
 
     def state_dict(self):
         return {}
-
-
-def _single_process(cfg: ExperimentConfig, tp: int) -> ExperimentConfig:
-    """``cfg`` for building the unsharded model here, its vocabulary padded as at ``tp`` ranks."""
-    from megatron_biomed.parallel.env import DistEnv, find_free_port
-    from megatron_biomed.parallel.initialize import initialize_parallel
-
-    one = copy.deepcopy(cfg)
-    one.model.make_vocab_size_divisible_by = cfg.model.make_vocab_size_divisible_by * tp
-    p = one.parallel
-    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
-    p.virtual_pipeline_model_parallel_size = None
-    p.sequence_parallel = False
-    p.use_distributed_optimizer = False
-    one.train.global_batch_size = one.train.micro_batch_size
-    port = int(os.environ.get("MASTER_PORT") or find_free_port())
-    initialize_parallel(one, DistEnv(0, 1, 0, "127.0.0.1", port, "single"))
-    return one
 
 
 def pad_vocab(t: torch.Tensor, rows: int, name: str) -> torch.Tensor:
@@ -198,6 +179,7 @@ def import_hf(
     ``extend_vocab``: a directory written by tools/extend_vocab.py (the extended tokenizer and its
     ``new_token_pieces.json``): the vocabulary grows by its new ids, each new embedding / output row the mean
     of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
+    from megatron_biomed.inference.loading import single_process_config
     from megatron_biomed.models.gpt import build_model_chunks
     from megatron_biomed.training.checkpointing import TrainState, save_checkpoint
 
@@ -218,7 +200,7 @@ def import_hf(
     vocab = extended_vocab_size(hf["vocab_size"], pieces, str(extend_vocab))
     cfg, adapter = experiment_config(hf, where, preset, overrides, vocab_size=vocab)
     cfg.parallel.tensor_model_parallel_size = tensor_model_parallel_size
-    one = _single_process(cfg, tensor_model_parallel_size)
+    one = single_process_config(cfg, padded_vocab=cfg.model.padded_vocab_size(tensor_model_parallel_size))
     model = build_model_chunks(one)[0]
     reader = HFReader(hf_dir)
     fill_model(getattr(model, "module", model), cfg.model, adapter, reader, pieces)

@@ -25,3 +25,14 @@ def imported(tmp_path_factory):
         import_hf(d / "hf", d / "ckpt", tensor_model_parallel_size=2)
         out[family] = (hf, d / "hf", d / "ckpt")
     return out
+
+
+@pytest.fixture(autouse=True)
+def _release_model_parallel():
+    """Conversion and loading start megatron-core's parallel state in this process; later tests (e.g. the
+    ``single_rank_parallel`` fixture) start their own, so leave none behind."""
+    yield
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()

@@ -27,3 +27,14 @@ def exported(tmp_path_factory):
         export_hf(d / "ckpt", d / "exported")
         out[family] = (d / "ckpt", d / "exported")
     return out
+
+
+@pytest.fixture(autouse=True)
+def _release_model_parallel():
+    """Conversion and loading start megatron-core's parallel state in this process; later tests (e.g. the
+    ``single_rank_parallel`` fixture) start their own, so leave none behind."""
+    yield
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
