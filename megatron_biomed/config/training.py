@@ -89,6 +89,9 @@ class TrainingConfig:
     train_iters: int = 10
     eval_interval: int = 0
     eval_iters: int = 2
+    # Extra held-out corpora (.bin/.idx prefixes, optionally NAME=PREFIX) whose loss and perplexity are
+    # reported separately at every eval interval (e.g. PubMed, C4 and Wikipedia for the BioMamba blend).
+    eval_corpora: list = field(default_factory=list)
     seed: int = 1234
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     # Activation recomputation (Korthikanti et al. 2022), passed to megatron-core's TransformerConfig.
@@ -103,9 +106,6 @@ class TrainingConfig:
     # more micro-batches in flight under 1F1B, so they may recompute more). Overrides recompute_num_layers.
     recompute_num_layers_per_stage: list = field(default_factory=list)
     # Stop with a clear message after this many consecutive non-finite losses (each such step is skipped).
-    # Extra held-out corpora (.bin/.idx prefixes, optionally NAME=PREFIX) whose loss and perplexity are
-    # reported separately at every eval interval (e.g. PubMed, C4 and Wikipedia for the BioMamba blend).
-    eval_corpora: list = field(default_factory=list)
     max_consecutive_nonfinite: int = 3
     # Stop (after saving) once this many steps ran in this process; 0 = no limit. For tests of resume.
     exit_after_iters: int = 0
