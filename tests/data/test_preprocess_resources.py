@@ -24,7 +24,9 @@ try:
     runpy.run_path("tools/preprocess_data.py", run_name="__main__")
 except SystemExit as e:
     assert not e.code, e.code
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not RUSAGE_SELF: Linux keeps ru_maxrss across exec, so this process would report the peak of
+# the (pytest) process that started it; VmHWM belongs to the address space this process got at exec.
+own = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(f"PEAK {own:.1f} {kids:.1f}")
 """
