@@ -17,7 +17,7 @@ import torch
 
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
-from megatron_biomed.finetune.heads import head_forward
+from megatron_biomed.finetune.heads import flatten_choices, head_forward
 from megatron_biomed.training.scoring import score_samples
 from megatron_biomed.training.task import Task
 
@@ -157,14 +157,8 @@ def head_scores(trainer, head_task, items, progress=None) -> torch.Tensor:
     seq = head_task.seq_length()
 
     def forward(batch, model):
-        rows = batch["tokens"].shape[0] * batch["tokens"].shape[1]
-        flat = {
-            "tokens": batch["tokens"].reshape(rows, -1),
-            "last_index": batch["last_index"].reshape(rows),
-            "position_ids": torch.arange(seq, device=batch["tokens"].device).expand(rows, -1),
-            "attention_mask": causal_attention_mask(seq, batch["tokens"].device),
-        }
-        return head_forward(model, flat), lambda scores: scores.view(batch["tokens"].shape[0], -1)
+        scores = head_forward(model, flatten_choices(batch, seq))
+        return scores, lambda out: out.view(batch["tokens"].shape[0], -1)
 
     trainer.task.head_shapes = True
     try:

@@ -80,7 +80,7 @@ def load_tokenizer_for(cfg: ExperimentConfig):
 def eod_id(tok) -> int:
     from megatron_biomed.tokenizer import EOD_TOKEN
 
-    eod = tok.hf_tokenizer.token_to_id(EOD_TOKEN)
+    eod = tok.token_to_id(EOD_TOKEN)
     if eod is None:
         raise TaskSetupError(f"the tokenizer has no {EOD_TOKEN} token (used as end of document and padding)")
     return eod

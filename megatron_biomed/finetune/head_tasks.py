@@ -15,13 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
-from megatron_biomed.finetune.encoding import (
-    TruncationCount,
-    causal_attention_mask,
-    encode_choices,
-    encode_classification,
-)
-from megatron_biomed.finetune.heads import HEAD_PREFIX, attach_head, head_forward
+from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification
+from megatron_biomed.finetune.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
 from megatron_biomed.training.task import Task, metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
@@ -76,15 +71,12 @@ class _HeadTask(Task):
         log.info(count.summary(f"{self.name} {what}"))
         return out
 
+    def loss(self, labels, scores):
+        return choice_loss(labels, self.width, scores)
+
     def forward_step(self, data_iterator, model):
         batch = move_batch(next(data_iterator), model)
-        rows = batch["tokens"].shape[0] * batch["tokens"].shape[1]
-        flat = {
-            "tokens": batch["tokens"].reshape(rows, -1),
-            "last_index": batch["last_index"].reshape(rows),
-            "position_ids": torch.arange(self.seq, device=batch["tokens"].device).expand(rows, -1),
-            "attention_mask": causal_attention_mask(self.seq, batch["tokens"].device),
-        }
+        flat = flatten_choices(batch, self.seq)
         scores = head_forward(model, flat)
         return scores, functools.partial(self.loss, batch["label"])
 
@@ -116,9 +108,6 @@ class MultipleChoiceTask(_HeadTask):
     def encode(self, item, count):
         return encode_choices(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
 
-    def loss(self, labels, scores):
-        return choice_loss(labels, self.width, scores)
-
     def describe(self) -> str:
         return f"multiple choice ({self.width} options), {len(self._train_items)} training items"
 
@@ -144,9 +133,6 @@ class ClassificationTask(_HeadTask):
 
     def encode(self, item, count):
         return encode_classification(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
-
-    def loss(self, labels, scores):
-        return choice_loss(labels, self.width, scores)
 
     def describe(self) -> str:
         return f"classification over {self.label_names}, {len(self._train_items)} training items"

@@ -79,6 +79,21 @@ def find_head(model) -> ScoringHead | None:
     return m.head
 
 
+def flatten_choices(batch: dict, seq_length: int) -> dict:
+    """A micro-batch of items ``tokens`` [m, C, S] / ``last_index`` [m, C] as the model's ``m * C`` rows, with
+    positions and the causal mask."""
+    from megatron_biomed.finetune.encoding import causal_attention_mask
+
+    tokens = batch["tokens"]
+    rows = tokens.shape[0] * tokens.shape[1]
+    return {
+        "tokens": tokens.reshape(rows, -1),
+        "last_index": batch["last_index"].reshape(rows),
+        "position_ids": torch.arange(seq_length, device=tokens.device).expand(rows, -1),
+        "attention_mask": causal_attention_mask(seq_length, tokens.device),
+    }
+
+
 def head_forward(model, batch: dict) -> torch.Tensor:
     """Run a chunk on ``batch`` (tokens / position_ids / attention_mask / last_index, rows flattened): the head's
     scores [rows, out] on the last stage, hidden states elsewhere."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
-from megatron_biomed.finetune.heads import head_forward
+from megatron_biomed.finetune.encoding import TruncationCount
+from megatron_biomed.finetune.heads import flatten_choices, head_forward
 
 
 def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
@@ -36,14 +36,7 @@ def score_items(model, task, items, batch_size: int = 8) -> torch.Tensor:
     count = TruncationCount()
     for start in range(0, len(items), batch_size):
         enc = [task.encode(it, count) for it in items[start : start + batch_size]]
-        tokens = torch.cat([e["tokens"] for e in enc])
-        last = torch.cat([e["last_index"] for e in enc])
-        s = tokens.shape[1]
-        batch = {
-            "tokens": tokens,
-            "last_index": last,
-            "position_ids": torch.arange(s).expand(tokens.shape[0], -1),
-            "attention_mask": causal_attention_mask(s),
-        }
+        batch = {k: torch.stack([e[k] for e in enc]) for k in ("tokens", "last_index")}
+        batch = flatten_choices(batch, batch["tokens"].shape[-1])
         out.append(head_forward(model, batch).view(len(enc), -1))
     return torch.cat(out)
