@@ -158,20 +158,31 @@ def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> Ex
     return cfg
 
 
+def read_yaml_mapping(yaml_path: str | Path | None) -> dict:
+    """The top-level mapping of a YAML config file ({} for no file); a clear error for bad YAML."""
+    if yaml_path is None:
+        return {}
+    try:
+        mapping = yaml.safe_load(Path(yaml_path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{yaml_path}: not valid YAML: {e}") from e
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{yaml_path}: expected a mapping at the top level")
+    return mapping
+
+
+def base_config(preset: str | None, mapping: dict) -> ExperimentConfig:
+    """The named preset (or the YAML's own ``preset:``), or the defaults."""
+    preset = preset or mapping.get("preset")
+    return get_preset(preset) if preset else ExperimentConfig()
+
+
 def load_config(
     preset: str | None = None, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()
 ) -> ExperimentConfig:
     """Preset, then YAML file (which may name its own ``preset:``), then --set overrides; then validate."""
-    mapping = {}
-    if yaml_path is not None:
-        try:
-            mapping = yaml.safe_load(Path(yaml_path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{yaml_path}: not valid YAML: {e}") from e
-        if not isinstance(mapping, dict):
-            raise ConfigError(f"{yaml_path}: expected a mapping at the top level")
-        preset = preset or mapping.get("preset")
-    cfg = get_preset(preset) if preset else ExperimentConfig()
+    mapping = read_yaml_mapping(yaml_path)
+    cfg = base_config(preset, mapping)
     sources: dict[str, str] = {}
     apply_mapping(cfg, mapping, str(yaml_path), sources)
     apply_overrides(cfg, overrides, sources)

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
-from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config, validate
+from megatron_biomed.config.loading import apply_mapping, apply_overrides, base_config, read_yaml_mapping, validate
 from megatron_biomed.config.task import TASK_FORMATS, TASK_NAMES
 from megatron_biomed.training.checkpointing import CheckpointError, latest_iteration, read_run_config
 
@@ -50,25 +50,18 @@ def _recorded(path: str) -> dict | None:
 
 def finetune_config(args) -> ExperimentConfig:
     """Preset (hyperparameters), then the model of the checkpoint, then YAML, then the flags and --set."""
-    cfg = load_config(args.preset, args.config, ())
+    mapping = read_yaml_mapping(args.config)
+    cfg = base_config(args.preset, mapping)
     source = args.load if args.load and _has_checkpoint(args.load) else args.init_from
-    if source:
-        recorded = _recorded(source)
-        if recorded is not None:
-            inherited = {k: recorded[k] for k in INHERITED_SECTIONS if k in recorded}
-            for section, name in INHERITED_FIELDS:
-                value = recorded.get(section, {}).get(name)
-                if value is not None:
-                    inherited.setdefault(section, {})[name] = value
-            apply_mapping(cfg, inherited, f"{source}/run_config.yaml")
-            if args.config:
-                # the user's YAML wins over the checkpoint's model where it says something
-                from pathlib import Path
-
-                import yaml
-
-                mapping = yaml.safe_load(Path(args.config).read_text()) or {}
-                apply_mapping(cfg, mapping, args.config)
+    recorded = _recorded(source) if source else None
+    if recorded is not None:
+        inherited = {k: recorded[k] for k in INHERITED_SECTIONS if k in recorded}
+        for section, name in INHERITED_FIELDS:
+            value = recorded.get(section, {}).get(name)
+            if value is not None:
+                inherited.setdefault(section, {})[name] = value
+        apply_mapping(cfg, inherited, f"{source}/run_config.yaml")
+    apply_mapping(cfg, mapping, str(args.config))  # the user's YAML wins over the checkpoint's model
     sets = [f"task.name={args.task}"]
     for flag, field in (("train_file", "task.train_file"), ("valid_file", "task.valid_file"),
                         ("format", "task.format")):  # fmt: skip

@@ -159,6 +159,11 @@ class Trainer:
         )
         return self._global_metrics(losses)
 
+    def forward_pass(self, dataset, step_func=None) -> dict:
+        """One global batch of ``dataset`` (from its start), forward only, with the task's forward step or
+        ``step_func``; the task's metrics over it. For callers that record their own per-sample numbers."""
+        return self._run_schedule(self._iterators(dataset, 0), forward_only=True, step_func=step_func)
+
     def _global_metrics(self, losses) -> dict:
         """Each metric's numerator / denominator summed over micro-batches and data-parallel ranks (the same
         numbers on every rank). The first is the task's loss."""

@@ -59,7 +59,7 @@ def score_samples(trainer, samples: list[dict], width: int, forward: Callable, p
         m.eval()
     with torch.no_grad():
         for start in range(0, n, per_pass):
-            trainer._run_schedule(trainer._iterators(_Window(samples, start), 0), forward_only=True, step_func=step)
+            trainer.forward_pass(_Window(samples, start), step_func=step)
             if progress is not None:
                 progress(min(start + per_pass, n))
     for m in trainer.model:
