@@ -8,7 +8,7 @@
 #
 # The model (architecture and tokenizer) is read from the pretrained checkpoint's run_config.yaml; until that
 # checkpoint exists (a dry run on a laptop) it comes from --preset biomedlm-2.7b. Every hyperparameter is
-# spelled out below as an explicit --set with where it comes from, so this file is the record of what was
+# spelled out as an explicit --set with where it comes from (below and in _finetune.sh), so these files record what was
 # run; arguments given to this script are appended last and win (a --set train.train_iters does not move the
 # warmup: set EPOCHS or TRAIN_ITERS instead).
 #
@@ -30,117 +30,29 @@ TORCHRUN="${TORCHRUN:-torchrun}"
 DATA_DIR="${DATA_DIR:-/data/medqa}"
 TRAIN_FILE="${TRAIN_FILE:-${DATA_DIR}/train.jsonl}"
 VALID_FILE="${VALID_FILE-${DATA_DIR}/dev.jsonl}"
-# The pretrained checkpoint (pretrain_2.7b.sh's CHECKPOINT_DIR); weights only, the head starts fresh.
-INIT_FROM="${INIT_FROM:-${REPO_DIR}/runs/biomedlm-2.7b/checkpoints}"
-# Empty: the tokenizer the checkpoint recorded (data.tokenizer in its run_config.yaml).
-TOKENIZER="${TOKENIZER-}"
 
-# Outputs: checkpoints (also where a restarted run resumes from) and TensorBoard logs.
+# Outputs (checkpoints and TensorBoard logs go under runs/RUN_NAME unless CHECKPOINT_DIR / TENSORBOARD_DIR say).
 RUN_NAME="${RUN_NAME:-biomedlm-2.7b-medqa}"
-CHECKPOINT_DIR="${CHECKPOINT_DIR:-${REPO_DIR}/runs/${RUN_NAME}/checkpoints}"
-TENSORBOARD_DIR="${TENSORBOARD_DIR:-${REPO_DIR}/runs/${RUN_NAME}/tensorboard}"
 SAVE_INTERVAL="${SAVE_INTERVAL:-500}"
 
-# --- the machines ------------------------------------------------------------------------------------
-NNODES="${NNODES:-1}"
-NODE_RANK="${NODE_RANK:-0}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
-WORLD_SIZE_PLANNED=$((NNODES * NPROC_PER_NODE))
-
-# --- parallel layout ---------------------------------------------------------------------------------
-# Plain data parallelism (DP 8): 2.7B fits one GPU with the distributed optimizer. TP must divide the 20
-# heads (1, 2, 4, 5, 10, 20), PP the 32 layers. A micro-batch of 1 question is 4 sequences (one per option).
-TP="${TP:-1}"
-PP="${PP:-1}"
-MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-1}"
-USE_DISTRIBUTED_OPTIMIZER="${USE_DISTRIBUTED_OPTIMIZER:-true}"
-
-# --- the schedule: steps and warmup from epochs --------------------------------------------------------
+# --- the split sizes and the schedule (the shared part turns epochs into steps and warmup) ---------------
 # TRAIN_ITEMS / VALID_ITEMS: questions in the splits (MedQA US 4-option: 10,178 train, 1,272 dev).
 TRAIN_ITEMS="${TRAIN_ITEMS:-10178}"
 VALID_ITEMS="${VALID_ITEMS:-1272}"
 EPOCHS="${EPOCHS:-5}"                 # our choice (BioMedLM code: grid placeholder {epochs})
 GLOBAL_BATCH="${GLOBAL_BATCH:-32}"    # our choice (BioMedLM code: devices x per-device batch x {grad_accum})
-LR="${LR:-2e-5}"                      # our choice (BioMedLM code: grid placeholder {lr})
-WARMUP_RATIO="${WARMUP_RATIO:-0.5}"   # BioMedLM code: --warmup_ratio 0.5
-SEED="${SEED:-1234}"
-# ceil(a x b / c), as the Hugging Face Trainer rounds steps and warmup (fractional EPOCHS are fine).
-ceil_mul() { awk -v a="$1" -v b="$2" -v c="${3:-1}" 'BEGIN { x = a * b / c; n = int(x); if (n < x) n++; print n }'; }
-TRAIN_ITERS="${TRAIN_ITERS:-$(ceil_mul "${EPOCHS}" "${TRAIN_ITEMS}" "${GLOBAL_BATCH}")}"
-WARMUP_ITERS="$(ceil_mul "${WARMUP_RATIO}" "${TRAIN_ITERS}")"
-# Validation runs EVAL_ITERS global batches: the whole dev split (the last batch wraps to its start).
-EVAL_ITERS="$(ceil_mul 1 "${VALID_ITEMS}" "${GLOBAL_BATCH}")"
-[[ -n "${VALID_FILE}" ]] || EVAL_ITERS=0
+EVAL_INTERVAL=500
+LOG_INTERVAL=20
 
-# --- the recipe --------------------------------------------------------------------------------------
-RECIPE=(
+# --- the task ----------------------------------------------------------------------------------------
+TASK_ARGS=(
   --task mc
   --format medqa
-  --preset biomedlm-2.7b
   # One sequence per (question, option): "{question} {option}", 512 tokens (BioMedLM code), truncated from
   # the left so the option is kept; a Linear(hidden, 1) head scores each option's last token.
   --set task.max_seq_length=512
-  --set task.prompt_template=biomedlm
   --set task.num_choices=4
-  # AdamW with the Hugging Face Trainer's defaults (BioMedLM code sets none of them): linear warmup over
-  # half the steps (warmup_ratio 0.5 -> WARMUP_ITERS), then linear decay to 0.
-  --set optimizer.name=adamw
-  --set optimizer.lr="${LR}"
-  --set optimizer.min_lr=0.0
-  --set optimizer.lr_decay_style=linear
-  --set optimizer.lr_warmup_iters="${WARMUP_ITERS}"
-  --set optimizer.weight_decay=0.0
-  --set optimizer.adam_beta1=0.9
-  --set optimizer.adam_beta2=0.999
-  --set optimizer.adam_eps=1e-8
-  --set optimizer.clip_grad=1.0
-  # GLOBAL_BATCH questions per step, EPOCHS x TRAIN_ITEMS / GLOBAL_BATCH steps; bf16 (BioMedLM code).
-  --set train.global_batch_size="${GLOBAL_BATCH}"
-  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
-  --set train.train_iters="${TRAIN_ITERS}"
-  --set train.precision=bf16
-  --set train.eval_interval=500
-  --set train.eval_iters="${EVAL_ITERS}"
-  --set train.seed="${SEED}"
 )
 
-LAYOUT=(
-  --set parallel.tensor_model_parallel_size="${TP}"
-  --set parallel.pipeline_model_parallel_size="${PP}"
-  --set parallel.use_distributed_optimizer="${USE_DISTRIBUTED_OPTIMIZER}"
-)
-
-DATA=(--train-file "${TRAIN_FILE}")
-[[ -z "${VALID_FILE}" ]] || DATA+=(--valid-file "${VALID_FILE}")
-[[ -z "${TOKENIZER}" ]] || DATA+=(--set "data.tokenizer=${TOKENIZER}")
-
-# --init-from gives the weights of a fresh start; --load resumes this fine-tune once it has a checkpoint.
-OUTPUTS=(
-  --init-from "${INIT_FROM}"
-  --load "${CHECKPOINT_DIR}"
-  --save "${CHECKPOINT_DIR}"
-  --set checkpoint.save_interval="${SAVE_INTERVAL}"
-  --set "logging.tensorboard_dir=${TENSORBOARD_DIR}"
-  --set logging.log_interval=20
-)
-
-# --- dry run: print the plan for WORLD_SIZE_PLANNED ranks and stop ------------------------------------
-DRY=0
-[[ "${DRY_RUN:-0}" == "1" ]] && DRY=1
-for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && DRY=1; done
-
-cd "${REPO_DIR}"
-if [[ "${DRY}" == "1" ]]; then
-  extra=()
-  [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
-  exec "${PYTHON}" tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
-    --world-size "${WORLD_SIZE_PLANNED}" "${extra[@]}" "$@"
-fi
-
-# --- train ---------------------------------------------------------------------------------------------
-mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
-exec ${TORCHRUN} --nnodes "${NNODES}" --node-rank "${NODE_RANK}" --nproc-per-node "${NPROC_PER_NODE}" \
-  --master-addr "${MASTER_ADDR}" --master-port "${MASTER_PORT}" \
-  tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
+# Everything else (layout, optimizer, outputs, dry run, torchrun) is shared by the BioMedLM fine-tunes.
+source "${REPO_DIR}/examples/biomedlm/_finetune.sh"

@@ -105,9 +105,17 @@ def dry_run_plan(script: Path, tmp_path: Path, capsys, *args: str, **env) -> dic
     return plan_from(out)
 
 
+def launcher_text(script: Path) -> str:
+    """The script's text followed by the shared parts it sources (``source "${REPO_DIR}/examples/..."``)."""
+    text = script.read_text()
+    for shared in re.findall(r'^source "\$\{REPO_DIR\}/([^"]+)"', text, re.M):
+        text += "\n" + (ROOT / shared).read_text()
+    return text
+
+
 def default(script: Path, name: str) -> str:
-    """The default the script gives variable ``name`` (``NAME="${NAME:-value}"``), read from its text."""
-    m = re.search(rf'^{name}="\$\{{{name}:-([^}}]+)\}}"', script.read_text(), re.M)
+    """The default the script (or what it sources) gives variable ``name`` (``NAME="${NAME:-value}"``)."""
+    m = re.search(rf'^{name}="\$\{{{name}:-([^}}]+)\}}"', launcher_text(script), re.M)
     assert m, f"{script.name} sets no default for {name}"
     return m.group(1)
 
@@ -162,7 +170,7 @@ def test_published_values(tmp_path, capsys):
     medmcqa = dry_run_plan(MEDMCQA, tmp_path, capsys, MEDMCQA_COP_BASE=0)
     assert medmcqa["task_options"]["medmcqa_cop_base"] == 0
     for script in LAUNCHERS:
-        text = script.read_text()
+        text = launcher_text(script)
         assert '--set optimizer.lr_warmup_iters="${WARMUP_ITERS}"' in text and "--set train.precision=bf16" in text
         if "biomedlm" in script.parts:
             assert "stanford-crfm/BioMedLM" in text and "our choice" in text

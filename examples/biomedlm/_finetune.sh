@@ -1,0 +1,113 @@
+# BioMedLM 2.7B fine-tuning: the part every examples/biomedlm/finetune_<task>.sh shares. Sourced (not run) by
+# those launchers after they set REPO_DIR, PYTHON, TORCHRUN, their data files, RUN_NAME, the split sizes and
+# schedule defaults (TRAIN_ITEMS, VALID_ITEMS, EPOCHS, GLOBAL_BATCH, SAVE_INTERVAL, EVAL_INTERVAL,
+# LOG_INTERVAL) and TASK_ARGS (the task, its data format and its task.* settings). It then runs the fine-tune
+# (torchrun) or, with DRY_RUN=1 or --dry-run, prints the plan; the launcher's own arguments come last and win.
+#
+# Shared settings. [BioMedLM code] = stanford-crfm/BioMedLM finetune/: warmup_ratio 0.5, bf16, and the
+# Hugging Face Trainer defaults its scripts leave alone (AdamW with betas 0.9/0.999, eps 1e-8, weight decay 0,
+# linear decay to 0, gradient clipping at 1.0). Its learning rate is a grid placeholder ({lr}): "our choice".
+
+# The pretrained checkpoint (pretrain_2.7b.sh's CHECKPOINT_DIR); weights only, the head starts fresh.
+INIT_FROM="${INIT_FROM:-${REPO_DIR}/runs/biomedlm-2.7b/checkpoints}"
+# Empty: the tokenizer the checkpoint recorded (data.tokenizer in its run_config.yaml).
+TOKENIZER="${TOKENIZER-}"
+
+# Outputs: checkpoints (also where a restarted run resumes from) and TensorBoard logs.
+CHECKPOINT_DIR="${CHECKPOINT_DIR:-${REPO_DIR}/runs/${RUN_NAME}/checkpoints}"
+TENSORBOARD_DIR="${TENSORBOARD_DIR:-${REPO_DIR}/runs/${RUN_NAME}/tensorboard}"
+
+# --- the machines ------------------------------------------------------------------------------------
+NNODES="${NNODES:-1}"
+NODE_RANK="${NODE_RANK:-0}"
+NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
+MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+MASTER_PORT="${MASTER_PORT:-29500}"
+WORLD_SIZE_PLANNED=$((NNODES * NPROC_PER_NODE))
+
+# --- parallel layout ---------------------------------------------------------------------------------
+# Plain data parallelism (DP 8): 2.7B fits one GPU with the distributed optimizer. TP must divide the 20
+# heads (1, 2, 4, 5, 10, 20), PP the 32 layers. A micro-batch of 1 item (BioMedLM code: a per-device batch of
+# 1) is 1 sequence for classification, one per option for multiple choice.
+TP="${TP:-1}"
+PP="${PP:-1}"
+MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-1}"
+USE_DISTRIBUTED_OPTIMIZER="${USE_DISTRIBUTED_OPTIMIZER:-true}"
+
+# --- the schedule: steps and warmup from epochs --------------------------------------------------------
+LR="${LR:-2e-5}"                      # our choice (BioMedLM code: grid placeholder {lr})
+WARMUP_RATIO="${WARMUP_RATIO:-0.5}"   # BioMedLM code: --warmup_ratio 0.5
+SEED="${SEED:-1234}"
+# ceil(a x b / c), as the Hugging Face Trainer rounds steps and warmup (fractional EPOCHS are fine).
+ceil_mul() { awk -v a="$1" -v b="$2" -v c="${3:-1}" 'BEGIN { x = a * b / c; n = int(x); if (n < x) n++; print n }'; }
+TRAIN_ITERS="${TRAIN_ITERS:-$(ceil_mul "${EPOCHS}" "${TRAIN_ITEMS}" "${GLOBAL_BATCH}")}"
+WARMUP_ITERS="$(ceil_mul "${WARMUP_RATIO}" "${TRAIN_ITERS}")"
+# Validation runs EVAL_ITERS global batches: the whole dev split (the last batch wraps to its start).
+EVAL_ITERS="$(ceil_mul 1 "${VALID_ITEMS}" "${GLOBAL_BATCH}")"
+[[ -n "${VALID_FILE}" ]] || EVAL_ITERS=0
+
+# --- the recipe --------------------------------------------------------------------------------------
+RECIPE=(
+  "${TASK_ARGS[@]}"
+  --preset biomedlm-2.7b
+  --set task.prompt_template=biomedlm
+  # AdamW with the Hugging Face Trainer's defaults (BioMedLM code sets none of them): linear warmup over
+  # half the steps (warmup_ratio 0.5 -> WARMUP_ITERS), then linear decay to 0.
+  --set optimizer.name=adamw
+  --set optimizer.lr="${LR}"
+  --set optimizer.min_lr=0.0
+  --set optimizer.lr_decay_style=linear
+  --set optimizer.lr_warmup_iters="${WARMUP_ITERS}"
+  --set optimizer.weight_decay=0.0
+  --set optimizer.adam_beta1=0.9
+  --set optimizer.adam_beta2=0.999
+  --set optimizer.adam_eps=1e-8
+  --set optimizer.clip_grad=1.0
+  # GLOBAL_BATCH items per step, EPOCHS x TRAIN_ITEMS / GLOBAL_BATCH steps; bf16 (BioMedLM code).
+  --set train.global_batch_size="${GLOBAL_BATCH}"
+  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
+  --set train.train_iters="${TRAIN_ITERS}"
+  --set train.precision=bf16
+  --set train.eval_interval="${EVAL_INTERVAL}"
+  --set train.eval_iters="${EVAL_ITERS}"
+  --set train.seed="${SEED}"
+)
+
+LAYOUT=(
+  --set parallel.tensor_model_parallel_size="${TP}"
+  --set parallel.pipeline_model_parallel_size="${PP}"
+  --set parallel.use_distributed_optimizer="${USE_DISTRIBUTED_OPTIMIZER}"
+)
+
+DATA=(--train-file "${TRAIN_FILE}")
+[[ -z "${VALID_FILE}" ]] || DATA+=(--valid-file "${VALID_FILE}")
+[[ -z "${TOKENIZER}" ]] || DATA+=(--set "data.tokenizer=${TOKENIZER}")
+
+# --init-from gives the weights of a fresh start; --load resumes this fine-tune once it has a checkpoint.
+OUTPUTS=(
+  --init-from "${INIT_FROM}"
+  --load "${CHECKPOINT_DIR}"
+  --save "${CHECKPOINT_DIR}"
+  --set checkpoint.save_interval="${SAVE_INTERVAL}"
+  --set "logging.tensorboard_dir=${TENSORBOARD_DIR}"
+  --set logging.log_interval="${LOG_INTERVAL}"
+)
+
+# --- dry run: print the plan for WORLD_SIZE_PLANNED ranks and stop ------------------------------------
+DRY=0
+[[ "${DRY_RUN:-0}" == "1" ]] && DRY=1
+for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && DRY=1; done
+
+cd "${REPO_DIR}"
+if [[ "${DRY}" == "1" ]]; then
+  extra=()
+  [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
+  exec "${PYTHON}" tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
+    --world-size "${WORLD_SIZE_PLANNED}" "${extra[@]}" "$@"
+fi
+
+# --- train ---------------------------------------------------------------------------------------------
+mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
+exec ${TORCHRUN} --nnodes "${NNODES}" --node-rank "${NODE_RANK}" --nproc-per-node "${NPROC_PER_NODE}" \
+  --master-addr "${MASTER_ADDR}" --master-port "${MASTER_PORT}" \
+  tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
