@@ -10,22 +10,18 @@ from megatron_biomed.finetune.heads import flatten_choices, head_forward
 
 
 def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
-    """The task's model (body and head) on one process with the weights of ``checkpoint``."""
+    """The task's model (body and head) on one process with the weights of ``checkpoint`` (saved at any
+    layout: the vocabulary padding follows the checkpoint's)."""
+    from megatron_biomed.inference.loading import saved_padded_vocab, single_process_config
     from megatron_biomed.models.gpt import transformer_config
-    from megatron_biomed.parallel.env import DistEnv, find_free_port
-    from megatron_biomed.parallel.initialize import initialize_parallel
-    from megatron_biomed.training.checkpointing import load_checkpoint
+    from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
-    p = cfg.parallel
-    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
-    p.virtual_pipeline_model_parallel_size = None
-    p.sequence_parallel = False
-    cfg.train.global_batch_size = cfg.train.micro_batch_size
-    initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
-    tconfig = transformer_config(cfg)
+    path = checkpoint_path(checkpoint)
+    one = single_process_config(cfg, saved_padded_vocab(path))
+    tconfig = transformer_config(one)
     task.configure(tconfig)
-    model = task.build_model(cfg, tconfig)[0]
-    load_checkpoint(checkpoint, [model], weights_only=True)
+    model = task.build_model(one, tconfig)[0]
+    load_checkpoint(path, [model], weights_only=True)
     return model.eval()
 
 

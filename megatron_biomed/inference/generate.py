@@ -188,13 +188,6 @@ def model_vocab_size(model) -> int:
     return inner.vocab_size
 
 
-def load_for_generation(cfg: ExperimentConfig, checkpoint: str):
-    """Single-process model with weights from ``checkpoint`` (any saved TP/PP layout)."""
-    from megatron_biomed.inference.loading import load_model
-
-    return load_model(checkpoint, cfg)[0]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description="Generate text from a megatron-biomed checkpoint (one process, or TP ranks under torchrun)."
