@@ -74,14 +74,23 @@ def build_gpt_datasets(
     eod_mask_loss: bool = False,
     create_attention_mask: bool = True,
 ):
-    """(train, valid, test) datasets of ``num_samples`` samples each (None where a split is empty)."""
+    """(train, valid, test) datasets of ``num_samples`` samples each (None where a split is empty).
+
+    Every prefix is checked first (:mod:`megatron_biomed.data.preflight`: index header, .bin length, token ids
+    within ``tokens.vocab_size``, index cache built from this data); a bad one raises :class:`DataError`."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
+    from megatron_biomed.data.preflight import check_prefixes
+
+    parsed = None
+    if not mock:
+        parsed = parse_blend(blend)
+        check_prefixes(parsed[0], vocab_size=tokens.vocab_size, cache_dir=cache_dir)
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,
-        blend=None if mock else parse_blend(blend),
+        blend=parsed,
         split=split,
         path_to_cache=cache_dir,
         tokenizer=tokens,

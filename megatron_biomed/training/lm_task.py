@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from megatron_biomed.data.gpt_dataset import TokenInfo, build_gpt_datasets
+from megatron_biomed.data.gpt_dataset import TokenInfo, build_gpt_datasets, parse_blend
 from megatron_biomed.training.task import Task, metric, move_batch
 
 
@@ -34,6 +34,24 @@ class LanguageModelTask(Task):
     def __init__(self, cfg, tokens: TokenInfo):
         super().__init__(cfg)
         self.tokens = tokens
+        self.check_data()
+
+    def check_data(self) -> None:
+        """Every .bin/.idx prefix the run reads (data.blend, train.eval_corpora), checked against the tokenizer
+        and the index cache while the task is built: before the process group, the model and step 1
+        (:mod:`megatron_biomed.data.preflight`; raises DataError naming the file)."""
+        from megatron_biomed.data.preflight import check_prefixes
+
+        d = self.cfg.data
+        vocab = self.tokens.vocab_size if self.tokens is not None else None
+        if not d.mock:
+            check_prefixes(parse_blend(d.blend)[0], vocab_size=vocab, cache_dir=d.cache_dir)
+        corpora = [prefix for _, prefix in self._eval_corpora()]
+        check_prefixes(corpora, vocab_size=vocab, cache_dir=d.cache_dir, field="train.eval_corpora")
+
+    def _eval_corpora(self) -> list[tuple[str, str]]:
+        """``train.eval_corpora`` as (name, prefix): each PREFIX or NAME=PREFIX."""
+        return [tuple(s.split("=", 1)) if "=" in s else (Path(s).name, s) for s in self.cfg.train.eval_corpora]
 
     def build_datasets(self, num_samples):
         t, d = self.cfg.train, self.cfg.data
@@ -58,8 +76,7 @@ class LanguageModelTask(Task):
         """``train.eval_corpora``: each prefix (or NAME=PREFIX) whole, as a validation set of its own."""
         t, d = self.cfg.train, self.cfg.data
         out = {}
-        for spec in t.eval_corpora:
-            name, prefix = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
+        for name, prefix in self._eval_corpora():
             _, valid, _ = build_gpt_datasets(
                 [prefix],
                 seq_length=self.cfg.model.seq_length,
