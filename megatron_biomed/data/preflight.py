@@ -58,7 +58,9 @@ def check_prefixes(
 
 
 def check_prefix(prefix: str, *, vocab_size: Optional[int], cache_dir: Optional[str],
-                 field: str = "data.blend") -> PrefixSummary:  # fmt: skip
+                 field: str = "data.blend", index_cache_used: bool = True) -> PrefixSummary:  # fmt: skip
+    """One prefix. ``cache_dir``: megatron-core's index cache directory (None: its default beside the data);
+    ``index_cache_used=False`` for readers that build no GPTDataset (no stale-cache check, no memo)."""
     idx_path, bin_path = prefix + ".idx", prefix + ".bin"
     for path in (idx_path, bin_path):
         if not os.path.isfile(path):
@@ -82,22 +84,25 @@ def check_prefix(prefix: str, *, vocab_size: Optional[int], cache_dir: Optional[
             + ("the file is truncated (an interrupted copy or write?): copy or rebuild it"
                if have < want else "the .bin and .idx are not one pair: rebuild them together"))  # fmt: skip
 
-    root = index_cache.cache_root(prefix, cache_dir)
-    records = index_cache.SourceRecords(root)
-    record = records.get(prefix)
-    crc = index_cache.index_crc(prefix, record)
-    stale = index_cache.stale_cache_message(prefix, root, record, crc)
-    if stale:
-        raise DataError(f"{field}: {stale}")
+    record = None
+    if index_cache_used:
+        root = index_cache.cache_root(prefix, cache_dir)
+        records = index_cache.SourceRecords(root)
+        record = records.get(prefix)
+        crc = index_cache.index_crc(prefix, record)
+        stale = index_cache.stale_cache_message(prefix, root, record, crc)
+        if stale:
+            raise DataError(f"{field}: {stale}")
 
     bin_stat = index_cache.file_stat(bin_path)
     memo = record.get("bin") if record else None
     scanned = not (memo and memo.get("stat") == bin_stat)
     lo, hi = _token_range(prefix, index.dtype, want // itemsize) if scanned else (memo["min"], memo["max"])
-    new_record = {"idx": {"stat": index_cache.file_stat(idx_path), "crc32": crc},
-                  "bin": {"stat": bin_stat, "min": lo, "max": hi}}  # fmt: skip
-    if new_record != record:
-        records.put(prefix, new_record)
+    if index_cache_used:
+        new_record = {"idx": {"stat": index_cache.file_stat(idx_path), "crc32": crc},
+                      "bin": {"stat": bin_stat, "min": lo, "max": hi}}  # fmt: skip
+        if new_record != record:
+            records.put(prefix, new_record)
     if vocab_size is not None and n_seq and (lo < 0 or hi >= vocab_size):
         raise DataError(f"{field}: {bin_path}: {_first_bad_token(prefix, index, vocab_size)}; the tokenizer has "
                         f"{vocab_size} tokens (ids 0..{vocab_size - 1}): was this file made with another "

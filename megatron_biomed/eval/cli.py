@@ -135,7 +135,7 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
 
     tok = load_tokenizer_for(cfg)
     eod = eod_id(tok)
-    docs = {name: load_documents(path, limit=args.limit) for name, path in corpora}
+    docs = {name: load_documents(path, limit=args.limit, vocab_size=tok.vocab_size) for name, path in corpora}
     questions = {}
     for name, path in benches:
         bench = benchmark(name)

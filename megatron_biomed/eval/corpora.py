@@ -22,12 +22,21 @@ def _open_text(path: Path):
         raise CorpusError(f"{path}:{line}: not UTF-8 ({e.reason} at byte {e.start})") from e
 
 
-def load_documents(spec: str, json_key: str = "text", limit: int | None = None) -> list:
-    """Documents of ``spec``: a .bin/.idx prefix gives token-id lists; a .jsonl file gives the ``json_key``
-    field of each line; any other file is one document."""
+def load_documents(spec: str, json_key: str = "text", limit: int | None = None, vocab_size: int | None = None) -> list:
+    """Documents of ``spec``: a .bin/.idx prefix gives token-id lists (checked first by
+    :mod:`megatron_biomed.data.preflight`, token ids against ``vocab_size``); a .jsonl file gives the
+    ``json_key`` field of each line; any other file is one document."""
     p = Path(spec)
     if Path(spec + ".bin").is_file() and Path(spec + ".idx").is_file():
         from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+        from megatron_biomed.data.gpt_dataset import DataError
+        from megatron_biomed.data.preflight import check_prefix
+
+        try:
+            check_prefix(spec, vocab_size=vocab_size, cache_dir=None, field="--corpus", index_cache_used=False)
+        except DataError as e:
+            raise CorpusError(str(e)) from e
 
         ds = IndexedDataset(spec, mmap=True)
         n = len(ds) if limit is None else min(limit, len(ds))

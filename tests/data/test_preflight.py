@@ -171,3 +171,14 @@ def test_pretrain_tool_stops_before_step_one_naming_the_file(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"error: data.blend: {prefix}.bin is" in proc.stderr and "shorter than" in proc.stderr
     assert "parallel layout" not in proc.stdout + proc.stderr and not (tmp_path / "m.jsonl").exists()
+
+
+def test_evaluate_tool_corpus_is_checked(tmp_path):
+    """tools/evaluate.py's --corpus of a .bin/.idx prefix goes through the same check (no index cache there)."""
+    from megatron_biomed.eval.corpora import CorpusError, load_documents
+
+    bad = _write(tmp_path / "held", bad_token_at=0)
+    with pytest.raises(CorpusError, match=f"--corpus: {bad}.bin: token id 500"):
+        load_documents(bad, vocab_size=VOCAB)
+    assert len(load_documents(bad, vocab_size=VOCAB + 101)) == 40
+    assert not (Path(bad) / "cache").exists()
