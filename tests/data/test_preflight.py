@@ -118,6 +118,15 @@ def test_token_outside_the_vocabulary_is_refused_with_its_place(tmp_path):
     assert preflight.check_prefix(prefix, vocab_size=VOCAB + 101, cache_dir=str(tmp_path / "cache")).token_max == 500
 
 
+def test_rewritten_bin_is_scanned_again(tmp_path):
+    """The memoised token range is keyed by the .bin's size, mtime and inode: a rewritten file is rescanned."""
+    prefix = _write(tmp_path / "pm")
+    _task(prefix, tmp_path / "cache")
+    _write(tmp_path / "pm", bad_token_at=3)  # no index cache built yet, so this is no stale-cache case
+    with pytest.raises(DataError, match=f"{prefix}.bin: token id 500"):
+        _task(prefix, tmp_path / "cache")
+
+
 def test_eval_corpus_is_checked_too(tmp_path):
     good, bad = _write(tmp_path / "pm"), _write(tmp_path / "held", bad_token_at=0)
     with pytest.raises(DataError, match=f"train.eval_corpora: {bad}.bin: token id 500"):
