@@ -1,8 +1,8 @@
 """Hugging Face checkpoint files, one tensor at a time.
 
 * :class:`HFReader` -- reads tensors by name from a directory of ``model.safetensors``, sharded safetensors
-  with ``model.safetensors.index.json``, or ``pytorch_model*.bin`` (memory-mapped): only what is asked for
-  is loaded.
+  with ``model.safetensors.index.json``, or ``pytorch_model*.bin`` (``torch.load(weights_only=True,
+  mmap=True)``, one shard open at a time): only what is asked for is loaded.
 * :class:`ShardWriter` -- writes tensors into safetensors shards of at most ``max_shard_bytes`` each and, at
   the end, ``model.safetensors.index.json``: only the shard being filled is held in memory.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -78,9 +79,23 @@ class HFReader:
             self._where[name] = file
 
     def _bin(self, file: Path) -> dict:
+        """The memory-mapped state dict of one ``.bin`` shard. Only one stays open: the pages of a mapped file
+        that were read count in this process's memory until it is unmapped, so keeping every shard open
+        would grow to the model's size over an import."""
         if file not in self._open:
-            self._open[file] = torch.load(str(file), map_location="cpu", mmap=True, weights_only=True)
+            self._open.clear()
+            try:
+                self._open[file] = torch.load(str(file), map_location="cpu", mmap=True, weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError) as e:
+                raise ConversionError(
+                    f"{file}: not a state dict of tensors that torch.load(weights_only=True, mmap=True) reads "
+                    f"(a pickle asking for other objects is refused, so it cannot run code): {e}"
+                ) from e
         return self._open[file]
+
+    def close(self) -> None:
+        """Unmap the open ``.bin`` shard (tensors read from it stay valid)."""
+        self._open.clear()
 
     def names(self) -> list[str]:
         return list(self._where)
@@ -104,7 +119,8 @@ class HFReader:
 
             with safe_open(str(file), "pt") as f:
                 return f.get_tensor(stored)
-        return self._bin(file)[stored]
+        # A copy: a view into the mapped file would keep the whole shard mapped after the reader moved on.
+        return self._bin(file)[stored].clone()
 
     __call__ = read
 

@@ -1,10 +1,14 @@
 """Import a Hugging Face directory into our dist checkpoint (``tools/convert_hf.py import``).
 
 The model config comes from ``config.json`` through the family's adapter (and, when a preset is named, must
-agree with the preset's architecture field by field). The model is built unsharded in this one process and
-saved with training/checkpointing.py: dist checkpoints hold global tensors, so the result loads at any
-TP / PP / VPP layout whose vocabulary padding it was made for (``tensor_model_parallel_size``: the embedding
-is padded to a multiple of ``make_vocab_size_divisible_by x TP``). Peak memory is the model once.
+agree with the preset's architecture field by field). Dist checkpoints hold global tensors, so the result
+loads at any TP / PP / VPP layout whose vocabulary padding it was made for (``tensor_model_parallel_size``:
+the embedding is padded to a multiple of ``make_vocab_size_divisible_by x TP``).
+
+Streams: the model is built on the meta device (names and shapes, no memory), and its tensors are read from
+the HF files, converted and written one group at a time -- each tensor outside the layers alone, then one
+layer -- by convert/dist_writer.py, so peak memory is about the largest of those (the padded embedding, or a
+layer), not the model (benchmarks/convert_memory.py measures it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from megatron_biomed.convert.registry import (
     ConversionError,
     HFAdapter,
     adapter_for_hf_config,
+    read_checkpoint_config,
 )
 
 log = logging.getLogger(__name__)
@@ -153,6 +158,63 @@ def fill_model(
     missing = sorted(set(params) - done)
     if missing:
         raise ConversionError(f"adapter {adapter.family!r} left model tensors unset: {missing[:8]}")
+    check_all_read(reader, adapter, m)
+
+
+def conversion_groups(model, m: ModelConfig, adapter: HFAdapter, reader: HFReader, pieces=None) -> list:
+    """The tensors of ``model`` (built on the meta device) as convert/dist_writer.py groups, each read from
+    ``reader`` through ``adapter`` only when it is written: every tensor outside the layers alone (when the
+    adapter renames them plainly; else all of them together), then one group per layer. ``pieces``: the
+    vocabulary extension (new embedding / output rows the mean of their pieces' rows)."""
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+
+    from megatron_biomed.convert.dist_writer import TensorGroup
+
+    shapes = {
+        name: (sharded.data.shape, sharded.data.dtype)
+        for name, sharded in model.sharded_state_dict().items()
+        if not isinstance(sharded, ShardedObject)
+    }
+
+    def ready(name: str, value: torch.Tensor) -> torch.Tensor:
+        if name not in shapes:
+            raise ConversionError(f"adapter {adapter.family!r} produced {name!r}, which this model does not have")
+        shape, dtype = shapes[name]
+        if name in (WORD_EMBEDDINGS, OUTPUT_LAYER):
+            if pieces:
+                value = extend_rows(value, pieces, m.vocab_size)
+            value = pad_vocab(value, shape[0], name)
+        if tuple(value.shape) != tuple(shape):
+            raise ConversionError(f"{name}: converted shape {tuple(value.shape)} != model's {tuple(shape)}")
+        return value.to(dtype).contiguous()
+
+    layer_names = [[n for n in shapes if n.startswith(LAYER_PREFIX.format(i))] for i in range(m.num_layers)]
+    in_layers = {n for names in layer_names for n in names}
+    outside = [n for n in shapes if n not in in_layers]
+    groups = []
+    renames = adapter.global_names(m)
+    if renames is not None:
+        unnamed = sorted(set(outside) - set(renames))
+        if unnamed:
+            raise ConversionError(f"adapter {adapter.family!r} left model tensors unset: {unnamed[:8]}")
+        for ours, theirs in renames.items():
+            groups.append(TensorGroup([ours], lambda ours=ours, theirs=theirs: {ours: ready(ours, reader(theirs))}))
+    else:
+        groups.append(TensorGroup(outside, lambda: {
+            n: ready(n, t) for n, t in adapter.globals_from_hf(m, reader).items()
+        }))  # fmt: skip
+    for i, names in enumerate(layer_names):
+        prefix = LAYER_PREFIX.format(i)
+
+        def layer(i=i, prefix=prefix):
+            return {prefix + k: ready(prefix + k, v) for k, v in adapter.layer_from_hf(m, i, reader).items()}
+
+        groups.append(TensorGroup(names, layer))
+    return groups
+
+
+def check_all_read(reader: HFReader, adapter: HFAdapter, m: ModelConfig) -> None:
+    """ConversionError naming the HF tensors that no conversion read (other than known buffers)."""
     unused = [
         n for n in reader.names()
         if n not in reader.read_names and not any(n.endswith(s) for s in adapter.ignored_hf_names)
@@ -179,15 +241,18 @@ def import_hf(
     ``extend_vocab``: a directory written by tools/extend_vocab.py (the extended tokenizer and its
     ``new_token_pieces.json``): the vocabulary grows by its new ids, each new embedding / output row the mean
     of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
+    from megatron_biomed.convert.dist_writer import save_streamed_checkpoint
     from megatron_biomed.inference.loading import single_process_config
     from megatron_biomed.models.gpt import build_model_chunks
-    from megatron_biomed.training.checkpointing import TrainState, save_checkpoint
 
     hf_dir, out = Path(hf_dir), Path(out)
     where = str(hf_dir / "config.json")
     if not (hf_dir / "config.json").is_file():
         raise ConversionError(f"{where} is missing: give a directory written by save_pretrained")
-    hf = json.loads((hf_dir / "config.json").read_text())
+    # A transformers config.json, or one in a family's native format (state-spaces' mamba_ssm checkpoints)
+    hf, base_vocab, native = read_checkpoint_config(json.loads((hf_dir / "config.json").read_text()), where)
+    if native:
+        log.info("%s: %s native config (%s), read as %s", where, native, base_vocab, hf["architectures"])
     pieces = None
     if extend_vocab is not None:
         from megatron_biomed.tokenizer.extend import load_new_token_pieces
@@ -197,20 +262,21 @@ def import_hf(
         except (OSError, ValueError) as e:
             raise ConversionError(f"{extend_vocab}: no readable new_token_pieces.json ({e})") from e
         tokenizer = tokenizer or extend_vocab
-    vocab = extended_vocab_size(hf["vocab_size"], pieces, str(extend_vocab))
+    vocab = extended_vocab_size(base_vocab, pieces, str(extend_vocab))
     cfg, adapter = experiment_config(hf, where, preset, overrides, vocab_size=vocab)
     cfg.parallel.tensor_model_parallel_size = tensor_model_parallel_size
     one = single_process_config(cfg, padded_vocab=cfg.model.padded_vocab_size(tensor_model_parallel_size))
-    model = build_model_chunks(one)[0]
+    with torch.device("meta"):
+        model = build_model_chunks(one)[0]
     reader = HFReader(hf_dir)
-    fill_model(getattr(model, "module", model), cfg.model, adapter, reader, pieces)
+    groups = conversion_groups(getattr(model, "module", model), cfg.model, adapter, reader, pieces)
     out.mkdir(parents=True, exist_ok=True)
     copied = copy_tokenizer_files(tokenizer or hf_dir, out / TOKENIZER_DIR)
     if copied:
         cfg.data.tokenizer = str((out / TOKENIZER_DIR).resolve())
     (out / HF_CONFIG_FILE).write_text(json.dumps(hf | {"vocab_size": cfg.model.vocab_size}, indent=2) + "\n")
-    path = save_checkpoint(
-        out, [model], _NoOptimizer(), _NoOptimizer(), TrainState(), use_dist_opt=False, run_config=cfg.to_dict()
-    )
+    path = save_streamed_checkpoint(out, model, groups, run_config=cfg.to_dict())
+    reader.close()
+    check_all_read(reader, adapter, cfg.model)
     log.info("imported %s (%s) -> %s, tokenizer files %s", hf_dir, adapter.family, path, copied or "none")
     return path

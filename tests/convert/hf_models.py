@@ -77,3 +77,34 @@ def our_logits(model, tokens: torch.Tensor, vocab: int) -> torch.Tensor:
 def tokens(batch: int = 2, seq: int = 24, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, VOCAB, (batch, seq), generator=g)
+
+
+def save_bin(model, out: Path, max_shard_bytes: int | None = None) -> None:
+    """``model`` as transformers 4's ``save_pretrained(safe_serialization=False)`` wrote it (transformers 5
+    writes only safetensors): config.json and ``pytorch_model.bin``, or with ``max_shard_bytes``
+    ``pytorch_model-0000i-of-0000n.bin`` shards and ``pytorch_model.bin.index.json``; pickled state dicts
+    of plain tensors, tied copies left out."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if k not in tied}
+    if max_shard_bytes is None:
+        torch.save(state, out / "pytorch_model.bin")
+        return
+    shards, size = [{}], 0
+    for name, t in state.items():
+        if shards[-1] and size + t.numel() * t.element_size() > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += t.numel() * t.element_size()
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        file = f"pytorch_model-{i + 1:05d}-of-{len(shards):05d}.bin"
+        torch.save(shard, out / file)
+        weight_map.update(dict.fromkeys(shard, file))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
