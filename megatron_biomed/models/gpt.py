@@ -101,17 +101,33 @@ def recompute_settings(cfg: ExperimentConfig) -> dict:
 
 def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     """The model chunks this rank holds (one per virtual pipeline stage), on the right device, built by
-    ``cfg.model.family``'s builder (models/registry.py)."""
+    ``cfg.model.family``'s builder (models/registry.py); each computes its language-model loss over the real
+    ``model.vocab_size`` ids, not the padded rows (models/vocab_loss.py)."""
     from megatron_biomed.models.registry import get_family
 
-    return get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
+    chunks = get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
+    for chunk in chunks:
+        getattr(chunk, "module", chunk).real_vocab_size = cfg.model.vocab_size
+    return chunks
+
+
+@functools.cache
+def gpt_model_class():
+    """megatron-core's GPTModel with its language-model loss over the real vocabulary (models/vocab_loss.py)."""
+    from megatron.core.models.gpt import GPTModel
+
+    from megatron_biomed.models.vocab_loss import RealVocabLoss
+
+    class BiomedGPTModel(RealVocabLoss, GPTModel):
+        pass
+
+    return BiomedGPTModel
 
 
 def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     """The GPTModel chunks this rank holds (one per virtual pipeline stage), on the right device
     (``model.kernels`` resolved once, here, for every chunk)."""
     from megatron.core import parallel_state as ps
-    from megatron.core.models.gpt import GPTModel
 
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
@@ -120,7 +136,7 @@ def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     chunks = []
     for stage in range(vpp or 1):
         vp_stage = stage if vpp else None
-        model = GPTModel(
+        model = gpt_model_class()(
             config=tconfig,
             transformer_layer_spec=gpt_chunk_spec(cfg, tconfig, vp_stage=vp_stage, provider=provider),
             vocab_size=m.padded_vocab_size(cfg.parallel.tensor_model_parallel_size),

@@ -27,15 +27,34 @@ def test_import_matches_transformers(imported, family):
     diff = (want - got).abs().max().item()
     assert diff <= ATOL * want.abs().max().item(), f"{family}: max |logit diff| {diff:.3g}"
     assert cfg.model.family == family and cfg.model.vocab_size == VOCAB
-    # Cross entropy over the real vocabulary equals transformers' loss on the same batch. (megatron-core's
-    # training loss also counts the zero padding rows -- logit 0 each -- in its softmax, so it is higher
-    # until those columns are masked; see the report of issue 9.)
+    assert model.embedding.word_embeddings.weight.shape[0] == 512  # 300 padded to 128 x TP 2
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_step_loss_is_transformers_loss(imported, family):
+    """One pretraining step at TP 1 (LanguageModelTask's forward step, loss and backward, as the trainer runs
+    them) from the imported checkpoint: its loss is transformers' on the same batch, and the 212 padding rows
+    of the output layer get no gradient. (TP 2 and the other layouts: test_layouts_match_transformers.)"""
+    from megatron_biomed.data.gpt_dataset import TokenInfo
+    from megatron_biomed.inference.loading import load_model
+    from megatron_biomed.training.lm_task import LanguageModelTask
+
+    hf, _, ckpt = imported[family]
+    model, cfg = load_model(ckpt)
+    model.train()
+    t = tokens()
+    b, s = t.shape[0], t.shape[1] - 1
+    batch = {"tokens": t[:, :-1], "labels": t[:, 1:], "loss_mask": torch.ones(b, s),
+             "position_ids": torch.arange(s).expand(b, s)}  # fmt: skip
+    cfg.data.mock = True  # the batch is given here: no data blend to check
+    output, loss_of = LanguageModelTask(cfg, TokenInfo(VOCAB, 0)).forward_step(iter([batch]), model)
+    loss, _ = loss_of(output)
+    loss.backward()
     with torch.no_grad():
         hf_loss = hf(t, labels=t).loss.item()
-        logits = our_logits(model, t[:, :-1], VOCAB)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), t[:, 1:].reshape(-1)).item()
-    assert abs(loss - hf_loss) <= 1e-5 * hf_loss, f"{family}: loss {loss} vs transformers' {hf_loss}"
-    assert model.embedding.word_embeddings.weight.shape[0] == 512  # 300 padded to 128 x TP 2
+    assert abs(loss.item() - hf_loss) <= 1e-5 * hf_loss, f"{family}: training loss {loss.item()} vs {hf_loss}"
+    out = model.output_layer.weight if not cfg.model.tie_embeddings else model.embedding.word_embeddings.weight
+    assert out.grad[VOCAB:].abs().max().item() == 0.0 and out.grad[:VOCAB].abs().max().item() > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -95,11 +114,19 @@ def test_layouts_match_transformers(imported, tmp_path):
         args += ["--checkpoint", f"{family}={imported[family][2]}"]
     run_tool(Path(__file__).with_name("layout_worker.py"), 4, args, tmp_path, timeout=300)
     for family in FAMILIES:
-        want = hf_logits(imported[family][0], t)
+        hf = imported[family][0]
+        want = hf_logits(hf, t)
+        with torch.no_grad():
+            hf_loss = hf(t, labels=t).loss.item()
         for tp, pp, vpp in ((2, 2, None), (2, 1, None), (1, 2, None), (1, 2, 2)):
-            got = torch.load(tmp_path / f"{family}_tp{tp}_pp{pp}_vpp{vpp}.pt")
+            name = f"{family}_tp{tp}_pp{pp}_vpp{vpp}"
+            got = torch.load(tmp_path / f"{name}.pt")
             diff = (want - got).abs().max().item()
             assert diff <= ATOL * want.abs().max().item(), f"{family} TP{tp} PP{pp} VPP{vpp}: max |diff| {diff:.3g}"
+            # The pretraining loss at this layout (300 ids padded to 512: 106 padding columns per TP rank at
+            # TP 2, on the second rank) is transformers' loss: the padding is outside the softmax.
+            loss = torch.load(tmp_path / f"{name}_loss.pt")
+            assert abs(loss - hf_loss) <= 1e-5 * hf_loss, f"{name}: training loss {loss} vs transformers' {hf_loss}"
 
 
 def test_csrc_kernels_keep_the_inverse_layer_scale(imported):

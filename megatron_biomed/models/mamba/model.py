@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from megatron.core.models.hybrid.hybrid_model import HybridModel
 
+from megatron_biomed.models.vocab_loss import RealVocabLoss
+
 
 @dataclass
 class DocumentIds:
@@ -30,9 +32,10 @@ def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
     return starts.cumsum(dim=-1) - 1
 
 
-class MambaLM(HybridModel):
+class MambaLM(RealVocabLoss, HybridModel):
     """HybridModel that, with ``reset_at_documents``, restarts each mixer where the position ids return to 0, and
-    takes GPTModel's ``output_processor`` hook (used by megatron_biomed/finetune/heads.py)."""
+    takes GPTModel's ``output_processor`` hook (used by megatron_biomed/finetune/heads.py); its loss ignores the
+    vocabulary padding (models/vocab_loss.py)."""
 
     def __init__(self, *args, reset_at_documents: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
