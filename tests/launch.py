@@ -44,12 +44,16 @@ def run_pretrain(
     timeout: int = 600,
     check: bool = True,
     env_extra: dict | None = None,
+    torchrun_args: list[str] = (),
 ) -> subprocess.CompletedProcess:
-    """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1) and return the finished process."""
+    """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1, with ``torchrun_args`` such as
+    ``--max-restarts 1``) and return the finished process."""
     args = ["--preset", preset]
     for o in overrides:
         args += ["--set", o]
-    return run_tool(PRETRAIN, nproc, args, workdir, timeout=timeout, check=check, env_extra=env_extra)
+    return run_tool(
+        PRETRAIN, nproc, args, workdir, timeout=timeout, check=check, env_extra=env_extra, torchrun_args=torchrun_args
+    )
 
 
 def run_finetune(
@@ -70,6 +74,7 @@ def run_tool(
     timeout: int = 600,
     check: bool = True,
     env_extra: dict | None = None,
+    torchrun_args: list[str] = (),
 ) -> subprocess.CompletedProcess:
     """Run a tools/ entry point on ``nproc`` CPU ranks (torchrun when nproc > 1)."""
     if nproc > 1:
@@ -83,6 +88,7 @@ def run_tool(
             "127.0.0.1",
             "--master-port",
             str(free_port()),
+            *torchrun_args,
             str(script),
             *args,
         ]

@@ -16,7 +16,7 @@ import yaml
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.model import ACTIVATIONS, NORMALIZATIONS, POSITION_EMBEDDINGS
 from megatron_biomed.config.presets import get_preset
-from megatron_biomed.config.training import PRECISIONS
+from megatron_biomed.config.training import PRECISIONS, SAVE_ERROR_POLICIES
 
 __all__ = ["apply_mapping", "apply_overrides", "load_config", "validate"]
 
@@ -147,12 +147,18 @@ def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> Ex
         ("train.precision", cfg.train.precision, PRECISIONS),
         ("task.name", cfg.task.name, TASK_NAMES),
         ("task.chat_template", cfg.task.chat_template, CHAT_TEMPLATES),
+        ("checkpoint.on_save_error", cfg.checkpoint.on_save_error, SAVE_ERROR_POLICIES),
     ]
     if cfg.task.format is not None:
         checks.append(("task.format", cfg.task.format, TASK_FORMATS))
     if cfg.task.medmcqa_cop_base is not None:
         checks.append(("task.medmcqa_cop_base", cfg.task.medmcqa_cop_base, (0, 1)))
     problems = [p for field, value, allowed in checks if (p := _choice_problem(field, value, allowed, sources))]
+    for field, value in (("parallel.collective_timeout_s", cfg.parallel.collective_timeout_s),
+                         ("parallel.init_timeout_s", cfg.parallel.init_timeout_s)):  # fmt: skip
+        if value <= 0:
+            where = f"{sources[field]}: " if field in sources else ""
+            problems.append(f"{where}{field}={value!r} must be a positive number of seconds")
     if problems:
         raise ConfigError("; ".join(problems))
     return cfg

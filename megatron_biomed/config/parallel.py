@@ -33,3 +33,6 @@ class ParallelConfig:
     backend: str = "auto"
     # Seconds to wait for the other ranks when creating the process group.
     init_timeout_s: int = 600
+    # Seconds a collective waits for the other ranks before it fails (every process group, ours and
+    # megatron-core's): a rank that died or hangs ends the others' wait after this long, not never.
+    collective_timeout_s: int = 1800

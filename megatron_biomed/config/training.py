@@ -10,6 +10,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # TrainingConfig.recompute_granularity / recompute_method choices (megatron-core's TransformerConfig names).
 RECOMPUTE_GRANULARITIES = ("selective", "full")
 RECOMPUTE_METHODS = ("uniform", "block")
+# CheckpointConfig.on_save_error choices.
+SAVE_ERROR_POLICIES = ("stop", "continue")
 
 
 @dataclass
@@ -69,6 +71,13 @@ class CheckpointConfig:
     # Check every file's checksum against the checkpoint's manifest.json on load (sizes are always checked);
     # false skips the checksums, for huge checkpoints on storage you trust.
     verify_checksums: bool = True
+    # Write checkpoints in the background (megatron-core's async save queue) while training goes on; at most
+    # one save in flight; each is published (manifest, rename, tracker) only once every rank's writes are done.
+    async_save: bool = False
+    # A save that fails (disk full, I/O error): "stop" ends the run with the error (exit 2); "continue" logs it,
+    # removes the partial directory and trains on to the next save. Either way the previous checkpoint stays
+    # the newest complete one; a failed final save always ends the run with the error.
+    on_save_error: str = "stop"
 
 
 @dataclass
@@ -111,5 +120,7 @@ class TrainingConfig:
     exit_after_iters: int = 0
     # Fault injection for tests of the non-finite-loss handling: make the loss NaN at these iterations.
     inject_nonfinite_loss_at: list = field(default_factory=list)
-    # Fault injection for tests of crash recovery: SIGKILL this process when this iteration starts (0 = never).
+    # Fault injection for tests of crash recovery: SIGKILL in the middle of this iteration's forward-backward
+    # (0 = never), in a job's first attempt only (see training/faults.py); inject_kill_rank: that rank, -1 = all.
     inject_kill_at: int = 0
+    inject_kill_rank: int = -1

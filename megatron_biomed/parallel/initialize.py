@@ -49,12 +49,22 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
     if use_cuda:
         torch.cuda.set_device(env.local_rank)
     if not dist.is_initialized():
+        # The rendezvous waits up to init_timeout_s for every rank to arrive; each collective afterwards up to
+        # collective_timeout_s (gloo and nccl take the process group's timeout for both unless split so).
+        store, _, _ = next(
+            dist.rendezvous(
+                f"tcp://{env.master_addr}:{env.master_port}",
+                env.rank,
+                env.world_size,
+                timeout=datetime.timedelta(seconds=p.init_timeout_s),
+            )
+        )
         dist.init_process_group(
             backend=backend,
-            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            store=store,
             rank=env.rank,
             world_size=env.world_size,
-            timeout=datetime.timedelta(seconds=p.init_timeout_s),
+            timeout=datetime.timedelta(seconds=p.collective_timeout_s),
         )
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
@@ -62,6 +72,8 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
         tensor_model_parallel_size=p.tensor_model_parallel_size,
         pipeline_model_parallel_size=p.pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=p.virtual_pipeline_model_parallel_size,
+        # megatron-core's own groups default to 30 minutes; a fraction of a minute is fine (timedelta).
+        distributed_timeout_minutes=p.collective_timeout_s / 60,
     )
     cpu.model_parallel_manual_seed(cfg.train.seed)
     return ParallelContext(

@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -31,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_biomed.parallel import cpu
-from megatron_biomed.training import manifest
+from megatron_biomed.training import faults, manifest
 from megatron_biomed.training.safe_load import UnsafeCheckpointError, install, restricted_loading
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,10 @@ RUN_CONFIG = "run_config.yaml"
 _ITER_RE = re.compile(r"^iter_(\d{7})$")
 # Recorded in the common state; 2 = the save wrote manifest.json (so a missing manifest means damage).
 CHECKPOINT_FORMAT = 2
-# Test hook: SIGKILL this process at the named point of a save (see SAVE_KILL_POINTS and tests/training).
-KILL_IN_SAVE_ENV = "MEGATRON_BIOMED_KILL_IN_SAVE"
-SAVE_KILL_POINTS = ("before_shards", "after_shards", "before_rename", "before_tracker")
+# Test hook: SIGKILL this process at the named point of a save (see faults.py and tests/training).
+KILL_IN_SAVE_ENV = faults.KILL_IN_SAVE_ENV
+SAVE_KILL_POINTS = faults.SAVE_KILL_POINTS
+_kill_point = faults.kill_point
 
 
 class CheckpointError(RuntimeError):
@@ -95,16 +95,6 @@ def _rank0() -> bool:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def _kill_point(name: str, iteration: int) -> None:
-    """``MEGATRON_BIOMED_KILL_IN_SAVE=<point>[@<iteration>]`` SIGKILLs every rank at that point of that save."""
-    want = os.environ.get(KILL_IN_SAVE_ENV)
-    if not want:
-        return
-    point, _, at = want.partition("@")
-    if point == name and (not at or int(at) == iteration):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _model_key(i: int, n: int) -> str:
@@ -178,7 +168,21 @@ def _sharded_state(
     return sd
 
 
-def save_checkpoint(
+@dataclass
+class PendingSave:
+    """A save whose shards are being written: megatron-core's AsyncRequest, whose finalisation (after
+    megatron-core's own: ``.metadata``, ``metadata.json``) checksums, writes the manifest, publishes the
+    directory and replaces the tracker. Run it now (``save_checkpoint``) or in the background
+    (``async_save.AsyncCheckpointer``)."""
+
+    root: Path
+    tmp: Path
+    final: Path
+    iteration: int
+    request: object
+
+
+def start_save(
     root: str | Path,
     model,
     optimizer,
@@ -189,10 +193,11 @@ def save_checkpoint(
     dist_opt_format: str = "fully_reshardable",
     keep_last: int = 0,
     run_config: Optional[dict] = None,
-) -> Path:
-    """Save at ``state.iteration`` (a collective: every rank calls it). Returns the final directory.
+) -> PendingSave:
+    """Plan a save at ``state.iteration`` (a collective) and return it, its shards not yet written.
 
-    ``run_config`` (the experiment config as a dict) is written as ``run_config.yaml`` inside the checkpoint."""
+    What is saved is fixed here: megatron-core's writer (run now, or in a forked process that sees this
+    moment's memory) writes these tensors whatever training does to them afterwards."""
     from megatron.core import dist_checkpointing
 
     root = Path(root)
@@ -217,13 +222,23 @@ def save_checkpoint(
     )
     _kill_point("before_shards", state.iteration)
     try:
-        dist_checkpointing.save(sd, str(tmp))
+        request = dist_checkpointing.save(sd, str(tmp), async_sharded_save=True, async_strategy="mcore")
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # torch's CheckpointException is a BaseException
         raise CheckpointError(_save_failure(root, tmp, state.iteration, e)) from e
-    _kill_point("after_shards", state.iteration)
-    # Each rank fsyncs and checksums the shards it wrote; rank 0 the shared files, and writes the manifest.
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    iteration = state.iteration  # (state changes while an async save is in flight)
+    request = faults.with_save_error(request, iteration, rank)
+    request.add_finalize_fn(lambda: _publish(root, tmp, final, iteration, keep_last, run_config))
+    return PendingSave(root, tmp, final, iteration, request)
+
+
+def _publish(root: Path, tmp: Path, final: Path, iteration: int, keep_last: int, run_config) -> None:
+    """Finalise a save once every rank's shards are written (a collective): each rank fsyncs and checksums
+    the shards it wrote, rank 0 the shared files; rank 0 writes the manifest, renames the directory into
+    place and replaces the tracker. A failure on rank 0 is raised on every rank."""
+    _kill_point("after_shards", iteration)
     rank = dist.get_rank() if dist.is_initialized() else 0
     mine = manifest.describe(tmp, manifest.rank_files(tmp, rank))
     gathered = [None] * dist.get_world_size() if dist.is_initialized() else None
@@ -231,52 +246,119 @@ def save_checkpoint(
         dist.gather_object(mine, gathered if rank == 0 else None, dst=0)
     else:
         gathered = [mine]
+    error = None
     if _rank0():
-        if not is_complete(tmp):
-            raise CheckpointError(f"dist_checkpointing did not finish {tmp}")
-        if run_config is not None:
-            import yaml
+        try:
+            _publish_on_rank0(root, tmp, final, iteration, keep_last, run_config, gathered)
+        except (CheckpointError, OSError) as e:
+            error = str(e) if isinstance(e, CheckpointError) else _save_failure(root, tmp, iteration, e)
+    errors = _all_ranks_errors(error)
+    if errors:
+        raise CheckpointError(errors[0])
 
-            (tmp / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
-        files: dict = {}
-        for part in gathered:
-            files.update(part)
-        unclaimed = [p.name for p in tmp.glob("*.distcp") if p.name not in files]
-        files.update(manifest.describe(tmp, unclaimed + manifest.shared_files(tmp)))
-        manifest.write(tmp, files)
-        _kill_point("before_rename", state.iteration)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        manifest.fsync_dir(root)
-        _kill_point("before_tracker", state.iteration)
-        tracker_tmp = root / (TRACKER + ".tmp")
-        with open(tracker_tmp, "w") as f:
-            f.write(f"{state.iteration}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tracker_tmp, root / TRACKER)
-        manifest.fsync_dir(root)
-        if keep_last > 0:
-            _prune(root, keep_last)
+
+def _publish_on_rank0(root: Path, tmp: Path, final: Path, iteration: int, keep_last, run_config, gathered):
+    if not is_complete(tmp):
+        raise CheckpointError(f"dist_checkpointing did not finish {tmp}")
+    if run_config is not None:
+        import yaml
+
+        (tmp / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+    files: dict = {}
+    for part in gathered:
+        files.update(part)
+    unclaimed = [p.name for p in tmp.glob("*.distcp") if p.name not in files]
+    files.update(manifest.describe(tmp, unclaimed + manifest.shared_files(tmp)))
+    manifest.write(tmp, files)
+    _kill_point("before_rename", iteration)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    manifest.fsync_dir(root)
+    _kill_point("before_tracker", iteration)
+    tracker_tmp = root / (TRACKER + ".tmp")
+    with open(tracker_tmp, "w") as f:
+        f.write(f"{iteration}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tracker_tmp, root / TRACKER)
+    manifest.fsync_dir(root)
+    if keep_last > 0:
+        _prune(root, keep_last)
+
+
+def finish_save(pending: PendingSave) -> Path:
+    """Write a planned save's shards now and finalise it (a collective). Returns the final directory."""
+    try:
+        pending.request.execute_sync()
+    except CheckpointError:
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:
+        raise CheckpointError(save_failure(pending, e)) from e
+    return pending.final
+
+
+def save_failure(pending: PendingSave, error: BaseException) -> str:
+    """The message of a save that failed while writing its shards (see _save_failure)."""
+    return _save_failure(pending.root, pending.tmp, pending.iteration, error)
+
+
+def discard_failed_save(pending: PendingSave) -> None:
+    """Remove what a failed save left (its temporary directory), to give back the space it took."""
+    if _rank0():
+        shutil.rmtree(pending.tmp, ignore_errors=True)
     _barrier()
-    return final
+
+
+def save_checkpoint(
+    root: str | Path,
+    model,
+    optimizer,
+    scheduler,
+    state: TrainState,
+    *,
+    use_dist_opt: bool,
+    dist_opt_format: str = "fully_reshardable",
+    keep_last: int = 0,
+    run_config: Optional[dict] = None,
+) -> Path:
+    """Save at ``state.iteration`` (a collective: every rank calls it). Returns the final directory.
+
+    ``run_config`` (the experiment config as a dict) is written as ``run_config.yaml`` inside the checkpoint."""
+    pending = start_save(
+        root, model, optimizer, scheduler, state, use_dist_opt=use_dist_opt, dist_opt_format=dist_opt_format,
+        keep_last=keep_last, run_config=run_config,
+    )  # fmt: skip
+    return finish_save(pending)
 
 
 def _save_failure(root: Path, tmp: Path, iteration: int, error: BaseException) -> str:
     """What a failed write says: the cause (an OS error when one is in the chain), the free space, and that
     the previous checkpoint is still the newest complete one."""
     reason = None
-    e: Optional[BaseException] = error
-    while e is not None and reason is None:
+    # Breadth-first through causes, contexts and torch's per-rank failures (CheckpointException.failures).
+    todo: list = [error]
+    seen: set = set()
+    while todo and reason is None:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
         if isinstance(e, OSError) and e.errno:
             reason = f"{type(e).__name__}: {e}"
-        else:
-            m = re.search(r"\[Errno \d+\][^\n'\"]*", str(e))
-            reason = m.group(0) if m else None
+            break
+        todo += [e.__cause__, e.__context__]
+        todo += [exc for exc, _trace in getattr(e, "failures", {}).values()]
+    e = error
+    while e is not None and reason is None:
+        m = re.search(r"\[Errno \d+\][^\n'\"]*", str(e))
+        reason = m.group(0) if m else None
         e = e.__cause__ or e.__context__
-    if reason is None:
-        reason = next((line for line in str(error).splitlines() if "Error" in line), str(error).splitlines()[0])
+    if reason is None:  # the exception's own line (a traceback's last), e.g. megatron-core's "Worker failure: ..."
+        lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = next((line for line in reversed(lines) if "Error" in line and not line.startswith(" ")), lines[-1])
     try:
         free = f"{shutil.disk_usage(root).free / 2**20:.1f} MiB free on that filesystem"
     except OSError:

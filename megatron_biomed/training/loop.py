@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import signal
 import time
 from dataclasses import dataclass
 
@@ -22,7 +20,7 @@ from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
 from megatron_biomed.models.gpt import transformer_config
 from megatron_biomed.parallel.initialize import ParallelContext
-from megatron_biomed.training import checkpointing
+from megatron_biomed.training import checkpointing, faults
 from megatron_biomed.training.checkpointing import TrainState
 from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu, model_flops_per_token
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
@@ -86,6 +84,8 @@ class Trainer:
         self.is_last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
         self.rank0 = ctx.env.rank == 0
         self.state = TrainState()
+        self.async_saver = None  # async_save.AsyncCheckpointer, made at the first background save
+        self.failed_save: str | None = None  # the message of the newest save that failed (on_save_error continue)
         self._last_eval: tuple | None = None
         self._extra_eval: dict | None = None
         self.tokens_info = tokens
@@ -185,9 +185,13 @@ class Trainer:
         for m in self.model:
             m.zero_grad_buffer()
         self.optimizer.zero_grad()
-        inject = iteration in (self.cfg.train.inject_nonfinite_loss_at or [])
+        t = self.cfg.train
+        inject = iteration in (t.inject_nonfinite_loss_at or [])
+        step_func = None
+        if faults.kills_this_step(iteration, t.inject_kill_at, t.inject_kill_rank, self.ctx.env.rank):
+            step_func = faults.with_rank_kill(self.task.forward_step, self.ctx.env.rank)
         lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
-        metrics = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject)
+        metrics = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject, step_func=step_func)
         loss = metrics[self.task.metric_names[0]]
         if not math.isfinite(loss):
             # Every rank sees the same global loss, so all skip together; the grads are dropped.
@@ -224,21 +228,106 @@ class Trainer:
         return result
 
     # ---- checkpoints -------------------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, final: bool = False) -> None:
+        """Save at the current iteration: in the background with checkpoint.async_save (``final``: and wait
+        for it, the run is ending). A failed save stops the run or, with checkpoint.on_save_error=continue,
+        is logged and training goes on to the next save (a failed final save always stops it)."""
         ck = self.cfg.checkpoint
-        path = checkpointing.save_checkpoint(
-            ck.save,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            self.state,
-            use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
-            dist_opt_format=ck.dist_optimizer_format,
-            keep_last=ck.keep_last,
-            run_config=self.cfg.to_dict(),
-        )
+        pending = None
+        try:
+            pending = checkpointing.start_save(
+                ck.save,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.state,
+                use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
+                dist_opt_format=ck.dist_optimizer_format,
+                keep_last=ck.keep_last,
+                run_config=self.cfg.to_dict(),
+            )
+            if ck.async_save:
+                if self.async_saver is None:
+                    from megatron_biomed.training.async_save import AsyncCheckpointer
+
+                    self.async_saver = AsyncCheckpointer()
+                self._save_done(self._guarded(self.async_saver.submit, pending))
+                if final:
+                    self.finish_saves()
+                return
+            path = checkpointing.finish_save(pending)
+        except checkpointing.CheckpointError as e:
+            self._save_failed(e, pending, final)
+            return
+        self._save_done(path)
+
+    def _guarded(self, submit, pending):
+        """Run ``submit(pending)``; it may finalise the save before it, whose failure is that save's."""
+        previous = self.async_saver.pending
+        try:
+            return submit(pending)
+        except checkpointing.CheckpointError as e:
+            if previous is None or self.async_saver.pending is not None:
+                raise
+            self._save_failed(e, previous, final=False)
+        return submit(pending)
+
+    def poll_saves(self) -> None:
+        """At a step boundary: finalise a background save whose writes are done (a collective)."""
+        if self.async_saver is None or self.async_saver.pending is None:
+            return
+        pending = self.async_saver.pending
+        try:
+            self._save_done(self.async_saver.poll())
+        except checkpointing.CheckpointError as e:
+            self._save_failed(e, pending, final=False)
+
+    def finish_saves(self) -> None:
+        """Before the run exits: wait for a background save in flight and finalise it (a collective)."""
+        if self.async_saver is None or self.async_saver.pending is None:
+            return
+        pending = self.async_saver.pending
+        try:
+            self._save_done(self.async_saver.wait())
+        except checkpointing.CheckpointError as e:
+            self._save_failed(e, pending, final=True)
+
+    def _report_unfinished_save(self) -> None:
+        """The run is ending on an error: finish a background save in flight if the ranks still can, else
+        say which save was lost and which checkpoint stays the newest complete one."""
+        if self.async_saver is None or self.async_saver.pending is None:
+            return
+        pending = self.async_saver.pending
+        try:
+            self._save_done(self.async_saver.wait())
+        except BaseException as e:  # the ranks may be gone: report, do not mask the error that ends the run
+            try:
+                newest = checkpointing.latest_iteration(pending.root)
+            except checkpointing.CheckpointError:
+                newest = None
+            log.error(
+                "the checkpoint of iteration %d did not finish (%s: %s); the newest complete checkpoint is %s",
+                pending.iteration, type(e).__name__, e,
+                checkpointing.iteration_dir(pending.root, newest) if newest is not None else "none",
+            )  # fmt: skip
+            self.async_saver.close()
+
+    def _save_done(self, done) -> None:
+        if done is None:
+            return
+        path = getattr(done, "final", done)
+        self.failed_save = None
         if self.rank0:
             log.info("saved checkpoint %s", path)
+
+    def _save_failed(self, error: Exception, pending, final: bool) -> None:
+        if pending is not None:
+            checkpointing.discard_failed_save(pending)
+        if final or self.cfg.checkpoint.on_save_error == "stop":
+            raise error
+        self.failed_save = str(error)
+        if self.rank0:
+            log.error("checkpoint save failed, training goes on (checkpoint.on_save_error=continue): %s", error)
 
     def load(self) -> None:
         ck = self.cfg.checkpoint
@@ -286,10 +375,9 @@ class Trainer:
         consecutive_bad = 0
         ran = 0
         summary: dict = {"preempted": False}
+        finished = False
         try:
             while self.state.iteration < t.train_iters:
-                if t.inject_kill_at and self.state.iteration + 1 == t.inject_kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)  # a crash: no clean-up, no final save
                 start = time.perf_counter()
                 result = self.train_step(data_iter, self.state.iteration + 1)
                 elapsed = time.perf_counter() - start
@@ -336,6 +424,7 @@ class Trainer:
                     log.info(" | ".join([line, *extra]))
                 if t.eval_interval and self.state.iteration % t.eval_interval == 0:
                     self._log_eval()
+                self.poll_saves()
                 if ck.save and ck.save_interval and self.state.iteration % ck.save_interval == 0:
                     self.save()
                 if preempt.should_stop():
@@ -352,8 +441,15 @@ class Trainer:
             else:
                 if ck.save and not (ck.save_interval and self.state.iteration % ck.save_interval == 0):
                     self.save()
+            finished = True
         finally:
             preempt.restore()
+            if finished:
+                self.finish_saves()
+            else:
+                self._report_unfinished_save()
+        if self.failed_save:
+            raise checkpointing.CheckpointError(f"the run's last save failed: {self.failed_save}")
         if self.state.iteration >= t.train_iters and t.eval_iters and self.valid_ds is not None:
             if self._last_eval and self._last_eval[0] == self.state.iteration:
                 result = self._last_eval[1]

@@ -216,6 +216,13 @@ def run(cfg: ExperimentConfig, env, tokens: TokenInfo, task=None) -> int:
     ctx = initialize_parallel(cfg, env)
     if env.rank == 0:
         log.info("parallel layout: %s", ctx.describe())
+        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        if restarts:  # torchrun's agent restarted every rank after one failed (its log above names which)
+            log.warning(
+                "restarted by torchrun (restart %d of at most %s) after a rank failed: resuming from the newest "
+                "complete checkpoint of checkpoint.load (%s)",
+                restarts, os.environ.get("TORCHELASTIC_MAX_RESTARTS", "?"), cfg.checkpoint.load,
+            )  # fmt: skip
         if task is not None:
             log.info("task: %s", task.describe())
     from megatron_biomed.training.checkpointing import CheckpointError

@@ -68,8 +68,8 @@ MUTATIONS = [
                 '    if _rank0():\n        (root / TRACKER).write_text(f"{state.iteration}\\n")\n'
                 '    _kill_point("before_shards", state.iteration)\n',
             ),
-            (CKPT, "        if final.exists():\n            shutil.rmtree(final)\n", ""),
-            (CKPT, "        os.replace(tmp, final)\n", ""),
+            (CKPT, "    if final.exists():\n        shutil.rmtree(final)\n", ""),
+            (CKPT, "    os.replace(tmp, final)\n", ""),
         ],
         ["tests/training/test_save_crash.py::test_kill_inside_a_real_save[before_shards]"],
     ),
