@@ -7,7 +7,8 @@
   ``backbone.norm_f`` the final norm, the output layer is tied.
 * ``mamba_ssm`` checkpoints name the embedding ``backbone.embedding.weight`` (HF renames it to
   ``backbone.embeddings.weight`` on load); both are read. Their ``config.json`` (``d_model``, ``n_layer``,
-  ``ssm_cfg``) is not an HF config: :func:`hf_config_from_mamba_ssm` writes the equivalent one.
+  ``ssm_cfg``) is not an HF config: :meth:`Mamba2Adapter.from_native_config` recognises it (tools/convert_hf.py
+  import reads it directly) and :func:`hf_config_from_mamba_ssm` gives the equivalent HF one.
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class Mamba2Adapter(HFAdapter):
             mamba_num_groups=hf.get("n_groups", 1), mamba_conv_kernel=hf.get("conv_kernel", 4),
             mamba_chunk_size=hf.get("chunk_size", 256),
         )  # fmt: skip
+
+    def from_native_config(self, config: dict, where: str = "config.json") -> tuple[dict, int] | None:
+        """state-spaces/mamba2-* ``config.json`` (mamba_ssm's MambaLMHeadModel: ``d_model``, ``n_layer``,
+        ``ssm_cfg``): the Mamba2ForCausalLM config of its stored (padded) rows, and the tokenizer's vocabulary
+        (50,277 for GPT-NeoX-20B, stored as 50,288 rows: ``pad_vocab_size_multiple`` 16)."""
+        if not {"d_model", "n_layer", "ssm_cfg"} <= set(config):
+            return None
+        return hf_config_from_mamba_ssm(config, where), config["vocab_size"]
 
     def hf_config(self, m: ModelConfig, special_tokens: dict, dtype: str) -> dict:
         return {

@@ -25,6 +25,7 @@ __all__ = [
     "adapter_for_hf_config",
     "adapter_names",
     "get_adapter",
+    "read_checkpoint_config",
     "register_adapter",
 ]
 
@@ -80,6 +81,12 @@ class HFAdapter:
         if names is None:
             raise NotImplementedError(f"{type(self).__name__} gives neither global_names nor globals_*_hf")
         return names
+
+    def from_native_config(self, config: dict, where: str = "config.json") -> tuple[dict, int] | None:
+        """A ``config.json`` written by the family's own library rather than transformers (e.g. mamba_ssm's):
+        (the equivalent HF config, the tokenizer's vocabulary before the checkpoint's row padding); None when
+        ``config`` is not in that format (the default)."""
+        return None
 
     def layer_from_hf(self, m: ModelConfig, i: int, read: Reader) -> dict[str, torch.Tensor]:
         """Layer ``i``'s tensors by our suffix name, read from the HF names of that layer."""
@@ -137,6 +144,21 @@ def adapter_for_hf_config(hf: dict, where: str = "config.json") -> HFAdapter:
     raise ConversionError(
         f"{where}: architectures={archs} / model_type={hf.get('model_type')!r} has no adapter (known: {known})"
     )
+
+
+def read_checkpoint_config(config: dict, where: str = "config.json") -> tuple[dict, int, str | None]:
+    """An HF ``config.json`` as found in a checkpoint directory: (its HF config, the vocabulary size, the family
+    whose native format it was in, or None for a transformers config). A config without "architectures" and
+    "model_type" is offered to each adapter's :meth:`HFAdapter.from_native_config`."""
+    _load_builtin()
+    if not config.get("architectures") and "model_type" not in config:
+        for adapter in _ADAPTERS.values():
+            native = adapter.from_native_config(config, where)
+            if native is not None:
+                return native[0], native[1], adapter.family
+    if "vocab_size" not in config:
+        raise ConversionError(f"{where}: no vocab_size (is this a model's config.json?)")
+    return config, config["vocab_size"], None
 
 
 def require(cond: bool, where: str, message: str) -> None:
