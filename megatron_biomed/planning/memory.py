@@ -1,4 +1,6 @@
-"""Memory per GPU of a layout: weights, gradients, optimizer states, activations, buffers.
+"""Memory per GPU of a layout: weights, gradients, optimizer states, activations, buffers; and the terms of the
+GPT decoder families (``gpt2``, ``llama``: :class:`GPTTerms`). Other families' terms (Mamba2: planning/mamba.py)
+plug in through planning/terms.py; :func:`estimate_memory` combines any family's the same way.
 
 Parameters per rank come from the same per-layer matrices as config/param_count.py (``decoder_layer``),
 split the way megatron-core splits them (column/row-parallel matrices and column biases divided by TP,
@@ -22,40 +24,20 @@ from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.config.param_count import decoder_layer, norm_parameters
 from megatron_biomed.planning.hardware import GiB
 from megatron_biomed.planning.layouts import Layout
+from megatron_biomed.planning.terms import (  # noqa: F401  (UnsupportedModel, check_supported: re-exported)
+    FamilyTerms,
+    StageParams,
+    UnsupportedModel,
+    check_supported,
+    register_terms,
+    terms_for,
+)
 
 TERMS = ("weights", "gradients", "optimizer", "activations", "buffers")
-# Families whose layers are the GPT decoder layer counted here (models/registry.py GPTFamily).
-SUPPORTED_FAMILIES = ("gpt2", "llama")
-
-
-class UnsupportedModel(ValueError):
-    """The planner has no memory / time model for this model family yet."""
-
-
-def check_supported(m: ModelConfig) -> None:
-    """Refuse families the per-layer formulas here do not describe (e.g. mamba2), naming what is covered."""
-    if m.family not in SUPPORTED_FAMILIES:
-        raise UnsupportedModel(
-            f"model.family={m.family!r}: the planner models {', '.join(SUPPORTED_FAMILIES)} decoders only "
-            "(megatron_biomed/planning/memory.py); a Mamba2 / hybrid stack needs its own per-layer terms"
-        )
 # CUDA context, NCCL communicators and allocator slack: not measured here (no GPU); Megatron-LM's
 # estimator leaves them out too. 2 GiB is what a DGX process typically holds beyond its tensors.
 RUNTIME_OVERHEAD_BYTES = 2 * GiB
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-
-
-@dataclass
-class StageParams:
-    """Parameters one GPU of a pipeline stage holds (after the TP split)."""
-
-    layers: int
-    embedding: int = 0
-    output: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.layers + self.embedding + self.output
 
 
 def layer_parameters_per_rank(m: ModelConfig, tp: int) -> int:
@@ -66,17 +48,8 @@ def layer_parameters_per_rank(m: ModelConfig, tp: int) -> int:
 
 
 def stage_parameters(m: ModelConfig, layout: Layout, stage: int) -> StageParams:
-    """Parameters on one GPU of pipeline ``stage`` (0 = first)."""
-    tp, pp = layout.tp, layout.pp
-    vocab = m.padded_vocab_size(tp) * m.hidden_size // tp
-    p = StageParams(layers=m.num_layers // pp * layer_parameters_per_rank(m, tp))
-    if stage == 0:
-        p.embedding = vocab + (m.seq_length * m.hidden_size if m.position_embedding_type == "learned_absolute" else 0)
-    if stage == pp - 1:
-        p.output = norm_parameters(m)
-        if not m.tie_embeddings or pp > 1:  # untied output layer, or the last stage's copy of a tied one
-            p.output += vocab
-    return p
+    """Parameters on one GPU of pipeline ``stage`` (0 = first), for any family with planner terms."""
+    return terms_for(m).stage_parameters(m, layout.tp, layout.pp, stage)
 
 
 def _norm_bytes(m: ModelConfig, tokens: float, e: int) -> float:
@@ -209,12 +182,15 @@ def estimate_memory(
     capacity: float | None = None,
     runtime_overhead: float = RUNTIME_OVERHEAD_BYTES,
     mask_bytes: int = 1,
+    fused_kernels: bool | None = None,
 ) -> MemoryEstimate:
     """Memory per GPU of ``layout`` for model ``m`` (the fullest pipeline stage), in bytes by term.
 
     ``runtime_overhead`` (CUDA context, NCCL, allocator) goes into ``buffers`` with the last stage's logits
-    (16-bit, alive until the loss is computed); pass 0 to compare with what PyTorch tensors hold on CPU."""
-    check_supported(m)
+    (16-bit, alive until the loss is computed); pass 0 to compare with what PyTorch tensors hold on CPU.
+    ``fused_kernels``: None = what a GPU run of ``m`` uses (GPT: ``model.kernels``; mamba2: megatron-core's
+    MambaMixer on mamba_ssm's fused scan), False = the PyTorch fallbacks (what runs on CPU)."""
+    terms = terms_for(m, fused_kernels)
     e = _BYTES[precision]
     grad_bytes = 4 if (grad_reduce_dtype == "fp32" or precision == "fp32") else 2
     opt_bytes = 8 if precision == "fp32" else 12  # Adam m and v (+ fp32 main weights under 16-bit)
@@ -224,15 +200,16 @@ def estimate_memory(
     per_chunk = m.num_layers // chunks
     recomputed = per_chunk if layout.recompute_num_layers is None else min(layout.recompute_num_layers, per_chunk)
     kind = layout.recompute
+    layer_bytes = terms.layer_activation_bytes
     if kind == "full":
-        per_chunk_bytes = recomputed * layer_activation_bytes(m, b, tp, sp, "full", e) + (
-            per_chunk - recomputed
-        ) * layer_activation_bytes(m, b, tp, sp, "none", e, mask_bytes)
-        if recomputed and m.position_embedding_type == "rope":
-            # the rotary frequencies (fp32), an input of every recomputed layer, one tensor per forward
-            per_chunk_bytes += 4 * m.seq_length * (m.hidden_size // m.num_attention_heads)
+        kept = per_chunk - recomputed
+        per_chunk_bytes = recomputed * layer_bytes(m, b, tp, sp, "full", e) + kept * layer_bytes(
+            m, b, tp, sp, "none", e, mask_bytes
+        )
+        if recomputed:
+            per_chunk_bytes += terms.recomputed_chunk_extra_bytes(m, e)
     else:
-        per_chunk_bytes = per_chunk * layer_activation_bytes(m, b, tp, sp, kind, e, mask_bytes)
+        per_chunk_bytes = per_chunk * layer_bytes(m, b, tp, sp, kind, e, mask_bytes)
     per_stage_microbatch = per_chunk_bytes * (layout.vpp or 1)
     mb = num_microbatches(layout, global_batch_size)
     in_flight = min(layout.pp, mb)
@@ -242,15 +219,15 @@ def estimate_memory(
         penalty = 1.0
     stages = {}
     for stage in sorted({0, layout.pp - 1}):
-        params = stage_parameters(m, layout, stage).total
+        params = terms.stage_parameters(m, tp, layout.pp, stage).total
         flight = max(1, layout.pp - stage) if layout.pp > 1 else 1
         flight = min(flight, in_flight) if layout.pp > 1 else 1
         act = per_stage_microbatch * flight * (penalty if stage == 0 else 1.0)
         if stage == 0:
-            act += flight * first_stage_extra_bytes(m, b, tp, sp, e, mask_bytes)
+            act += flight * terms.first_stage_extra_bytes(m, b, tp, sp, e, mask_bytes)
         buffers = runtime_overhead
         if stage == layout.pp - 1:
-            act += last_stage_extra_bytes(m, b, tp, sp, e)
+            act += terms.last_stage_extra_bytes(m, b, tp, sp, e)
             if runtime_overhead:
                 buffers += e * m.seq_length * b * m.padded_vocab_size(tp) / tp  # the logits themselves
         stages[stage] = {
@@ -262,3 +239,42 @@ def estimate_memory(
         }
     worst = max(stages, key=lambda k: sum(stages[k].values()))
     return MemoryEstimate(terms=stages[worst], stage=worst, capacity=capacity, stages=stages)
+
+
+class GPTTerms(FamilyTerms):
+    """megatron-core GPTModel decoders (models/registry.py GPTFamily): the functions above."""
+
+    tp_collectives_forward = 2  # attention and MLP output all-reduces (SP: the same bytes as AG + RS)
+    tp_collectives_backward = 2
+
+    def layer_parameters_per_rank(self, m, tp):
+        return layer_parameters_per_rank(m, tp)
+
+    def embedding_parameters_per_rank(self, m, tp):
+        pos = m.seq_length * m.hidden_size if m.position_embedding_type == "learned_absolute" else 0
+        return m.padded_vocab_size(tp) * m.hidden_size // tp + pos
+
+    def final_norm_parameters(self, m):
+        return norm_parameters(m)
+
+    def layer_activation_bytes(self, m, b, tp, sp, recompute, e, mask_bytes=1):
+        return layer_activation_bytes(m, b, tp, sp, recompute, e, mask_bytes)
+
+    def recomputed_chunk_extra_bytes(self, m, e):
+        if m.position_embedding_type == "rope":
+            # the rotary frequencies (fp32), an input of every recomputed layer, one tensor per forward
+            return 4 * m.seq_length * (m.hidden_size // m.num_attention_heads)
+        return 0.0
+
+    def first_stage_extra_bytes(self, m, b, tp, sp, e, mask_bytes=1):
+        return first_stage_extra_bytes(m, b, tp, sp, e, mask_bytes)
+
+    def last_stage_extra_bytes(self, m, b, tp, sp, e):
+        return last_stage_extra_bytes(m, b, tp, sp, e)
+
+    def selective_recompute_flops(self, m):
+        return 4 * m.seq_length * m.hidden_size  # core attention: scores and values again
+
+
+register_terms("gpt2", GPTTerms())
+register_terms("llama", GPTTerms())

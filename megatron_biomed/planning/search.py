@@ -3,12 +3,14 @@ fit, rank them by predicted time, print the table and the chosen layout as --set
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.planning.hardware import Cluster, GiB
 from megatron_biomed.planning.layouts import Layout
 from megatron_biomed.planning.memory import MemoryEstimate, estimate_memory
+from megatron_biomed.planning.terms import terms_for
 from megatron_biomed.planning.timing import StepTime, estimate_step_time
 
 
@@ -30,15 +32,28 @@ def _divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
+def _with_tp(cfg: ExperimentConfig, tp: int, sp: bool) -> ExperimentConfig:
+    """``cfg`` with only its TP size and sequence parallelism changed (for the family's layout rules)."""
+    parallel = dataclasses.replace(cfg.parallel, tensor_model_parallel_size=tp, sequence_parallel=sp)
+    return dataclasses.replace(cfg, parallel=parallel)
+
+
 def candidate_layouts(cfg: ExperimentConfig, world_size: int, gpus_per_node: int = 8) -> list[Layout]:
     """Layouts megatron-core can run for ``cfg.model`` on ``world_size`` GPUs at ``cfg.train.global_batch_size``
-    (the layout rules of parallel/layout.py; TP inside a node)."""
+    (the layout rules of parallel/layout.py and the model family's own; TP inside a node; SP where the family
+    supports it; the recomputation kinds that change anything for the family)."""
+    from megatron_biomed.models.registry import get_family
+
     m, gbs = cfg.model, cfg.train.global_batch_size
+    terms, family = terms_for(m), get_family(m.family)
     out = []
     for tp in (1, 2, 4, 8):
         if tp > gpus_per_node or world_size % tp or m.num_attention_heads % tp or m.kv_heads % tp:
             continue
         if m.ffn_size % tp:
+            continue
+        sp = tp > 1 and terms.supports_sequence_parallel
+        if family.layout_problems(_with_tp(cfg, tp, sp), world_size):  # e.g. Mamba2's B/C groups per TP rank
             continue
         for pp in _divisors(m.num_layers):
             if pp > 32 or world_size % (tp * pp):
@@ -51,9 +66,9 @@ def candidate_layouts(cfg: ExperimentConfig, world_size: int, gpus_per_node: int
                     mb = gbs // (mbs * dp)
                     if vpp and mb % pp:
                         continue
-                    for recompute in ("none", "selective", "full"):
+                    for recompute in terms.recompute_kinds:
                         out.append(Layout(tp=tp, pp=pp, dp=dp, vpp=vpp, micro_batch_size=mbs, recompute=recompute,
-                                          distributed_optimizer=True, sequence_parallel=tp > 1))  # fmt: skip
+                                          distributed_optimizer=True, sequence_parallel=sp))  # fmt: skip
     return out
 
 

@@ -2,8 +2,10 @@
 all-gather not hidden by overlap, optimizer step; then tokens/s, MFU and days to a token target.
 
 Compute comes from the model family's training FLOPs per token (models/registry.py: for GPT decoders
-config/param_count.py's ``decoder_flops_per_token``, the formula the MFU logging uses), plus the forward
-FLOPs recomputation repeats. The achieved fraction of peak on the matmuls grows with the GEMMs'
+config/param_count.py's ``decoder_flops_per_token``, for Mamba2 models/mamba/family.py's
+``mamba_flops_per_token``: the formulas the MFU logging uses), plus the forward FLOPs recomputation repeats.
+What differs by family beyond that (TP collectives per layer, the hidden states' element size) comes from
+planning/terms.py. The achieved fraction of peak on the matmuls grows with the GEMMs'
 contraction width, the hidden size ``h``, as ``efficiency_max x h / (h + width_half)`` (larger GEMMs have
 higher arithmetic intensity, as Megatron-LM's weak-scaling table shows): the parameters per GPU
 architecture were fitted on some published runs and checked on others (planning/calibration.py says which).
@@ -15,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.config.param_count import decoder_layer
 from megatron_biomed.planning.hardware import Cluster
 from megatron_biomed.planning.layouts import Layout
-from megatron_biomed.planning.memory import num_microbatches, stage_parameters
+from megatron_biomed.planning.memory import num_microbatches
+from megatron_biomed.planning.terms import terms_for
 
 # Fitted in planning/calibration.py (fit_efficiency): Hopper on Megatron-LM's 1.7B, 16B and 70B weak-scaling
 # points, Ampere's efficiency_max on LLaMA-2 7B with Hopper's width_half. Refit there; a test checks these.
@@ -95,13 +97,13 @@ def estimate_step_time(
     tp, pp, dp, b = layout.tp, layout.pp, layout.dp, layout.micro_batch_size
     mb = num_microbatches(layout, global_batch_size)
     tokens_mb = s * b
+    terms = terms_for(m)
     flops_model = get_family(m.family).flops_per_token(m)
-    d = decoder_layer(m)
-    layer_fwd = 2 * d.matmul + 4 * s * h  # forward FLOPs per token of one layer (matmuls, scores, values)
     logits_train = 6 * m.vocab_size * h
     layers_train = (flops_model - logits_train) / L
+    layer_fwd = layers_train / 3  # forward FLOPs per token of one layer (the family's formula: 3 x forward)
     if layout.recompute == "selective":
-        extra = 4 * s * h  # core attention forward again
+        extra = terms.selective_recompute_flops(m)  # GPT: core attention forward again
     elif layout.recompute == "full":
         chunks = pp * (layout.vpp or 1)
         per_chunk = L // chunks
@@ -113,20 +115,21 @@ def estimate_step_time(
     # The slowest stage sets the pace: the last one also computes the logits.
     stage_flops = L / pp * (layers_train + extra) + logits_train
     t_compute_mb = tokens_mb * stage_flops / tp / rate
-    # TP: per layer and micro-batch two all-reduces forward and two backward (SP: the same bytes as
-    # all-gathers + reduce-scatters), two more forward when full recomputation reruns the layer.
-    n_ar = 4 + (2 if layout.recompute == "full" else 0)
+    # TP: per layer and micro-batch the family's all-reduces forward and backward (GPT: two each; SP: the same
+    # bytes as all-gathers + reduce-scatters), the forward ones again when full recomputation reruns the layer.
+    fwd, bwd = terms.tp_collectives_forward, terms.tp_collectives_backward
+    n_ar = fwd + bwd + (fwd if layout.recompute == "full" else 0)
     tp_bw = cluster.group_bandwidth(tp, 1)
     t_tp_mb = 0.0 if tp_comm_overlap else L / pp * n_ar * _ring(e * tokens_mb * h, tp, tp_bw, "all_reduce")
     t_mb = t_compute_mb + t_tp_mb
     bubble = (pp - 1) / (layout.vpp or 1) * t_mb
-    p2p_bytes = e * tokens_mb * h / (tp if layout.sequence_parallel else 1)
+    p2p_bytes = terms.hidden_bytes(e) * tokens_mb * h / (tp if layout.sequence_parallel else 1)
     pp_bw = cluster.group_bandwidth(pp, tp * dp)
     p2p = 2 * (mb + pp - 1) * (layout.vpp or 1) * p2p_bytes / (pp_bw * LINK_EFFICIENCY)
     if pp == 1 or tp_comm_overlap:
         p2p = 0.0
     # DP: gradients reduce-scattered (distributed optimizer) or all-reduced, parameters all-gathered.
-    params = max(stage_parameters(m, layout, st).total for st in {0, pp - 1})
+    params = max(terms.stage_parameters(m, tp, pp, st).total for st in {0, pp - 1})
     grad_bytes = 4 if (grad_reduce_dtype == "fp32" or precision == "fp32") else 2
     dp_bw = cluster.group_bandwidth(dp, tp)
     if layout.distributed_optimizer:

@@ -57,7 +57,7 @@ def plan(cfg: ExperimentConfig, world_size: int) -> dict:
     from megatron_biomed.config.param_count import count_parameters
     from megatron_biomed.planning import estimate_memory, layout_from_config
     from megatron_biomed.planning.hardware import GiB
-    from megatron_biomed.planning.memory import SUPPORTED_FAMILIES
+    from megatron_biomed.planning.terms import UnsupportedModel
 
     validate_layout(cfg, world_size)
     t, p = cfg.train, cfg.parallel
@@ -66,11 +66,13 @@ def plan(cfg: ExperimentConfig, world_size: int) -> dict:
     # The planner's memory per GPU of this layout (GPU-independent; tools/plan.py adds step time, days and
     # the fit on a named GPU, and searches other layouts).
     memory = None
-    if cfg.model.family in SUPPORTED_FAMILIES:
+    try:
         memory = estimate_memory(
             cfg.model, layout_from_config(cfg, world_size), global_batch_size=t.global_batch_size,
             precision=t.precision, grad_reduce_dtype=p.grad_reduce_dtype,
         )  # fmt: skip
+    except UnsupportedModel:
+        pass  # a family the planner has no terms for: the dry run reports no memory
     return {
         "name": cfg.name,
         "world_size": world_size,

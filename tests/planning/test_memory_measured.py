@@ -37,6 +37,16 @@ ACTIVATION_CASES = [
     ("tiny-llama", "full", None, 1, 0.1),
     ("tiny-llama", "full", 3, 2, 0.0),
 ]
+# Mamba2 (our PyTorch mixer, as CPU runs build it): (precision, seq length, recompute, layers, micro-batch);
+# 72 tokens are not a whole number of the 16-token scan chunks (the scan pads the tail chunk).
+MAMBA_CASES = [
+    ("fp32", 64, "none", None, 2),
+    ("fp32", 72, "none", None, 1),
+    ("bf16", 64, "none", None, 2),
+    ("bf16", 72, "none", None, 1),
+    ("fp32", 64, "full", None, 2),
+    ("bf16", 72, "full", 2, 1),
+]
 MEASURED: dict = {}
 
 
@@ -91,6 +101,26 @@ def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout
            est.terms["activations"])  # fmt: skip
 
 
+@pytest.mark.parametrize("precision,seq,recompute,n,mbs", MAMBA_CASES)
+def test_mamba_activation_bytes_match_saved_tensors(precision, seq, recompute, n, mbs, single_rank_parallel):
+    """tiny-mamba's saved tensors: pre-norm, in_proj, conv, the chunked SSD scan's intermediates, gated norm,
+    out_proj; the final norm and the loss (planning/mamba.py, the PyTorch mixer)."""
+    from megatron_biomed.models.registry import get_family
+
+    cfg, layout = _cfg("tiny-mamba", recompute, n, mbs, precision=precision)
+    cfg.model.seq_length = seq
+    model = get_family("mamba2").build_model_chunks(cfg)[0]
+    model.train()
+    tokens, pos, _, labels = _batch(cfg)
+    with saved_activation_bytes(model) as saved:
+        out = model(tokens, pos, None, labels=labels)
+    assert out.requires_grad
+    est = estimate_memory(cfg.model, layout, global_batch_size=mbs, precision=precision, runtime_overhead=0,
+                          fused_kernels=False)  # fmt: skip
+    _close(f"activations tiny-mamba {precision} s{seq} recompute={recompute}/{n} mbs{mbs}", saved.total,
+           est.terms["activations"])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "preset,precision,distopt,hidden",
     [
@@ -100,6 +130,8 @@ def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout
         ("tiny-llama", "fp32", True, None),
         ("tiny-biomedlm", "bf16", False, 256),  # small: 256 wide
         ("tiny-llama", "bf16", True, 256),
+        ("tiny-mamba", "fp32", False, None),
+        ("tiny-mamba", "bf16", True, None),
     ],
 )
 def test_weights_gradients_optimizer_match_built_model(preset, precision, distopt, hidden, single_rank_parallel):
@@ -114,6 +146,8 @@ def test_weights_gradients_optimizer_match_built_model(preset, precision, distop
     model = DistributedDataParallel(tconfig, ddp, build_model_chunks(cfg, tconfig)[0])
     optimizer, _ = build_optimizer(cfg, [model])
     tokens, pos, mask, labels = _batch(cfg)
+    if cfg.model.family == "mamba2":
+        mask = None
     model(tokens, pos, mask, labels=labels).float().mean().backward()
     model.finish_grad_sync()
     optimizer.step()
@@ -127,17 +161,20 @@ def test_weights_gradients_optimizer_match_built_model(preset, precision, distop
 def test_tensor_parallel_split_matches_two_ranks(tmp_path):
     """TP=2 on two gloo ranks (this file's one multi-rank run): each rank's activation and weight bytes, the
     TP-split and the replicated terms, on tiny-llama with selective recomputation (GQA heads split over TP,
-    RoPE, SwiGLU, untied output layer)."""
+    RoPE, SwiGLU, untied output layer) and on tiny-mamba (heads, B/C groups, conv channels split over TP)."""
     import json
 
     from launch import run_tool
 
     script = Path(__file__).with_name("tp_measure.py")
-    run_tool(script, 2, [str(tmp_path), "tiny-llama", "selective"], tmp_path, timeout=300)
+    run_tool(script, 2, [str(tmp_path), "tiny-llama", "selective", "tiny-mamba", "none"], tmp_path, timeout=300)
     for rank in (0, 1):
-        row = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        for term, (measured, estimated) in row.items():
-            _close(f"{term} tiny-llama TP2 rank{rank} selective", measured, estimated)
+        rows = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert sorted(rows) == ["tiny-llama selective", "tiny-mamba none"]
+        for case, row in rows.items():
+            preset, recompute = case.split()
+            for term, (measured, estimated) in row.items():
+                _close(f"{term} {preset} TP2 rank{rank} {recompute}", measured, estimated)
 
 
 def test_print_measured_vs_estimated():

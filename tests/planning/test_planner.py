@@ -120,15 +120,37 @@ def test_predicted_vs_published_runs():
             assert abs(r["error"]) <= p.tolerance, f"{p.name}: {r['error']:+.1%} (tolerance {p.tolerance:.0%})"
 
 
-def test_families_without_a_memory_model_are_refused_by_name():
-    from megatron_biomed.config.presets import PRESETS
-    from megatron_biomed.planning.memory import UnsupportedModel
+def test_families_without_planner_terms_are_refused_by_name():
+    import dataclasses as dc
 
-    if "tiny-mamba" not in PRESETS:
-        pytest.skip("no Mamba2 preset in this tree")
-    m = get_preset("tiny-mamba").model
-    with pytest.raises(UnsupportedModel, match="the planner models gpt2, llama decoders only"):
+    from megatron_biomed.planning.terms import UnsupportedModel
+
+    m = dc.replace(get_preset("tiny-llama").model, family="no-such-family")
+    with pytest.raises(UnsupportedModel, match="the planner models gpt2, llama, mamba2 only"):
         estimate_memory(m, Layout(), global_batch_size=8)
+
+
+def test_mamba2_plans_through_the_same_seam():
+    """biomamba-2.7b: its parameter count and FLOPs are the family's (models/registry.py, the MFU logging's), the
+    layout search keeps TP = 1 (one B/C group) and no SP or selective recomputation, the dry run reports the
+    planner's memory, and tools/plan.py picks a layout that fits."""
+    from megatron_biomed.config.param_count import count_parameters
+    from megatron_biomed.planning.cli import main
+    from megatron_biomed.planning.search import candidate_layouts
+    from megatron_biomed.training.metrics import model_flops_per_token
     from megatron_biomed.training.pretrain import plan
 
-    assert plan(get_preset("tiny-mamba"), 1)["memory_per_gpu_gib"] is None
+    cfg = get_preset("biomamba-2.7b")
+    m = cfg.model
+    one = estimate_memory(m, Layout(dp=8), global_batch_size=256, precision="bf16")
+    params = one.stages[0]["weights"] / 2  # bf16 weights
+    assert params == count_parameters(m, padded_vocab=True).total
+    cluster = Cluster(get_gpu("H100-80GB"), nodes=4)
+    plans = search(cfg, cluster)
+    assert plans[0].time.model_flops_per_token == model_flops_per_token(m)
+    layouts = candidate_layouts(cfg, cluster.world_size)
+    assert layouts and {lay.tp for lay in layouts} == {1}
+    assert {lay.recompute for lay in layouts} == {"none", "full"} and not any(lay.sequence_parallel for lay in layouts)
+    dry = plan(load_config("biomamba-2.7b", overrides=["parallel.pipeline_model_parallel_size=4"]), 32)
+    assert 30 < dry["memory_per_gpu_gib"]["total"] < 80  # the GPT formulas gave ~230 GiB here
+    assert main(["--preset", "biomamba-2.7b", "--gpu", "H100-80GB", "--nodes", "4", "--top", "3"]) == 0
