@@ -21,6 +21,18 @@ Last run (2026-12-01, 2 loaded cores, ~5 min in all), every mutation caught:
 * seed-ignored: test_seed_values.py: initial seed 1234, not 4321.
 * sp-norm-grad-not-reduced: test_parallel_equivalence.py[tp2-sequence-parallel]: grad norm off by 4.1e-5
   relative at step 1 (allowed 1.5e-6).
+
+Data and writer mutations (2026-12-02, each run alone on the same machine, all caught):
+
+* bin-length-unchecked: test_preflight.py: the scan then reads past the end ("buffer is smaller").
+* idx-header-unchecked, vocab-unchecked, token-memo-never-invalidated: test_preflight.py: no DataError.
+* stale-cache-unchecked: test_preflight.py: the stale indices fail mid-read (a sample of 34 tokens, not 16).
+* pointer-blocks-restart-at-zero: test_indexed_large.py: the .idx differs from megatron-core's (the older
+  test_indexed_merge.py catches it too, through the pointers of a second shard).
+* spill-drops-document-ends: test_indexed_large.py: the .idx is 520 bytes short. The older writer and merge
+  tests, which never reach 2^20 entries, miss it.
+* metadata-class-missing, restriction-not-installed: test_safe_load_families.py: tiny-llama's resume is
+  refused, or reads nothing through the restricted unpicklers.
 """
 
 from __future__ import annotations
@@ -49,6 +61,10 @@ CKPT = "megatron_biomed/training/checkpointing.py"
 MANIFEST_PY = "megatron_biomed/training/manifest.py"
 SAFETY = "tests/training/test_checkpoint_safety.py"
 CPU = "megatron_biomed/parallel/cpu.py"
+PREFLIGHT = "megatron_biomed/data/preflight.py"
+PREFLIGHT_TEST = "tests/data/test_preflight.py"
+WRITER = "megatron_biomed/data/indexed/writer.py"
+SAFE_LOAD = "megatron_biomed/training/safe_load.py"
 
 MUTATIONS = [
     Mutation(
@@ -120,6 +136,65 @@ MUTATIONS = [
             )
         ],
         ["tests/training/test_parallel_equivalence.py::test_layout_matches_single_process[tp2-sequence-parallel]"],
+    ),
+    Mutation(
+        "bin-length-unchecked",
+        "a .bin of another length than its .idx says passes the data pre-flight",
+        [(PREFLIGHT, "    if have != want:", "    if False:")],
+        [PREFLIGHT_TEST + "::test_bin_shorter_or_longer_than_its_idx_is_refused"],
+    ),
+    Mutation(
+        "idx-header-unchecked",
+        "an .idx with a bad magic, version or dtype passes the data pre-flight",
+        [(PREFLIGHT, "    except ValueError as e:\n        raise DataError",
+          "    except ValueError as e:\n        return None\n        raise DataError")],  # fmt: skip
+        [PREFLIGHT_TEST + "::test_idx_with_bad_magic_version_or_dtype_is_refused"],
+    ),
+    Mutation(
+        "vocab-unchecked",
+        "token ids are not compared with the tokenizer's vocabulary",
+        [(PREFLIGHT, "(lo < 0 or hi >= vocab_size)", "(lo < 0 or hi >= vocab_size + 1000)")],
+        [PREFLIGHT_TEST + "::test_token_outside_the_vocabulary_is_refused_with_its_place"],
+    ),
+    Mutation(
+        "stale-cache-unchecked",
+        "a prefix rebuilt after megatron-core's index cache was made from it passes",
+        [("megatron_biomed/data/index_cache.py", "    files = cached_index_files(root, prefix)\n    if not files:",
+          "    files = cached_index_files(root, prefix)\n    if True:")],  # fmt: skip
+        [PREFLIGHT_TEST + "::test_prefix_rebuilt_after_the_index_cache_is_refused"],
+    ),
+    Mutation(
+        "token-memo-never-invalidated",
+        "the memoised token range is reused after the .bin was rewritten",
+        [(PREFLIGHT, 'scanned = not (memo and memo.get("stat") == bin_stat)', "scanned = not memo")],
+        [PREFLIGHT_TEST + "::test_rewritten_bin_is_scanned_again"],
+    ),
+    Mutation(
+        "pointer-blocks-restart-at-zero",
+        "each 2^22-entry block of .idx pointers restarts at byte 0",
+        [(WRITER, "    pointers[1:] += ptr\n", "")],
+        ["tests/data/test_indexed_large.py"],
+    ),
+    Mutation(
+        "spill-drops-document-ends",
+        "a mid-stream spill of the writer (2^20 buffered entries) loses the buffered document ends",
+        [(WRITER, "        if self._buffered >= _SPILL:\n            self._spill()",
+          "        if self._buffered >= _SPILL:\n"
+          "            self._docs.clear()\n            self._spill()")],  # fmt: skip
+        ["tests/data/test_indexed_large.py"],
+    ),
+    Mutation(
+        "metadata-class-missing",
+        "the restricted unpickler lacks a class every checkpoint's .metadata holds",
+        [(SAFE_LOAD, '        (_DCP_MD, "ChunkStorageMetadata"),\n', "")],
+        ["tests/training/test_safe_load_families.py"],
+    ),
+    Mutation(
+        "restriction-not-installed",
+        "DCP loads do not go through the restricted unpicklers",
+        [(SAFE_LOAD, "            filesystem.FileSystemReader.read_metadata = _patched_read_metadata\n"
+          "            default_planner.DefaultLoadPlanner.load_bytes = _patched_load_bytes\n", "")],  # fmt: skip
+        ["tests/training/test_safe_load_families.py"],
     ),
 ]
 
