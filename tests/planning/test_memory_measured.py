@@ -4,8 +4,9 @@ process; TP2 on two gloo ranks once).
 Weights: the parameters' bytes; gradients: megatron-core DDP's gradient buffers; optimizer: the Adam
 moments and fp32 main weights after one step (plain and distributed optimizer); activations: the bytes of
 the tensors saved for backward during one forward and still held by its graph at the end
-(torch.autograd.graph.saved_tensors_hooks). Each term must be within 5% of the estimate (measured: within
-0.05%; pytest -s prints the table).
+(torch.autograd.graph.saved_tensors_hooks). Each term must be within 5% of the estimate, Mamba2's activations
+within 0.5% (measured: within 0.05%, Mamba2's activations exact at TP1 and -0.004% at TP2, bf16 Mamba2 weights
+-0.47%; pytest -s prints the table).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from megatron_biomed.planning.measure import (
 from megatron_biomed.planning.memory import estimate_memory
 
 TOLERANCE = 0.05
+# Mamba2 activations are counted tensor by tensor and measured exact: a tighter bound, so that one missing
+# scan intermediate (about 1% of a layer's bytes at tiny-mamba's shapes) fails the test.
+MAMBA_ACTIVATION_TOLERANCE = 0.005
 # (preset, recompute, recomputed layers per chunk or None for all, micro-batch, dropout)
 ACTIVATION_CASES = [
     ("tiny-biomedlm", "none", None, 2, 0.1),
@@ -78,10 +82,10 @@ def _batch(cfg):
     return tokens, torch.arange(s).repeat(b, 1), mask, labels
 
 
-def _close(name, measured, estimated):
+def _close(name, measured, estimated, tolerance=TOLERANCE):
     err = estimated / measured - 1
     MEASURED[name] = (measured, estimated, err)
-    assert abs(err) <= TOLERANCE, f"{name}: estimated {estimated:.0f} B vs measured {measured} B ({100 * err:+.2f}%)"
+    assert abs(err) <= tolerance, f"{name}: estimated {estimated:.0f} B vs measured {measured} B ({100 * err:+.2f}%)"
 
 
 @pytest.mark.parametrize("preset,recompute,n,mbs,dropout", ACTIVATION_CASES)
@@ -118,7 +122,7 @@ def test_mamba_activation_bytes_match_saved_tensors(precision, seq, recompute, n
     est = estimate_memory(cfg.model, layout, global_batch_size=mbs, precision=precision, runtime_overhead=0,
                           fused_kernels=False)  # fmt: skip
     _close(f"activations tiny-mamba {precision} s{seq} recompute={recompute}/{n} mbs{mbs}", saved.total,
-           est.terms["activations"])  # fmt: skip
+           est.terms["activations"], MAMBA_ACTIVATION_TOLERANCE)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -174,7 +178,8 @@ def test_tensor_parallel_split_matches_two_ranks(tmp_path):
         for case, row in rows.items():
             preset, recompute = case.split()
             for term, (measured, estimated) in row.items():
-                _close(f"{term} {preset} TP2 rank{rank} {recompute}", measured, estimated)
+                tol = MAMBA_ACTIVATION_TOLERANCE if (preset, term) == ("tiny-mamba", "activations") else TOLERANCE
+                _close(f"{term} {preset} TP2 rank{rank} {recompute}", measured, estimated, tol)
 
 
 def test_print_measured_vs_estimated():
