@@ -17,8 +17,7 @@ from launch import run_tool
 def test_llama_and_mamba2_checkpoints_resume_through_the_restricted_unpicklers(tmp_path):
     out = tmp_path / "counts.json"
     presets = ["tiny-llama", "tiny-mamba"]
-    run_tool(Path(__file__).with_name("safe_load_worker.py"), 1, [str(out), str(tmp_path), *presets], tmp_path,
-             timeout=300)  # fmt: skip
+    run_tool(Path(__file__).with_name("safe_load_worker.py"), 1, [str(out), str(tmp_path), *presets], tmp_path)
     counts = json.loads(out.read_text())
     for preset in presets:
         got = counts[preset]
