@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,9 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
                 timeout=datetime.timedelta(seconds=p.init_timeout_s),
             )
         )
+        # Under torchrun the store is its agent's, kept across the restarts of --max-restarts: keys of the
+        # failed attempt (the ranks' gloo addresses among them) must not be read by the next one.
+        store = dist.PrefixStore(f"attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
         dist.init_process_group(
             backend=backend,
             store=store,
