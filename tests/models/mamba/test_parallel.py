@@ -5,8 +5,9 @@ As tests/training/: one process initialises tiny-mamba (2 B/C groups, so TP2 wor
 starts from that checkpoint (``checkpoint.init_from``; dist_checkpointing reshards in_proj's [z|x|B|C|dt] and
 conv's [x|B|C] parts per TP rank) and trains 10 steps in fp32 on the same global batches. Measured on CPU
 (largest relative difference to one process over the 10 steps): loss 2.0e-8 (TP2), 4.0e-8 (PP2), 4.1e-8
-(TP2 x PP2); grad norm 3.4e-7 (TP2), 1.0e-7 (PP2), 3.4e-7 (TP2 x PP2). The tolerances below leave margins of
-15-25x.
+(TP2 x PP2), 4.1e-8 (PP2 x VPP2), 4.1e-8 (DP2, distributed optimizer); grad norm 3.4e-7 (TP2), 1.0e-7 (PP2),
+3.4e-7 (TP2 x PP2), 1.5e-7 (PP2 x VPP2), 1.0e-7 (DP2 distributed optimizer). The tolerances below leave margins
+of 15-50x.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ LAYOUTS = {
     "tp2": (2, ["parallel.tensor_model_parallel_size=2"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),
     "tp2-pp2": (4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]),
+    # 4 micro-batches of 2 per step: the interleaved schedule runs 2 model chunks per stage
+    "pp2-vpp2": (2, ["parallel.pipeline_model_parallel_size=2", "parallel.virtual_pipeline_model_parallel_size=2"]),
+    "dp2-distopt": (2, ["parallel.use_distributed_optimizer=true"]),
 }
 RUN = BASE + [f"train.train_iters={STEPS}"]
 
@@ -70,6 +74,9 @@ def test_layout_matches_one_process(layout, init_weights, reference, final_weigh
                   tmp_path, layout)  # fmt: skip
     final_weights[layout] = tmp_path / "final"
     assert sorted(got) == list(range(1, STEPS + 1))
+    rel = lambda k: max(abs(got[i][k] - reference[i][k]) / abs(reference[i][k]) for i in got)  # noqa: E731
+    print(f"{layout}: largest relative difference to one process: loss {rel('loss'):.1e}, "
+          f"grad norm {rel('grad_norm'):.1e}")  # fmt: skip
     assert_losses_close(got, reference, range(1, STEPS + 1), rtol=LOSS_RTOL)
     for it in range(1, STEPS + 1):
         a, b = got[it]["grad_norm"], reference[it]["grad_norm"]
@@ -90,6 +97,7 @@ def test_final_parameters_match_one_process(final_weights, tmp_path):
         args += ["--other", f"{name}={final_weights[name]}"]
     run_tool(Path(__file__).with_name("compare_checkpoints.py"), 1, args, tmp_path, timeout=300)
     diffs = json.loads((tmp_path / "diffs.json").read_text())
+    print("final parameters, largest relative difference:", {k: f"{v:.1e}" for k, v in diffs.items()})
     for name, diff in diffs.items():
         assert diff <= PARAM_RTOL, f"{name}: largest parameter difference {diff:.2e} (relative)"
 
