@@ -198,6 +198,28 @@ def test_knob_rules_are_spelled_out(train, parallel, rule):
     assert any(rule in p for p in problems), problems
 
 
+def test_per_stage_recompute_on_two_stages(tmp_path):
+    """PP = 2 on two ranks, recompute_num_layers_per_stage = [2, 0]: stage 0 recomputes both its layers and
+    saves less for backward, stage 1 recomputes none and saves exactly as much as without recomputation; on
+    both, the loss and every gradient are bit-identical to no recomputation."""
+    import json
+    from pathlib import Path
+
+    from launch import run_tool
+
+    script = Path(__file__).with_name("pp_recompute_measure.py")
+    run_tool(script, 2, [str(tmp_path), "2", "0"], tmp_path, timeout=300)
+    rows = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    by_stage = {row["stage"]: row for row in rows}
+    assert sorted(by_stage) == [0, 1]
+    for row in rows:
+        assert row["identical"] and row["gradients"] > 0, row
+    first, last = by_stage[0], by_stage[1]
+    assert first["recomputed_layers"] == 2 and last["recomputed_layers"] == 0
+    assert first["saved_with"] < 0.5 * first["saved_without"], first
+    assert last["saved_with"] == last["saved_without"], last
+
+
 def test_per_stage_recompute_reads_this_stage(monkeypatch):
     from megatron.core import parallel_state as ps
 
