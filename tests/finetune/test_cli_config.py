@@ -29,7 +29,8 @@ def test_checkpoint_model_then_yaml_then_set(tmp_path):
     model = dataclasses.asdict(get_preset("tiny-biomedlm").model) | {"num_layers": 3, "hidden_size": 48}
     ckpt = _fake_checkpoint(tmp_path / "pre", model, "gpt2-tok")
     yaml_file = tmp_path / "ft.yaml"
-    yaml_file.write_text(yaml.safe_dump({"model": {"num_layers": 5}, "optimizer": {"lr": 0.125}, "train": {"train_iters": 7}}))
+    overrides = {"model": {"num_layers": 5}, "optimizer": {"lr": 0.125}, "train": {"train_iters": 7}}
+    yaml_file.write_text(yaml.safe_dump(overrides))
     cfg = _parse("--init-from", str(ckpt), "--preset", "tiny-llama", "--config", str(yaml_file),
                  "--set", "train.train_iters=9")  # fmt: skip
     assert cfg.model.hidden_size == 48  # from the checkpoint, over the preset's
@@ -47,7 +48,8 @@ def test_yaml_names_its_preset_and_typos_are_refused(tmp_path):
     good.write_text(yaml.safe_dump({"preset": "tiny-llama", "optimizer": {"lr": 0.5}}))
     cfg = _parse("--init-from", str(ckpt), "--config", str(good))
     assert cfg.optimizer.lr == 0.5
-    assert cfg.optimizer.min_lr == get_preset("tiny-llama").optimizer.min_lr != get_preset("tiny-biomedlm").optimizer.min_lr
+    llama, biomedlm = get_preset("tiny-llama").optimizer, get_preset("tiny-biomedlm").optimizer
+    assert cfg.optimizer.min_lr == llama.min_lr != biomedlm.min_lr  # the YAML's preset, not the default
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"optimizer": {"lrr": 0.5}}))
     with pytest.raises(ConfigError, match="lrr"):
