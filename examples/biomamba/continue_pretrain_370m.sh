@@ -25,15 +25,6 @@ MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-8}"
 # shellcheck source=_recipe.sh
 source "${REPO_DIR}/examples/biomamba/_recipe.sh"
 
-cd "${REPO_DIR}"
-if [[ "${DRY}" == "1" ]]; then
-  extra=()
-  [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
-  exec "${PYTHON}" tools/pretrain.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
-    --world-size "${WORLD_SIZE_PLANNED}" "${extra[@]}" "$@"
-fi
-
-mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
-exec ${TORCHRUN} --nnodes "${NNODES}" --node-rank "${NODE_RANK}" --nproc-per-node "${NPROC_PER_NODE}" \
-  --master-addr "${MASTER_ADDR}" --master-port "${MASTER_PORT}" \
-  tools/pretrain.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
+# --- dry run (DRY_RUN=1 or --dry-run: the plan only) or torchrun: examples/_launch.sh --------------------
+source "${REPO_DIR}/examples/_launch.sh"
+launch tools/pretrain.py "$@"

@@ -93,21 +93,6 @@ OUTPUTS=(
   --set logging.log_interval="${LOG_INTERVAL}"
 )
 
-# --- dry run: print the plan for WORLD_SIZE_PLANNED ranks and stop ------------------------------------
-DRY=0
-[[ "${DRY_RUN:-0}" == "1" ]] && DRY=1
-for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && DRY=1; done
-
-cd "${REPO_DIR}"
-if [[ "${DRY}" == "1" ]]; then
-  extra=()
-  [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
-  exec "${PYTHON}" tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
-    --world-size "${WORLD_SIZE_PLANNED}" "${extra[@]}" "$@"
-fi
-
-# --- train ---------------------------------------------------------------------------------------------
-mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
-exec ${TORCHRUN} --nnodes "${NNODES}" --node-rank "${NODE_RANK}" --nproc-per-node "${NPROC_PER_NODE}" \
-  --master-addr "${MASTER_ADDR}" --master-port "${MASTER_PORT}" \
-  tools/finetune.py "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
+# --- dry run (DRY_RUN=1 or --dry-run: the plan only) or torchrun: examples/_launch.sh --------------------
+source "${REPO_DIR}/examples/_launch.sh"
+launch tools/finetune.py "$@"
