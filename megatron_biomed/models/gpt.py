@@ -101,14 +101,11 @@ def recompute_settings(cfg: ExperimentConfig) -> dict:
 
 def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     """The model chunks this rank holds (one per virtual pipeline stage), on the right device, built by
-    ``cfg.model.family``'s builder (models/registry.py); each computes its language-model loss over the real
-    ``model.vocab_size`` ids, not the padded rows (models/vocab_loss.py)."""
+    ``cfg.model.family``'s builder (models/registry.py). The families' builders make each chunk compute its
+    language-model loss over the real ``model.vocab_size`` ids, not the padded rows (models/vocab_loss.py)."""
     from megatron_biomed.models.registry import get_family
 
-    chunks = get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
-    for chunk in chunks:
-        getattr(chunk, "module", chunk).real_vocab_size = cfg.model.vocab_size
-    return chunks
+    return get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
 
 
 @functools.cache
@@ -148,6 +145,7 @@ def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
             rotary_base=m.rotary_base,
             vp_stage=vp_stage,
         )
+        model.real_vocab_size = m.vocab_size  # the loss over real ids only (models/vocab_loss.py)
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())
         if tconfig.bf16 or tconfig.fp16:

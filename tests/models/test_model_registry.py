@@ -114,5 +114,7 @@ def test_gpt_family_builds_the_model_it_counts(single_rank_parallel, preset):
     cfg = get_preset(preset)
     family = get_family(cfg.model.family)
     (model,) = family.build_model_chunks(cfg)
-    assert type(model).__name__ == "GPTModel"
+    from megatron.core.models.gpt import GPTModel
+
+    assert isinstance(model, GPTModel) and model.real_vocab_size == cfg.model.vocab_size
     assert sum(p.numel() for p in model.parameters()) == family.count_parameters(cfg.model, padded_vocab=True).total

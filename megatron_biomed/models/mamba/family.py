@@ -213,6 +213,7 @@ def build_mamba_model_chunks(cfg, tconfig=None) -> list:
             # documents packed by data.reset_position_ids: restart the conv and scan at each (our mixer only)
             reset_at_documents=cfg.data.reset_position_ids and not use_mamba_ssm,
         )
+        model.real_vocab_size = m.vocab_size  # the loss over real ids only (models/vocab_loss.py)
         if torch.cuda.is_available():
             model.cuda(torch.cuda.current_device())
         if tconfig.bf16 or tconfig.fp16:

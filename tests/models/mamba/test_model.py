@@ -231,3 +231,22 @@ def test_output_processor_gets_the_final_norm_hidden_states(single_rank_parallel
     via_hook = model(tokens, pos, None, output_processor=process)
     assert seen["h"].shape == (16, 2, cfg.model.hidden_size) and model.post_process
     assert torch.equal(via_hook, model(tokens, pos, None))
+
+
+def test_loss_is_over_the_real_vocabulary(single_rank_parallel):
+    """A vocabulary padded by 11 rows: the language-model loss is the cross entropy over the real ids only
+    (float64 reference on the same logits), and the padding rows of the (tied) embedding get no gradient."""
+    cfg = get_preset("tiny-mamba")
+    cfg.model.vocab_size = cfg.model.padded_vocab_size(1) - 11
+    (model,) = get_family("mamba2").build_model_chunks(cfg)
+    v = cfg.model.vocab_size
+    tokens = torch.randint(0, v, (2, 24), generator=torch.Generator().manual_seed(4))
+    position_ids = torch.arange(24)[None].expand(2, -1)
+    with torch.no_grad():
+        logits = model(tokens, position_ids, None, runtime_gather_output=True).double()
+    want = torch.nn.functional.cross_entropy(logits[..., :v].reshape(-1, v), tokens.reshape(-1))
+    loss = model(tokens, position_ids, None, labels=tokens).mean()
+    assert math.isclose(loss.item(), want.item(), rel_tol=1e-6), (loss.item(), want.item())
+    loss.backward()
+    grad = model.embedding.word_embeddings.weight.grad
+    assert grad[v:].abs().max() == 0 and grad[:v].abs().max() > 0
