@@ -26,6 +26,10 @@ def single_rank_parallel():
     cpu.model_parallel_manual_seed(1234)
     yield
     ps.destroy_model_parallel()
+    # megatron-core's groups are only dropped by destroy_model_parallel; their gloo threads (about 60 per
+    # initialisation, each polling) live until the process group itself is destroyed.
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="session")
