@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from megatron_biomed.config import ConfigError, get_preset, load_config
-from megatron_biomed.config.param_count import count_parameters
+from megatron_biomed.models.registry import count_parameters
 from megatron_biomed.training.pretrain import main as pretrain_main
 
 # --- presets against the published sizes ---------------------------------------------------------------
@@ -58,7 +58,7 @@ def test_llama2_70b_shape_within_1_percent_of_69b():
 
 @pytest.mark.parametrize("preset", ["tiny-biomedlm", "tiny-llama"])
 def test_count_parameters_equals_gptmodel(single_rank_parallel, preset):
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
 
     cfg = get_preset(preset)
     # A vocabulary that is not a multiple of 128, so the padded embedding rows are exercised.

@@ -11,8 +11,8 @@ import pytest
 from launch import ROOT
 from test_launchers import captured_argv, captured_config, pretrain_in_process
 
-from megatron_biomed.config.param_count import count_parameters
 from megatron_biomed.data.blends import get_blend
+from megatron_biomed.models.registry import count_parameters
 
 SIZES = {"130m": 129.0, "370m": 368.3, "780m": 780.2, "1.3b": 1343.8, "2.7b": 2702.6}
 # launcher -> (world size, micro-batches per step)

@@ -22,7 +22,7 @@ import pytest
 from launch import ROOT, read_metrics
 
 from megatron_biomed.config import load_config
-from megatron_biomed.config.param_count import count_parameters
+from megatron_biomed.models.registry import count_parameters
 from megatron_biomed.training.pretrain import build_arg_parser
 from megatron_biomed.training.pretrain import main as pretrain_main
 

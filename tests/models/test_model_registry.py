@@ -8,10 +8,17 @@ import dataclasses
 import pytest
 
 from megatron_biomed.config import get_preset
-from megatron_biomed.config.param_count import count_parameters, decoder_layer
 from megatron_biomed.models import registry
-from megatron_biomed.models.registry import GPTFamily, ModelFamily, UnknownFamilyError, get_family, register_family
-from megatron_biomed.training.metrics import model_flops_per_token
+from megatron_biomed.models.gpt.counts import decoder_layer
+from megatron_biomed.models.registry import (
+    GPTFamily,
+    ModelFamily,
+    UnknownFamilyError,
+    count_parameters,
+    get_family,
+    register_family,
+)
+from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
 
 # Counted by the code before the registry existed (config/param_count.py, training/metrics.py).
 EXPECTED = {
@@ -85,7 +92,7 @@ class _FakeFamily(ModelFamily):
 
 def test_a_registered_family_is_what_the_library_uses(monkeypatch):
     from megatron_biomed.config import load_config
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
 
     monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
     fake = register_family("fake", _FakeFamily("fake"))

@@ -11,6 +11,7 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.torch_norm import WrappedTorchNorm
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
+from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
 
 from megatron_biomed.kernels import _csrc, backends
 from megatron_biomed.kernels.backends import KERNEL_CHOICES, KernelBackendUnavailable
@@ -23,7 +24,6 @@ from megatron_biomed.kernels.spec_provider import (
     get_spec_provider,
     spec_provider_class,
 )
-from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
 
 TE_MISSING = backends.te_unavailable_reason()
 EMU_MISSING = backends.emu_unavailable_reason()

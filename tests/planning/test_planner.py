@@ -135,6 +135,7 @@ def test_mamba2_plans_through_the_same_seam():
     layout search keeps TP = 1 (one B/C group) and no SP or selective recomputation, the dry run reports the
     planner's memory, and tools/plan.py picks a layout that fits."""
     from megatron_biomed.config.param_count import count_parameters
+
     from megatron_biomed.planning.cli import main
     from megatron_biomed.planning.search import candidate_layouts
     from megatron_biomed.training.metrics import model_flops_per_token
