@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.models.registry import get_family
 from megatron_biomed.planning.hardware import Cluster
 from megatron_biomed.planning.layouts import Layout
 from megatron_biomed.planning.memory import num_microbatches
@@ -89,8 +90,6 @@ def estimate_step_time(
     """Seconds per step of ``layout`` on ``cluster``. ``tp_comm_overlap``: TP collectives hidden behind
     GEMMs (Transformer Engine's userbuffers) and pipeline p2p behind compute, as in Megatron-LM's published
     runs; our csrc path overlaps neither."""
-    from megatron_biomed.models.registry import get_family
-
     gpu = cluster.gpu
     e = _BYTES[precision]
     s, h, L = m.seq_length, m.hidden_size, m.num_layers

@@ -11,7 +11,8 @@ from megatron_biomed.config import get_preset
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.parallel.layout import validate_layout
 from megatron_biomed.planning import Cluster, Layout, estimate_memory, get_gpu, search
-from megatron_biomed.planning.memory import layer_activation_bytes, stage_parameters
+from megatron_biomed.planning.gpt_terms import layer_activation_bytes
+from megatron_biomed.planning.memory import stage_parameters
 
 
 def _gpt2_with_dropout(**kw):
