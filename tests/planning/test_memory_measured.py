@@ -108,7 +108,7 @@ def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout
 @pytest.mark.parametrize("precision,seq,recompute,n,mbs", MAMBA_CASES)
 def test_mamba_activation_bytes_match_saved_tensors(precision, seq, recompute, n, mbs, single_rank_parallel):
     """tiny-mamba's saved tensors: pre-norm, in_proj, conv, the chunked SSD scan's intermediates, gated norm,
-    out_proj; the final norm and the loss (planning/mamba.py, the PyTorch mixer)."""
+    out_proj; the final norm and the loss (planning/mamba_terms.py, the PyTorch mixer)."""
     from megatron_biomed.models.registry import get_family
 
     cfg, layout = _cfg("tiny-mamba", recompute, n, mbs, precision=precision)
