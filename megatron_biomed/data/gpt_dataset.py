@@ -15,7 +15,7 @@ from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegat
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
 from megatron_biomed.data.errors import DataError
-from megatron_biomed.data.preflight import check_prefixes
+from megatron_biomed.data import preflight
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def build_gpt_datasets(
     parsed = None
     if not mock:
         parsed = parse_blend(blend)
-        check_prefixes(parsed[0], vocab_size=tokens.vocab_size, cache_dir=cache_dir)
+        preflight.check_prefixes(parsed[0], vocab_size=tokens.vocab_size, cache_dir=cache_dir)
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,

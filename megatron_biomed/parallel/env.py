@@ -8,8 +8,10 @@ import socket
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from megatron_biomed.errors import BiomedError
 
-class LaunchEnvError(RuntimeError):
+
+class LaunchEnvError(BiomedError, RuntimeError):
     """The launcher's environment is incomplete or inconsistent."""
 
 

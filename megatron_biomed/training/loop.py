@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state as ps
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
@@ -133,8 +134,6 @@ class Trainer:
     def _run_schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False, step_func=None) -> dict:
         """One global batch through megatron-core's schedule with the task's forward step (or ``step_func``);
         returns the task's metrics over it."""
-        from megatron.core.pipeline_parallel import get_forward_backward_func
-
         fb = get_forward_backward_func()
         t = self.cfg.train
         step_func = step_func or self.task.forward_step
