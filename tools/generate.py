@@ -9,7 +9,10 @@ or tensor parallel over the ranks of ``torchrun --nproc-per-node N``.
 
 import sys
 
-from megatron_biomed.inference.generate import main
+from megatron_biomed.console import quiet_third_party_notices
+
+quiet_third_party_notices()  # before the library imports megatron-core, which warns while importing
+from megatron_biomed.inference.generate import main  # noqa: E402
 
 if __name__ == "__main__":  # dist_checkpointing starts spawn-mode helpers: the guard is required
     sys.exit(main())

@@ -14,8 +14,8 @@ import torch
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
-from megatron_biomed.data.errors import DataError
 from megatron_biomed.data import preflight
+from megatron_biomed.data.errors import DataError
 
 
 @dataclass(frozen=True)

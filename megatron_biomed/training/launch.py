@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from megatron_biomed import console
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.loading import load_config, validate
 from megatron_biomed.data.tasks import READERS
@@ -78,14 +77,11 @@ def setup_logging(rank: int, verbose: bool = False) -> None:
         stream=sys.stdout,
         force=True,
     )
-    verbose = verbose or os.environ.get("MEGATRON_BIOMED_VERBOSE") == "1"
-    if not verbose:
+    if not (verbose or console.verbose()):
         logging.getLogger("megatron").setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_drop_known_notices)
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        for module in ("megatron", "torch", "transformer_engine"):
-            warnings.filterwarnings("ignore", module=module)
+        console.quiet_third_party_notices()
 
 
 def start(cfg: ExperimentConfig, adjust: Callable[[ExperimentConfig, DistEnv], None] | None = None) -> DistEnv:
