@@ -42,9 +42,9 @@ def parse_size(text: str) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    from megatron_biomed.checkpoint import CheckpointError
     from megatron_biomed.config.experiment import ConfigError
     from megatron_biomed.convert.registry import ConversionError
-    from megatron_biomed.training.checkpointing import CheckpointError
     from megatron_biomed.training.pretrain import setup_logging
 
     setup_logging(0)

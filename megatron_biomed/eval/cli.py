@@ -19,9 +19,9 @@ import os
 import sys
 from pathlib import Path
 
+from megatron_biomed.checkpoint import RUN_CONFIG, CheckpointError, checkpoint_path, load_checkpoint, read_run_config
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config
-from megatron_biomed.training.checkpointing import RUN_CONFIG, CheckpointError, checkpoint_path, read_run_config
 
 log = logging.getLogger("megatron_biomed")
 
@@ -162,7 +162,6 @@ def run(cfg, recorded, args, corpora, benches, fewshot) -> int:
     from megatron_biomed.parallel.env import LaunchEnvError, read_dist_env
     from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
     from megatron_biomed.parallel.layout import LayoutError, data_parallel_size, validate_layout
-    from megatron_biomed.training.checkpointing import load_checkpoint
     from megatron_biomed.training.loop import Trainer
     from megatron_biomed.training.pretrain import setup_logging
     from megatron_biomed.training.tasks import build_task

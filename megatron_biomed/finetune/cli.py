@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from megatron_biomed.checkpoint import CheckpointError, latest_iteration, read_run_config
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.loading import apply_mapping, apply_overrides, base_config, read_yaml_mapping, validate
 from megatron_biomed.config.task import TASK_FORMATS, TASK_NAMES
-from megatron_biomed.training.checkpointing import CheckpointError, latest_iteration, read_run_config
 
 # What a fine-tune takes from the checkpoint it starts from: the architecture and the tokenizer.
 INHERITED_SECTIONS = ("model",)

@@ -12,9 +12,10 @@ from megatron_biomed.finetune.heads import flatten_choices, head_forward
 def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
     """The task's model (body and head) on one process with the weights of ``checkpoint`` (saved at any
     layout: the vocabulary padding follows the checkpoint's)."""
-    from megatron_biomed.inference.loading import saved_padded_vocab, single_process_config
+    from megatron_biomed.checkpoint import checkpoint_path, load_checkpoint
+    from megatron_biomed.inference.loading import saved_padded_vocab
     from megatron_biomed.models.gpt import transformer_config
-    from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
+    from megatron_biomed.parallel.initialize import single_process_config
 
     path = checkpoint_path(checkpoint)
     one = single_process_config(cfg, saved_padded_vocab(path))

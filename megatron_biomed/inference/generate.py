@@ -215,12 +215,12 @@ def main(argv=None) -> int:
             if args.preset or args.config:
                 cfg = load_config(args.preset, args.config, args.overrides)
             else:
+                from megatron_biomed.checkpoint import run_experiment_config
                 from megatron_biomed.config.loading import apply_overrides, validate
-                from megatron_biomed.convert.exporter import run_experiment_config
 
                 cfg = validate(apply_overrides(run_experiment_config(args.load)[1], args.overrides))
         else:
-            from megatron_biomed.convert.exporter import run_experiment_config
+            from megatron_biomed.checkpoint import run_experiment_config
 
             cfg = run_experiment_config(args.load)[1]
     except (ConfigError, ValueError, OSError) as e:

@@ -227,7 +227,7 @@ def run(cfg: ExperimentConfig, env, tokens: TokenInfo, task=None) -> int:
             )  # fmt: skip
         if task is not None:
             log.info("task: %s", task.describe())
-    from megatron_biomed.training.checkpointing import CheckpointError
+    from megatron_biomed.checkpoint import CheckpointError
 
     try:
         trainer = Trainer(cfg, ctx, tokens, task)
