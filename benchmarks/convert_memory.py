@@ -90,7 +90,7 @@ def _step(name: str, work: Path, a: dict) -> dict:
         extra["params"] = sum(p.numel() for p in model.parameters())
     elif name == "baseline":
         from megatron_biomed.config import ExperimentConfig
-        from megatron_biomed.inference.loading import single_process_config
+        from megatron_biomed.parallel.initialize import single_process_config
 
         single_process_config(ExperimentConfig())
     elif name == "import":

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: a one-rank gloo process group with megatron-core parallel state."""
+"""Shared pytest fixtures: a one-rank gloo process group with megatron-core parallel state, toy task data,
+and the initial weights and reference run that the training and checkpoint tests compare against."""
 
 from __future__ import annotations
 
@@ -38,3 +39,26 @@ def toy(tmp_path_factory):
     from toydata import make_toy
 
     return make_toy(tmp_path_factory.mktemp("toy"))
+
+
+# Shared by the training and checkpoint tests (session-scoped: made once however many files use them).
+@pytest.fixture(scope="session")
+def initial_weights(tmp_path_factory):
+    """Model weights initialised by one process and saved at iteration 0 (dist_checkpointing)."""
+    from launch import BASE, run_pretrain
+
+    work = tmp_path_factory.mktemp("init")
+    run_pretrain(1, BASE + ["train.train_iters=0", f"checkpoint.save={work / 'ckpt'}"], work)
+    return work / "ckpt"
+
+
+@pytest.fixture(scope="session")
+def reference(initial_weights, tmp_path_factory):
+    """One process, 20 steps straight from the initial weights: iteration -> metrics."""
+    from launch import BASE, read_metrics, run_pretrain
+
+    work = tmp_path_factory.mktemp("ref")
+    run_pretrain(
+        1, BASE + [f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={work / 'm.jsonl'}"], work
+    )
+    return read_metrics(work / "m.jsonl")

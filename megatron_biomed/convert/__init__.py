@@ -5,8 +5,8 @@
 * :mod:`gpt2` (``GPT2LMHeadModel``: BioMedLM) and :mod:`llama` (``LlamaForCausalLM``: BioLLM-70B) -- the adapters.
 * :mod:`hf_io` -- reading an HF directory tensor by tensor, writing sharded safetensors shard by shard.
 * :mod:`importer` / :mod:`exporter` -- ``import_hf`` and ``export_hf``, what ``tools/convert_hf.py`` runs.
-* :mod:`dist_writer` -- writes a dist checkpoint one group of tensors (a layer, an embedding) at a time, so
-  an import never holds the model.
+* :mod:`dist_writer` -- the save strategy that writes a dist checkpoint one group of tensors (a layer, an
+  embedding) at a time, so an import never holds the model (checkpoint/ publishes it like every save).
 """
 
 from megatron_biomed.convert.registry import (

@@ -10,7 +10,9 @@ all of them, as megatron-core's coordinator makes them -- and then writes group 
 tensors before the next. The result is the files a distributed save writes (``.metadata``,
 ``__N_M.distcp``, ``metadata.json``), loadable at any layout like any other of our checkpoints.
 
-Peak memory is the largest group (plus what megatron-core's writer copies of it), not the model.
+Peak memory is the largest group (plus what megatron-core's writer copies of it), not the model. The
+importer hands the strategy to ``checkpoint.save_weights``, which builds the sharded state dict of a save,
+runs ``dist_checkpointing.save`` with it and publishes the checkpoint as every save is published.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from megatron.core.dist_checkpointing.strategies.torch import MCoreSavePlanner, TorchDistSaveShardedStrategy
+from megatron.core.dist_checkpointing.dict_utils import nested_values
+from megatron.core.dist_checkpointing.mapping import ShardedObject, apply_factories, is_main_replica
+from megatron.core.dist_checkpointing.strategies.filesystem_async import FileSystemWriterAsync
+from megatron.core.dist_checkpointing.strategies.torch import (
+    MCoreSavePlanner,
+    TorchDistSaveShardedStrategy,
+    mcore_to_pyt_state_dict,
+)
+from torch.distributed.checkpoint.filesystem import _StoragePrefix
 
 from megatron_biomed.convert.registry import ConversionError
 
@@ -38,8 +48,6 @@ class TensorGroup:
 
 def _ident(item) -> tuple:
     """What tells one shard of a checkpoint from another: its key and where it sits in the global tensor."""
-    from megatron.core.dist_checkpointing.mapping import ShardedObject
-
     if isinstance(item, ShardedObject):
         return (item.unique_key,)
     return (item.key, tuple(item.global_offset))
@@ -48,8 +56,6 @@ def _ident(item) -> tuple:
 def _by_key(items: list) -> dict[str, list]:
     """megatron-core's save-time grouping (strategies/torch.py ``_replace_state_dict_keys_with_sharded_keys``):
     main replicas only, by checkpoint key."""
-    from megatron.core.dist_checkpointing.mapping import ShardedObject, is_main_replica
-
     out: dict[str, list] = {}
     for item in items:
         if is_main_replica(item.replica_id):
@@ -73,9 +79,6 @@ class StreamingSaveStrategy(TorchDistSaveShardedStrategy):
     def _items(self, group: TensorGroup, tensors: dict[str, torch.Tensor] | None) -> list:
         """Group ``group``'s shards after megatron-core's factories (e.g. SwiGLU's fc1 as gate and up), with
         ``tensors`` as their data (None: the meta template's)."""
-        from megatron.core.dist_checkpointing.dict_utils import nested_values
-        from megatron.core.dist_checkpointing.mapping import apply_factories
-
         sd = {}
         for name in group.names:
             sharded = self.template[name]
@@ -92,12 +95,6 @@ class StreamingSaveStrategy(TorchDistSaveShardedStrategy):
         return list(nested_values(sd))
 
     def save(self, sharded_state_dict, checkpoint_dir) -> None:
-        from megatron.core.dist_checkpointing.dict_utils import nested_values
-        from megatron.core.dist_checkpointing.mapping import ShardedObject
-        from megatron.core.dist_checkpointing.strategies.filesystem_async import FileSystemWriterAsync
-        from megatron.core.dist_checkpointing.strategies.torch import mcore_to_pyt_state_dict
-        from torch.distributed.checkpoint.filesystem import _StoragePrefix
-
         group_of = {_ident(item): k for k, g in enumerate(self.groups, 1) for item in self._items(g, None)}
         received = list(nested_values(sharded_state_dict))
         stray = [item.key for item in received if _ident(item) not in group_of and not isinstance(item, ShardedObject)]
@@ -173,51 +170,3 @@ class _GroupPlanner(MCoreSavePlanner):
         if key not in self.real:
             raise ConversionError(f"shard {key} was planned in another group than the one being written")
         return self.real[key]
-
-
-def save_streamed_checkpoint(root, model, groups: list[TensorGroup], run_config: dict | None = None):
-    """Write ``model`` (built on the meta device, in this one process) as iteration 0 of a weights-only
-    checkpoint under ``root``, its tensors from ``groups``. The same files and steps as
-    training/checkpointing.py's ``save_checkpoint`` (its sharded state dict: model, empty optimizer, train
-    state, RNG, layout; ``run_config.yaml``; ``manifest.json`` last; rename; tracker), in one process.
-    Returns the iteration directory."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    import yaml
-    from megatron.core import dist_checkpointing
-
-    from megatron_biomed.convert.importer import _NoOptimizer
-    from megatron_biomed.training import manifest
-    from megatron_biomed.training.checkpointing import RUN_CONFIG, TRACKER, TrainState, _sharded_state, iteration_dir
-
-    root = Path(root)
-    state = TrainState()
-    final = iteration_dir(root, state.iteration)
-    tmp = final.with_name(final.name + ".tmp")
-    root.mkdir(parents=True, exist_ok=True)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    inner = getattr(model, "module", model)
-    strategy = StreamingSaveStrategy(inner.sharded_state_dict(), groups)
-    sd = _sharded_state([model], _NoOptimizer(), _NoOptimizer(), state, False, "fully_reshardable",
-                        is_loading=False, with_optimizer=True, with_rng=True)  # fmt: skip
-    dist_checkpointing.save(sd, str(tmp), sharded_strategy=strategy)
-    if run_config is not None:
-        (tmp / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
-    names = sorted(p.name for p in tmp.glob("*.distcp")) + manifest.shared_files(tmp)
-    manifest.write(tmp, manifest.describe(tmp, names))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    manifest.fsync_dir(root)
-    tracker = root / (TRACKER + ".tmp")
-    with open(tracker, "w") as f:
-        f.write(f"{state.iteration}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tracker, root / TRACKER)
-    manifest.fsync_dir(root)
-    return final

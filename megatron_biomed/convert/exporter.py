@@ -20,11 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
+from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+from torch.distributed.checkpoint.planner import LoadPlan
+from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
+from megatron_biomed.checkpoint import run_experiment_config
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.convert.hf_io import ShardWriter, copy_tokenizer_files
 from megatron_biomed.convert.importer import HF_CONFIG_FILE
 from megatron_biomed.convert.registry import LAYER_PREFIX, OUTPUT_LAYER, WORD_EMBEDDINGS, ConversionError, get_adapter
+from megatron_biomed.models.registry import build_model_chunks
+from megatron_biomed.parallel.initialize import single_process_config
+from megatron_biomed.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +54,9 @@ class ExportResult:
     total_bytes: int
 
 
-def run_experiment_config(checkpoint: str | os.PathLike) -> tuple[Path, ExperimentConfig]:
-    """The complete checkpoint directory under ``checkpoint`` and the ExperimentConfig it recorded."""
-    from megatron_biomed.config.loading import apply_mapping
-    from megatron_biomed.training.checkpointing import RUN_CONFIG, checkpoint_path, read_run_config
-
-    path = checkpoint_path(checkpoint)
-    cfg = apply_mapping(ExperimentConfig(), read_run_config(path), source=str(path / RUN_CONFIG))
-    return path, cfg
-
-
 def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str, str]]:
     """Our unsharded state-dict names -> dist-checkpoint keys: (non-layer names, layer suffixes). Read from a
     one-layer, narrow skeleton of the same family and layer spec (keys do not depend on the sizes)."""
-    from megatron_biomed.inference.loading import single_process_config
-    from megatron_biomed.models.registry import build_model_chunks
-
     s = copy.deepcopy(cfg)
     m = s.model
     groups = m.kv_heads
@@ -85,10 +81,6 @@ def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str,
 def _slice_planner(slices: dict):
     """A torch.distributed.checkpoint load planner that reads, for each key, only the chunk starting at the
     given offsets into the given tensor (one layer of a layer-stacked tensor), in this one process."""
-    from torch.distributed.checkpoint import DefaultLoadPlanner
-    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
-    from torch.distributed.checkpoint.planner import LoadPlan
-    from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
     class SlicePlanner(DefaultLoadPlanner):
         def create_local_plan(self) -> LoadPlan:
@@ -108,8 +100,6 @@ class CheckpointTensors:
     """Global tensors of a torch_dist checkpoint read straight from its files, a layer at a time."""
 
     def __init__(self, path: Path, num_layers: int) -> None:
-        from torch.distributed.checkpoint import FileSystemReader
-
         self.path, self.num_layers = path, num_layers
         self.metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
 
@@ -123,9 +113,6 @@ class CheckpointTensors:
 
     def load(self, wanted: dict[str, str], layer: int | None = None) -> dict[str, torch.Tensor]:
         """``{our name: checkpoint key}`` -> tensors: whole, or layer ``layer`` of layer-stacked keys."""
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint import FileSystemReader
-
         slices = {}
         for key in wanted.values():
             shape = self.shape(key)
@@ -156,8 +143,6 @@ def special_token_ids(path: Path, tokenizer_dir: str | None) -> dict:
             hf = json.loads(candidate.read_text())
             return {k: hf[k] for k in _SPECIAL if hf.get(k) is not None}
     if tokenizer_dir:
-        from megatron_biomed.tokenizer import load_tokenizer
-
         try:
             eod = load_tokenizer(tokenizer_dir).eod_id
             return {"bos_token_id": eod, "eos_token_id": eod}
@@ -227,7 +212,7 @@ def export_hf(
 
 def _transformers_version() -> str:
     try:
-        import transformers
+        import transformers  # optional: only names its version in config.json; export needs no transformers
 
         return transformers.__version__
     except ImportError:

@@ -7,8 +7,9 @@ the embedding is padded to a multiple of ``make_vocab_size_divisible_by x TP``).
 
 Streams: the model is built on the meta device (names and shapes, no memory), and its tensors are read from
 the HF files, converted and written one group at a time -- each tensor outside the layers alone, then one
-layer -- by convert/dist_writer.py, so peak memory is about the largest of those (the padded embedding, or a
-layer), not the model (benchmarks/convert_memory.py measures it).
+layer -- by convert/dist_writer.py's save strategy, so peak memory is about the largest of those (the padded
+embedding, or a layer), not the model (benchmarks/convert_memory.py measures it). The checkpoint is published
+(run_config.yaml, manifest, rename, tracker) by checkpoint/publish.py, as every save is.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ import os
 from pathlib import Path
 
 import torch
+from megatron.core.dist_checkpointing.mapping import ShardedObject
 
+from megatron_biomed.checkpoint import save_weights
 from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.config.loading import apply_overrides
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.config.presets import get_preset
+from megatron_biomed.convert.dist_writer import StreamingSaveStrategy, TensorGroup
 from megatron_biomed.convert.hf_io import HFReader, copy_tokenizer_files
 from megatron_biomed.convert.registry import (
     LAYER_PREFIX,
@@ -32,6 +38,10 @@ from megatron_biomed.convert.registry import (
     adapter_for_hf_config,
     read_checkpoint_config,
 )
+from megatron_biomed.models.registry import build_model_chunks
+from megatron_biomed.parallel.initialize import single_process_config
+from megatron_biomed.tokenizer.extend import init_new_rows_from_pieces, load_new_token_pieces
+from megatron_biomed.training.launch import validate_run_config
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +69,6 @@ def experiment_config(
     """The ExperimentConfig an import records: the preset (default: none) with its model replaced by the one
     ``config.json`` describes (its vocabulary grown to ``vocab_size`` by an extension), after checking they
     are the same architecture; then ``overrides``."""
-    from megatron_biomed.config.loading import apply_overrides, validate
-    from megatron_biomed.config.presets import get_preset
-
     adapter = adapter_for_hf_config(hf, where)
     m = adapter.model_config(hf, where)
     if vocab_size is not None:
@@ -81,18 +88,7 @@ def experiment_config(
         cfg = ExperimentConfig(name=Path(where).parent.name or "hf-import", model=m)
         cfg.model.kernels = "torch"
     apply_overrides(cfg, overrides)
-    return validate(cfg), adapter
-
-
-class _NoOptimizer:
-    """save_checkpoint's optimizer for a weights-only checkpoint: contributes no state. Training from an
-    import starts with ``checkpoint.init_from`` (weights only), as from any other pretrained checkpoint."""
-
-    def sharded_state_dict(self, *args, **kwargs):
-        return {}
-
-    def state_dict(self):
-        return {}
+    return validate_run_config(cfg), adapter
 
 
 def pad_vocab(t: torch.Tensor, rows: int, name: str) -> torch.Tensor:
@@ -116,8 +112,6 @@ def extended_vocab_size(vocab_size: int, pieces: dict[int, list[int]] | None, wh
 
 def extend_rows(t: torch.Tensor, pieces: dict[int, list[int]], rows: int) -> torch.Tensor:
     """``t`` grown to ``rows`` rows, each new id's row the mean of its pieces' rows (old rows untouched)."""
-    from megatron_biomed.tokenizer.extend import init_new_rows_from_pieces
-
     if t.shape[0] < rows:
         t = torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])])
     else:
@@ -166,10 +160,6 @@ def conversion_groups(model, m: ModelConfig, adapter: HFAdapter, reader: HFReade
     ``reader`` through ``adapter`` only when it is written: every tensor outside the layers alone (when the
     adapter renames them plainly; else all of them together), then one group per layer. ``pieces``: the
     vocabulary extension (new embedding / output rows the mean of their pieces' rows)."""
-    from megatron.core.dist_checkpointing.mapping import ShardedObject
-
-    from megatron_biomed.convert.dist_writer import TensorGroup
-
     shapes = {
         name: (sharded.data.shape, sharded.data.dtype)
         for name, sharded in model.sharded_state_dict().items()
@@ -241,10 +231,6 @@ def import_hf(
     ``extend_vocab``: a directory written by tools/extend_vocab.py (the extended tokenizer and its
     ``new_token_pieces.json``): the vocabulary grows by its new ids, each new embedding / output row the mean
     of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
-    from megatron_biomed.convert.dist_writer import save_streamed_checkpoint
-    from megatron_biomed.inference.loading import single_process_config
-    from megatron_biomed.models.registry import build_model_chunks
-
     hf_dir, out = Path(hf_dir), Path(out)
     where = str(hf_dir / "config.json")
     if not (hf_dir / "config.json").is_file():
@@ -255,8 +241,6 @@ def import_hf(
         log.info("%s: %s native config (%s), read as %s", where, native, base_vocab, hf["architectures"])
     pieces = None
     if extend_vocab is not None:
-        from megatron_biomed.tokenizer.extend import load_new_token_pieces
-
         try:
             pieces = load_new_token_pieces(extend_vocab)
         except (OSError, ValueError) as e:
@@ -269,13 +253,15 @@ def import_hf(
     with torch.device("meta"):
         model = build_model_chunks(one)[0]
     reader = HFReader(hf_dir)
-    groups = conversion_groups(getattr(model, "module", model), cfg.model, adapter, reader, pieces)
+    inner = getattr(model, "module", model)
+    groups = conversion_groups(inner, cfg.model, adapter, reader, pieces)
     out.mkdir(parents=True, exist_ok=True)
     copied = copy_tokenizer_files(tokenizer or hf_dir, out / TOKENIZER_DIR)
     if copied:
         cfg.data.tokenizer = str((out / TOKENIZER_DIR).resolve())
     (out / HF_CONFIG_FILE).write_text(json.dumps(hf | {"vocab_size": cfg.model.vocab_size}, indent=2) + "\n")
-    path = save_streamed_checkpoint(out, model, groups, run_config=cfg.to_dict())
+    strategy = StreamingSaveStrategy(inner.sharded_state_dict(), groups)
+    path = save_weights(out, model, sharded_strategy=strategy, run_config=cfg.to_dict())
     reader.close()
     check_all_read(reader, adapter, cfg.model)
     log.info("imported %s (%s) -> %s, tokenizer files %s", hf_dir, adapter.family, path, copied or "none")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from megatron_biomed.checkpoint import RUN_CONFIG, checkpoint_path, load_checkpoint, read_run_config
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.loading import apply_mapping, apply_overrides
 from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
@@ -29,7 +30,6 @@ from megatron_biomed.eval.runner import EvaluationTask, benchmark_accuracy, corp
 from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.layout import data_parallel_size
 from megatron_biomed.tokenizer import load_run_tokenizer
-from megatron_biomed.training.checkpointing import RUN_CONFIG, checkpoint_path, load_checkpoint, read_run_config
 from megatron_biomed.training.launch import parallel_session, run_main, start, validate_run_config
 from megatron_biomed.training.loop import Trainer
 from megatron_biomed.training.tasks import build_task

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from megatron_biomed.checkpoint import CheckpointError, latest_iteration, read_run_config
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.loading import apply_mapping, apply_overrides, base_config, read_yaml_mapping
 from megatron_biomed.data.tasks import READERS
-from megatron_biomed.training.checkpointing import CheckpointError, latest_iteration, read_run_config
 from megatron_biomed.training.launch import run_main, validate_run_config
 from megatron_biomed.training.pretrain import launch
 from megatron_biomed.training.tasks import TASKS

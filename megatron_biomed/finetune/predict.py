@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import torch
 
+from megatron_biomed.checkpoint import checkpoint_path, load_checkpoint
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.finetune.encoding import TruncationCount
+from megatron_biomed.inference.loading import saved_padded_vocab
+from megatron_biomed.models.common import transformer_config
 from megatron_biomed.models.heads import flatten_choices, head_forward
+from megatron_biomed.parallel.initialize import single_process_config
 
 
 def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
     """The task's model (body and head) on one process with the weights of ``checkpoint`` (saved at any
     layout: the vocabulary padding follows the checkpoint's)."""
-    from megatron_biomed.inference.loading import saved_padded_vocab, single_process_config
-    from megatron_biomed.models.common import transformer_config
-    from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
     path = checkpoint_path(checkpoint)
     one = single_process_config(cfg, saved_padded_vocab(path))

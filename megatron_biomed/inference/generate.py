@@ -24,9 +24,9 @@ from megatron.core import parallel_state as ps
 from megatron.core import tensor_parallel
 from megatron.core.inference.contexts import StaticInferenceContext
 
+from megatron_biomed.checkpoint import run_experiment_config
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.loading import apply_overrides
-from megatron_biomed.convert.exporter import run_experiment_config
 from megatron_biomed.errors import BiomedError
 from megatron_biomed.inference.forward import model_device
 from megatron_biomed.inference.loading import load_model_chunks

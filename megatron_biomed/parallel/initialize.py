@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 import os
@@ -13,7 +14,7 @@ from megatron.core import parallel_state as ps
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.parallel import cpu
-from megatron_biomed.parallel.env import DistEnv, read_dist_env
+from megatron_biomed.parallel.env import DistEnv, find_free_port, read_dist_env
 from megatron_biomed.parallel.layout import data_parallel_size, validate_layout
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,23 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
         dp=data_parallel_size(cfg, env.world_size),
         device=torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu"),
     )
+
+
+def single_process_config(cfg: ExperimentConfig, padded_vocab: int | None = None) -> ExperimentConfig:
+    """``cfg`` at TP = PP = 1 (megatron-core's parallel state started for one process), with the vocabulary
+    padded to ``padded_vocab`` rows when given (a checkpoint saved at TP > 1 pads to a larger multiple)."""
+    one = copy.deepcopy(cfg)
+    if padded_vocab is not None:
+        one.model.make_vocab_size_divisible_by = padded_vocab  # ceil(vocab / rows) * rows == rows
+    p = one.parallel
+    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
+    p.virtual_pipeline_model_parallel_size = None
+    p.sequence_parallel = False
+    p.use_distributed_optimizer = False
+    one.train.global_batch_size = one.train.micro_batch_size
+    port = int(os.environ.get("MASTER_PORT") or find_free_port())
+    initialize_parallel(one, DistEnv(0, 1, 0, "127.0.0.1", port, "single"))
+    return one
 
 
 def shutdown_parallel() -> None:

@@ -19,14 +19,24 @@ from megatron.core import parallel_state as ps
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+from megatron_biomed.checkpoint import (
+    AsyncCheckpointer,
+    CheckpointError,
+    TrainState,
+    discard_failed_save,
+    finish_save,
+    iteration_dir,
+    latest_iteration,
+    load_checkpoint,
+    start_save,
+)
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
 from megatron_biomed.errors import BiomedError
 from megatron_biomed.models.common import transformer_config
 from megatron_biomed.models.registry import flops_per_token
 from megatron_biomed.parallel.initialize import ParallelContext
-from megatron_biomed.training import checkpointing, faults
-from megatron_biomed.training.checkpointing import TrainState
+from megatron_biomed.training import faults
 from megatron_biomed.training.lm_task import LanguageModelTask
 from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
@@ -81,7 +91,7 @@ class Trainer:
         self.is_last_stage = ps.is_pipeline_last_stage(ignore_virtual=True)
         self.rank0 = ctx.env.rank == 0
         self.state = TrainState()
-        self.async_saver = None  # async_save.AsyncCheckpointer, made at the first background save
+        self.async_saver = None  # AsyncCheckpointer, made at the first background save
         self.failed_save: str | None = None  # the message of the newest save that failed (on_save_error continue)
         self._last_eval: tuple | None = None
         self._extra_eval: dict | None = None
@@ -226,7 +236,7 @@ class Trainer:
         ck = self.cfg.checkpoint
         pending = None
         try:
-            pending = checkpointing.start_save(
+            pending = start_save(
                 ck.save,
                 self.model,
                 self.optimizer,
@@ -239,15 +249,13 @@ class Trainer:
             )
             if ck.async_save:
                 if self.async_saver is None:
-                    from megatron_biomed.training.async_save import AsyncCheckpointer
-
                     self.async_saver = AsyncCheckpointer()
                 self._save_done(self._guarded(self.async_saver.submit, pending))
                 if final:
                     self.finish_saves()
                 return
-            path = checkpointing.finish_save(pending)
-        except checkpointing.CheckpointError as e:
+            path = finish_save(pending)
+        except CheckpointError as e:
             self._save_failed(e, pending, final)
             return
         self._save_done(path)
@@ -257,7 +265,7 @@ class Trainer:
         previous = self.async_saver.pending
         try:
             return submit(pending)
-        except checkpointing.CheckpointError as e:
+        except CheckpointError as e:
             if previous is None or self.async_saver.pending is not None:
                 raise
             self._save_failed(e, previous, final=False)
@@ -270,7 +278,7 @@ class Trainer:
         pending = self.async_saver.pending
         try:
             self._save_done(self.async_saver.poll())
-        except checkpointing.CheckpointError as e:
+        except CheckpointError as e:
             self._save_failed(e, pending, final=False)
 
     def finish_saves(self) -> None:
@@ -280,7 +288,7 @@ class Trainer:
         pending = self.async_saver.pending
         try:
             self._save_done(self.async_saver.wait())
-        except checkpointing.CheckpointError as e:
+        except CheckpointError as e:
             self._save_failed(e, pending, final=True)
 
     def _report_unfinished_save(self) -> None:
@@ -293,13 +301,13 @@ class Trainer:
             self._save_done(self.async_saver.wait())
         except BaseException as e:  # the ranks may be gone: report, do not mask the error that ends the run
             try:
-                newest = checkpointing.latest_iteration(pending.root)
-            except checkpointing.CheckpointError:
+                newest = latest_iteration(pending.root)
+            except CheckpointError:
                 newest = None
             log.error(
                 "the checkpoint of iteration %d did not finish (%s: %s); the newest complete checkpoint is %s",
                 pending.iteration, type(e).__name__, e,
-                checkpointing.iteration_dir(pending.root, newest) if newest is not None else "none",
+                iteration_dir(pending.root, newest) if newest is not None else "none",
             )  # fmt: skip
             self.async_saver.close()
 
@@ -313,7 +321,7 @@ class Trainer:
 
     def _save_failed(self, error: Exception, pending, final: bool) -> None:
         if pending is not None:
-            checkpointing.discard_failed_save(pending)
+            discard_failed_save(pending)
         if final or self.cfg.checkpoint.on_save_error == "stop":
             raise error
         self.failed_save = str(error)
@@ -323,7 +331,7 @@ class Trainer:
     def load(self) -> None:
         ck = self.cfg.checkpoint
         if ck.load:
-            state = checkpointing.load_checkpoint(
+            state = load_checkpoint(
                 ck.load,
                 self.model,
                 self.optimizer,
@@ -343,7 +351,7 @@ class Trainer:
                     )
                 return
         if ck.init_from:
-            checkpointing.load_checkpoint(
+            load_checkpoint(
                 ck.init_from,
                 self.model,
                 weights_only=True,
@@ -440,7 +448,7 @@ class Trainer:
             else:
                 self._report_unfinished_save()
         if self.failed_save:
-            raise checkpointing.CheckpointError(f"the run's last save failed: {self.failed_save}")
+            raise CheckpointError(f"the run's last save failed: {self.failed_save}")
         if self.state.iteration >= t.train_iters and t.eval_iters and self.valid_ds is not None:
             if self._last_eval and self._last_eval[0] == self.state.iteration:
                 result = self._last_eval[1]

@@ -48,7 +48,7 @@ def _gather_params_before_saving(optimizer, model_chunks: list) -> None:
     the other shards arrive with the next forward's all-gathers (megatron-core marks them pending when the
     gradients are reduced, so an evaluation between steps does gather them). A checkpoint saved between
     steps would write the stale shards, so, as Megatron-LM does before saving, the gather is forced first
-    (checkpointing builds the model's state dict, then this one's, and writes both afterwards)."""
+    (checkpoint/state.py builds the model's state dict, then this one's, and writes both afterwards)."""
     state_dict = optimizer.sharded_state_dict
 
     def sharded_state_dict(*args, is_loading: bool = False, **kwargs):

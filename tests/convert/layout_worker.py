@@ -16,7 +16,7 @@ LAYOUTS = ((2, 2, None), (2, 1, None), (1, 2, None), (1, 2, 2))  # (TP, PP, VPP)
 def main() -> None:
     from megatron.core import parallel_state as ps
 
-    from megatron_biomed.convert.exporter import run_experiment_config
+    from megatron_biomed.checkpoint import run_experiment_config
     from megatron_biomed.inference.forward import forward_logits
     from megatron_biomed.inference.loading import load_model_chunks
     from megatron_biomed.parallel.env import read_dist_env

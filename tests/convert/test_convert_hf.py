@@ -131,7 +131,7 @@ def test_layouts_match_transformers(imported, tmp_path):
 
 def test_csrc_kernels_keep_the_inverse_layer_scale(imported):
     """The csrc choice (PyTorch fallback on CPU) builds its own attention; the per-layer scale must survive."""
-    from megatron_biomed.convert.exporter import run_experiment_config
+    from megatron_biomed.checkpoint import run_experiment_config
     from megatron_biomed.inference.loading import load_model
 
     hf, _, ckpt = imported["gpt2"]

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import yaml
 
+from megatron_biomed.checkpoint import RUN_CONFIG, TRACKER, iteration_dir
 from megatron_biomed.config.experiment import ConfigError
 from megatron_biomed.config.presets import get_preset
 from megatron_biomed.finetune.cli import build_arg_parser, finetune_config
-from megatron_biomed.training.checkpointing import RUN_CONFIG, TRACKER, iteration_dir
 
 
 def _fake_checkpoint(root, model: dict, tokenizer: str):

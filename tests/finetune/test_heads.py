@@ -8,11 +8,11 @@ import torch
 from launch import read_metrics, run_finetune
 from toydata import FT_BASE, task_args
 
+from megatron_biomed.checkpoint import read_run_config
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.data.tasks import read_medqa
 from megatron_biomed.finetune.predict import load_single_process, score_items
 from megatron_biomed.parallel.initialize import shutdown_parallel
-from megatron_biomed.training.checkpointing import read_run_config
 
 STEPS = 150
 

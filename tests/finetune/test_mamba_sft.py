@@ -9,7 +9,7 @@ import math
 from launch import read_metrics, run_finetune
 from toydata import FT_BASE, task_args
 
-from megatron_biomed.training.checkpointing import read_run_config
+from megatron_biomed.checkpoint import read_run_config
 
 STEPS = 6
 
@@ -26,10 +26,10 @@ class _NoState:
 
 def _pretrained_tiny_mamba(tok, out):
     """A freshly initialised tiny-mamba saved as a weights checkpoint (as tools/convert_hf.py import writes)."""
+    from megatron_biomed.checkpoint import TrainState, save_checkpoint
     from megatron_biomed.config import get_preset
     from megatron_biomed.models.registry import get_family
     from megatron_biomed.parallel import cpu
-    from megatron_biomed.training.checkpointing import TrainState, save_checkpoint
 
     cfg = get_preset("tiny-mamba")
     cfg.data.tokenizer = str(tok)

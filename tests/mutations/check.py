@@ -57,37 +57,39 @@ class Mutation:
     tests: list[str]
 
 
-CKPT = "megatron_biomed/training/checkpointing.py"
-MANIFEST_PY = "megatron_biomed/training/manifest.py"
-SAFETY = "tests/training/test_checkpoint_safety.py"
+PUBLISH = "megatron_biomed/checkpoint/publish.py"
+LOAD = "megatron_biomed/checkpoint/load.py"
+MANIFEST_PY = "megatron_biomed/checkpoint/manifest.py"
+SAFETY = "tests/checkpoint/test_checkpoint_safety.py"
+SAVE_CRASH = "tests/checkpoint/test_save_crash.py"
 CPU = "megatron_biomed/parallel/cpu.py"
 PREFLIGHT = "megatron_biomed/data/preflight.py"
 PREFLIGHT_TEST = "tests/data/test_preflight.py"
 WRITER = "megatron_biomed/data/indexed/writer.py"
-SAFE_LOAD = "megatron_biomed/training/safe_load.py"
+SAFE_LOAD = "megatron_biomed/checkpoint/safe_load.py"
 
 MUTATIONS = [
     Mutation(
         "rng-restore-skipped",
         "resume does not restore the RNG states",
-        [(CKPT, '    if "rng_state" in loaded:', "    if False:")],
-        ["tests/training/test_save_crash.py::test_kill_inside_a_real_save[before_shards]"],
+        [(LOAD, '    if "rng_state" in loaded:', "    if False:")],
+        [SAVE_CRASH + "::test_kill_inside_a_real_save[before_shards]"],
     ),
     Mutation(
         "save-in-place-tracker-first",
         "save_checkpoint writes straight into iter_* (no temporary directory) and the tracker before the shards",
         [
-            (CKPT, 'tmp = final.with_name(final.name + ".tmp")', "tmp = final"),
+            (PUBLISH, 'tmp = final.with_name(final.name + ".tmp")', "tmp = final"),
             (
-                CKPT,
-                '    _kill_point("before_shards", state.iteration)\n',
-                '    if _rank0():\n        (root / TRACKER).write_text(f"{state.iteration}\\n")\n'
-                '    _kill_point("before_shards", state.iteration)\n',
+                PUBLISH,
+                '    faults.kill_point("before_shards", state.iteration)\n    try:\n',
+                "    if is_rank0():\n        write_tracker(root, state.iteration)\n"
+                '    faults.kill_point("before_shards", state.iteration)\n    try:\n',
             ),
-            (CKPT, "    if final.exists():\n        shutil.rmtree(final)\n", ""),
-            (CKPT, "    os.replace(tmp, final)\n", ""),
+            (PUBLISH, "    if final.exists():\n        shutil.rmtree(final)\n", ""),
+            (PUBLISH, "    os.replace(tmp, final)\n", ""),
         ],
-        ["tests/training/test_save_crash.py::test_kill_inside_a_real_save[before_shards]"],
+        [SAVE_CRASH + "::test_kill_inside_a_real_save[before_shards]"],
     ),
     Mutation(
         "manifest-not-checked",
@@ -106,7 +108,7 @@ MUTATIONS = [
         "the restricted unpickler admits every class",
         [
             (
-                "megatron_biomed/training/safe_load.py",
+                SAFE_LOAD,
                 "        if (module, name) in self.allowed or _is_torch_dtype_or_layout(module, name):",
                 "        if True:",
             )
@@ -187,14 +189,14 @@ MUTATIONS = [
         "metadata-class-missing",
         "the restricted unpickler lacks a class every checkpoint's .metadata holds",
         [(SAFE_LOAD, '        (_DCP_MD, "ChunkStorageMetadata"),\n', "")],
-        ["tests/training/test_safe_load_families.py"],
+        ["tests/checkpoint/test_safe_load_families.py"],
     ),
     Mutation(
         "restriction-not-installed",
         "DCP loads do not go through the restricted unpicklers",
         [(SAFE_LOAD, "            filesystem.FileSystemReader.read_metadata = _patched_read_metadata\n"
           "            default_planner.DefaultLoadPlanner.load_bytes = _patched_load_bytes\n", "")],  # fmt: skip
-        ["tests/training/test_safe_load_families.py"],
+        ["tests/checkpoint/test_safe_load_families.py"],
     ),
 ]
 

@@ -136,10 +136,9 @@ def test_mamba2_plans_through_the_same_seam():
     layout search keeps TP = 1 (one B/C group) and no SP or selective recomputation, the dry run reports the
     planner's memory, and tools/plan.py picks a layout that fits."""
     from megatron_biomed.models.registry import count_parameters
-
+    from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
     from megatron_biomed.planning.cli import main
     from megatron_biomed.planning.search import candidate_layouts
-    from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
     from megatron_biomed.training.dry_run import plan
 
     cfg = get_preset("biomamba-2.7b")

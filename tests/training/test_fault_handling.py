@@ -11,7 +11,7 @@ import time
 import psutil
 from launch import BASE, PRETRAIN, free_port, read_metrics, run_pretrain
 
-from megatron_biomed.training.checkpointing import latest_iteration
+from megatron_biomed.checkpoint import latest_iteration
 
 LONG = [o for o in BASE if not o.startswith("train.train_iters")] + ["train.train_iters=100000"]
 

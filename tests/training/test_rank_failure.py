@@ -17,7 +17,7 @@ import time
 
 from launch import BASE, assert_losses_close, run_pretrain
 
-from megatron_biomed.training.checkpointing import iteration_dir, latest_iteration, verify_checkpoint
+from megatron_biomed.checkpoint import iteration_dir, latest_iteration, verify_checkpoint
 
 STEPS = 10
 RUN = [o for o in BASE if not o.startswith("train.train_iters")] + [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from launch import BASE, assert_losses_close, read_metrics, run_pretrain
 
-from megatron_biomed.training.checkpointing import latest_iteration
+from megatron_biomed.checkpoint import latest_iteration
 
 
 def _first_half(nproc, extra, initial_weights, work: Path, keep_last=0):

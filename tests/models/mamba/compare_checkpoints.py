@@ -10,9 +10,9 @@ import argparse
 import json
 import sys
 
+from megatron_biomed.checkpoint import checkpoint_path, load_checkpoint
 from megatron_biomed.inference.loading import load_model
 from megatron_biomed.models.registry import build_model_chunks
-from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
 
 def main() -> int:

@@ -25,9 +25,9 @@ the file is built. Tensor data itself is already read by PyTorch with ``weights_
 
 The patch is process-wide while the context is open (re-entrant; other threads loading a DCP checkpoint at the
 same time are restricted too, which is only ever safer). ``install()`` keeps it on for the rest of the process;
-importing ``megatron_biomed.training.checkpointing`` does that, so every load path of ours (resume, init_from,
-evaluation, generation, conversion's direct ``FileSystemReader`` reads) is covered once it is imported. Code
-that reads a checkpoint with ``torch.distributed.checkpoint`` without importing it should use
+importing ``megatron_biomed.checkpoint`` (any of its modules) does that, so every load path of ours (resume,
+init_from, evaluation, generation, conversion's direct ``FileSystemReader`` reads) is covered once it is
+imported. Code that reads a checkpoint with ``torch.distributed.checkpoint`` without importing it should use
 ``restricted_loading()``.
 """
 
@@ -42,6 +42,11 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from torch.distributed.checkpoint import default_planner, filesystem
+from torch.distributed.checkpoint._traverse import set_element
+from torch.distributed.checkpoint.metadata import StorageMeta
+
+from megatron_biomed.errors import BiomedError
 
 _DCP_MD = "torch.distributed.checkpoint.metadata"
 _DCP_PLANNER = "torch.distributed.checkpoint.planner"
@@ -73,7 +78,7 @@ METADATA_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 OBJECT_GLOBALS: tuple = ()
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(BiomedError, pickle.UnpicklingError):
     """A checkpoint file asks to build an object of a class we do not admit."""
 
 
@@ -133,8 +138,6 @@ _local = threading.local()
 
 
 def _patched_read_metadata(self, *args, **kwargs):
-    from torch.distributed.checkpoint.metadata import StorageMeta
-
     rank = kwargs.get("rank")
     path = self._get_metadata_path(rank)
     with self.fs.create_stream(path, "rb") as f:
@@ -157,8 +160,6 @@ def _item_source(read_item) -> str:
 def _patched_load_bytes(self, read_item, value: io.BytesIO) -> None:
     obj = load_object_bytes(value, _item_source(read_item))
     if self.flatten_state_dict:
-        from torch.distributed.checkpoint._traverse import set_element
-
         set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
     else:
         self.state_dict[read_item.dest_index.fqn] = obj
@@ -166,8 +167,6 @@ def _patched_load_bytes(self, read_item, value: io.BytesIO) -> None:
 
 def _enter() -> None:
     global _depth
-    from torch.distributed.checkpoint import default_planner, filesystem
-
     with _lock:
         if _depth == 0:
             _saved["read_metadata"] = filesystem.FileSystemReader.read_metadata
@@ -181,8 +180,8 @@ _installed = False
 
 
 def install() -> None:
-    """Restrict DCP loading for the rest of the process (idempotent). ``training.checkpointing`` calls this
-    when imported, so that code of ours reading a checkpoint with ``torch.distributed.checkpoint`` directly
+    """Restrict DCP loading for the rest of the process (idempotent). ``megatron_biomed.checkpoint`` calls
+    this when imported, so that code of ours reading a checkpoint with ``torch.distributed.checkpoint`` directly
     (conversion's tensor reader, inference's metadata look-ups) is restricted too."""
     global _installed
     with _lock:
@@ -195,8 +194,6 @@ def install() -> None:
 def restricted_loading() -> Iterator[None]:
     """While open, DCP ``.metadata`` files and non-tensor items are read by restricted unpicklers."""
     global _depth
-    from torch.distributed.checkpoint import default_planner, filesystem
-
     _enter()
     outer = getattr(_local, "refused", None)
     _local.refused = None

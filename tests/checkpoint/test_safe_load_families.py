@@ -1,4 +1,4 @@
-"""Our own checkpoints of every model family load through the restricted unpicklers (training/safe_load.py).
+"""Our own checkpoints of every model family load through the restricted unpicklers (checkpoint/safe_load.py).
 
 The GPT-2 family's pretraining, distributed-optimizer and fine-tune-with-head checkpoints are covered by
 test_checkpoint_safety.py and test_resume.py; here the LLaMA and Mamba2 tiny presets each save one step and

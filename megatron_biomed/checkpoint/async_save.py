@@ -3,8 +3,8 @@
 megatron-core does the work: ``dist_checkpointing.save(..., async_sharded_save=True)`` plans the save and
 returns an AsyncRequest, and its ``AsyncCallsQueue`` runs the writes in a forked process (which sees the
 tensors as they were at the fork, whatever training does to them next) and calls the request's finalisation
-on every rank once every rank's writes are done. Ours (checkpointing._publish: manifest, fsync, rename,
-tracker, pruning) is the last finalisation step, so a run killed while a save is in flight leaves only an
+on every rank once every rank's writes are done. Ours (publish.publish: manifest, fsync, rename, tracker,
+pruning) is the last finalisation step, so a run killed while a save is in flight leaves only an
 ``iter_*.tmp`` directory and the previous checkpoint stays the newest complete one.
 
 At most one save is in flight: starting another first waits for the one before. ``poll`` (a collective, one
@@ -17,16 +17,19 @@ from __future__ import annotations
 import logging
 import time
 
-from megatron_biomed.training import faults
-from megatron_biomed.training.checkpointing import CheckpointError, PendingSave, save_failure
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+from megatron_biomed.checkpoint import faults
+from megatron_biomed.checkpoint.layout import CheckpointError
+from megatron_biomed.checkpoint.publish import PendingSave, save_failure
 
 log = logging.getLogger(__name__)
 
 
 class AsyncCheckpointer:
-    def __init__(self):
-        from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+    """A run's background saves, at most one in flight (see the module docstring)."""
 
+    def __init__(self):
         # Not persistent: a fresh fork per save sees that moment's tensors with no copy in this process.
         self._queue = AsyncCallsQueue(persistent=False)
         self.pending: PendingSave | None = None

@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 from launch import BASE, read_metrics, run_pretrain
 
-from megatron_biomed.training.checkpointing import iteration_dir, latest_iteration, verify_checkpoint
-from megatron_biomed.training.faults import ASYNC_KILL_POINT, KILL_IN_SAVE_ENV, SAVE_ERROR_ENV
+from megatron_biomed.checkpoint import iteration_dir, latest_iteration, verify_checkpoint
+from megatron_biomed.checkpoint.faults import ASYNC_KILL_POINT, KILL_IN_SAVE_ENV, SAVE_ERROR_ENV
 
 
 def _same_steps(got: dict, want: dict, steps) -> None:

@@ -19,14 +19,14 @@ import pytest
 from launch import BASE, read_metrics, run_finetune, run_pretrain
 from toydata import FT_BASE, task_args
 
-from megatron_biomed.training import manifest
-from megatron_biomed.training.checkpointing import (
+from megatron_biomed.checkpoint import (
     CheckpointError,
     latest_iteration,
     load_checkpoint,
+    manifest,
     verify_checkpoint,
 )
-from megatron_biomed.training.safe_load import UnsafeCheckpointError, restricted_loading
+from megatron_biomed.checkpoint.safe_load import UnsafeCheckpointError, restricted_loading
 
 
 class _Evil:
@@ -109,7 +109,8 @@ def test_crafted_metadata_is_refused_before_anything_runs(initial_weights, tmp_p
 
     with restricted_loading(), pytest.raises(UnsafeCheckpointError, match="posix.mkdir"):
         dist_checkpointing.load_tensors_metadata(str(path))
-    # Importing checkpointing restricted every DCP read of the process (conversion reads with FileSystemReader).
+    # Importing megatron_biomed.checkpoint restricted every DCP read of the process (conversion reads with
+    # FileSystemReader).
     from torch.distributed.checkpoint import FileSystemReader
 
     with pytest.raises(UnsafeCheckpointError, match="posix.mkdir"):

@@ -15,6 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Optional
 
+from megatron_biomed.errors import BiomedError
+
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _CHUNK = 1 << 22
@@ -28,7 +30,7 @@ except ImportError:  # pragma: no cover
     ALGORITHM = "crc32"
 
 
-class ManifestError(RuntimeError):
+class ManifestError(BiomedError, RuntimeError):
     """A checkpoint's files do not match its manifest (or the manifest is missing or unreadable)."""
 
 

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from launch import BASE, run_pretrain
 
-from megatron_biomed.training.checkpointing import iteration_dir, latest_iteration, verify_checkpoint
+from megatron_biomed.checkpoint import iteration_dir, latest_iteration, verify_checkpoint
 
 
 @pytest.fixture

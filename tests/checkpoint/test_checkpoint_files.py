@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from megatron_biomed.training.checkpointing import (
+from megatron_biomed.checkpoint import (
     TRACKER,
     CheckpointError,
     is_complete,

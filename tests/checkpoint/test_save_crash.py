@@ -2,7 +2,7 @@
 and a resume from it repeats the killed run's steps bit for bit with dropout on (so the RNG states must be
 restored), and saves over what the crash left.
 
-Points (checkpointing.SAVE_KILL_POINTS): before the shards are written, after them (before the manifest),
+Points (checkpoint/faults.py's SAVE_KILL_POINTS): before the shards are written, after them (before the manifest),
 before the rename that publishes the checkpoint, and before the tracker is replaced."""
 
 from __future__ import annotations
@@ -10,13 +10,8 @@ from __future__ import annotations
 import pytest
 from launch import BASE, read_metrics, run_pretrain
 
-from megatron_biomed.training.checkpointing import (
-    KILL_IN_SAVE_ENV,
-    SAVE_KILL_POINTS,
-    iteration_dir,
-    latest_iteration,
-    verify_checkpoint,
-)
+from megatron_biomed.checkpoint import iteration_dir, latest_iteration, verify_checkpoint
+from megatron_biomed.checkpoint.faults import KILL_IN_SAVE_ENV, SAVE_KILL_POINTS
 
 # Dropout on, so that the resumed steps are bit-exact only if the RNG states were restored.
 RUN = BASE + [

@@ -1,7 +1,7 @@
 """Save and resume tiny checkpoints of the given presets in this one process, counting what the restricted
-unpicklers of training/safe_load.py read; writes {preset: {"metadata": n, "objects": n, "iterations": [...]}}.
+unpicklers of checkpoint/safe_load.py read; writes {preset: {"metadata": n, "objects": n, "iterations": [...]}}.
 
-Run by tests/training/test_safe_load_families.py: ``safe_load_worker.py OUT.json WORKDIR PRESET...``.
+Run by tests/checkpoint/test_safe_load_families.py: ``safe_load_worker.py OUT.json WORKDIR PRESET...``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from megatron_biomed.checkpoint import safe_load
 from megatron_biomed.parallel.env import find_free_port
-from megatron_biomed.training import pretrain, safe_load
+from megatron_biomed.training import pretrain
 
 COUNTS = {"metadata": 0, "objects": 0}
 
