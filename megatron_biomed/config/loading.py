@@ -133,14 +133,14 @@ def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> Ex
 
     Layout rules (what divides what for a world size) are checked later, by parallel/layout.py."""
     from megatron_biomed.config.task import CHAT_TEMPLATES, TASK_FORMATS, TASK_NAMES
-    from megatron_biomed.kernels.backends import KERNEL_CHOICES
+    from megatron_biomed.kernels.registry import KERNEL_PROVIDERS
     from megatron_biomed.models.registry import family_names
 
     sources = sources or {}
     m = cfg.model
     checks = [
         ("model.family", m.family, family_names()),
-        ("model.kernels", m.kernels, KERNEL_CHOICES),
+        ("model.kernels", m.kernels, KERNEL_PROVIDERS.names()),
         ("model.activation", m.activation, ACTIVATIONS),
         ("model.normalization", m.normalization, NORMALIZATIONS),
         ("model.position_embedding_type", m.position_embedding_type, POSITION_EMBEDDINGS),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # The allowed values of ModelConfig's choice fields (config/loading.py refuses anything else when it reads a
-# config). ``family`` is checked against models/registry.py, ``kernels`` against kernels/backends.py.
+# config). ``family`` is checked against models/registry.py, ``kernels`` against kernels/registry.py.
 ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu")
 NORMALIZATIONS = ("LayerNorm", "RMSNorm")
 POSITION_EMBEDDINGS = ("learned_absolute", "rope")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ACTIVATIONS
-from megatron_biomed.kernels.spec_provider import KernelSpecProvider, get_spec_provider
+from megatron_biomed.kernels.registry import KernelProvider, get_provider
 from megatron_biomed.models.layer_specs import gpt_model_spec
 
 # Keyed by TrainingConfig.precision (config/training.py PRECISIONS).
@@ -128,7 +128,7 @@ def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
 
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
-    provider = get_spec_provider(m.kernels)
+    provider = get_provider(m.kernels)
     vpp = cfg.parallel.virtual_pipeline_model_parallel_size
     chunks = []
     for stage in range(vpp or 1):
@@ -158,7 +158,7 @@ def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
 
 
 def gpt_chunk_spec(
-    cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelSpecProvider | None = None
+    cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
 ):
     """``transformer_layer_spec`` of one GPTModel chunk (virtual pipeline stage ``vp_stage``) on
     ``provider`` (default: ``model.kernels`` resolved now)."""

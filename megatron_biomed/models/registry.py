@@ -19,7 +19,7 @@ from megatron_biomed.config.param_count import ParamCount, decoder_flops_per_tok
 
 if TYPE_CHECKING:
     from megatron_biomed.config.experiment import ExperimentConfig
-    from megatron_biomed.kernels.spec_provider import KernelSpecProvider
+    from megatron_biomed.kernels.registry import KernelProvider
 
 __all__ = ["GPTFamily", "ModelFamily", "UnknownFamilyError", "family_names", "get_family", "register_family"]
 
@@ -41,7 +41,7 @@ class ModelFamily:
         raise NotImplementedError(f"model family {self.name!r} has no model builder")
 
     def layer_spec(
-        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelSpecProvider | None = None
+        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
     ):
         """The layer (or block) spec of one model chunk as its constructor takes it, on ``provider``
         (default: ``cfg.model.kernels``)."""
@@ -73,7 +73,7 @@ class GPTFamily(ModelFamily):
         return build_gpt_model_chunks(cfg, tconfig)
 
     def layer_spec(
-        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelSpecProvider | None = None
+        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
     ):
         from megatron_biomed.models.gpt import gpt_chunk_spec
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.kernels.errors import UnknownKernelsError
+from megatron_biomed.kernels.registry import provider_class
 
 
 class LayoutError(ValueError):
@@ -52,7 +54,7 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
                 "batch_p2p_comm=True with virtual pipeline parallelism gives wrong losses on gloo "
                 "(measured: microbatches 3-4 off, gradient error ~28); set parallel.batch_p2p_comm=false"
             )
-    if p.sequence_parallel and m.kernels == "torch":
+    if p.sequence_parallel and not _kernels_support_sequence_parallel(m.kernels):
         problems.append(
             "sequence_parallel needs model.kernels=csrc (PyTorch fallback on CPU) or te: megatron-core's "
             "torch norm (model.kernels=torch) does not support it"
@@ -86,6 +88,14 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
     problems += memory_knob_problems(cfg)
     problems += family_layout_problems(cfg, world_size)
     return problems
+
+
+def _kernels_support_sequence_parallel(kernels: str) -> bool:
+    """Whether the ``model.kernels`` provider's norms support sequence parallelism (asked only when it is on)."""
+    try:
+        return provider_class(kernels).supports_sequence_parallel
+    except UnknownKernelsError:
+        return True  # config validation names the unknown choice
 
 
 def family_layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
