@@ -341,7 +341,7 @@ def main(argv=None) -> int:
         variants["plain_patched"] = Plain(cfg, sdpa=False, under_cpu_patches=True)
 
     m = cfg.model
-    from megatron_biomed.config.param_count import count_parameters
+    from megatron_biomed.models.registry import count_parameters
 
     print(f"GPT: {m.num_layers} layers, hidden {m.hidden_size}, {m.num_attention_heads} heads, seq {m.seq_length}, "
           f"vocab {m.padded_vocab_size(1)}, {count_parameters(m).total / 1e6:.2f}M parameters; batch {args.batch}; "

@@ -1,26 +1,72 @@
-# The end every torchrun launcher in examples/ shares. Sourced (not run) after the launcher has set REPO_DIR,
-# PYTHON, TORCHRUN, the machine variables (NNODES, NODE_RANK, NPROC_PER_NODE, MASTER_ADDR, MASTER_PORT,
-# WORLD_SIZE_PLANNED), CHECKPOINT_DIR, TENSORBOARD_DIR and the RECIPE, LAYOUT, DATA and OUTPUTS argument
-# arrays; then `launch tools/<tool>.py "$@"` runs the job, with the launcher's own arguments last (they win).
+# The end every launcher in examples/ shares: print the plan (a dry run), or start the job with torchrun (the
+# .sh launchers) or srun (the .sbatch ones). Sourced (not run) after the launcher has set REPO_DIR,
+# CHECKPOINT_DIR, TENSORBOARD_DIR and the RECIPE, LAYOUT, DATA and OUTPUTS argument arrays; then
+# `launch_torchrun tools/<tool>.py "$@"` or `launch_srun tools/<tool>.py "$@"` runs the job, with the
+# launcher's own arguments last (they win).
 #
-# DRY_RUN=1 or a --dry-run argument: print the plan for WORLD_SIZE_PLANNED ranks and stop (no torchrun, no
-# GPU). Otherwise torchrun starts NPROC_PER_NODE processes on this node.
+# DRY_RUN=1 or a --dry-run argument: print the plan for the planned world size and stop (no torchrun, no SLURM,
+# no GPU). The machines: torchrun starts NPROC_PER_NODE processes on this node, one of NNODES (run the launcher
+# on every node with its NODE_RANK and the same MASTER_ADDR); srun starts GPUS_PER_NODE tasks on every node of
+# the allocation, and outside SLURM the plan is for NNODES nodes (the launcher defaults it to its #SBATCH --nodes).
 
-launch() {
-  local tool="$1"
-  shift
+PYTHON="${PYTHON:-python}"
+
+# The dry run: when DRY_RUN=1 or an argument asks for it, exec `python <tool> ... --world-size <world>` (which
+# prints the plan) and never return; otherwise return at once.
+plan_if_dry_run() {
+  local tool="$1" world="$2"
+  shift 2
   local dry=0 arg
   [[ "${DRY_RUN:-0}" == "1" ]] && dry=1
   for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && dry=1; done
+  [[ "${dry}" == "1" ]] || return 0
+  local extra=()
+  [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
+  exec "${PYTHON}" "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
+    --world-size "${world}" "${extra[@]}" "$@"
+}
+
+launch_torchrun() {
+  local tool="$1"
+  shift
+  NNODES="${NNODES:-1}"
+  NODE_RANK="${NODE_RANK:-0}"
+  NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
+  MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
+  MASTER_PORT="${MASTER_PORT:-29500}"
+  # A command, word-split on purpose: e.g. TORCHRUN="python -m torch.distributed.run".
+  TORCHRUN="${TORCHRUN:-torchrun}"
   cd "${REPO_DIR}"
-  if [[ "${dry}" == "1" ]]; then
-    local extra=()
-    [[ " $* " == *" --dry-run "* ]] || extra=(--dry-run)
-    exec "${PYTHON}" "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" \
-      --world-size "${WORLD_SIZE_PLANNED}" "${extra[@]}" "$@"
-  fi
+  plan_if_dry_run "${tool}" $((NNODES * NPROC_PER_NODE)) "$@"
   mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
   exec ${TORCHRUN} --nnodes "${NNODES}" --node-rank "${NODE_RANK}" --nproc-per-node "${NPROC_PER_NODE}" \
     --master-addr "${MASTER_ADDR}" --master-port "${MASTER_PORT}" \
     "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
+}
+
+# One task per GPU; srun starts them and megatron_biomed.parallel.env reads SLURM_PROCID / SLURM_NTASKS /
+# SLURM_LOCALID / SLURM_NODELIST (the first node is the rendezvous host). SUBMIT_COMMAND (default
+# `sbatch <this launcher>`) is how the error outside SLURM says to submit.
+launch_srun() {
+  local tool="$1"
+  shift
+  # The allocation's nodes; outside SLURM (planning) NNODES.
+  NNODES="${SLURM_JOB_NUM_NODES:-${NNODES:-1}}"
+  GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
+  cd "${REPO_DIR}"
+  plan_if_dry_run "${tool}" $((NNODES * GPUS_PER_NODE)) "$@"
+  if [[ -z "${SLURM_JOB_ID:-}" ]]; then
+    echo "error: not inside a SLURM job; submit with '${SUBMIT_COMMAND:-sbatch $0}'," \
+      "or run with DRY_RUN=1 to print the plan" >&2
+    exit 1
+  fi
+  # A port derived from the job id, so two jobs sharing a first node do not collide. The host is the
+  # allocation's first node, which megatron_biomed.parallel.env takes from SLURM_NODELIST.
+  export MASTER_PORT="${MASTER_PORT:-$((10000 + SLURM_JOB_ID % 20000))}"
+  # A torchrun-style RANK/WORLD_SIZE left in the environment would win over SLURM's variables.
+  unset RANK WORLD_SIZE LOCAL_RANK
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+  mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
+  srun --ntasks-per-node="${GPUS_PER_NODE}" --kill-on-bad-exit=1 \
+    "${PYTHON}" "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
 }

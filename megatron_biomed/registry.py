@@ -61,7 +61,9 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: str | T, *, replace: bool = False) -> T | str:
         """Add ``entry`` (an object, or "module:attribute") as ``name``. A taken name is refused unless
         ``replace`` (registering the very same entry again is harmless)."""
-        if name in self._table and not replace and self._table[name] is not entry and self._table[name] != entry:
+        taken = self._table.get(name)
+        same = taken is entry or (isinstance(entry, str) and taken == entry)
+        if name in self._table and not replace and not same:
             raise ValueError(f"{self.kind} {name!r} is already registered ({self._table[name]!r}); pass replace=True")
         self._table[name] = entry
         self._resolved.pop(name, None)

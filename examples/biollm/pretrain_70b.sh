@@ -1,127 +1,22 @@
 #!/usr/bin/env bash
 # BioLLM 70B (LLaMA-2-70B shape, 2,000 PubMed tokens added to the vocabulary) pretraining with torchrun.
 # 70B needs TP x PP = 32 GPUs per model replica, so this runs on many nodes: start it on every node with
-# the same MASTER_ADDR and its own NODE_RANK. The SLURM version of the same recipe is pretrain_70b.sbatch.
+# the same MASTER_ADDR and its own NODE_RANK. The recipe is _pretrain.sh; the SLURM version of it is
+# pretrain_70b.sbatch.
 #
 #   NODE_RANK=0 MASTER_ADDR=node001 bash examples/biollm/pretrain_70b.sh      # on each of the 32 nodes
 #   DRY_RUN=1 bash examples/biollm/pretrain_70b.sh                            # print the 256-rank plan only
 #   bash examples/biollm/pretrain_70b.sh --dry-run --set train.train_iters=5000
 #
-# Every hyperparameter of the recipe is spelled out below as an explicit --set, so this file is the
-# record of what was run; arguments given to this script are appended last and win.
+# Arguments given to this script are appended last and win.
 set -euo pipefail
 
-# --- where things are --------------------------------------------------------------------------------
 REPO_DIR="${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-PYTHON="${PYTHON:-python}"
-# A command, word-split on purpose: e.g. TORCHRUN="python -m torch.distributed.run".
-TORCHRUN="${TORCHRUN:-torchrun}"
-
-# Data: Megatron .bin/.idx prefixes tokenized with the extended LLaMA-2 tokenizer (32,000 + 2,000
-# tokens, tools/extend_vocab.py), and that tokenizer's directory. Weights are sampling proportions.
-DATA_DIR="${DATA_DIR:-/data/biollm}"
-PUBMED_ABSTRACTS_PREFIX="${PUBMED_ABSTRACTS_PREFIX:-${DATA_DIR}/pubmed_abstracts_text_document}"
-PMC_FULLTEXT_PREFIX="${PMC_FULLTEXT_PREFIX:-${DATA_DIR}/pmc_fulltext_text_document}"
-PUBMED_ABSTRACTS_WEIGHT="${PUBMED_ABSTRACTS_WEIGHT:-0.3}"
-PMC_FULLTEXT_WEIGHT="${PMC_FULLTEXT_WEIGHT:-0.7}"
-TOKENIZER="${TOKENIZER-${DATA_DIR}/tokenizer}"
-DATA_CACHE_DIR="${DATA_CACHE_DIR:-${DATA_DIR}/index_cache}"
-# Continued pretraining starts from converted LLaMA-2-70B weights (a dist checkpoint directory);
-# empty = from scratch. A checkpoint in CHECKPOINT_DIR (a restarted run) takes precedence.
-INIT_FROM="${INIT_FROM-}"
-
-# Outputs: checkpoints (also where a restarted run resumes from) and TensorBoard logs.
-RUN_NAME="${RUN_NAME:-biollm-70b}"
-CHECKPOINT_DIR="${CHECKPOINT_DIR:-${REPO_DIR}/runs/${RUN_NAME}/checkpoints}"
-TENSORBOARD_DIR="${TENSORBOARD_DIR:-${REPO_DIR}/runs/${RUN_NAME}/tensorboard}"
-SAVE_INTERVAL="${SAVE_INTERVAL:-500}"
-
-# --- the machines ------------------------------------------------------------------------------------
+# 32 nodes of 8 GPUs (examples/_launch.sh: the other machine variables).
 NNODES="${NNODES:-32}"
-NODE_RANK="${NODE_RANK:-0}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
-WORLD_SIZE_PLANNED=$((NNODES * NPROC_PER_NODE))
-
-# --- parallel layout ---------------------------------------------------------------------------------
-# TP 8 inside a node (divides the 64 heads and the 8 KV groups), PP 4 across nodes (20 layers per stage),
-# DP = world / 32 (8 at 256 GPUs), sequence parallel with TP, distributed optimizer over DP.
-# VPP (interleaved pipeline chunks per stage) must divide 80 / PP layers; empty = plain 1F1B.
-TP="${TP:-8}"
-PP="${PP:-4}"
-VPP="${VPP-}"
-SEQUENCE_PARALLEL="${SEQUENCE_PARALLEL:-true}"
-MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-1}"
-USE_DISTRIBUTED_OPTIMIZER="${USE_DISTRIBUTED_OPTIMIZER:-true}"
-# Steps: 10,000 x 2,097,152 tokens = ~21B tokens; set for your token budget.
-TRAIN_ITERS="${TRAIN_ITERS:-10000}"
-
-# --- the recipe (LLaMA-2-70B architecture and optimizer) --------------------------------------------
-RECIPE=(
-  --preset biollm-70b
-  # LLaMA-2-70B: 80 layers, hidden 8192, 64 heads with grouped-query attention over 8 KV heads,
-  # SwiGLU FFN 28672, RMSNorm, RoPE (base 10000), no biases, untied output layer, 4096 context,
-  # vocabulary 32,000 + 2,000 biomedical tokens.
-  --set model.num_layers=80
-  --set model.hidden_size=8192
-  --set model.num_attention_heads=64
-  --set model.num_query_groups=8
-  --set model.ffn_hidden_size=28672
-  --set model.seq_length=4096
-  --set model.vocab_size=34000
-  --set model.position_embedding_type=rope
-  --set model.rotary_base=10000
-  --set model.normalization=RMSNorm
-  --set model.layernorm_epsilon=1e-5
-  --set model.activation=swiglu
-  --set model.add_bias_linear=false
-  --set model.tie_embeddings=false
-  --set model.hidden_dropout=0.0
-  --set model.attention_dropout=0.0
-  # AdamW, peak lr 2e-5 after 2,000 linear warmup steps, cosine decay to 10% of the peak.
-  --set optimizer.name=adamw
-  --set optimizer.lr=2e-5
-  --set optimizer.min_lr=2e-6
-  --set optimizer.lr_warmup_iters=2000
-  --set optimizer.lr_decay_style=cosine
-  --set optimizer.weight_decay=0.1
-  --set optimizer.adam_beta1=0.9
-  --set optimizer.adam_beta2=0.95
-  --set optimizer.adam_eps=1e-5
-  --set optimizer.clip_grad=1.0
-  # 512 sequences x 4096 tokens = 2,097,152 tokens per step; bf16.
-  --set train.global_batch_size=512
-  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
-  --set train.train_iters="${TRAIN_ITERS}"
-  --set train.precision=bf16
-  --set train.eval_interval=500
-  --set train.eval_iters=10
-)
-
-LAYOUT=(
-  --set parallel.tensor_model_parallel_size="${TP}"
-  --set parallel.pipeline_model_parallel_size="${PP}"
-  --set "parallel.virtual_pipeline_model_parallel_size=${VPP}"
-  --set parallel.sequence_parallel="${SEQUENCE_PARALLEL}"
-  --set parallel.use_distributed_optimizer="${USE_DISTRIBUTED_OPTIMIZER}"
-)
-
-DATA=(
-  --set "data.blend=${PUBMED_ABSTRACTS_WEIGHT} ${PUBMED_ABSTRACTS_PREFIX} ${PMC_FULLTEXT_WEIGHT} ${PMC_FULLTEXT_PREFIX}"
-  --set "data.tokenizer=${TOKENIZER}"
-  --set "data.cache_dir=${DATA_CACHE_DIR}"
-)
-
-OUTPUTS=(
-  --set "checkpoint.save=${CHECKPOINT_DIR}"
-  --set "checkpoint.load=${CHECKPOINT_DIR}"
-  --set "checkpoint.init_from=${INIT_FROM}"
-  --set checkpoint.save_interval="${SAVE_INTERVAL}"
-  --set "logging.tensorboard_dir=${TENSORBOARD_DIR}"
-  --set logging.log_interval=1
-)
+# shellcheck source=_pretrain.sh
+source "${REPO_DIR}/examples/biollm/_pretrain.sh"
 
 # --- dry run (DRY_RUN=1 or --dry-run: the plan only) or torchrun: examples/_launch.sh --------------------
 source "${REPO_DIR}/examples/_launch.sh"
-launch tools/pretrain.py "$@"
+launch_torchrun tools/pretrain.py "$@"

@@ -1,6 +1,7 @@
-# BioMamba continued pretraining: the part every continue_pretrain_<size>.{sh,sbatch} shares. Sourced (not run)
-# by those launchers after they set SIZE, REPO_DIR, PYTHON and their layout defaults; it defines the RECIPE,
-# LAYOUT, DATA and OUTPUTS argument arrays for tools/pretrain.py and the DRY flag.
+# BioMamba continued pretraining: the recipe continue_pretrain.sh (torchrun) and continue_pretrain.sbatch (SLURM)
+# share, for every size. Sourced (not run) by those launchers after they set SIZE (their first argument) and
+# REPO_DIR; it checks SIZE against the table below before anything else, then defines MICRO_BATCH_SIZE,
+# SIZE_NODES and the RECIPE, LAYOUT, DATA and OUTPUTS argument arrays for tools/pretrain.py.
 #
 # The run: a public state-spaces/mamba2-<size> checkpoint (mamba_ssm format, imported once into a megatron-core
 # dist checkpoint: INIT_FROM) continued on the 80/10/10 PubMed / C4 / Wikipedia blend of
@@ -14,15 +15,27 @@
 # trained model) with 500 warmup steps and cosine decay to 1e-5, 256 x 2048 = 0.5M tokens per step,
 # 20,000 steps = 10.5B tokens, bf16 with the residual stream in fp32 (the checkpoints' residual_in_fp32).
 
-: "${SIZE:?set SIZE (130m, 370m, 780m, 1.3b or 2.7b)}"
-case "${SIZE}" in
-  130m) NUM_LAYERS=24; HIDDEN=768 ;;
-  370m) NUM_LAYERS=48; HIDDEN=1024 ;;
-  780m) NUM_LAYERS=48; HIDDEN=1536 ;;
-  1.3b) NUM_LAYERS=48; HIDDEN=2048 ;;
-  2.7b) NUM_LAYERS=64; HIDDEN=2560 ;;
-  *) echo "error: SIZE=${SIZE} is not one of 130m, 370m, 780m, 1.3b, 2.7b" >&2; exit 2 ;;
-esac
+# The sizes: the public checkpoints' layers and hidden size (the biomamba-<size> presets of
+# megatron_biomed/config/presets.py; spelled out below as --set, like every other value), the default
+# micro-batch per GPU (MICRO_BATCH_SIZE), and the nodes of 8 GPUs the SLURM launcher plans for (NNODES outside
+# SLURM; submit with sbatch --nodes=<nodes>). 256 sequences per step = micro-batch x 8 GPUs x nodes x the
+# micro-batches per step.
+BIOMAMBA_SIZES="
+# size  layers  hidden  micro-batch  nodes
+  130m  24      768     16           1
+  370m  48      1024    8            1
+  780m  48      1536    8            2
+  1.3b  48      2048    4            4
+  2.7b  64      2560    4            8
+"
+size_row="$(awk -v size="${SIZE}" '$1 == size && $1 !~ /^#/' <<< "${BIOMAMBA_SIZES}")"
+if [[ -z "${SIZE}" || -z "${size_row}" ]]; then
+  echo "error: $0 takes the size as its first argument, one of" \
+    "$(awk '$1 !~ /^(#|$)/ { printf "%s%s", sep, $1; sep = ", " }' <<< "${BIOMAMBA_SIZES}") (got '${SIZE}')" >&2
+  exit 2
+fi
+read -r _ NUM_LAYERS HIDDEN size_micro_batch SIZE_NODES <<< "${size_row}"
+MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-${size_micro_batch}}"
 
 # Data: Megatron .bin/.idx prefixes (tools/preprocess_data.py with the GPT-NeoX-20B tokenizer) of each corpus'
 # training and held-out validation text, and the tokenizer directory (EleutherAI/gpt-neox-20b).
@@ -108,8 +121,4 @@ OUTPUTS=(
   --set logging.log_interval=10
 )
 # Start from the public weights; a restarted job resumes from CHECKPOINT_DIR instead (checkpoint.load wins).
-[[ -n "${INIT_FROM}" ]] && OUTPUTS+=(--set "checkpoint.init_from=${INIT_FROM}")
-
-DRY=0
-[[ "${DRY_RUN:-0}" == "1" ]] && DRY=1
-for arg in "$@"; do [[ "$arg" == "--dry-run" ]] && DRY=1; done
+[[ -z "${INIT_FROM}" ]] || OUTPUTS+=(--set "checkpoint.init_from=${INIT_FROM}")

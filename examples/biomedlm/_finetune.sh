@@ -1,12 +1,21 @@
 # BioMedLM 2.7B fine-tuning: the part every examples/biomedlm/finetune_<task>.sh shares. Sourced (not run) by
-# those launchers after they set REPO_DIR, PYTHON, TORCHRUN, their data files, RUN_NAME, the split sizes and
-# schedule defaults (TRAIN_ITEMS, VALID_ITEMS, EPOCHS, GLOBAL_BATCH, SAVE_INTERVAL, EVAL_INTERVAL,
-# LOG_INTERVAL) and TASK_ARGS (the task, its data format and its task.* settings). It then runs the fine-tune
-# (torchrun) or, with DRY_RUN=1 or --dry-run, prints the plan; the launcher's own arguments come last and win.
+# those launchers after they set REPO_DIR, their data files, RUN_NAME, the split sizes and schedule defaults
+# (TRAIN_ITEMS, VALID_ITEMS, EPOCHS, GLOBAL_BATCH, SAVE_INTERVAL, EVAL_INTERVAL, LOG_INTERVAL) and TASK_ARGS
+# (the task, its data format and its task.* settings). It then runs the fine-tune (torchrun) or, with
+# DRY_RUN=1 or --dry-run, prints the plan; the launcher's own arguments come last and win (a --set
+# train.train_iters does not move the warmup: set EPOCHS or TRAIN_ITERS instead).
+#
+# The model (architecture and tokenizer) is read from the pretrained checkpoint's run_config.yaml; until that
+# checkpoint exists (a dry run on a laptop) it comes from --preset biomedlm-2.7b. Every hyperparameter is
+# spelled out as an explicit --set with where it comes from (here and in the task's file), so these files
+# record what was run.
 #
 # Shared settings. [BioMedLM code] = stanford-crfm/BioMedLM finetune/: warmup_ratio 0.5, bf16, and the
 # Hugging Face Trainer defaults its scripts leave alone (AdamW with betas 0.9/0.999, eps 1e-8, weight decay 0,
-# linear decay to 0, gradient clipping at 1.0). Its learning rate is a grid placeholder ({lr}): "our choice".
+# linear decay to 0, gradient clipping at 1.0). Its learning rate, epochs, batch size (and for classification
+# the sequence length) are grid placeholders ({lr}, {epochs}, {grad_accum}, {seq_len}); the values the paper
+# reports (Bolton et al. 2024) were not available to us, so those are marked "our choice" and are the first
+# things to sweep.
 
 # The pretrained checkpoint (pretrain_2.7b.sh's CHECKPOINT_DIR); weights only, the head starts fresh.
 INIT_FROM="${INIT_FROM:-${REPO_DIR}/runs/biomedlm-2.7b/checkpoints}"
@@ -17,15 +26,7 @@ TOKENIZER="${TOKENIZER-}"
 CHECKPOINT_DIR="${CHECKPOINT_DIR:-${REPO_DIR}/runs/${RUN_NAME}/checkpoints}"
 TENSORBOARD_DIR="${TENSORBOARD_DIR:-${REPO_DIR}/runs/${RUN_NAME}/tensorboard}"
 
-# --- the machines ------------------------------------------------------------------------------------
-NNODES="${NNODES:-1}"
-NODE_RANK="${NODE_RANK:-0}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
-WORLD_SIZE_PLANNED=$((NNODES * NPROC_PER_NODE))
-
-# --- parallel layout ---------------------------------------------------------------------------------
+# --- parallel layout (one node of 8 GPUs by default: examples/_launch.sh) ------------------------------
 # Plain data parallelism (DP 8): 2.7B fits one GPU with the distributed optimizer. TP must divide the 20
 # heads (1, 2, 4, 5, 10, 20), PP the 32 layers. A micro-batch of 1 item (BioMedLM code: a per-device batch of
 # 1) is 1 sequence for classification, one per option for multiple choice.
@@ -34,17 +35,12 @@ PP="${PP:-1}"
 MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-1}"
 USE_DISTRIBUTED_OPTIMIZER="${USE_DISTRIBUTED_OPTIMIZER:-true}"
 
-# --- the schedule: steps and warmup from epochs --------------------------------------------------------
+# --- the schedule: steps and warmup from epochs (examples/_finetune.sh) ----------------------------------
 LR="${LR:-2e-5}"                      # our choice (BioMedLM code: grid placeholder {lr})
 WARMUP_RATIO="${WARMUP_RATIO:-0.5}"   # BioMedLM code: --warmup_ratio 0.5
 SEED="${SEED:-1234}"
-# ceil(a x b / c), as the Hugging Face Trainer rounds steps and warmup (fractional EPOCHS are fine).
-ceil_mul() { awk -v a="$1" -v b="$2" -v c="${3:-1}" 'BEGIN { x = a * b / c; n = int(x); if (n < x) n++; print n }'; }
-TRAIN_ITERS="${TRAIN_ITERS:-$(ceil_mul "${EPOCHS}" "${TRAIN_ITEMS}" "${GLOBAL_BATCH}")}"
-WARMUP_ITERS="$(ceil_mul "${WARMUP_RATIO}" "${TRAIN_ITERS}")"
-# Validation runs EVAL_ITERS global batches: the whole dev split (the last batch wraps to its start).
-EVAL_ITERS="$(ceil_mul 1 "${VALID_ITEMS}" "${GLOBAL_BATCH}")"
-[[ -n "${VALID_FILE}" ]] || EVAL_ITERS=0
+# shellcheck source=../_finetune.sh
+source "${REPO_DIR}/examples/_finetune.sh"
 
 # --- the recipe --------------------------------------------------------------------------------------
 RECIPE=(
@@ -79,20 +75,6 @@ LAYOUT=(
   --set parallel.use_distributed_optimizer="${USE_DISTRIBUTED_OPTIMIZER}"
 )
 
-DATA=(--train-file "${TRAIN_FILE}")
-[[ -z "${VALID_FILE}" ]] || DATA+=(--valid-file "${VALID_FILE}")
-[[ -z "${TOKENIZER}" ]] || DATA+=(--set "data.tokenizer=${TOKENIZER}")
-
-# --init-from gives the weights of a fresh start; --load resumes this fine-tune once it has a checkpoint.
-OUTPUTS=(
-  --init-from "${INIT_FROM}"
-  --load "${CHECKPOINT_DIR}"
-  --save "${CHECKPOINT_DIR}"
-  --set checkpoint.save_interval="${SAVE_INTERVAL}"
-  --set "logging.tensorboard_dir=${TENSORBOARD_DIR}"
-  --set logging.log_interval="${LOG_INTERVAL}"
-)
-
 # --- dry run (DRY_RUN=1 or --dry-run: the plan only) or torchrun: examples/_launch.sh --------------------
 source "${REPO_DIR}/examples/_launch.sh"
-launch tools/finetune.py "$@"
+launch_torchrun tools/finetune.py "$@"

@@ -6,25 +6,15 @@
 #   DRY_RUN=1 bash examples/biomedlm/finetune_medqa.sh            # print the plan only (no GPU, no torchrun)
 #   EPOCHS=3 LR=1e-5 bash examples/biomedlm/finetune_medqa.sh     # one point of a grid (warmup follows)
 #
-# The model (architecture and tokenizer) is read from the pretrained checkpoint's run_config.yaml; until that
-# checkpoint exists (a dry run on a laptop) it comes from --preset biomedlm-2.7b. Every hyperparameter is
-# spelled out as an explicit --set with where it comes from (below and in _finetune.sh), so these files record what was
-# run; arguments given to this script are appended last and win (a --set train.train_iters does not move the
-# warmup: set EPOCHS or TRAIN_ITERS instead).
+# This file holds what is MedQA's; the model, the shared settings and their sources, the layout, the schedule
+# and the launch are _finetune.sh's. Arguments given to this script are appended last and win.
 #
 # Sources. [BioMedLM code] = stanford-crfm/BioMedLM finetune/README.md and finetune/mc/run_experiments.py:
-# warmup_ratio 0.5, bf16, max_seq_length 512, eval every 500 steps, log every 20, and the Hugging Face
-# Trainer defaults those scripts leave alone (AdamW with betas 0.9/0.999, eps 1e-8, weight decay 0, linear
-# decay to 0, gradient clipping at 1.0). Their learning rate, epochs and batch size are grid placeholders
-# ({lr}, {epochs}, {grad_accum}); the values the paper reports (Bolton et al. 2024) were not available to us,
-# so those three are marked "our choice" and are the first things to sweep.
+# max_seq_length 512, eval every 500 steps, log every 20; its epochs and batch size are grid placeholders
+# ({epochs}, {grad_accum}), so ours are marked "our choice".
 set -euo pipefail
 
-# --- where things are --------------------------------------------------------------------------------
 REPO_DIR="${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-PYTHON="${PYTHON:-python}"
-# A command, word-split on purpose: e.g. TORCHRUN="python -m torch.distributed.run".
-TORCHRUN="${TORCHRUN:-torchrun}"
 
 # Data: MedQA JSONL ({"question", "options": {"A".."D"}, "answer_idx"}, data_clean/questions/US/4_options).
 DATA_DIR="${DATA_DIR:-/data/medqa}"

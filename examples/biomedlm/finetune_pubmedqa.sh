@@ -6,26 +6,16 @@
 #   DRY_RUN=1 bash examples/biomedlm/finetune_pubmedqa.sh      # print the plan only (no GPU, no torchrun)
 #   DATA_DIR=/data/pubmedqa/pqal_fold3 bash examples/biomedlm/finetune_pubmedqa.sh   # another fold
 #
-# The model (architecture and tokenizer) is read from the pretrained checkpoint's run_config.yaml; until that
-# checkpoint exists (a dry run on a laptop) it comes from --preset biomedlm-2.7b. Every hyperparameter is
-# spelled out as an explicit --set with where it comes from (below and in _finetune.sh), so these files record what was
-# run; arguments given to this script are appended last and win (a --set train.train_iters does not move the
-# warmup: set EPOCHS or TRAIN_ITERS instead).
+# This file holds what is PubMedQA's; the model, the shared settings and their sources, the layout, the
+# schedule and the launch are _finetune.sh's. Arguments given to this script are appended last and win.
 #
 # Sources. [BioMedLM code] = stanford-crfm/BioMedLM finetune/README.md (the seqcls/run_seqcls_gpt.py command)
-# and finetune/seqcls/preprocess_blurb_seqcls.py (BLURB's splits): warmup_ratio 0.5, bf16, a per-device
-# batch of 1, no evaluation during training, log every 100 steps, and the Hugging Face Trainer defaults it
-# leaves alone (AdamW with betas 0.9/0.999, eps 1e-8, weight decay 0, linear decay to 0, gradient clipping at
-# 1.0). Its learning rate, epochs, gradient accumulation and sequence length are grid placeholders ({lr},
-# {num_epochs}, {grad_accum}, {seq_len}); the values the paper reports (Bolton et al. 2024) were not
-# available to us, so those are marked "our choice" and are the first things to sweep.
+# and finetune/seqcls/preprocess_blurb_seqcls.py (BLURB's splits): a per-device batch of 1, no evaluation
+# during training, log every 100 steps; its epochs, gradient accumulation and sequence length are grid
+# placeholders ({num_epochs}, {grad_accum}, {seq_len}), so ours are marked "our choice".
 set -euo pipefail
 
-# --- where things are --------------------------------------------------------------------------------
 REPO_DIR="${REPO_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
-PYTHON="${PYTHON:-python}"
-# A command, word-split on purpose: e.g. TORCHRUN="python -m torch.distributed.run".
-TORCHRUN="${TORCHRUN:-torchrun}"
 
 # Data: PubMedQA PQA-L in the ori_pqal.json layout ({pmid: {"QUESTION", "CONTEXTS", "final_decision"}}):
 # BLURB's fold 0 of the 10-fold split, as BioMedLM code reads it (pqal_fold0/train_set.json, dev_set.json).

@@ -16,9 +16,10 @@ from megatron_biomed.config.training import (
     OptimizerConfig,
     TrainingConfig,
 )
+from megatron_biomed.errors import BiomedError
 
 
-class ConfigError(ValueError):
+class ConfigError(BiomedError, ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
@@ -37,15 +38,3 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-# load_config and the override helpers live in config/loading.py (which imports this module and the
-# presets; nothing here imports them back). Old imports from this module keep working:
-_MOVED_TO_LOADING = ("apply_mapping", "apply_overrides", "load_config", "validate")
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_LOADING:
-        from megatron_biomed.config import loading
-
-        return getattr(loading, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

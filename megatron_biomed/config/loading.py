@@ -1,7 +1,9 @@
 """Build a run's ExperimentConfig: preset, then YAML file, then --set overrides, then one validation pass.
 
-The import order is one-way: this module imports the dataclass tree (``experiment.py``) and the presets
-(``presets.py``); neither imports it back.
+The choice fields whose allowed values are *registered* names -- ``model.family``, ``model.kernels``,
+``task.name``, ``task.format`` (:data:`REGISTERED_FIELDS`) -- are checked against names the caller hands in:
+config is the lowest layer and does not know the registries. An entry point's launcher
+(training/launch.py ``load_run_config``) hands them all in.
 """
 
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.model import ACTIVATIONS, NORMALIZATIONS, POSITION_EMBEDDINGS
 from megatron_biomed.config.presets import get_preset
+from megatron_biomed.config.task import CHAT_TEMPLATES
 from megatron_biomed.config.training import PRECISIONS, SAVE_ERROR_POLICIES
 
-__all__ = ["apply_mapping", "apply_overrides", "load_config", "validate"]
+__all__ = ["REGISTERED_FIELDS", "apply_mapping", "apply_overrides", "load_config", "validate"]
+
+# Choice fields whose allowed values are the names of a seam's registry (given to validate by the caller).
+REGISTERED_FIELDS = ("model.family", "model.kernels", "task.name", "task.format")
 
 
 def _coerce(value: Any, current: Any, hint: Any, where: str) -> Any:
@@ -127,33 +133,42 @@ def _choice_problem(field: str, value: Any, allowed: Iterable[str], sources: dic
     return f"{where}{field}={value!r} is not one of: {', '.join(map(str, allowed))}"
 
 
-def validate(cfg: ExperimentConfig, sources: dict[str, str] | None = None) -> ExperimentConfig:
-    """Refuse values that are typos of a fixed set of choices (kernels, activation, family, ...), naming the
-    field, where it was set (``sources`` from apply_mapping / apply_overrides) and the allowed values.
+def validate(
+    cfg: ExperimentConfig,
+    sources: dict[str, str] | None = None,
+    registered: Mapping[str, Iterable[str]] | None = None,
+) -> ExperimentConfig:
+    """Refuse values that are typos of a fixed set of choices (activation, precision, ...), naming the field,
+    where it was set (``sources`` from apply_mapping / apply_overrides) and the allowed values.
 
-    Layout rules (what divides what for a world size) are checked later, by parallel/layout.py."""
-    from megatron_biomed.config.task import CHAT_TEMPLATES, TASK_FORMATS, TASK_NAMES
-    from megatron_biomed.kernels.registry import KERNEL_PROVIDERS
-    from megatron_biomed.models.registry import family_names
-
+    ``registered`` maps fields of :data:`REGISTERED_FIELDS` to their registries' names (family, kernels, task,
+    task-file format); a field not given is not checked here. Layout rules (what divides what for a world
+    size) are checked later, by parallel/layout.py."""
     sources = sources or {}
+    registered = registered or {}
+    unknown = sorted(set(registered) - set(REGISTERED_FIELDS))
+    if unknown:
+        raise ValueError(f"validate: {unknown} are not registered-name fields ({', '.join(REGISTERED_FIELDS)})")
     m = cfg.model
     checks = [
-        ("model.family", m.family, family_names()),
-        ("model.kernels", m.kernels, KERNEL_PROVIDERS.names()),
+        ("model.family", m.family, registered.get("model.family")),
+        ("model.kernels", m.kernels, registered.get("model.kernels")),
         ("model.activation", m.activation, ACTIVATIONS),
         ("model.normalization", m.normalization, NORMALIZATIONS),
         ("model.position_embedding_type", m.position_embedding_type, POSITION_EMBEDDINGS),
         ("train.precision", cfg.train.precision, PRECISIONS),
-        ("task.name", cfg.task.name, TASK_NAMES),
+        ("task.name", cfg.task.name, registered.get("task.name")),
         ("task.chat_template", cfg.task.chat_template, CHAT_TEMPLATES),
         ("checkpoint.on_save_error", cfg.checkpoint.on_save_error, SAVE_ERROR_POLICIES),
     ]
     if cfg.task.format is not None:
-        checks.append(("task.format", cfg.task.format, TASK_FORMATS))
+        checks.append(("task.format", cfg.task.format, registered.get("task.format")))
     if cfg.task.medmcqa_cop_base is not None:
         checks.append(("task.medmcqa_cop_base", cfg.task.medmcqa_cop_base, (0, 1)))
-    problems = [p for field, value, allowed in checks if (p := _choice_problem(field, value, allowed, sources))]
+    problems = [
+        p for field, value, allowed in checks
+        if allowed is not None and (p := _choice_problem(field, value, allowed, sources))
+    ]  # fmt: skip
     for field, value in (("parallel.collective_timeout_s", cfg.parallel.collective_timeout_s),
                          ("parallel.init_timeout_s", cfg.parallel.init_timeout_s)):  # fmt: skip
         if value <= 0:
@@ -184,12 +199,16 @@ def base_config(preset: str | None, mapping: dict) -> ExperimentConfig:
 
 
 def load_config(
-    preset: str | None = None, yaml_path: str | Path | None = None, overrides: Iterable[str] = ()
+    preset: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    registered: Mapping[str, Iterable[str]] | None = None,
 ) -> ExperimentConfig:
-    """Preset, then YAML file (which may name its own ``preset:``), then --set overrides; then validate."""
+    """Preset, then YAML file (which may name its own ``preset:``), then --set overrides; then validate
+    (``registered``: see :func:`validate`)."""
     mapping = read_yaml_mapping(yaml_path)
     cfg = base_config(preset, mapping)
     sources: dict[str, str] = {}
     apply_mapping(cfg, mapping, str(yaml_path), sources)
     apply_overrides(cfg, overrides, sources)
-    return validate(cfg, sources)
+    return validate(cfg, sources, registered)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 # The allowed values of ModelConfig's choice fields (config/loading.py refuses anything else when it reads a
-# config). ``family`` is checked against models/registry.py, ``kernels`` against kernels/registry.py.
+# config). ``family`` and ``kernels`` name registered families (models/registry.py) and kernel providers
+# (kernels/): their names come from those registries, handed to config/loading.py's validate by the launcher.
 ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu")
 NORMALIZATIONS = ("LayerNorm", "RMSNorm")
 POSITION_EMBEDDINGS = ("learned_absolute", "rope")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-TASK_NAMES = ("pretrain", "mc", "classify", "sft", "dpo")
-TASK_FORMATS = ("medqa", "medmcqa", "mmlu", "pubmedqa", "bioasq", "sft", "preference")
+# task.chat_template choices (finetune/prompts.py renders them). task.name and task.format name registered
+# tasks (training/tasks.py) and task-file readers (data/tasks/registry.py): the run's launcher checks them.
 CHAT_TEMPLATES = ("plain", "llama2", "chatml")
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from megatron_biomed.convert.exporter import export_hf
+from megatron_biomed.convert.importer import import_hf
+from megatron_biomed.convert.registry import ConversionError
+from megatron_biomed.training.launch import run_main, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,16 +46,13 @@ def parse_size(text: str) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from megatron_biomed.config.experiment import ConfigError
-    from megatron_biomed.convert.registry import ConversionError
-    from megatron_biomed.training.checkpointing import CheckpointError
-    from megatron_biomed.training.pretrain import setup_logging
-
     setup_logging(0)
+    return run_main(lambda: convert(args))
+
+
+def convert(args) -> int:
     try:
         if args.command == "import":
-            from megatron_biomed.convert.importer import import_hf
-
             path = import_hf(
                 args.hf_dir,
                 args.save,
@@ -63,14 +64,11 @@ def main(argv=None) -> int:
             )
             print(f"imported {args.hf_dir} -> {path}")
         else:
-            from megatron_biomed.convert.exporter import export_hf
-
             r = export_hf(
                 args.load, args.out, dtype=args.dtype, tokenizer=args.tokenizer,
                 max_shard_size=parse_size(args.max_shard_size),
             )  # fmt: skip
             print(f"exported {args.load} -> {r.out} ({len(r.files)} file(s), largest shard {r.largest_shard_bytes} B)")
-    except (ConversionError, ConfigError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as e:  # a file the directory should have (a shard its index names, a tokenizer file)
+        raise ConversionError(str(e)) from e
     return 0

@@ -59,7 +59,7 @@ def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str,
     """Our unsharded state-dict names -> dist-checkpoint keys: (non-layer names, layer suffixes). Read from a
     one-layer, narrow skeleton of the same family and layer spec (keys do not depend on the sizes)."""
     from megatron_biomed.inference.loading import single_process_config
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
 
     s = copy.deepcopy(cfg)
     m = s.model

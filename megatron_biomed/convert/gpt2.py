@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.convert.registry import WORD_EMBEDDINGS, ConversionError, HFAdapter, register_adapter, require
+from megatron_biomed.convert.registry import WORD_EMBEDDINGS, ConversionError, HFAdapter, require
 
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 _HF_ACTIVATION = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
@@ -148,4 +148,4 @@ class GPT2Adapter(HFAdapter):
         }
 
 
-register_adapter(GPT2Adapter())
+ADAPTER = GPT2Adapter()

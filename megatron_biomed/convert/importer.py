@@ -243,7 +243,7 @@ def import_hf(
     of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
     from megatron_biomed.convert.dist_writer import save_streamed_checkpoint
     from megatron_biomed.inference.loading import single_process_config
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
 
     hf_dir, out = Path(hf_dir), Path(out)
     where = str(hf_dir / "config.json")

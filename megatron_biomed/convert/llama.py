@@ -19,7 +19,6 @@ from megatron_biomed.convert.registry import (
     WORD_EMBEDDINGS,
     ConversionError,
     HFAdapter,
-    register_adapter,
     require,
 )
 
@@ -170,4 +169,4 @@ class LlamaAdapter(HFAdapter):
         }
 
 
-register_adapter(LlamaAdapter())
+ADAPTER = LlamaAdapter()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.convert.registry import WORD_EMBEDDINGS, HFAdapter, register_adapter, require
+from megatron_biomed.convert.registry import WORD_EMBEDDINGS, HFAdapter, require
 
 # Our mixer suffix -> HF's (under decoder.layers.{i}. and backbone.layers.{i}.)
 _LAYER = (
@@ -127,4 +127,4 @@ class Mamba2Adapter(HFAdapter):
         return {f"backbone.layers.{i}.{theirs}": ours[mine] for mine, theirs in _LAYER}
 
 
-register_adapter(Mamba2Adapter())
+ADAPTER = Mamba2Adapter()

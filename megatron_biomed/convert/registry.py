@@ -1,4 +1,4 @@
-"""The adapter seam: one :class:`HFAdapter` per model family, registered by family name.
+"""The adapter seam: one :class:`HFAdapter` per model family; every one is in :data:`ADAPTERS` below, by family.
 
 An adapter translates one family's tensors and config between the Hugging Face layout and our megatron-core
 model's *unsharded* (TP = PP = 1) state dict. Sharding over tensor / pipeline ranks is not its business:
@@ -7,19 +7,22 @@ Tensors move one layer at a time (:meth:`HFAdapter.layer_from_hf` / :meth:`HFAda
 those outside the layers one by one where they are plain renames (:meth:`HFAdapter.global_names`), so an
 export holds about a layer plus the shard being written, not the model.
 
-Another family (Mamba2) subclasses :class:`HFAdapter` and calls :func:`register_adapter`.
+A new family's adapter subclasses :class:`HFAdapter` in its own module (convert/<family>.py) and gets one line
+in :data:`ADAPTERS`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import Callable, ClassVar
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
-    from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.errors import BiomedError
+from megatron_biomed.registry import Registry
 
 __all__ = [
+    "ADAPTERS",
     "ConversionError",
     "HFAdapter",
     "adapter_for_hf_config",
@@ -34,10 +37,10 @@ WORD_EMBEDDINGS = "embedding.word_embeddings.weight"
 OUTPUT_LAYER = "output_layer.weight"
 LAYER_PREFIX = "decoder.layers.{}."
 
-Reader = Callable[[str], "torch.Tensor"]
+Reader = Callable[[str], torch.Tensor]
 
 
-class ConversionError(ValueError):
+class ConversionError(BiomedError, ValueError):
     """A checkpoint or config cannot be converted (the message names the file, field or tensor)."""
 
 
@@ -100,47 +103,48 @@ class HFAdapter:
         return f"{type(self).__name__}(family={self.family!r})"
 
 
-_ADAPTERS: dict[str, HFAdapter] = {}
+# family -> "module:attribute" of its adapter (an HFAdapter instance), imported when first asked for.
+ADAPTERS: Registry[HFAdapter] = Registry(
+    "Hugging Face adapter",
+    {
+        "gpt2": "megatron_biomed.convert.gpt2:ADAPTER",
+        "llama": "megatron_biomed.convert.llama:ADAPTER",
+        "mamba2": "megatron_biomed.convert.mamba2:ADAPTER",
+    },
+    error=ConversionError,
+    plural="adapters",
+)
 
 
 def register_adapter(adapter: HFAdapter, *, replace: bool = False) -> HFAdapter:
-    """Make ``adapter`` the converter of its family (refused for a taken family unless ``replace``)."""
-    if adapter.family in _ADAPTERS and not replace:
-        raise ValueError(f"an HF adapter for family {adapter.family!r} is already registered; pass replace=True")
-    _ADAPTERS[adapter.family] = adapter
-    return adapter
-
-
-def _load_builtin() -> None:
-    from megatron_biomed.convert import gpt2, llama, mamba2  # noqa: F401  (they register themselves)
+    """Make ``adapter`` the converter of its family (tests, plugins; a taken family unless ``replace``)."""
+    return ADAPTERS.register(adapter.family, adapter, replace=replace)
 
 
 def get_adapter(family: str) -> HFAdapter:
     """The adapter of model family ``family``."""
-    _load_builtin()
-    if family not in _ADAPTERS:
+    if family not in ADAPTERS:
         raise ConversionError(
-            f"model.family={family!r} has no Hugging Face adapter; adapters exist for: {', '.join(_ADAPTERS)}"
+            f"model.family={family!r} has no Hugging Face adapter; adapters exist for: {', '.join(ADAPTERS.names())}"
         )
-    return _ADAPTERS[family]
+    return ADAPTERS.get(family)
 
 
 def adapter_names() -> tuple[str, ...]:
-    _load_builtin()
-    return tuple(_ADAPTERS)
+    return ADAPTERS.names()
 
 
 def adapter_for_hf_config(hf: dict, where: str = "config.json") -> HFAdapter:
     """The adapter for an HF ``config.json`` (by its "architectures", else its "model_type")."""
-    _load_builtin()
+    adapters = [adapter for _, adapter in ADAPTERS.items()]
     archs = hf.get("architectures") or []
-    for adapter in _ADAPTERS.values():
+    for adapter in adapters:
         if any(a in adapter.architectures for a in archs):
             return adapter
-    for adapter in _ADAPTERS.values():
+    for adapter in adapters:
         if hf.get("model_type") == adapter.model_type:
             return adapter
-    known = ", ".join(a for ad in _ADAPTERS.values() for a in ad.architectures)
+    known = ", ".join(a for ad in adapters for a in ad.architectures)
     raise ConversionError(
         f"{where}: architectures={archs} / model_type={hf.get('model_type')!r} has no adapter (known: {known})"
     )
@@ -150,9 +154,8 @@ def read_checkpoint_config(config: dict, where: str = "config.json") -> tuple[di
     """An HF ``config.json`` as found in a checkpoint directory: (its HF config, the vocabulary size, the family
     whose native format it was in, or None for a transformers config). A config without "architectures" and
     "model_type" is offered to each adapter's :meth:`HFAdapter.from_native_config`."""
-    _load_builtin()
     if not config.get("architectures") and "model_type" not in config:
-        for adapter in _ADAPTERS.values():
+        for _, adapter in ADAPTERS.items():
             native = adapter.from_native_config(config, where)
             if native is not None:
                 return native[0], native[1], adapter.family

@@ -67,8 +67,8 @@ BLENDS: dict[str, BlendRecipe] = {
             BlendComponent("c4", 10, "general web text (C4 English)"),
             BlendComponent("wikipedia", 10, "Wikipedia"),
         ), "BioMamba continued pretraining: 80% biomedical, 20% general text to limit forgetting"),
-        # the two recipes below mirror the defaults of examples/biomedlm/pretrain_2.7b.sh and
-        # examples/biollm/pretrain_70b.sh (change both together)
+        # the two recipes below mirror the defaults of examples/biomedlm/_pretrain.sh and
+        # examples/biollm/_pretrain.sh (change both together)
         BlendRecipe("biomedlm", (
             BlendComponent("pubmed_abstracts", 0.18, "PubMed abstracts"),
             BlendComponent("pmc_fulltext", 0.82, "PubMed Central full text"),

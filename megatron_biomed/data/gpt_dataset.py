@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import torch
+from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
 
-
-class DataError(ValueError):
-    """Training data is missing or inconsistent with the model."""
+from megatron_biomed.data.errors import DataError
+from megatron_biomed.data import preflight
 
 
 @dataclass(frozen=True)
@@ -78,15 +79,10 @@ def build_gpt_datasets(
 
     Every prefix is checked first (:mod:`megatron_biomed.data.preflight`: index header, .bin length, token ids
     within ``tokens.vocab_size``, index cache built from this data); a bad one raises :class:`DataError`."""
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
-    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
-
-    from megatron_biomed.data.preflight import check_prefixes
-
     parsed = None
     if not mock:
         parsed = parse_blend(blend)
-        check_prefixes(parsed[0], vocab_size=tokens.vocab_size, cache_dir=cache_dir)
+        preflight.check_prefixes(parsed[0], vocab_size=tokens.vocab_size, cache_dir=cache_dir)
     config = GPTDatasetConfig(
         random_seed=seed,
         sequence_length=seq_length,

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from megatron.core.datasets.indexed_dataset import IndexedDataset
+from tqdm import tqdm
 
 from megatron_biomed.data import index_cache
-from megatron_biomed.data.gpt_dataset import DataError
+from megatron_biomed.data.errors import DataError
 from megatron_biomed.data.indexed.format import read_index
 
 log = logging.getLogger(__name__)
@@ -114,8 +116,6 @@ def check_prefix(prefix: str, *, vocab_size: Optional[int], cache_dir: Optional[
 
 def _bin_blocks(prefix: str, dtype, n_tokens: int):
     """(first token, block) over ``<prefix>.bin`` through megatron-core's own reader."""
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
-
     reader = IndexedDataset(prefix, mmap=True).bin_reader
     itemsize = np.dtype(dtype).itemsize
     for start in range(0, n_tokens, SCAN_BLOCK):
@@ -129,8 +129,6 @@ def _token_range(prefix: str, dtype, n_tokens: int) -> tuple[int, int]:
     show = nbytes > _PROGRESS_BYTES and os.environ.get("RANK", "0") == "0"
     bar = None
     if show:
-        from tqdm import tqdm
-
         bar = tqdm(total=nbytes, unit="B", unit_scale=True, desc=f"token ids of {os.path.basename(prefix)}.bin")
     t0 = time.perf_counter()
     lo, hi = None, None

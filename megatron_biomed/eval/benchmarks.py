@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megatron_biomed.data.tasks import read_task_file
+from megatron_biomed.errors import BiomedError
+
+
+class BenchmarkError(BiomedError, ValueError):
+    """An unknown benchmark, or a benchmark asked for what its files or flags cannot give."""
+
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -83,7 +89,7 @@ def benchmark(name: str) -> Benchmark:
     }
     if name not in table:
         known = ", ".join([*table, *(f"mmlu_{s}" for s in MMLU_MEDICAL)])
-        raise ValueError(f"unknown benchmark {name!r}; known: {known}")
+        raise BenchmarkError(f"unknown benchmark {name!r}; known: {known}")
     return table[name]
 
 
@@ -91,7 +97,7 @@ def load_questions(bench: Benchmark, path: str | Path, *, cop_base: int | None =
                    report=None) -> list[Question]:  # fmt: skip
     kw = {"cop_base": cop_base} if bench.format == "medmcqa" else {}
     if bench.format == "medmcqa" and cop_base is None:
-        raise ValueError("medmcqa: give its 'cop' convention (0 or 1) with --medmcqa-cop-base")
+        raise BenchmarkError("medmcqa: give its 'cop' convention (0 or 1) with --medmcqa-cop-base")
     items = read_task_file(path, bench.format, skip_bad=skip_bad, report=report, **kw)
     return [bench.to_question(it) for it in items]
 
@@ -101,7 +107,7 @@ def with_fewshot(bench: Benchmark, questions: list[Question], exemplars: list[Qu
     """Each question's prompt preceded by the description and ``k`` exemplars (prompt + right answer) drawn
     with a fixed seed (a different draw per question, never the question itself)."""
     if k and len(exemplars) < k:
-        raise ValueError(f"{bench.name}: {k}-shot needs {k} exemplars, the few-shot file has {len(exemplars)}")
+        raise BenchmarkError(f"{bench.name}: {k}-shot needs {k} exemplars, the few-shot file has {len(exemplars)}")
     rng = random.Random(seed)
     out = []
     for q in questions:

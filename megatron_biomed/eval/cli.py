@@ -19,9 +19,20 @@ import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
-from megatron_biomed.config.loading import apply_mapping, apply_overrides, load_config
-from megatron_biomed.training.checkpointing import RUN_CONFIG, CheckpointError, checkpoint_path, read_run_config
+from megatron_biomed.config.loading import apply_mapping, apply_overrides
+from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
+from megatron_biomed.eval.corpora import load_documents
+from megatron_biomed.eval.runner import EvaluationTask, benchmark_accuracy, corpus_perplexity, head_accuracy
+from megatron_biomed.parallel.env import DistEnv
+from megatron_biomed.parallel.layout import data_parallel_size
+from megatron_biomed.tokenizer import load_run_tokenizer
+from megatron_biomed.training.checkpointing import RUN_CONFIG, checkpoint_path, load_checkpoint, read_run_config
+from megatron_biomed.training.launch import parallel_session, run_main, start, validate_run_config
+from megatron_biomed.training.loop import Trainer
+from megatron_biomed.training.tasks import build_task
 
 log = logging.getLogger("megatron_biomed")
 
@@ -61,7 +72,7 @@ def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
 
 def eval_config(args) -> tuple[ExperimentConfig, dict]:
     recorded = read_run_config(args.load)
-    cfg = load_config()
+    cfg = ExperimentConfig()
     inherited = {"model": recorded.get("model", {}), "data": {"tokenizer": recorded.get("data", {}).get("tokenizer")}}
     if args.head:
         inherited["task"] = dict(recorded.get("task", {}))
@@ -76,14 +87,12 @@ def eval_config(args) -> tuple[ExperimentConfig, dict]:
             raise ConfigError("--head needs --test-file")
         cfg.task.train_file, cfg.task.valid_file = args.test_file, None
         cfg.task.format = args.format or cfg.task.format
-    return cfg, recorded
+    return validate_run_config(cfg), recorded
 
 
 def _progress(enabled: bool, what: str, total: int):
     if not enabled:
         return None, None
-    from tqdm import tqdm
-
     bar = tqdm(total=total, desc=what, unit="seq", file=sys.stderr, leave=False)
 
     def update(done: int):
@@ -112,87 +121,55 @@ def write_report(path: str, report: dict) -> None:
 
 def main(argv=None) -> int:
     args = build_arg_parser().parse_args(argv)
-    try:
-        cfg, recorded = eval_config(args)
-        corpora = _pairs(args.corpus, "--corpus")
-        benches = _pairs(args.benchmark, "--benchmark")
-        fewshot = dict(_pairs(args.fewshot, "--fewshot"))
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(lambda: evaluate(args))
+
+
+def evaluate(args) -> int:
+    cfg, recorded = eval_config(args)
+    corpora = _pairs(args.corpus, "--corpus")
+    benches = _pairs(args.benchmark, "--benchmark")
+    fewshot = dict(_pairs(args.fewshot, "--fewshot"))
     if not (corpora or benches or args.head):
-        print("error: nothing to evaluate: give --corpus, --benchmark or --head", file=sys.stderr)
-        return 2
-    return run(cfg, recorded, args, corpora, benches, fewshot)
+        raise ConfigError("nothing to evaluate: give --corpus, --benchmark or --head")
+    env = start(cfg, _global_batch_from_world)
+    tok, docs, questions = _prepare_inputs(cfg, args, corpora, benches, fewshot)
+    head_task = build_task(cfg, None) if args.head else None
+    with parallel_session(cfg, env) as ctx:
+        return _run(cfg, ctx, env, args, tok, docs, questions, head_task)
+
+
+def _global_batch_from_world(cfg: ExperimentConfig, env: DistEnv) -> None:
+    if not cfg.train.global_batch_size:  # 0: micro_batch_size x DP
+        cfg.train.global_batch_size = cfg.train.micro_batch_size * max(1, data_parallel_size(cfg, env.world_size))
 
 
 def _prepare_inputs(cfg, args, corpora, benches, fewshot):
     """Everything read and checked before the process group starts: tokenizer, corpora, benchmark items."""
-    from megatron_biomed.data.tasks import TaskDataError
-    from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
-    from megatron_biomed.eval.corpora import load_documents
-    from megatron_biomed.finetune.data import eod_id, load_tokenizer_for
-
-    tok = load_tokenizer_for(cfg)
-    eod = eod_id(tok)
+    tok = load_run_tokenizer(cfg)
     docs = {name: load_documents(path, limit=args.limit, vocab_size=tok.vocab_size) for name, path in corpora}
     questions = {}
     for name, path in benches:
         bench = benchmark(name)
-        try:
-            qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
-            shots = load_questions(bench, fewshot[name], cop_base=args.medmcqa_cop_base) if name in fewshot else []
-        except TaskDataError as e:
-            raise ValueError(str(e)) from e
+        qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
+        shots = load_questions(bench, fewshot[name], cop_base=args.medmcqa_cop_base) if name in fewshot else []
         if args.num_fewshot and not shots:
-            raise ValueError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
+            raise ConfigError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
         qs = qs[: args.limit] if args.limit else qs
         questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed)
-    return tok, eod, docs, questions
+    return tok, docs, questions
 
 
-def run(cfg, recorded, args, corpora, benches, fewshot) -> int:
-    from megatron_biomed.eval.runner import (
-        EvaluationTask,
-        benchmark_accuracy,
-        corpus_perplexity,
-        head_accuracy,
-    )
-    from megatron_biomed.finetune.data import TaskSetupError
-    from megatron_biomed.parallel.env import LaunchEnvError, read_dist_env
-    from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
-    from megatron_biomed.parallel.layout import LayoutError, data_parallel_size, validate_layout
-    from megatron_biomed.training.checkpointing import load_checkpoint
-    from megatron_biomed.training.loop import Trainer
-    from megatron_biomed.training.pretrain import setup_logging
-    from megatron_biomed.training.tasks import build_task
-
-    try:
-        env = read_dist_env()
-        setup_logging(env.rank)
-        if not cfg.train.global_batch_size:
-            cfg.train.global_batch_size = cfg.train.micro_batch_size * max(1, data_parallel_size(cfg, env.world_size))
-        validate_layout(cfg, env.world_size)
-        tok, eod, docs, questions = _prepare_inputs(cfg, args, corpora, benches, fewshot)
-        head_task = build_task(cfg, None) if args.head else None
-    except (LayoutError, LaunchEnvError, ConfigError, TaskSetupError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    ctx = initialize_parallel(cfg, env)
+def _run(cfg, ctx, env, args, tok, docs, questions, head_task) -> int:
     rank0 = env.rank == 0
     task = EvaluationTask(cfg, head_task)
     trainer = Trainer(cfg, ctx, None, task, forward_only=True)
     path = checkpoint_path(args.load)
-    try:
-        load_checkpoint(path, trainer.model, weights_only=True)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        shutdown_parallel()
-        return 2
+    load_checkpoint(path, trainer.model, weights_only=True)
     if rank0:
         log.info("evaluating %s (layout %s)", path, ctx.describe())
     results = []
     show = rank0 and not args.no_progress
+    eod = tok.eod_id
     for name, documents in docs.items():
         update, bar = _progress(show, f"perplexity {name}", 0)
         results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update)
@@ -204,7 +181,7 @@ def run(cfg, recorded, args, corpora, benches, fewshot) -> int:
         if bar:
             bar.close()
     if head_task is not None:
-        items = head_task._train_items[: args.limit] if args.limit else head_task._train_items
+        items = head_task.train_items[: args.limit] if args.limit else head_task.train_items
         update, bar = _progress(show, f"{args.head} head", len(items))
         results += head_accuracy(trainer, head_task, items, f"{cfg.task.format}:{args.head}", update)
         if bar:
@@ -222,5 +199,4 @@ def run(cfg, recorded, args, corpora, benches, fewshot) -> int:
         if args.output:
             write_report(args.output, {"results": rows, "layout": ctx.describe(), **meta})
             log.info("report written to %s", args.output)
-    shutdown_parallel()
     return 0

@@ -6,8 +6,14 @@ import gzip
 import json
 from pathlib import Path
 
+from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-class CorpusError(ValueError):
+from megatron_biomed.data.errors import DataError
+from megatron_biomed.data.preflight import check_prefix
+from megatron_biomed.errors import BiomedError
+
+
+class CorpusError(BiomedError, ValueError):
     """A corpus is missing, empty, not UTF-8, or has a bad record (the message names the file and line)."""
 
 
@@ -28,11 +34,6 @@ def load_documents(spec: str, json_key: str = "text", limit: int | None = None, 
     ``json_key`` field of each line; any other file is one document."""
     p = Path(spec)
     if Path(spec + ".bin").is_file() and Path(spec + ".idx").is_file():
-        from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-        from megatron_biomed.data.gpt_dataset import DataError
-        from megatron_biomed.data.preflight import check_prefix
-
         try:
             check_prefix(spec, vocab_size=vocab_size, cache_dir=None, field="--corpus", index_cache_used=False)
         except DataError as e:

@@ -16,8 +16,9 @@ from typing import Optional
 import torch
 
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
-from megatron_biomed.finetune.encoding import TruncationCount, causal_attention_mask
-from megatron_biomed.finetune.heads import flatten_choices, head_forward
+from megatron_biomed.finetune.encoding import TruncationCount
+from megatron_biomed.models.common import causal_attention_mask
+from megatron_biomed.models.heads import flatten_choices, head_forward
 from megatron_biomed.training.scoring import score_samples
 from megatron_biomed.training.task import Task
 

@@ -12,9 +12,12 @@ import argparse
 import sys
 
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
-from megatron_biomed.config.loading import apply_mapping, apply_overrides, base_config, read_yaml_mapping, validate
-from megatron_biomed.config.task import TASK_FORMATS, TASK_NAMES
+from megatron_biomed.config.loading import apply_mapping, apply_overrides, base_config, read_yaml_mapping
+from megatron_biomed.data.tasks import READERS
 from megatron_biomed.training.checkpointing import CheckpointError, latest_iteration, read_run_config
+from megatron_biomed.training.launch import run_main, validate_run_config
+from megatron_biomed.training.pretrain import launch
+from megatron_biomed.training.tasks import TASKS
 
 # What a fine-tune takes from the checkpoint it starts from: the architecture and the tokenizer.
 INHERITED_SECTIONS = ("model",)
@@ -23,13 +26,13 @@ INHERITED_FIELDS = (("data", "tokenizer"),)
 
 def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=[t for t in TASK_NAMES if t != "pretrain"])
+    p.add_argument("--task", required=True, choices=[t for t in TASKS.names() if t != "pretrain"])
     p.add_argument("--init-from", help="pretrained checkpoint directory (weights only; the model config is read there)")
     p.add_argument("--load", help="resume this fine-tune's checkpoint directory (also the default --save)")
     p.add_argument("--save", help="where to write checkpoints (default: --load)")
     p.add_argument("--train-file", help="task.train_file")
     p.add_argument("--valid-file", help="task.valid_file")
-    p.add_argument("--format", choices=TASK_FORMATS, help="task.format of the files")
+    p.add_argument("--format", choices=tuple(READERS), help="task.format of the files")
     p.add_argument("--preset", help="named preset for the hyperparameters (the model comes from the checkpoint)")
     p.add_argument("--config", help="YAML file of overrides")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
@@ -75,7 +78,7 @@ def finetune_config(args) -> ExperimentConfig:
     if save:
         sets.append(f"checkpoint.save={save}")
     apply_overrides(cfg, sets + list(args.overrides))
-    validate(cfg)
+    validate_run_config(cfg)
     if cfg.task.name == "pretrain":
         raise ConfigError("tools/finetune.py trains a fine-tuning task; use tools/pretrain.py for pretraining")
     return cfg
@@ -89,15 +92,8 @@ def _has_checkpoint(path: str) -> bool:
 
 
 def main(argv=None) -> int:
-    from megatron_biomed.training.pretrain import launch
-
     args = build_arg_parser().parse_args(argv)
     if not args.init_from and not args.load:
         print("error: give --init-from PRETRAINED_CHECKPOINT (or --load a fine-tune to resume)", file=sys.stderr)
         return 2
-    try:
-        cfg = finetune_config(args)
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return launch(cfg, dry_run=args.dry_run, world_size=args.world_size)
+    return run_main(lambda: launch(finetune_config(args), args.dry_run, args.world_size))

@@ -9,11 +9,12 @@ import torch
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.tasks import ReadReport, TaskDataError, format_report, read_task_file
+from megatron_biomed.errors import BiomedError
 
 log = logging.getLogger("megatron_biomed")
 
 
-class TaskSetupError(ValueError):
+class TaskSetupError(BiomedError, ValueError):
     """The task's configuration or data cannot work (the message says what to change)."""
 
 
@@ -62,25 +63,3 @@ def read_items(cfg: ExperimentConfig, path: str, what: str) -> list:
     if not items:
         raise TaskSetupError(f"{path}: no usable {t.format} records")
     return items
-
-
-def load_tokenizer_for(cfg: ExperimentConfig):
-    from megatron_biomed.tokenizer import load_tokenizer
-
-    if not cfg.data.tokenizer:
-        raise TaskSetupError("data.tokenizer is not set: fine-tuning needs the tokenizer directory of the model")
-    tok = load_tokenizer(cfg.data.tokenizer)
-    if tok.vocab_size > cfg.model.vocab_size:
-        raise TaskSetupError(
-            f"{cfg.data.tokenizer} has {tok.vocab_size} tokens but model.vocab_size is {cfg.model.vocab_size}"
-        )
-    return tok
-
-
-def eod_id(tok) -> int:
-    from megatron_biomed.tokenizer import EOD_TOKEN
-
-    eod = tok.token_to_id(EOD_TOKEN)
-    if eod is None:
-        raise TaskSetupError(f"the tokenizer has no {EOD_TOKEN} token (used as end of document and padding)")
-    return eod

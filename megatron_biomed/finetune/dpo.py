@@ -24,15 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
-from megatron_biomed.finetune.encoding import (
-    TruncationCount,
-    causal_attention_mask,
-    pack_documents,
-    preference_documents,
-)
+from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
+from megatron_biomed.finetune.encoding import TruncationCount, pack_documents, preference_documents
+from megatron_biomed.finetune.task_base import FinetuneTask
+from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.training.scoring import score_samples
-from megatron_biomed.training.task import Task, metric, move_batch
+from megatron_biomed.training.task import metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
 
@@ -54,33 +51,29 @@ def dpo_loss(policy_c, policy_r, ref_c, ref_r, beta: float, sft_weight: float = 
     return loss, reward_c, reward_r
 
 
-class DPOTask(Task):
+class DPOTask(FinetuneTask):
     name = "dpo"
     metric_names = ("dpo loss", "reward_accuracy", "reward_margin", "reward_chosen", "reward_rejected")
     per_token_loss = True  # the unit is a pair: the loss is normalised by the pairs of the global batch
+    required_format = "preference"
+    format_description = "task.format=preference files"
 
     def __init__(self, cfg, tokens=None):
-        super().__init__(cfg)
-        if cfg.task.format != "preference":
-            raise TaskSetupError(f"task dpo reads task.format=preference files, not {cfg.task.format!r}")
-        if not cfg.task.train_file:
-            raise TaskSetupError("task.train_file is not set (task dpo)")
-        if cfg.task.dpo_beta <= 0:
-            raise TaskSetupError(f"task.dpo_beta must be > 0 (got {cfg.task.dpo_beta})")
-        self.tok = load_tokenizer_for(cfg)
-        self.eod = eod_id(self.tok)
-        self.seq = cfg.task.max_seq_length or cfg.model.seq_length
-        self._train = read_items(cfg, cfg.task.train_file, "train")
-        self._valid = read_items(cfg, cfg.task.valid_file, "valid") if cfg.task.valid_file else None
+        super().__init__(cfg, tokens)
         # split name -> [N, 2] reference log-probs (chosen, rejected); filled by prepare().
         self.reference: dict[str, torch.Tensor] = {}
         self._split = "train"
 
-    def seq_length(self) -> int:
-        return self.seq
+    def check_options(self, cfg) -> None:
+        if cfg.task.dpo_beta <= 0:
+            raise TaskSetupError(f"task.dpo_beta must be > 0 (got {cfg.task.dpo_beta})")
 
     def rows_per_sample(self) -> int:
         return 2
+
+    @classmethod
+    def planned_rows(cls, cfg) -> int:
+        return 2  # chosen and rejected
 
     def _encode(self, examples, what):
         count = TruncationCount()
@@ -98,10 +91,9 @@ class DPOTask(Task):
         return samples
 
     def build_datasets(self, num_samples):
-        seed = self.cfg.task.shuffle_seed if self.cfg.task.shuffle_seed is not None else self.cfg.train.seed
-        self._datasets = {"train": EpochShuffled(self._encode(self._train, "train"), seed)}
-        if self._valid:
-            self._datasets["valid"] = EpochShuffled(self._encode(self._valid, "valid"), None)
+        self._datasets = {"train": EpochShuffled(self._encode(self.train_items, "train"), self.shuffle_seed)}
+        if self.valid_items:
+            self._datasets["valid"] = EpochShuffled(self._encode(self.valid_items, "valid"), None)
         return self._datasets["train"], self._datasets.get("valid")
 
     # ---- reference log-probs ------------------------------------------------------------------------
@@ -186,4 +178,4 @@ class DPOTask(Task):
         return total, torch.tensor(pairs, dtype=torch.int, device=total.device), report
 
     def describe(self) -> str:
-        return f"DPO (beta {self.cfg.task.dpo_beta}) on {len(self._train)} preference pairs"
+        return f"DPO (beta {self.cfg.task.dpo_beta}) on {len(self.train_items)} preference pairs"

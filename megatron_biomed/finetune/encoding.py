@@ -161,8 +161,3 @@ def document_attention_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(s, dtype=torch.bool, device=doc_ids.device)
     allowed = causal & same & ~(pad[:, :, None] & ~eye)
     return (~allowed)[:, None]
-
-
-def causal_attention_mask(seq_length: int, device=None) -> torch.Tensor:
-    """[1, 1, S, S] bool, True = masked (future positions)."""
-    return torch.ones(seq_length, seq_length, dtype=torch.bool, device=device).triu(1)[None, None]

@@ -14,10 +14,11 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
+from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification
-from megatron_biomed.finetune.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
-from megatron_biomed.training.task import Task, metric, move_batch
+from megatron_biomed.finetune.task_base import FinetuneTask
+from megatron_biomed.models.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
+from megatron_biomed.training.task import metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
 
@@ -31,25 +32,18 @@ def choice_loss(labels: torch.Tensor, num_choices: int, scores: torch.Tensor):
     return loss, n, {"loss": metric(loss, labels.numel()), "accuracy": metric(correct, labels.numel())}
 
 
-class _HeadTask(Task):
+class HeadTask(FinetuneTask):
+    """A scoring head on the last token of each sequence (multiple choice, classification)."""
+
     metric_names = ("loss", "accuracy")
     per_token_loss = True
 
     def __init__(self, cfg, tokens=None):
-        super().__init__(cfg)
-        self.tok = load_tokenizer_for(cfg)
-        self.pad_id = eod_id(self.tok)
-        self.seq = cfg.task.max_seq_length or cfg.model.seq_length
+        super().__init__(cfg, tokens)
+        self.pad_id = self.eod
         if self.seq > cfg.model.seq_length:
             raise TaskSetupError(f"task.max_seq_length ({self.seq}) exceeds model.seq_length ({cfg.model.seq_length})")
-        self._train_items = read_items(cfg, cfg.task.train_file, "train") if cfg.task.train_file else None
-        if self._train_items is None:
-            raise TaskSetupError(f"task.train_file is not set (task {self.name})")
-        self._valid_items = read_items(cfg, cfg.task.valid_file, "valid") if cfg.task.valid_file else None
-        self.width = self._width(self._train_items)
-
-    def seq_length(self) -> int:
-        return self.seq
+        self.width = self._width(self.train_items)
 
     def new_parameter_prefixes(self):
         return (HEAD_PREFIX,)
@@ -60,9 +54,8 @@ class _HeadTask(Task):
         return chunks
 
     def build_datasets(self, num_samples):
-        seed = self.cfg.task.shuffle_seed if self.cfg.task.shuffle_seed is not None else self.cfg.train.seed
-        train = EpochShuffled(self._encode(self._train_items, "train"), seed)
-        valid = EpochShuffled(self._encode(self._valid_items, "valid"), None) if self._valid_items else None
+        train = EpochShuffled(self._encode(self.train_items, "train"), self.shuffle_seed)
+        valid = EpochShuffled(self._encode(self.valid_items, "valid"), None) if self.valid_items else None
         return train, valid
 
     def _encode(self, items, what):
@@ -81,7 +74,7 @@ class _HeadTask(Task):
         return scores, functools.partial(self.loss, batch["label"])
 
 
-class MultipleChoiceTask(_HeadTask):
+class MultipleChoiceTask(HeadTask):
     """``Linear(hidden, 1)`` (with bias) per (question, option) sequence; softmax over the options."""
 
     name = "mc"
@@ -95,12 +88,16 @@ class MultipleChoiceTask(_HeadTask):
                 f"{self.cfg.task.train_file}: items have {sorted(widths)} options; a batch needs one number "
                 f"(task.num_choices={want}); filter the file to one option count"
             )
-        if self._valid_items and {len(it.options) for it in self._valid_items} != {want}:
+        if self.valid_items and {len(it.options) for it in self.valid_items} != {want}:
             raise TaskSetupError(f"{self.cfg.task.valid_file}: items must have {want} options like the train file")
         return want
 
     def rows_per_sample(self) -> int:
         return self.width
+
+    @classmethod
+    def planned_rows(cls, cfg) -> int | None:
+        return cfg.task.num_choices or None  # else the data's option count
 
     def head_outputs(self) -> int:
         return 1
@@ -109,10 +106,10 @@ class MultipleChoiceTask(_HeadTask):
         return encode_choices(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
 
     def describe(self) -> str:
-        return f"multiple choice ({self.width} options), {len(self._train_items)} training items"
+        return f"multiple choice ({self.width} options), {len(self.train_items)} training items"
 
 
-class ClassificationTask(_HeadTask):
+class ClassificationTask(HeadTask):
     """``Linear(hidden, num_labels, bias=False)`` on the last token (GPT2ForSequenceClassification)."""
 
     name = "classify"
@@ -135,4 +132,4 @@ class ClassificationTask(_HeadTask):
         return encode_classification(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
 
     def describe(self) -> str:
-        return f"classification over {self.label_names}, {len(self._train_items)} training items"
+        return f"classification over {self.label_names}, {len(self.train_items)} training items"

@@ -6,14 +6,14 @@ import torch
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.finetune.encoding import TruncationCount
-from megatron_biomed.finetune.heads import flatten_choices, head_forward
+from megatron_biomed.models.heads import flatten_choices, head_forward
 
 
 def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
     """The task's model (body and head) on one process with the weights of ``checkpoint`` (saved at any
     layout: the vocabulary padding follows the checkpoint's)."""
     from megatron_biomed.inference.loading import saved_padded_vocab, single_process_config
-    from megatron_biomed.models.gpt import transformer_config
+    from megatron_biomed.models.common import transformer_config
     from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
     path = checkpoint_path(checkpoint)

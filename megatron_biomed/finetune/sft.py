@@ -14,14 +14,15 @@ import logging
 
 import torch
 
-from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError, eod_id, load_tokenizer_for, read_items
+from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import (
     TruncationCount,
     document_attention_mask,
     pack_documents,
     sft_document,
 )
-from megatron_biomed.training.task import Task, metric, move_batch
+from megatron_biomed.finetune.task_base import FinetuneTask
+from megatron_biomed.training.task import metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
 
@@ -35,27 +36,13 @@ def masked_token_loss(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
     return total, n.to(torch.int), {"lm loss": metric(total, n)}
 
 
-class SFTTask(Task):
+class SFTTask(FinetuneTask):
     name = "sft"
     metric_names = ("lm loss",)
     per_token_loss = True
     reports_perplexity = True
-
-    def __init__(self, cfg, tokens=None):
-        super().__init__(cfg)
-        if cfg.task.format != "sft":
-            raise TaskSetupError(f"task sft reads task.format=sft files (prompt/response or messages), "
-                                 f"not {cfg.task.format!r}")  # fmt: skip
-        if not cfg.task.train_file:
-            raise TaskSetupError("task.train_file is not set (task sft)")
-        self.tok = load_tokenizer_for(cfg)
-        self.eod = eod_id(self.tok)
-        self.seq = cfg.task.max_seq_length or cfg.model.seq_length
-        self._train = read_items(cfg, cfg.task.train_file, "train")
-        self._valid = read_items(cfg, cfg.task.valid_file, "valid") if cfg.task.valid_file else None
-
-    def seq_length(self) -> int:
-        return self.seq
+    required_format = "sft"
+    format_description = "task.format=sft files (prompt/response or messages)"
 
     def _encode(self, examples, what):
         count = TruncationCount()
@@ -67,9 +54,8 @@ class SFTTask(Task):
         return samples
 
     def build_datasets(self, num_samples):
-        seed = self.cfg.task.shuffle_seed if self.cfg.task.shuffle_seed is not None else self.cfg.train.seed
-        train = EpochShuffled(self._encode(self._train, "train"), seed)
-        valid = EpochShuffled(self._encode(self._valid, "valid"), None) if self._valid else None
+        train = EpochShuffled(self._encode(self.train_items, "train"), self.shuffle_seed)
+        valid = EpochShuffled(self._encode(self.valid_items, "valid"), None) if self.valid_items else None
         return train, valid
 
     def forward_step(self, data_iterator, model):
@@ -79,4 +65,4 @@ class SFTTask(Task):
         return output, functools.partial(masked_token_loss, batch["loss_mask"])
 
     def describe(self) -> str:
-        return f"SFT on {len(self._train)} examples ({'packed' if self.cfg.task.pack else 'one per sequence'})"
+        return f"SFT on {len(self.train_items)} examples ({'packed' if self.cfg.task.pack else 'one per sequence'})"

@@ -4,6 +4,8 @@ forward only), for conversion checks, scoring and generation over several ranks.
 from __future__ import annotations
 
 import torch
+from megatron.core import tensor_parallel
+from megatron.core.pipeline_parallel import get_forward_backward_func
 
 
 def model_device(chunks) -> torch.device:
@@ -18,8 +20,6 @@ def forward_logits(
     """Logits ``[b, s, vocab]`` of ``tokens`` ``[b, s]`` gathered over tensor-parallel ranks, on the ranks of
     the last pipeline stage (None elsewhere); padding columns cut at ``vocab_size``. The batch runs as
     ``num_microbatches`` micro-batches (the interleaved schedule needs a multiple of PP of them)."""
-    from megatron.core import tensor_parallel
-    from megatron.core.pipeline_parallel import get_forward_backward_func
 
     device = model_device(chunks)
     tokens = tokens.to(device)

@@ -16,14 +16,27 @@ checkpoints of any layout load so).
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+from megatron.core import parallel_state as ps
+from megatron.core import tensor_parallel
+from megatron.core.inference.contexts import StaticInferenceContext
 
-from megatron_biomed.config import ConfigError, ExperimentConfig, load_config
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.config.loading import apply_overrides
+from megatron_biomed.convert.exporter import run_experiment_config
+from megatron_biomed.errors import BiomedError
 from megatron_biomed.inference.forward import model_device
+from megatron_biomed.inference.loading import load_model_chunks
+from megatron_biomed.parallel.env import DistEnv
+from megatron_biomed.tokenizer import load_run_tokenizer
+from megatron_biomed.training.launch import load_run_config, parallel_session, run_main, start, validate_run_config
+
+
+class SamplingError(BiomedError, ValueError):
+    """Sampling settings that cannot be used (a negative count or temperature, top_p outside (0, 1])."""
 
 
 @dataclass
@@ -39,7 +52,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0 or self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(
+            raise SamplingError(
                 f"sampling: max_new_tokens={self.max_new_tokens}, temperature={self.temperature} and "
                 f"top_k={self.top_k} must be >= 0 and top_p={self.top_p} in (0, 1]"
             )
@@ -78,9 +91,6 @@ def next_tokens(logits: torch.Tensor, s: SamplingConfig, generator: torch.Genera
 
 
 def _full_vocab(logits: torch.Tensor) -> torch.Tensor:
-    from megatron.core import parallel_state as ps
-    from megatron.core import tensor_parallel
-
     if ps.model_parallel_is_initialized() and ps.get_tensor_model_parallel_world_size() > 1:
         return tensor_parallel.gather_from_tensor_model_parallel_region(logits)
     return logits
@@ -107,8 +117,6 @@ def generate(
     ``Generation.text``). ``use_cache=False`` runs the whole prefix every step (the reference for the cache).
     ``on_token(i, id)`` is called for each new token of prompt i as it is chosen (streaming).
     ``keep_logits``, a list, receives each step's next-token logits ``[b, vocab]``."""
-    from megatron.core.inference.contexts import StaticInferenceContext
-
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
     model.eval()
@@ -188,7 +196,7 @@ def model_vocab_size(model) -> int:
     return inner.vocab_size
 
 
-def main(argv=None) -> int:
+def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Generate text from a megatron-biomed checkpoint (one process, or TP ranks under torchrun)."
     )
@@ -206,84 +214,64 @@ def main(argv=None) -> int:
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="recompute the prefix every step (slow; a check)")
     p.add_argument("--stream", action="store_true", help="print tokens as they come (one prompt)")
-    args = p.parse_args(argv)
-    from megatron_biomed.training.pretrain import setup_logging
-
-    try:
-        sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.stop)
-        if args.preset or args.config or args.overrides:
-            if args.preset or args.config:
-                cfg = load_config(args.preset, args.config, args.overrides)
-            else:
-                from megatron_biomed.config.loading import apply_overrides, validate
-                from megatron_biomed.convert.exporter import run_experiment_config
-
-                cfg = validate(apply_overrides(run_experiment_config(args.load)[1], args.overrides))
-        else:
-            from megatron_biomed.convert.exporter import run_experiment_config
-
-            cfg = run_experiment_config(args.load)[1]
-    except (ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    tok_dir = args.tokenizer or cfg.data.tokenizer
-    if not tok_dir:
-        print("error: give --tokenizer or data.tokenizer", file=sys.stderr)
-        return 2
-    from megatron_biomed.tokenizer import load_tokenizer
-
-    try:
-        tok = load_tokenizer(tok_dir)
-    except (OSError, ValueError) as e:  # no tokenizer files there, or no <|endoftext|> token
-        print(f"error: {e}", file=sys.stderr)  # the message names the path
-        return 2
-    model, rank, cfg = _load_for_main(cfg, args.load)
-    setup_logging(rank)
-    printing = rank == 0
-    streamed: list[int] = []
-    shown = [""]
-
-    def stream(i: int, token: int) -> None:  # prompt 0's text so far, printed as it grows
-        streamed.append(token)
-        text = tok.decode(streamed)
-        if printing:
-            print(text[len(shown[0]) :], end="", flush=True)
-        shown[0] = text
-
-    ids = [tok.encode(prompt) for prompt in args.prompt]
-    if args.stream and printing:
-        print(args.prompt[0], end="", flush=True)
-    out = generate(
-        model, ids, sampling, vocab_size=cfg.model.vocab_size, max_length=cfg.model.seq_length,
-        eos_id=tok.eod_id, decode=tok.decode, use_cache=not args.no_cache,
-        on_token=stream if args.stream and len(ids) == 1 else None,
-    )  # fmt: skip
-    if printing:
-        if args.stream and len(ids) == 1:
-            print()
-        else:
-            for prompt, g in zip(args.prompt, out):
-                print(f"prompt: {prompt!r}\ngeneration: {g.text!r} ({g.finish_reason})")
-    return 0
+    return p
 
 
-def _load_for_main(cfg: ExperimentConfig, checkpoint: str):
-    """(model, rank, cfg): one process, or TP over the ranks torchrun started (PP must be 1)."""
-    import os
+def main(argv=None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    return run_main(lambda: generate_from_checkpoint(args))
 
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        from megatron_biomed.inference.loading import load_model
 
-        model, cfg = load_model(checkpoint, cfg)
-        return model, 0, cfg
-    from megatron_biomed.inference.loading import load_model_chunks
-    from megatron_biomed.parallel.env import read_dist_env
-    from megatron_biomed.parallel.initialize import initialize_parallel
+def generation_config(args) -> ExperimentConfig:
+    """The model of ``--preset`` / ``--config`` (with ``--set``), or the checkpoint's recorded config (with
+    ``--set``)."""
+    if args.preset or args.config:
+        return load_run_config(args.preset, args.config, args.overrides)
+    recorded = run_experiment_config(args.load)[1]
+    return validate_run_config(apply_overrides(recorded, args.overrides)) if args.overrides else recorded
 
-    env = read_dist_env()
+
+def tensor_parallel_over_the_world(cfg: ExperimentConfig, env: DistEnv) -> None:
+    """One model split over every rank by tensor parallelism (PP = 1: generation does not pipeline)."""
     p = cfg.parallel
     p.tensor_model_parallel_size, p.pipeline_model_parallel_size = env.world_size, 1
     p.virtual_pipeline_model_parallel_size, p.sequence_parallel = None, False
+    p.use_distributed_optimizer = False
     cfg.train.global_batch_size = cfg.train.micro_batch_size
-    initialize_parallel(cfg, env)
-    return load_model_chunks(cfg, checkpoint)[0], env.rank, cfg
+
+
+def generate_from_checkpoint(args) -> int:
+    """tools/generate.py: every check before the process group, then the model of the checkpoint on one process
+    or TP ranks, then the generations printed by rank 0."""
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed, args.stop)
+    cfg = generation_config(args)
+    tok = load_run_tokenizer(cfg, args.tokenizer)
+    env = start(cfg, tensor_parallel_over_the_world)
+    with parallel_session(cfg, env):
+        model = load_model_chunks(cfg, args.load)[0]
+        printing = env.rank == 0
+        streamed: list[int] = []
+        shown = [""]
+
+        def stream(i: int, token: int) -> None:  # prompt 0's text so far, printed as it grows
+            streamed.append(token)
+            text = tok.decode(streamed)
+            if printing:
+                print(text[len(shown[0]) :], end="", flush=True)
+            shown[0] = text
+
+        ids = [tok.encode(prompt) for prompt in args.prompt]
+        if args.stream and printing:
+            print(args.prompt[0], end="", flush=True)
+        out = generate(
+            model, ids, sampling, vocab_size=cfg.model.vocab_size, max_length=cfg.model.seq_length,
+            eos_id=tok.eod_id, decode=tok.decode, use_cache=not args.no_cache,
+            on_token=stream if args.stream and len(ids) == 1 else None,
+        )  # fmt: skip
+        if printing:
+            if args.stream and len(ids) == 1:
+                print()
+            else:
+                for prompt, g in zip(args.prompt, out):
+                    print(f"prompt: {prompt!r}\ngeneration: {g.text!r} ({g.finish_reason})")
+    return 0

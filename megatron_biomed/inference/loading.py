@@ -40,7 +40,7 @@ def load_model(checkpoint, cfg: ExperimentConfig | None = None):
     """(model, cfg): the unsharded model (TP = PP = 1, on the default device) with the weights of the latest
     complete checkpoint under ``checkpoint`` (or that ``iter_*`` directory); ``cfg`` defaults to the
     checkpoint's ``run_config.yaml``. The returned cfg is the one the model was built with."""
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
     path = checkpoint_path(checkpoint)
@@ -69,7 +69,7 @@ def fit_vocab_padding(cfg: ExperimentConfig, padded_vocab: int) -> None:
 def load_model_chunks(cfg: ExperimentConfig, checkpoint) -> list:
     """This rank's model chunks for ``cfg``'s layout (parallel state already started), with the weights of
     the checkpoint under ``checkpoint``; the vocabulary padding is fitted to the checkpoint's."""
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
     path = checkpoint_path(checkpoint)

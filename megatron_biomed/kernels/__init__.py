@@ -11,7 +11,7 @@ class; nothing else decides what a choice does.
 * ``functions.py`` -- functional ops with autograd: ``layer_norm``, ``rms_norm``, ``scaled_masked_softmax``,
   ``scaled_causal_softmax``, ``flash_attention``.
 * ``modules.py``   -- megatron-core modules on those ops: ``KernelNorm``, ``KernelDotProductAttention``;
-  layer specs in ``megatron_biomed.models.layer_specs``.
+  layer specs in ``megatron_biomed.models.gpt.specs``.
 * ``csrc_ops.py`` / ``emu_ops.py`` -- the primitives of ``megatron_biomed._C`` (CUDA) and ``megatron_biomed._emu``.
 * ``errors.py``    -- ``KernelError`` and its subclasses.
 

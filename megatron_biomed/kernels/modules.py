@@ -1,4 +1,4 @@
-"""nn.Modules that put the fused kernels into megatron-core layer specs (see models/layer_specs.py).
+"""nn.Modules that put the fused kernels into megatron-core layer specs (see models/gpt/specs.py).
 
 * :class:`KernelNorm` -- LayerNorm or RMSNorm (``config.normalization``) with megatron's norm
   constructor ``(config, hidden_size, eps=...)``; parameters ``weight`` (and ``bias``) named like

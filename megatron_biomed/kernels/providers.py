@@ -10,7 +10,7 @@ have, so megatron-core's ``*_for_backend`` spec helpers accept them:
 * ``te``    -- megatron-core's Transformer Engine modules (TENorm, TEDotProductAttention, norms fused into the
   linears); it has no functional ops.
 
-How a GPT layer is assembled from these is models/layer_specs.py's business.
+How a GPT layer is assembled from these is models/gpt/specs.py's business.
 """
 
 from __future__ import annotations

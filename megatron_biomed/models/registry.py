@@ -1,36 +1,54 @@
-"""Model families by name (``model.family``): each one builds its megatron-core model chunks, gives its layer
-spec, its parameter count and its training FLOPs per token.
+"""Model families by name (``model.family``): the family record, and what every caller asks of a family --
+its model chunks, its parameter count and its training FLOPs per token.
 
-``gpt2`` (BioMedLM) and ``llama`` (BioLLM-70B) are both megatron-core ``GPTModel`` decoders, told apart by
-the ModelConfig fields (norm, activation, positions, GQA), so they share :class:`GPTFamily`. Another family
-(Mamba2, a Hugging Face adapter) subclasses :class:`ModelFamily` and calls :func:`register_family`.
+Every registered family is in :data:`FAMILIES` below, one line each ("module:attribute" of its record, imported
+when first asked for). A family's code sits in its own folder: ``models/gpt/`` (``gpt2``: BioMedLM, ``llama``:
+BioLLM-70B, both megatron-core GPTModel decoders) and ``models/mamba/`` (``mamba2``: BioMamba, megatron-core
+HybridModel). What the families share (TransformerConfig, recomputation, finishing a chunk) is in
+``models/common.py``.
 
-This module imports neither torch nor megatron-core (config validation reads the family names); builders
-import them when called.
+This module imports neither torch nor megatron-core: the planner and the dry run read counts through it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.config.param_count import ParamCount, decoder_flops_per_token, decoder_parameters
+from megatron_biomed.errors import BiomedError
+from megatron_biomed.registry import Registry
 
-if TYPE_CHECKING:
-    from megatron_biomed.config.experiment import ExperimentConfig
-    from megatron_biomed.kernels.registry import KernelProvider
+__all__ = [
+    "FAMILIES", "ModelFamily", "ParamCount", "UnknownFamilyError", "build_model_chunks", "count_parameters",
+    "family_names", "flops_per_token", "get_family", "register_family",
+]  # fmt: skip
 
-__all__ = ["GPTFamily", "ModelFamily", "UnknownFamilyError", "family_names", "get_family", "register_family"]
 
-
-class UnknownFamilyError(LookupError):
+class UnknownFamilyError(BiomedError, LookupError):
     """No model family is registered under the name asked for (the message lists the known ones)."""
+
+
+@dataclass
+class ParamCount:
+    """Parameters of a model by part (what its family's builder allocates)."""
+
+    embedding: int
+    position_embedding: int
+    per_layer: int
+    layers: int
+    final_norm: int
+    output_layer: int
+
+    @property
+    def total(self) -> int:
+        return self.embedding + self.position_embedding + self.layers + self.final_norm + self.output_layer
 
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """What the rest of the library needs from a model family. Subclasses implement every method."""
+    """What the rest of the library needs from a model family. A family subclasses it and implements every
+    method (``layout_problems`` has a default)."""
 
     name: str
     description: str = ""
@@ -40,11 +58,9 @@ class ModelFamily:
         device (``tconfig``: a megatron-core TransformerConfig, made from ``cfg`` when None)."""
         raise NotImplementedError(f"model family {self.name!r} has no model builder")
 
-    def layer_spec(
-        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
-    ):
-        """The layer (or block) spec of one model chunk as its constructor takes it, on ``provider``
-        (default: ``cfg.model.kernels``)."""
+    def layer_spec(self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider=None):
+        """The layer (or block) spec of one model chunk as its constructor takes it, on the kernels
+        ``provider`` (default: ``cfg.model.kernels``)."""
         raise NotImplementedError(f"model family {self.name!r} has no layer spec")
 
     def count_parameters(
@@ -62,61 +78,51 @@ class ModelFamily:
         return []
 
 
-@dataclass(frozen=True)
-class GPTFamily(ModelFamily):
-    """Decoder-only transformers built as megatron-core ``GPTModel`` (models/gpt.py), layers from
-    models/layer_specs.py on the ``model.kernels`` choice."""
-
-    def build_model_chunks(self, cfg: ExperimentConfig, tconfig=None) -> list:
-        from megatron_biomed.models.gpt import build_gpt_model_chunks
-
-        return build_gpt_model_chunks(cfg, tconfig)
-
-    def layer_spec(
-        self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
-    ):
-        from megatron_biomed.models.gpt import gpt_chunk_spec
-
-        return gpt_chunk_spec(cfg, tconfig, vp_stage=vp_stage, provider=provider)
-
-    def count_parameters(
-        self, m: ModelConfig, padded_vocab: bool = False, tensor_model_parallel_size: int = 1
-    ) -> ParamCount:
-        return decoder_parameters(m, padded_vocab=padded_vocab, tensor_model_parallel_size=tensor_model_parallel_size)
-
-    def flops_per_token(self, m: ModelConfig) -> float:
-        return decoder_flops_per_token(m)
-
-
-_FAMILIES: dict[str, ModelFamily] = {}
-
-
-def register_family(name: str, family: ModelFamily, *, replace: bool = False) -> ModelFamily:
-    """Make ``family`` available as ``model.family=name``. Registering a taken name again is refused
-    unless ``replace``."""
-    if name in _FAMILIES and not replace and _FAMILIES[name] is not family:
-        raise ValueError(f"model family {name!r} is already registered ({_FAMILIES[name]!r}); pass replace=True")
-    _FAMILIES[name] = family
-    return family
+FAMILIES: Registry[ModelFamily] = Registry(
+    "model family",
+    {
+        "gpt2": "megatron_biomed.models.gpt.family:GPT2",
+        "llama": "megatron_biomed.models.gpt.family:LLAMA",
+        "mamba2": "megatron_biomed.models.mamba.family:MAMBA2",
+    },
+    error=UnknownFamilyError,
+    plural="families",
+    hint="set model.family, or register a new one in megatron_biomed/models/registry.py",
+)
 
 
 def get_family(name: str) -> ModelFamily:
     """The family registered as ``name``."""
-    if name not in _FAMILIES:
-        raise UnknownFamilyError(
-            f"unknown model family {name!r}; known families: {', '.join(_FAMILIES)} "
-            "(set model.family, or register a new one with megatron_biomed.models.registry.register_family)"
-        )
-    return _FAMILIES[name]
+    return FAMILIES.get(name)
 
 
 def family_names() -> tuple[str, ...]:
-    """Registered family names, in registration order."""
-    return tuple(_FAMILIES)
+    """Registered family names, in table order."""
+    return FAMILIES.names()
 
 
-register_family("gpt2", GPTFamily("gpt2", "GPT-2 style decoder (LayerNorm, GELU, learned positions): BioMedLM"))
-register_family("llama", GPTFamily("llama", "LLaMA style decoder (RMSNorm, SwiGLU, RoPE, GQA): BioLLM-70B"))
+def register_family(name: str, family: ModelFamily | str, *, replace: bool = False):
+    """Make ``family`` (a record or "module:attribute") available as ``model.family=name`` (tests, plugins);
+    a taken name is refused unless ``replace``."""
+    return FAMILIES.register(name, family, replace=replace)
 
-# Families defined in their own packages register themselves on import (after the names above exist).
-import megatron_biomed.models.mamba.family  # noqa: E402,F401  "mamba2"
+
+def build_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
+    """The model chunks this rank holds (one per virtual pipeline stage), on the right device, built by
+    ``cfg.model.family``'s builder. Every family's chunks compute their language-model loss over the real
+    ``model.vocab_size`` ids, not the padded rows (models/vocab_loss.py)."""
+    return get_family(cfg.model.family).build_model_chunks(cfg, tconfig)
+
+
+def count_parameters(m: ModelConfig, padded_vocab: bool = False, tensor_model_parallel_size: int = 1) -> ParamCount:
+    """Parameters of the model, as counted by its family; ``padded_vocab`` counts the TP-padded embedding
+    rows as allocated."""
+    return get_family(m.family).count_parameters(
+        m, padded_vocab=padded_vocab, tensor_model_parallel_size=tensor_model_parallel_size
+    )
+
+
+def flops_per_token(m: ModelConfig) -> float:
+    """Training FLOPs per token of ``m`` as its family counts them (MFU logging and the planner's time)."""
+    return get_family(m.family).flops_per_token(m)
+

@@ -17,6 +17,9 @@ import functools
 from typing import Any
 
 import torch
+from megatron.core import parallel_state as ps
+from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+from megatron.core.tensor_parallel import random as mc_random
 from torch.overrides import TorchFunctionMode
 
 _APPLIED: list[str] = []
@@ -98,8 +101,6 @@ def _patch_torch_cuda() -> None:
 
 
 def _cpu_tracker_class():
-    from megatron.core.tensor_parallel import random as mc_random
-
     class CpuRNGStatesTracker(mc_random.CudaRNGStatesTracker):
         """CudaRNGStatesTracker with CPU generator states (same names, same checkpoint format)."""
 
@@ -131,8 +132,6 @@ def _cpu_tracker_class():
 
 
 def _install_cpu_rng_tracker() -> None:
-    from megatron.core.tensor_parallel import random as mc_random
-
     cls = _cpu_tracker_class()
     original = mc_random.initialize_rng_tracker
 
@@ -158,9 +157,6 @@ def _install_cpu_rng_tracker() -> None:
 def model_parallel_manual_seed(seed: int) -> None:
     """Seed the CPU generator and the tracker's states the way megatron-core's CUDA version does
     (data-parallel state = seed, model-parallel state = seed + 2718 + TP rank, expert state)."""
-    from megatron.core import parallel_state as ps
-    from megatron.core.tensor_parallel import random as mc_random
-
     if not cpu_mode():
         mc_random.model_parallel_cuda_manual_seed(seed)
         return
@@ -215,8 +211,6 @@ def patch_distrib_optimizer_step_restore() -> None:
     KeyError 'step'. Marking "step" as absent lets the copy skip it; the step itself is restored by
     load_state_dict (:1026) and untied by untie_adam_step_tensors. Not CPU-specific: it applies wherever
     megatron-core falls back to PyTorch's Adam (no TE/Apex), so build_optimizer applies it then too."""
-    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
-
     original = DistributedOptimizer._set_main_param_and_optimizer_states
     if getattr(original, "_megatron_biomed_patched", False):
         return

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from megatron_biomed.errors import BiomedError
 
-class LaunchEnvError(RuntimeError):
+
+class LaunchEnvError(BiomedError, RuntimeError):
     """The launcher's environment is incomplete or inconsistent."""
 
 
@@ -24,8 +27,6 @@ class DistEnv:
 
 def find_free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now (for one-process groups)."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -86,7 +87,10 @@ def read_dist_env(env: Optional[Mapping[str, str]] = None, default_port: int = 2
             launcher="slurm",
         )
     else:
-        d = DistEnv(0, 1, 0, env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", default_port)), "single")
+        # One process: its own process group on this host, on MASTER_PORT if set, else any free port (so that
+        # several one-process runs on a machine never meet at the same rendezvous).
+        port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else find_free_port()
+        d = DistEnv(0, 1, 0, env.get("MASTER_ADDR", "127.0.0.1"), port, "single")
     if not 0 <= d.rank < d.world_size:
         raise LaunchEnvError(f"rank {d.rank} is outside world size {d.world_size} ({d.launcher} environment)")
     return d

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from megatron.core import parallel_state as ps
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.parallel import cpu
@@ -38,8 +39,6 @@ class ParallelContext:
 
 def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> ParallelContext:
     """Validate the layout, start the process group (nccl on GPU, gloo on CPU) and megatron-core's groups."""
-    from megatron.core import parallel_state as ps
-
     env = env or read_dist_env()
     validate_layout(cfg, env.world_size)
     p = cfg.parallel
@@ -92,8 +91,6 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
 
 
 def shutdown_parallel() -> None:
-    from megatron.core import parallel_state as ps
-
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
     if dist.is_initialized():

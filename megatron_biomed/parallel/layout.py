@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.kernels.errors import UnknownKernelsError
-from megatron_biomed.kernels.registry import provider_class
+from megatron_biomed.config.parallel import GRAD_REDUCE_DTYPES
+from megatron_biomed.config.training import RECOMPUTE_GRANULARITIES, RECOMPUTE_METHODS
+from megatron_biomed.errors import BiomedError
+from megatron_biomed.kernels.registry import KERNEL_PROVIDERS, provider_class
+from megatron_biomed.models.registry import FAMILIES, get_family
 
 
-class LayoutError(ValueError):
+class LayoutError(BiomedError, ValueError):
     """The requested parallel layout cannot work; the message lists every broken rule."""
 
 
@@ -92,28 +95,20 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
 
 def _kernels_support_sequence_parallel(kernels: str) -> bool:
     """Whether the ``model.kernels`` provider's norms support sequence parallelism (asked only when it is on)."""
-    try:
-        return provider_class(kernels).supports_sequence_parallel
-    except UnknownKernelsError:
+    if kernels not in KERNEL_PROVIDERS:
         return True  # config validation names the unknown choice
+    return provider_class(kernels).supports_sequence_parallel
 
 
 def family_layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
     """The rules of ``model.family`` itself (models/registry.py ``ModelFamily.layout_problems``)."""
-    from megatron_biomed.models.registry import UnknownFamilyError, get_family
-
-    try:
-        family = get_family(cfg.model.family)
-    except UnknownFamilyError:
+    if cfg.model.family not in FAMILIES:
         return []  # config validation names the unknown family
-    return family.layout_problems(cfg, world_size)
+    return get_family(cfg.model.family).layout_problems(cfg, world_size)
 
 
 def memory_knob_problems(cfg: ExperimentConfig) -> list[str]:
     """Rules for activation recomputation, gradient reduce dtype and overlap_param_gather."""
-    from megatron_biomed.config.parallel import GRAD_REDUCE_DTYPES
-    from megatron_biomed.config.training import RECOMPUTE_GRANULARITIES, RECOMPUTE_METHODS
-
     m, p, t = cfg.model, cfg.parallel, cfg.train
     pp, vpp = p.pipeline_model_parallel_size, p.virtual_pipeline_model_parallel_size
     problems = []

@@ -28,8 +28,10 @@ from typing import Optional
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.config.presets import BIOMEDLM_TOKENS, biomedlm_2_7b
 from megatron_biomed.planning.hardware import Cluster, get_gpu
 from megatron_biomed.planning.layouts import Layout
+from megatron_biomed.planning.search import evaluate, search
 
 
 def _gpt(layers: int, hidden: int, heads: int) -> ModelConfig:
@@ -103,8 +105,6 @@ PUBLISHED: list[PublishedPoint] = [
 
 
 def _biomedlm() -> PublishedPoint:
-    from megatron_biomed.config.presets import BIOMEDLM_TOKENS, biomedlm_2_7b
-
     return PublishedPoint(
         name="BioMedLM 2.7B", model=biomedlm_2_7b().model, gpu="A100-40GB", gpus=128, global_batch_size=1024,
         tokens=BIOMEDLM_TOKENS, metric="days", published=6.25, role="check", bounds=(1 / 3, 1.0),
@@ -125,8 +125,6 @@ def _experiment(point: PublishedPoint) -> ExperimentConfig:
 
 def predict(point: PublishedPoint, efficiency: dict | None = None, width_half: float | None = None):
     """(predicted value in the point's metric, the Plan it came from)."""
-    from megatron_biomed.planning.search import evaluate, search
-
     cfg = _experiment(point)
     cluster = Cluster(get_gpu(point.gpu), nodes=point.gpus // 8)
     kw = dict(efficiency=efficiency, width_half=width_half, tp_comm_overlap=point.tp_comm_overlap)

@@ -9,8 +9,8 @@ from megatron_biomed.config.experiment import ConfigError
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.planning.hardware import GPUS, Cluster, GiB, get_gpu
 from megatron_biomed.planning.layouts import layout_from_config
-from megatron_biomed.planning.memory import UnsupportedModel, check_supported
 from megatron_biomed.planning.search import evaluate, format_table, search
+from megatron_biomed.planning.terms import UnsupportedModel, check_supported
 
 
 def build_arg_parser() -> argparse.ArgumentParser:

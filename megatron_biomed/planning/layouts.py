@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.config.loading import apply_overrides
 
 RECOMPUTE = ("none", "selective", "full")
 
@@ -69,8 +70,6 @@ class Layout:
 
     def apply(self, cfg: ExperimentConfig) -> ExperimentConfig:
         """A copy of ``cfg`` with this layout's fields set."""
-        from megatron_biomed.config.loading import apply_overrides
-
         return apply_overrides(copy.deepcopy(cfg), self.set_flags())
 
 

@@ -4,6 +4,7 @@ gradient buffers and optimizer states, and bytes of the activations saved for ba
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -39,8 +40,6 @@ class SavedBytes:
 def saved_activation_bytes(model: torch.nn.Module | None = None):
     """Count the bytes of tensors autograd saves for backward inside this block and still holds at its end
     (``torch.autograd.graph.saved_tensors_hooks``). Storages of ``model``'s parameters are not counted."""
-    import weakref
-
     record = SavedBytes()
     if model is not None:
         record.exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.models.registry import get_family
 from megatron_biomed.planning.hardware import Cluster, GiB
 from megatron_biomed.planning.layouts import Layout
 from megatron_biomed.planning.memory import MemoryEstimate, estimate_memory
@@ -42,8 +43,6 @@ def candidate_layouts(cfg: ExperimentConfig, world_size: int, gpus_per_node: int
     """Layouts megatron-core can run for ``cfg.model`` on ``world_size`` GPUs at ``cfg.train.global_batch_size``
     (the layout rules of parallel/layout.py and the model family's own; TP inside a node; SP where the family
     supports it; the recomputation kinds that change anything for the family)."""
-    from megatron_biomed.models.registry import get_family
-
     m, gbs = cfg.model, cfg.train.global_batch_size
     terms, family = terms_for(m), get_family(m.family)
     out = []

@@ -2,10 +2,12 @@
 first and last pipeline stages add, and how a layer's work splits over TP.
 
 memory.py and timing.py ask :func:`terms_for` for the terms of ``model.family`` and combine them the same way
-for every family (pipeline stages, micro-batches in flight, recomputation, optimizer states). GPT decoders
-(``gpt2``, ``llama``) are :class:`~megatron_biomed.planning.memory.GPTTerms`; Mamba2 is
-:class:`~megatron_biomed.planning.mamba.Mamba2Terms`. Another family subclasses :class:`FamilyTerms` and calls
-:func:`register_terms` (its FLOPs and parameter count stay in models/registry.py, shared with training).
+for every family (pipeline stages, micro-batches in flight, recomputation, optimizer states); they import no
+family's terms file. Every family the planner models is one line of :data:`TERMS`, its terms module imported
+on first use: GPT decoders (``gpt2``, ``llama``) are :class:`~megatron_biomed.planning.gpt_terms.GPTTerms`,
+Mamba2 is :class:`~megatron_biomed.planning.mamba_terms.Mamba2Terms`. Another family subclasses
+:class:`FamilyTerms` in its own ``planning/<family>_terms.py`` and adds a line here (tests and plugins:
+``TERMS.register``); its FLOPs and parameter count stay in models/, shared with training.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.errors import BiomedError
+from megatron_biomed.registry import Registry
 
 
-class UnsupportedModel(ValueError):
+class UnsupportedModel(BiomedError, ValueError):
     """The planner has no memory / time model for this model family yet."""
 
 
@@ -97,27 +101,30 @@ class FamilyTerms:
         return self
 
 
-_TERMS: dict[str, FamilyTerms] = {}
-
-
-def register_terms(family: str, terms: FamilyTerms) -> FamilyTerms:
-    """Give the planner the terms of ``model.family=family``."""
-    _TERMS[family] = terms
-    return terms
+# The terms class of each model family, constructed on each use (classes: a family's terms hold no state
+# beyond the kernels choice of :meth:`FamilyTerms.with_kernels`).
+TERMS: Registry[type[FamilyTerms]] = Registry(
+    "planner terms for model family",
+    {
+        "gpt2": "megatron_biomed.planning.gpt_terms:GPTTerms",
+        "llama": "megatron_biomed.planning.gpt_terms:GPTTerms",
+        "mamba2": "megatron_biomed.planning.mamba_terms:Mamba2Terms",
+    },
+    error=UnsupportedModel,
+    plural="families with planner terms",
+    hint="add the family's FamilyTerms subclass to TERMS in megatron_biomed/planning/terms.py",
+)
 
 
 def terms_for(m: ModelConfig, fused_kernels: bool | None = None) -> FamilyTerms:
     """The planner terms of ``m``'s family (``fused_kernels``: see :meth:`FamilyTerms.with_kernels`);
     UnsupportedModel names the families covered."""
-    import megatron_biomed.planning.mamba  # noqa: F401  registers "mamba2"
-    import megatron_biomed.planning.memory  # noqa: F401  registers "gpt2", "llama"
-
-    if m.family not in _TERMS:
+    if m.family not in TERMS:
         raise UnsupportedModel(
-            f"model.family={m.family!r}: the planner models {', '.join(_TERMS)} only "
+            f"model.family={m.family!r}: the planner models {', '.join(TERMS.names())} only "
             "(megatron_biomed/planning/terms.py); another family registers its per-layer terms there"
         )
-    return _TERMS[m.family].with_kernels(fused_kernels)
+    return TERMS.get(m.family)().with_kernels(fused_kernels)
 
 
 def check_supported(m: ModelConfig) -> None:

@@ -2,7 +2,7 @@
 all-gather not hidden by overlap, optimizer step; then tokens/s, MFU and days to a token target.
 
 Compute comes from the model family's training FLOPs per token (models/registry.py: for GPT decoders
-config/param_count.py's ``decoder_flops_per_token``, for Mamba2 models/mamba/family.py's
+models/gpt/counts.py's ``decoder_flops_per_token``, for Mamba2 models/mamba/counts.py's
 ``mamba_flops_per_token``: the formulas the MFU logging uses), plus the forward FLOPs recomputation repeats.
 What differs by family beyond that (TP collectives per layer, the hidden states' element size) comes from
 planning/terms.py. The achieved fraction of peak on the matmuls grows with the GEMMs'
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.models.registry import get_family
 from megatron_biomed.planning.hardware import Cluster
 from megatron_biomed.planning.layouts import Layout
 from megatron_biomed.planning.memory import num_microbatches
@@ -89,8 +90,6 @@ def estimate_step_time(
     """Seconds per step of ``layout`` on ``cluster``. ``tp_comm_overlap``: TP collectives hidden behind
     GEMMs (Transformer Engine's userbuffers) and pipeline p2p behind compute, as in Megatron-LM's published
     runs; our csrc path overlaps neither."""
-    from megatron_biomed.models.registry import get_family
-
     gpu = cluster.gpu
     e = _BYTES[precision]
     s, h, L = m.seq_length, m.hidden_size, m.num_layers

@@ -1,7 +1,8 @@
 """Tokenizers for megatron-biomed: load, train, extend and compare byte-level BPE vocabularies.
 
-``load_tokenizer(path)`` is the one entry point the rest of the library uses; it returns a
-:class:`BioTokenizer` over a standard Hugging Face tokenizer directory (``tokenizer.json``).
+``load_tokenizer(path)`` reads a standard Hugging Face tokenizer directory (``tokenizer.json``) into a
+:class:`BioTokenizer`; ``load_run_tokenizer(cfg)`` is how a run (pretraining, fine-tuning, evaluation,
+generation) gets its tokenizer: ``data.tokenizer``, checked against the model's vocabulary.
 """
 
 from megatron_biomed.tokenizer.bio_tokenizer import (
@@ -9,12 +10,15 @@ from megatron_biomed.tokenizer.bio_tokenizer import (
     BioTokenizer,
     load_tokenizer,
 )
+from megatron_biomed.tokenizer.for_run import TokenizerError, load_run_tokenizer
 from megatron_biomed.tokenizer.train import TokenizerTrainConfig, train_bpe_tokenizer
 
 __all__ = [
     "EOD_TOKEN",
     "BioTokenizer",
+    "TokenizerError",
     "TokenizerTrainConfig",
+    "load_run_tokenizer",
     "load_tokenizer",
     "train_bpe_tokenizer",
 ]

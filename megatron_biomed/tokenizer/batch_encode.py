@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "gigatoken", "hf")
@@ -43,13 +45,13 @@ class GigatokenBatchEncoder:
     name = "gigatoken"
 
     def __init__(self, tokenizer, parallel: bool | None = None) -> None:
-        import gigatoken
+        import gigatoken  # optional: an accelerated encoder, used only when installed and chosen
 
         self._tok = gigatoken.Tokenizer.from_json(tokenizer.to_str())
         self._parallel = parallel
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        import awkward as ak
+        import awkward as ak  # optional: comes with gigatoken
 
         arr = self._tok.encode_batch(texts, parallel=self._parallel)
         layout = ak.to_layout(arr)
@@ -64,7 +66,7 @@ class GigatokenBatchEncoder:
 
 def gigatoken_available() -> bool:
     try:
-        import gigatoken  # noqa: F401
+        import gigatoken  # noqa: F401  (optional: is it installed?)
     except ImportError:
         return False
     return True
@@ -78,8 +80,6 @@ def make_batch_encoder(tokenizer, backend: str = "auto", parallel: bool | None =
     if backend not in BACKENDS:
         raise ValueError(f"--tokenizer-backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if isinstance(tokenizer, (str, os.PathLike)):
-        from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
-
         tokenizer = load_tokenizer(tokenizer).hf_tokenizer
     if backend == "hf":
         return HFBatchEncoder(tokenizer)

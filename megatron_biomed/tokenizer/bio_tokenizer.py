@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 EOD_TOKEN = "<|endoftext|>"
 
@@ -91,8 +91,6 @@ def load_tokenizer(path: str | os.PathLike) -> BioTokenizer:
 
 def _from_gpt2_files(d: Path) -> Tokenizer:
     """GPT-2's byte-level BPE pipeline over ``vocab.json``/``merges.txt`` (as GPT2TokenizerFast)."""
-    from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
-
     tok = Tokenizer(models.BPE.from_file(str(d / "vocab.json"), str(d / "merges.txt")))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders
 
 PIECES_FILE = "new_token_pieces.json"
 SUMMARY_FILE = "extend_vocab_summary.json"
@@ -54,8 +54,6 @@ class MinedWord:
 
 
 def _byte_decoder(tok: Tokenizer):
-    from tokenizers import decoders
-
     dec = decoders.ByteLevel()
     return lambda token: dec.decode([token])
 

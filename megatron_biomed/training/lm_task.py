@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 
 from megatron_biomed.data.gpt_dataset import TokenInfo, build_gpt_datasets, parse_blend
+from megatron_biomed.data.preflight import check_prefixes
+from megatron_biomed.errors import BiomedError
 from megatron_biomed.training.task import Task, metric, move_batch
 
 
-class DataSplitEmpty(ValueError):
+class DataSplitEmpty(BiomedError, ValueError):
     """The configured split leaves no training data."""
 
 
@@ -40,8 +42,6 @@ class LanguageModelTask(Task):
         """Every .bin/.idx prefix the run reads (data.blend, train.eval_corpora), checked against the tokenizer
         and the index cache while the task is built: before the process group, the model and step 1
         (:mod:`megatron_biomed.data.preflight`; raises DataError naming the file)."""
-        from megatron_biomed.data.preflight import check_prefixes
-
         d = self.cfg.data
         vocab = self.tokens.vocab_size if self.tokens is not None else None
         if not d.mock:

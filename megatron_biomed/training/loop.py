@@ -15,14 +15,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from megatron.core import parallel_state as ps
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.pipeline_parallel import get_forward_backward_func
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
-from megatron_biomed.models.gpt import transformer_config
+from megatron_biomed.errors import BiomedError
+from megatron_biomed.models.common import transformer_config
+from megatron_biomed.models.registry import flops_per_token
 from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import checkpointing, faults
 from megatron_biomed.training.checkpointing import TrainState
-from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu, model_flops_per_token
+from megatron_biomed.training.lm_task import LanguageModelTask
+from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
 from megatron_biomed.training.signals import PreemptionHandler
 from megatron_biomed.training.task import Task
@@ -30,7 +36,7 @@ from megatron_biomed.training.task import Task
 log = logging.getLogger("megatron_biomed")
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(BiomedError, RuntimeError):
     """Training cannot go on (e.g. too many consecutive non-finite losses)."""
 
 
@@ -63,16 +69,7 @@ class Trainer:
         forward_only: bool = False,
     ):
         """``forward_only``: for evaluation; the model chunks without DDP, optimizer or training data."""
-        from megatron.core import parallel_state as ps
-        from megatron.core.distributed import (
-            DistributedDataParallel,
-            DistributedDataParallelConfig,
-            finalize_model_grads,
-        )
-
         if task is None:
-            from megatron_biomed.training.lm_task import LanguageModelTask
-
             task = LanguageModelTask(cfg, tokens)
         self.cfg, self.ctx, self.task = cfg, ctx, task
         t = cfg.train
@@ -119,13 +116,9 @@ class Trainer:
         t = self.cfg.train
         n_evals = (t.train_iters // t.eval_interval + 1) if t.eval_interval else 1
         num_samples = (t.train_iters * t.global_batch_size, n_evals * t.eval_iters * t.global_batch_size)
-        from megatron_biomed.data.gpt_dataset import DataError
-        from megatron_biomed.finetune.data import TaskSetupError
-        from megatron_biomed.training.lm_task import DataSplitEmpty
-
         try:
             self.train_ds, self.valid_ds = self.task.build_datasets(num_samples)
-        except (DataError, DataSplitEmpty, TaskSetupError) as e:
+        except BiomedError as e:  # the task's data cannot be used (its message says why)
             raise TrainingStopped(str(e)) from e
         if self.train_ds is None or len(self.train_ds) == 0:
             raise TrainingStopped(f"task {self.task.name!r}: no training data")
@@ -141,8 +134,6 @@ class Trainer:
     def _run_schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False, step_func=None) -> dict:
         """One global batch through megatron-core's schedule with the task's forward step (or ``step_func``);
         returns the task's metrics over it."""
-        from megatron.core.pipeline_parallel import get_forward_backward_func
-
         fb = get_forward_backward_func()
         t = self.cfg.train
         step_func = step_func or self.task.forward_step
@@ -369,7 +360,7 @@ class Trainer:
         self.task.prepare(self)
         preempt = PreemptionHandler()
         tokens_per_iter = t.global_batch_size * self.task.rows_per_sample() * self.task.seq_length()
-        flops_per_iter = model_flops_per_token(cfg.model) * tokens_per_iter
+        flops_per_iter = flops_per_token(cfg.model) * tokens_per_iter
         world = self.ctx.env.world_size
         data_iter = self._iterators(self.train_ds, self.state.consumed_samples)
         consecutive_bad = 0

@@ -9,18 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.config.model import ModelConfig
 
 log = logging.getLogger("megatron_biomed")
-
-
-def model_flops_per_token(m: ModelConfig) -> float:
-    """Training FLOPs per token of ``m``, as its family counts them (models/registry.py; for GPT decoders
-    config/param_count.py's decoder_flops_per_token, made from the same per-layer terms as the parameter
-    count)."""
-    from megatron_biomed.models.registry import get_family
-
-    return get_family(m.family).flops_per_token(m)
 
 
 class MetricsWriter:
@@ -35,12 +25,12 @@ class MetricsWriter:
             return
         lg = cfg.logging
         if lg.tensorboard_dir:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional: tensorboard, only when asked for
 
             self.tb = SummaryWriter(log_dir=lg.tensorboard_dir)
         if lg.wandb_project:
             try:
-                import wandb
+                import wandb  # optional: only with logging.wandb_project
             except ImportError as e:
                 raise RuntimeError("logging.wandb_project is set but wandb is not installed (pip install wandb)") from e
             self.wandb = wandb.init(project=lg.wandb_project, name=cfg.name, config=cfg.to_dict())

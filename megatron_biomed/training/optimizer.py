@@ -10,9 +10,14 @@ checkpoints. BioMedLM's wd 1.6e-5 at lr 1.6e-4 is Megatron weight decay 0.1.
 from __future__ import annotations
 
 import torch
+from megatron.core import optimizer as mc_optimizer
+from megatron.core.optimizer import OptimizerConfig as MCOptimizerConfig
+from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.training import OptimizerConfig
+from megatron_biomed.parallel.cpu import patch_distrib_optimizer_step_restore
 
 _STYLES = {"cosine", "linear", "constant"}
 
@@ -57,9 +62,6 @@ def _gather_params_before_saving(optimizer, model_chunks: list) -> None:
 
 def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
     """(MegatronOptimizer, OptimizerParamScheduler) for the DDP-wrapped model chunks."""
-    from megatron.core.optimizer import OptimizerConfig as MCOptimizerConfig
-    from megatron.core.optimizer import get_megatron_optimizer
-    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
     opt, t = cfg.optimizer, cfg.train
     if opt.lr_decay_style not in _STYLES:
@@ -84,11 +86,7 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
     optimizer = get_megatron_optimizer(mc_config, model_chunks)
     if cfg.parallel.overlap_param_gather:
         _gather_params_before_saving(optimizer, model_chunks)
-    from megatron.core import optimizer as mc_optimizer
-
     if mc_optimizer.USING_PYTORCH_OPTIMIZER and cfg.parallel.use_distributed_optimizer:
-        from megatron_biomed.parallel.cpu import patch_distrib_optimizer_step_restore
-
         patch_distrib_optimizer_step_restore()  # also on GPUs without TE/Apex
     decay_iters = opt.lr_decay_iters if opt.lr_decay_iters is not None else t.train_iters
     decay_iters = max(decay_iters, opt.lr_warmup_iters + 1)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.models.registry import build_model_chunks
 
 
 def metric(numerator: torch.Tensor, denominator: torch.Tensor | float) -> torch.Tensor:
@@ -49,8 +50,6 @@ class Task:
     # ---- model ----
     def build_model(self, cfg: ExperimentConfig, tconfig) -> list:
         """The model chunks this rank holds (one per virtual pipeline stage), before DDP wrapping."""
-        from megatron_biomed.models.gpt import build_model_chunks
-
         return build_model_chunks(cfg, tconfig)
 
     def configure(self, tconfig) -> None:
@@ -77,6 +76,17 @@ class Task:
 
     def seq_length(self) -> int:
         return self.cfg.model.seq_length
+
+    # ---- the dry run's plan (before any data is read) ----
+    @classmethod
+    def planned_rows(cls, cfg: ExperimentConfig) -> int | None:
+        """Sequences one sample will put through the model, as far as the config says (None: the data decides)."""
+        return 1
+
+    @classmethod
+    def plan_options(cls, cfg: ExperimentConfig) -> dict:
+        """The task's options for the dry run's plan, by config field name ({}: none to show)."""
+        return {}
 
     def prepare(self, trainer) -> None:
         """Run once after the model is loaded and before the first step (e.g. reference log-probs)."""

@@ -1,43 +1,33 @@
-"""Registry of tasks by ``task.name``: pretraining and the fine-tuning tasks (new ones register here)."""
+"""Tasks by ``task.name``: pretraining and the fine-tuning tasks. Every registered task is in :data:`TASKS`
+below, one line each; its module is imported when first used, so pretraining never imports fine-tuning code."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
+from megatron_biomed.registry import Registry
 from megatron_biomed.training.task import Task
 
-# name -> "module:Class"; imported when used, so that pretraining never imports the fine-tuning code.
-_TASKS: dict[str, str | Callable] = {
-    "pretrain": "megatron_biomed.training.lm_task:LanguageModelTask",
-    "mc": "megatron_biomed.finetune.head_tasks:MultipleChoiceTask",
-    "classify": "megatron_biomed.finetune.head_tasks:ClassificationTask",
-    "sft": "megatron_biomed.finetune.sft:SFTTask",
-    "dpo": "megatron_biomed.finetune.dpo:DPOTask",
-}
+# name -> "module:Class"; a class is called as ``Class(cfg, tokens)`` and is a training/task.py Task.
+TASKS: Registry[type[Task]] = Registry(
+    "task",
+    {
+        "pretrain": "megatron_biomed.training.lm_task:LanguageModelTask",
+        "mc": "megatron_biomed.finetune.head_tasks:MultipleChoiceTask",
+        "classify": "megatron_biomed.finetune.head_tasks:ClassificationTask",
+        "sft": "megatron_biomed.finetune.sft:SFTTask",
+        "dpo": "megatron_biomed.finetune.dpo:DPOTask",
+    },
+    error=ConfigError,
+    plural="tasks",
+    hint="set task.name",
+)
 
 
-def register_task(name: str, factory: str | Callable) -> None:
-    """``factory(cfg, tokens) -> Task``, or ``"module:Class"`` imported on first use. The name also becomes a
-    valid ``task.name`` for config validation."""
-    from megatron_biomed.config import task as task_config
-
-    _TASKS[name] = factory
-    if name not in task_config.TASK_NAMES:
-        task_config.TASK_NAMES = (*task_config.TASK_NAMES, name)
-
-
-def task_names() -> tuple[str, ...]:
-    return tuple(_TASKS)
+def task_class(cfg: ExperimentConfig) -> type[Task]:
+    """The Task class of ``cfg.task.name`` (its module imported now)."""
+    return TASKS.get(cfg.task.name)
 
 
 def build_task(cfg: ExperimentConfig, tokens) -> Task:
-    name = cfg.task.name
-    if name not in _TASKS:
-        raise ConfigError(f"task.name={name!r}: known tasks are {', '.join(_TASKS)}")
-    factory = _TASKS[name]
-    if isinstance(factory, str):
-        module, cls = factory.split(":")
-        factory = getattr(importlib.import_module(module), cls)
-    return factory(cfg, tokens)
+    """The task ``cfg.task.name`` names, built (it reads and checks its data now, before any process group)."""
+    return task_class(cfg)(cfg, tokens)

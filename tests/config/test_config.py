@@ -3,12 +3,11 @@ megatron-core GPTModel, and YAML / --set parsing with its error messages."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from megatron_biomed.config import ConfigError, get_preset, load_config
-from megatron_biomed.config.param_count import count_parameters
+from megatron_biomed.models.registry import count_parameters
+from megatron_biomed.training.launch import load_run_config
 from megatron_biomed.training.pretrain import main as pretrain_main
 
 # --- presets against the published sizes ---------------------------------------------------------------
@@ -58,7 +57,7 @@ def test_llama2_70b_shape_within_1_percent_of_69b():
 
 @pytest.mark.parametrize("preset", ["tiny-biomedlm", "tiny-llama"])
 def test_count_parameters_equals_gptmodel(single_rank_parallel, preset):
-    from megatron_biomed.models.gpt import build_model_chunks
+    from megatron_biomed.models.registry import build_model_chunks
 
     cfg = get_preset(preset)
     # A vocabulary that is not a multiple of 128, so the padded embedding rows are exercised.
@@ -249,10 +248,10 @@ def test_cli_dry_run_applies_yaml_and_set(tmp_path, capsys):
         ("train.precision=bfloat16", "fp32, bf16, fp16"),
     ],
 )
-def test_choice_typos_are_refused_by_load_config(override, allowed):
+def test_choice_typos_are_refused_by_load_run_config(override, allowed):
     field, value = override.split("=")
     with pytest.raises(ConfigError) as e:
-        load_config("tiny-biomedlm", overrides=[override])
+        load_run_config("tiny-biomedlm", overrides=[override])
     assert str(e.value) == f"--set {override}: {field}={value!r} is not one of: {allowed}"
 
 
@@ -260,7 +259,7 @@ def test_choice_typos_in_yaml_name_the_file_and_every_bad_field(tmp_path):
     y = tmp_path / "typos.yaml"
     y.write_text("preset: tiny-llama\nmodel:\n  kernels: CSRC\ntrain:\n  precision: fp8\n")
     with pytest.raises(ConfigError) as e:
-        load_config(None, y)
+        load_run_config(None, y)
     assert str(e.value) == (
         f"{y}: model.kernels='CSRC' is not one of: csrc, te, torch, emu; "
         f"{y}: train.precision='fp8' is not one of: fp32, bf16, fp16"
@@ -277,34 +276,3 @@ def test_every_preset_passes_validation():
 def test_cli_refuses_a_kernels_typo_before_any_process_group(capsys):
     assert pretrain_main(["--preset", "tiny-biomedlm", "--set", "model.kernels=cuda"]) == 2
     assert "model.kernels='cuda' is not one of: csrc, te, torch, emu" in capsys.readouterr().err
-
-
-def test_old_import_path_of_load_config_still_works():
-    from megatron_biomed.config import experiment, loading
-
-    assert experiment.load_config is loading.load_config
-    assert experiment.apply_overrides is loading.apply_overrides
-    assert experiment.apply_mapping is loading.apply_mapping
-    with pytest.raises(AttributeError, match="no_such_name"):
-        getattr(experiment, "no_such_name")
-
-
-def test_config_modules_import_one_way():
-    """At import time loading.py imports experiment.py and presets.py, and neither imports it (or, for
-    experiment.py, the presets) back: the old circle experiment <-> presets is gone."""
-    import ast
-
-    import megatron_biomed.config as pkg
-
-    root = Path(pkg.__file__).parent
-    for name in ("experiment.py", "presets.py", "model.py", "training.py", "parallel.py", "param_count.py"):
-        top_level = ast.parse((root / name).read_text()).body
-        imported = {
-            (n.module + "." + a.name) if n.module == "megatron_biomed.config" else n.module
-            for n in top_level
-            if isinstance(n, ast.ImportFrom)
-            for a in n.names
-        }
-        assert "megatron_biomed.config.loading" not in imported, name
-        if name != "presets.py":
-            assert "megatron_biomed.config.presets" not in imported, name

@@ -20,7 +20,8 @@ from launch import run_pretrain
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.data import gpt_dataset as gpt
 from megatron_biomed.data import preflight
-from megatron_biomed.data.gpt_dataset import DataError, TokenInfo
+from megatron_biomed.data.errors import DataError
+from megatron_biomed.data.gpt_dataset import TokenInfo
 from megatron_biomed.data.indexed import IndexedDatasetWriter
 
 VOCAB = 400

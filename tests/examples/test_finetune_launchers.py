@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from launch import ROOT
+from test_launchers import launcher_text
 
 from megatron_biomed.finetune.cli import build_arg_parser
 from megatron_biomed.finetune.cli import main as finetune_main
@@ -103,14 +104,6 @@ def dry_run_plan(script: Path, tmp_path: Path, capsys, *args: str, **env) -> dic
     rc, out, err = finetune_in_process(captured_argv(script, tmp_path, *args, **env), capsys)
     assert rc == 0, err
     return plan_from(out)
-
-
-def launcher_text(script: Path) -> str:
-    """The script's text followed by the shared parts it sources (``source "${REPO_DIR}/examples/..."``)."""
-    text = script.read_text()
-    for shared in re.findall(r'^source "\$\{REPO_DIR\}/([^"]+)"', text, re.M):
-        text += "\n" + (ROOT / shared).read_text()
-    return text
 
 
 def default(script: Path, name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import socket
 import stat
@@ -22,7 +23,7 @@ import pytest
 from launch import ROOT, read_metrics
 
 from megatron_biomed.config import load_config
-from megatron_biomed.config.param_count import count_parameters
+from megatron_biomed.models.registry import count_parameters
 from megatron_biomed.training.pretrain import build_arg_parser
 from megatron_biomed.training.pretrain import main as pretrain_main
 
@@ -95,6 +96,14 @@ def pretrain_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
     rc = pretrain_main(argv[1:])
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def launcher_text(script: Path) -> str:
+    """The script's text followed by the shared parts it sources (``source "${REPO_DIR}/examples/..."``)."""
+    text = script.read_text()
+    for shared in re.findall(r'^source "\$\{REPO_DIR\}/([^"]+)"', text, re.M):
+        text += "\n" + (ROOT / shared).read_text()
+    return text
 
 
 # --- full-scale plans -------------------------------------------------------------------------------------
@@ -188,8 +197,9 @@ def test_biomedlm_recipe_is_the_papers(script, tmp_path):
     assert (cfg.checkpoint.save, cfg.checkpoint.load, cfg.logging.tensorboard_dir) == ("/ck", "/ck", "/tb")
     assert cfg.parallel.use_distributed_optimizer
     assert ns.world_size == (8 if script.suffix == ".sh" else 128)
-    # Every architecture and optimizer value is spelled out in the script, not left to the preset.
-    text = script.read_text()
+    # Every architecture and optimizer value is spelled out in the script (or the recipe it sources), not left
+    # to the preset.
+    text = launcher_text(script)
     for needle in ("model.num_layers=32", "model.num_attention_heads=20", "model.hidden_size=2560",
                    "model.seq_length=1024", "model.vocab_size=28896", "optimizer.lr=1.6e-4",
                    "optimizer.weight_decay=1.6e-5", "optimizer.adam_beta2=0.95", "train.global_batch_size=1024",

@@ -19,7 +19,7 @@ def task_config(toy: dict, task: str, *sets: str):
 
 def build(cfg):
     """(task, model chunk) with fresh weights from the config's seed."""
-    from megatron_biomed.models.gpt import transformer_config
+    from megatron_biomed.models.common import transformer_config
     from megatron_biomed.parallel import cpu
     from megatron_biomed.training.tasks import build_task
 

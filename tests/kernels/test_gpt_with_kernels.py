@@ -54,7 +54,7 @@ def _config(normalization: str, kv_channels: int | None):
 def _model(config, kernels: str, normalization: str):
     from megatron.core.models.gpt import GPTModel
 
-    from megatron_biomed.models.layer_specs import gpt_block_spec
+    from megatron_biomed.models.gpt.specs import gpt_block_spec
 
     return GPTModel(
         config=config,

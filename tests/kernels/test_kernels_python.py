@@ -295,7 +295,7 @@ def test_layer_specs_pick_the_modules():
     from megatron.core.transformer.dot_product_attention import DotProductAttention
 
     from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
-    from megatron_biomed.models.layer_specs import gpt_layer_spec
+    from megatron_biomed.models.gpt.specs import gpt_layer_spec
 
     torch_spec = gpt_layer_spec(normalization="RMSNorm", kernels="torch")
     assert torch_spec.submodules.self_attention.submodules.core_attention is DotProductAttention

@@ -1,5 +1,5 @@
 """megatron_biomed.models.registry: families by name, their parameter counts and FLOPs (one formula for
-both), and the dispatch of models/gpt.py's build_model_chunks and training/metrics.py's FLOPs."""
+both), and the dispatch of build_model_chunks and flops_per_token."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ import dataclasses
 import pytest
 
 from megatron_biomed.config import get_preset
-from megatron_biomed.config.param_count import count_parameters, decoder_layer
 from megatron_biomed.models import registry
-from megatron_biomed.models.registry import GPTFamily, ModelFamily, UnknownFamilyError, get_family, register_family
-from megatron_biomed.training.metrics import model_flops_per_token
+from megatron_biomed.models.gpt.counts import decoder_layer
+from megatron_biomed.models.gpt.family import GPTFamily
+from megatron_biomed.models.registry import (
+    ModelFamily,
+    UnknownFamilyError,
+    build_model_chunks,
+    count_parameters,
+    get_family,
+    register_family,
+)
+from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
+from megatron_biomed.training.launch import load_run_config
 
 # Counted by the code before the registry existed (config/param_count.py, training/metrics.py).
 EXPECTED = {
@@ -83,22 +92,20 @@ class _FakeFamily(ModelFamily):
         return 42.0
 
 
-def test_a_registered_family_is_what_the_library_uses(monkeypatch):
-    from megatron_biomed.config import load_config
-    from megatron_biomed.models.gpt import build_model_chunks
-
-    monkeypatch.setattr(registry, "_FAMILIES", dict(registry._FAMILIES))
-    fake = register_family("fake", _FakeFamily("fake"))
-    cfg = load_config("tiny-biomedlm", overrides=["model.family=fake"])  # a registered family passes validation
-    assert build_model_chunks(cfg, tconfig="tc") == ["chunk", "tiny-biomedlm", "tc"]
-    assert model_flops_per_token(cfg.model) == 42.0
-    assert count_parameters(cfg.model).total == EXPECTED["tiny-biomedlm"][0]
-    # A name is registered once, unless replaced on purpose.
-    with pytest.raises(ValueError, match="'fake' is already registered"):
-        register_family("fake", _FakeFamily("fake"))
-    assert register_family("fake", fake) is fake  # the same object again is harmless
-    other = register_family("fake", _FakeFamily("fake", "v2"), replace=True)
-    assert get_family("fake") is other
+def test_a_registered_family_is_what_the_library_uses():
+    with registry.FAMILIES.scoped():  # the registration is undone after the test
+        fake = register_family("fake", _FakeFamily("fake"))
+        cfg = load_run_config("tiny-biomedlm", overrides=["model.family=fake"])  # a registered family passes validation
+        assert build_model_chunks(cfg, tconfig="tc") == ["chunk", "tiny-biomedlm", "tc"]
+        assert model_flops_per_token(cfg.model) == 42.0
+        assert count_parameters(cfg.model).total == EXPECTED["tiny-biomedlm"][0]
+        # A name is registered once, unless replaced on purpose.
+        with pytest.raises(ValueError, match="'fake' is already registered"):
+            register_family("fake", _FakeFamily("fake"))
+        assert register_family("fake", fake) is fake  # the same object again is harmless
+        other = register_family("fake", _FakeFamily("fake", "v2"), replace=True)
+        assert get_family("fake") is other
+    assert "fake" not in registry.family_names()
 
 
 def test_base_family_says_what_it_lacks():

@@ -19,7 +19,7 @@ from megatron_biomed.kernels.errors import KernelBackendUnavailable
 from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
 from megatron_biomed.kernels.providers import CsrcProvider, EmuProvider, TorchProvider
 from megatron_biomed.kernels.registry import KERNEL_PROVIDERS, get_provider, provider_class
-from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
+from megatron_biomed.models.gpt.specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
 
 TE_MISSING = provider_class("te").unavailable_reason()
 EMU_MISSING = provider_class("emu").unavailable_reason()
@@ -124,7 +124,7 @@ def test_model_spec_puts_the_final_norm_where_the_provider_says(single_rank_para
 
 def test_gpt_family_resolves_kernels_once(single_rank_parallel, monkeypatch):
     from megatron_biomed.config import get_preset
-    from megatron_biomed.models import gpt
+    from megatron_biomed.models.registry import build_model_chunks
 
     calls = []
     real = kernel_registry.provider_class
@@ -137,7 +137,7 @@ def test_gpt_family_resolves_kernels_once(single_rank_parallel, monkeypatch):
     cfg = get_preset("tiny-llama")
     cfg.model.kernels = "csrc"
     cfg.parallel.pipeline_model_parallel_size = 1
-    (model,) = gpt.build_model_chunks(cfg)
+    (model,) = build_model_chunks(cfg)
     assert calls == ["csrc"]  # one resolution for the model; the modules check only their own choice
     assert isinstance(model.decoder.final_layernorm, KernelNorm)
     assert all(

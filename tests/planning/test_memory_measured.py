@@ -90,7 +90,8 @@ def _close(name, measured, estimated, tolerance=TOLERANCE):
 
 @pytest.mark.parametrize("preset,recompute,n,mbs,dropout", ACTIVATION_CASES)
 def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout, single_rank_parallel):
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
+    from megatron_biomed.models.common import transformer_config
 
     cfg, layout = _cfg(preset, recompute, n, mbs, dropout)
     model = build_model_chunks(cfg, transformer_config(cfg))[0]
@@ -108,7 +109,7 @@ def test_activation_bytes_match_saved_tensors(preset, recompute, n, mbs, dropout
 @pytest.mark.parametrize("precision,seq,recompute,n,mbs", MAMBA_CASES)
 def test_mamba_activation_bytes_match_saved_tensors(precision, seq, recompute, n, mbs, single_rank_parallel):
     """tiny-mamba's saved tensors: pre-norm, in_proj, conv, the chunked SSD scan's intermediates, gated norm,
-    out_proj; the final norm and the loss (planning/mamba.py, the PyTorch mixer)."""
+    out_proj; the final norm and the loss (planning/mamba_terms.py, the PyTorch mixer)."""
     from megatron_biomed.models.registry import get_family
 
     cfg, layout = _cfg("tiny-mamba", recompute, n, mbs, precision=precision)
@@ -141,7 +142,8 @@ def test_mamba_activation_bytes_match_saved_tensors(precision, seq, recompute, n
 def test_weights_gradients_optimizer_match_built_model(preset, precision, distopt, hidden, single_rank_parallel):
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
+    from megatron_biomed.models.common import transformer_config
     from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
 
     cfg, layout = _cfg(preset, mbs=1, precision=precision, distopt=distopt, hidden=hidden)

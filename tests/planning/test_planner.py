@@ -11,7 +11,8 @@ from megatron_biomed.config import get_preset
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.parallel.layout import validate_layout
 from megatron_biomed.planning import Cluster, Layout, estimate_memory, get_gpu, search
-from megatron_biomed.planning.memory import layer_activation_bytes, stage_parameters
+from megatron_biomed.planning.gpt_terms import layer_activation_bytes
+from megatron_biomed.planning.memory import stage_parameters
 
 
 def _gpt2_with_dropout(**kw):
@@ -74,7 +75,7 @@ def test_search_ranks_fitting_layouts_and_its_flags_load_and_validate():
     from megatron_biomed.planning.layouts import layout_from_config
 
     assert layout_from_config(again, cluster.world_size) == best.layout
-    from megatron_biomed.training.pretrain import plan
+    from megatron_biomed.training.dry_run import plan
 
     dry = plan(again, cluster.world_size)["memory_per_gpu_gib"]
     assert dry["activations"] == pytest.approx(best.memory.terms["activations"] / 2**30, abs=1e-3)
@@ -134,11 +135,12 @@ def test_mamba2_plans_through_the_same_seam():
     """biomamba-2.7b: its parameter count and FLOPs are the family's (models/registry.py, the MFU logging's), the
     layout search keeps TP = 1 (one B/C group) and no SP or selective recomputation, the dry run reports the
     planner's memory, and tools/plan.py picks a layout that fits."""
-    from megatron_biomed.config.param_count import count_parameters
+    from megatron_biomed.models.registry import count_parameters
+
     from megatron_biomed.planning.cli import main
     from megatron_biomed.planning.search import candidate_layouts
-    from megatron_biomed.training.metrics import model_flops_per_token
-    from megatron_biomed.training.pretrain import plan
+    from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
+    from megatron_biomed.training.dry_run import plan
 
     cfg = get_preset("biomamba-2.7b")
     m = cfg.model

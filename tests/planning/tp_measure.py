@@ -31,7 +31,8 @@ def _measure(preset: str, recompute: str) -> dict:
     import torch
 
     from megatron_biomed.config import get_preset
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
+    from megatron_biomed.models.common import transformer_config
     from megatron_biomed.planning.layouts import Layout
     from megatron_biomed.planning.measure import parameter_bytes, saved_activation_bytes
     from megatron_biomed.planning.memory import estimate_memory

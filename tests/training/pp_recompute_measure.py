@@ -13,7 +13,8 @@ from pathlib import Path
 def _forward_backward(cfg, stage: int):
     import torch
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.parallel import cpu
     from megatron_biomed.planning.measure import saved_activation_bytes
 

@@ -21,7 +21,8 @@ def test_weight_decay_translation():
 def test_one_step_matches_hand_computation(name, single_rank_parallel):
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.training.optimizer import build_optimizer
 
     cfg = get_preset("tiny-biomedlm")

@@ -26,7 +26,8 @@ RECOMPUTE = {
 
 def _forward_backward(cfg, seed: int = 1234):
     """(loss, {name: grad}, saved activation bytes) of one forward + backward of a fresh model."""
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.parallel import cpu
 
     cpu.model_parallel_manual_seed(seed)
@@ -68,7 +69,8 @@ def test_recomputation_keeps_numerics_and_saves_less(preset, single_rank_paralle
 def test_gradient_buffers_follow_grad_reduce_dtype(single_rank_parallel):
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.parallel import cpu
     from megatron_biomed.training.optimizer import ddp_knobs
 
@@ -99,7 +101,8 @@ def test_overlap_param_gather_defers_the_gather_to_forward_hooks(single_rank_par
     """Really on: the optimizer step leaves the parameter all-gather to forward pre-hooks on every module."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.training.optimizer import ddp_knobs
 
     cfg = get_preset("tiny-biomedlm")
@@ -223,7 +226,7 @@ def test_per_stage_recompute_on_two_stages(tmp_path):
 def test_per_stage_recompute_reads_this_stage(monkeypatch):
     from megatron.core import parallel_state as ps
 
-    from megatron_biomed.models.gpt import recompute_settings
+    from megatron_biomed.models.common import recompute_settings
 
     cfg = get_preset("tiny-biomedlm")
     cfg.parallel.pipeline_model_parallel_size = 2

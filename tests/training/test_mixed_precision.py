@@ -11,7 +11,8 @@ from megatron_biomed.config import get_preset
 def test_bf16_weights_with_fp32_main_params(single_rank_parallel):
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
-    from megatron_biomed.models.gpt import build_model_chunks, transformer_config
+    from megatron_biomed.models.common import transformer_config
+    from megatron_biomed.models.registry import build_model_chunks
     from megatron_biomed.training.optimizer import build_optimizer
 
     cfg = get_preset("tiny-biomedlm")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from megatron_biomed.data.indexed.format import dtype_for_vocab
+from megatron_biomed.data.indexed.sentences import load_sentence_splitter
 from megatron_biomed.tokenizer.batch_encode import make_batch_encoder
 from megatron_biomed.tokenizer.bio_tokenizer import load_tokenizer
 
@@ -29,8 +30,6 @@ class DocumentEncoder:
         self.encoder = make_batch_encoder(tok.hf_tokenizer, backend, parallel)
         self.splitter = None
         if split_sentences:
-            from megatron_biomed.data.indexed.sentences import load_sentence_splitter
-
             self.splitter = load_sentence_splitter(punkt_model, keep_newlines=keep_newlines)
 
     @property

@@ -19,9 +19,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 from megatron_biomed.data.indexed.encode import DocumentEncoder
 from megatron_biomed.data.indexed.format import output_prefix_for
 from megatron_biomed.data.indexed.merge import merge_datasets
+from megatron_biomed.data.indexed.sentences import load_sentence_splitter
 from megatron_biomed.data.indexed.writer import IndexedDatasetWriter
 from megatron_biomed.data.jsonl import (
     DEFAULT_MAX_DOCUMENT_BYTES,
@@ -33,6 +36,7 @@ from megatron_biomed.data.jsonl import (
     iter_records,
     plan_chunks,
 )
+from megatron_biomed.errors import BiomedError
 
 _PROGRESS_EVERY_S = 0.5
 
@@ -175,13 +179,11 @@ def _worker_main(cfg: PreprocessConfig, index: int, ranges: list[FileRange], par
 # ---------------------------------------------------------------------------------------------
 # the whole run
 # ---------------------------------------------------------------------------------------------
-class PreprocessError(RuntimeError):
+class PreprocessError(BiomedError, RuntimeError):
     """A run stopped; no final output was written."""
 
 
 def _progress_bar(cfg: PreprocessConfig, total_bytes: int):
-    from tqdm import tqdm
-
     return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000, smoothing=0.1,
                 desc="preprocess", disable=not cfg.progress, file=sys.stderr, mininterval=0.5)
 
@@ -211,8 +213,6 @@ def preprocess(cfg: PreprocessConfig) -> PreprocessStats:
     t0 = time.time()
     files = expand_inputs(cfg.input)
     if cfg.split_sentences:  # train/cache the Punkt model once here, not in every worker
-        from megatron_biomed.data.indexed.sentences import load_sentence_splitter
-
         load_sentence_splitter(cfg.punkt_model, keep_newlines=cfg.keep_newlines)
     chunks = [c for c in plan_chunks(files, cfg.workers) if c]
     total = sum(r.nbytes for c in chunks for r in c)

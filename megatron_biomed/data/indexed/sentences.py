@@ -18,8 +18,13 @@ import os
 import pickle
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
+from megatron_biomed.data.indexed import sample_text
+
+if TYPE_CHECKING:
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
 # Abbreviations of biomedical abstracts, lower-case without the final period (Punkt's convention).
 BIOMEDICAL_ABBREVIATIONS = (
@@ -36,7 +41,7 @@ def train_punkt(texts: Iterable[str], extra_abbreviations: Iterable[str] = BIOME
                 ) -> PunktParameters:
     """Train Punkt parameters on ``texts`` with nltk's PunktTrainer, then add
     ``extra_abbreviations`` (lower-case, no final period)."""
-    trainer = PunktTrainer()
+    trainer = _punkt().PunktTrainer()
     trainer.INCLUDE_ALL_COLLOCS = True
     for t in texts:
         trainer.train(t, finalize=False)
@@ -60,7 +65,7 @@ def params_from_json(data: dict, source: str = "<json>") -> PunktParameters:
     if data.get("format") != "punkt-params-v1":
         raise ValueError(f"{source}: not a Punkt parameter file from tools/train_punkt.py "
                          f"(format {data.get('format')!r})")
-    p = PunktParameters()
+    p = _punkt().PunktParameters()
     p.abbrev_types = set(data["abbrev_types"])
     p.collocations = {tuple(c) for c in data["collocations"]}
     p.sent_starters = set(data["sent_starters"])
@@ -88,9 +93,9 @@ def load_params(path: str | os.PathLike) -> PunktParameters:
     if path.suffix == ".json":
         return params_from_json(json.loads(path.read_text()), str(path))
     obj = pickle.loads(path.read_bytes())  # a model the user chose to trust
-    if isinstance(obj, PunktSentenceTokenizer):
+    if isinstance(obj, _punkt().PunktSentenceTokenizer):
         obj = obj._params
-    if not isinstance(obj, PunktParameters):
+    if not isinstance(obj, _punkt().PunktParameters):
         raise TypeError(f"--punkt-model {path}: holds {type(obj).__name__}, not Punkt parameters")
     return obj
 
@@ -103,8 +108,6 @@ def _cache_dir() -> Path:
 
 def bundled_model_path() -> Path:
     """Where the default biomedical Punkt model is cached (keyed by its training recipe)."""
-    from megatron_biomed.data.indexed import sample_text
-
     recipe = Path(sample_text.__file__).read_bytes() + repr(BIOMEDICAL_ABBREVIATIONS).encode()
     digest = hashlib.sha256(recipe + _CACHE_VERSION.encode()).hexdigest()[:12]
     return _cache_dir() / f"punkt_biomed_{digest}.json"
@@ -115,9 +118,7 @@ def bundled_params() -> PunktParameters:
     path = bundled_model_path()
     if path.is_file():
         return load_params(path)
-    from megatron_biomed.data.indexed.sample_text import synthetic_abstracts
-
-    params = train_punkt(synthetic_abstracts(2000, seed=1234))
+    params = train_punkt(sample_text.synthetic_abstracts(2000, seed=1234))
     try:
         save_params(params, path)
     except OSError:
@@ -125,8 +126,16 @@ def bundled_params() -> PunktParameters:
     return params
 
 
+def _punkt() -> ModuleType:
+    """nltk's Punkt module, imported at first use: importing nltk takes seconds, and only --split-sentences and
+    tools/train_punkt.py need it (preprocessing without it starts at once)."""
+    import nltk.tokenize.punkt  # heavy: nltk's import takes about 4 s on this machine
+
+    return nltk.tokenize.punkt
+
+
 def _nltk_punkt() -> PunktSentenceTokenizer:
-    from nltk.tokenize import PunktTokenizer
+    from nltk.tokenize import PunktTokenizer  # heavy: nltk (see _punkt)
 
     try:
         return PunktTokenizer("english")
@@ -150,9 +159,9 @@ def load_sentence_splitter(model: str = "auto", keep_newlines: bool = False) -> 
     if model == "nltk":
         splitter = _nltk_punkt()
     elif model == "bundled":
-        splitter = PunktSentenceTokenizer(bundled_params())
+        splitter = _punkt().PunktSentenceTokenizer(bundled_params())
     else:
-        splitter = PunktSentenceTokenizer(load_params(model))
+        splitter = _punkt().PunktSentenceTokenizer(load_params(model))
 
     if not keep_newlines:
         return splitter.tokenize

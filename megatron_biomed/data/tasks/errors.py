@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from megatron_biomed.errors import BiomedError
+
 MAX_FIRST_ERRORS = 5
 
 
-class TaskDataError(ValueError):
+class TaskDataError(BiomedError, ValueError):
     """A task data file or record that cannot be used; ``str(err)`` is ``path:line: problem``.
 
     ``path``, ``line`` and ``reason`` (the short category used as the skip count key) are kept as

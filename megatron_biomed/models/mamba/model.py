@@ -34,7 +34,7 @@ def document_ids(position_ids: torch.Tensor) -> torch.Tensor:
 
 class MambaLM(RealVocabLoss, HybridModel):
     """HybridModel that, with ``reset_at_documents``, restarts each mixer where the position ids return to 0, and
-    takes GPTModel's ``output_processor`` hook (used by megatron_biomed/finetune/heads.py); its loss ignores the
+    takes GPTModel's ``output_processor`` hook (used by megatron_biomed/models/heads.py); its loss ignores the
     vocabulary padding (models/vocab_loss.py)."""
 
     def __init__(self, *args, reset_at_documents: bool = False, **kwargs):

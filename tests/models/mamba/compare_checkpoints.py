@@ -11,7 +11,7 @@ import json
 import sys
 
 from megatron_biomed.inference.loading import load_model
-from megatron_biomed.models.gpt import build_model_chunks
+from megatron_biomed.models.registry import build_model_chunks
 from megatron_biomed.training.checkpointing import checkpoint_path, load_checkpoint
 
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from megatron_biomed.config import get_preset
-from megatron_biomed.config.param_count import count_parameters
-from megatron_biomed.models.registry import get_family
+from megatron_biomed.models.registry import count_parameters, get_family
+from megatron_biomed.models.registry import flops_per_token as model_flops_per_token
 from megatron_biomed.parallel.layout import layout_problems
-from megatron_biomed.training.metrics import model_flops_per_token
 
 # state-spaces/mamba2-{130m..2.7b}: parameters as stored (embedding padded to 50,288 rows, tied)
 PUBLIC_SIZES = {"130m": 129.0, "370m": 368.3, "780m": 780.2, "1.3b": 1343.8, "2.7b": 2702.6}

@@ -16,7 +16,10 @@ megatron-core's DDP reduces its gradient with the rest.
 from __future__ import annotations
 
 import torch
+from megatron.core.tensor_parallel.mappings import gather_from_sequence_parallel_region
 from torch import nn
+
+from megatron_biomed.models.common import causal_attention_mask
 
 HEAD_PREFIX = "head."
 
@@ -43,8 +46,6 @@ class ScoringHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor, last_index: torch.Tensor, sequence_parallel: bool = False):
         """``hidden_states`` [s, b, h] (megatron's layout), ``last_index`` [b]: returns [b, out_features]."""
         if sequence_parallel:
-            from megatron.core.tensor_parallel.mappings import gather_from_sequence_parallel_region
-
             hidden_states = gather_from_sequence_parallel_region(hidden_states, tensor_parallel_output_grad=False)
         batch = torch.arange(hidden_states.shape[1], device=hidden_states.device)
         last = hidden_states[last_index.to(hidden_states.device), batch]  # [b, h]
@@ -82,8 +83,6 @@ def find_head(model) -> ScoringHead | None:
 def flatten_choices(batch: dict, seq_length: int) -> dict:
     """A micro-batch of items ``tokens`` [m, C, S] / ``last_index`` [m, C] as the model's ``m * C`` rows, with
     positions and the causal mask."""
-    from megatron_biomed.finetune.encoding import causal_attention_mask
-
     tokens = batch["tokens"]
     rows = tokens.shape[0] * tokens.shape[1]
     return {

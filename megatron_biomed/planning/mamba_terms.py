@@ -1,6 +1,7 @@
-"""The planner's terms of the ``mamba2`` family (megatron-core HybridModel of Mamba2 layers, our PyTorch mixer).
+"""The planner's terms of the ``mamba2`` family (megatron-core HybridModel of Mamba2 layers, our PyTorch mixer),
+registered as ``"mamba2"`` in planning/terms.py's table.
 
-Parameters per rank come from models/mamba/family.py's ``mamba_layer`` (the parameter count and the FLOPs
+Parameters per rank come from models/mamba/counts.py's ``mamba_layer`` (the parameter count and the FLOPs
 are made from it too): everything but the layer's pre-norm is split over TP (in_proj column parallel, out_proj
 row parallel, conv, dt_bias / A_log / D and the gated norm by heads); no position embedding.
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 import math
 
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.planning.terms import FamilyTerms, register_terms
+from megatron_biomed.models.mamba.counts import mamba_dims, mamba_layer
+from megatron_biomed.planning.terms import FamilyTerms
 
 F32 = 4
 
@@ -52,8 +54,6 @@ class Mamba2Terms(FamilyTerms):
         return self if fused is None or fused == self.fused else Mamba2Terms(fused)
 
     def layer_parameters_per_rank(self, m: ModelConfig, tp: int) -> int:
-        from megatron_biomed.models.mamba.family import mamba_layer
-
         layer = mamba_layer(m)
         return layer.tp_split // tp + layer.norm
 
@@ -61,8 +61,6 @@ class Mamba2Terms(FamilyTerms):
         return F32  # fp32 residual stream between layers and stages
 
     def layer_activation_bytes(self, m, b, tp, sp, recompute, e, mask_bytes=1):
-        from megatron_biomed.models.mamba.family import mamba_dims
-
         s, h = m.seq_length, m.hidden_size
         tok = s * b
         if recompute == "full":
@@ -107,6 +105,3 @@ class Mamba2Terms(FamilyTerms):
         tok = m.seq_length * b
         final_norm = tok * (2 * F32 * m.hidden_size + F32) + (F32 * m.hidden_size if e < F32 else 0)
         return final_norm + e * tok * m.hidden_size + tok * (F32 * m.padded_vocab_size(tp) / tp + 1 + 8)
-
-
-register_terms("mamba2", Mamba2Terms())

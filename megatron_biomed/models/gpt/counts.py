@@ -1,8 +1,8 @@
-"""Analytic parameter counts and training FLOPs of a ModelConfig (what megatron-core's GPTModel allocates).
+"""Parameter counts and training FLOPs of the GPT decoder families (what megatron-core's GPTModel allocates).
 
 One piece of arithmetic, :func:`decoder_layer`, gives the weights of one decoder layer split by what they
-are; the parameter count (:func:`decoder_parameters`) and the FLOPs (:func:`decoder_flops_per_token`) are
-both made from it. :func:`count_parameters` asks the model's family (models/registry.py) for its count.
+are; the parameter count (:func:`decoder_parameters`), the FLOPs (:func:`decoder_flops_per_token`) and the
+planner's GPT terms (planning/gpt_terms.py) are all made from it.
 """
 
 from __future__ import annotations
@@ -10,20 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from megatron_biomed.config.model import ModelConfig
-
-
-@dataclass
-class ParamCount:
-    embedding: int
-    position_embedding: int
-    per_layer: int
-    layers: int
-    final_norm: int
-    output_layer: int
-
-    @property
-    def total(self) -> int:
-        return self.embedding + self.position_embedding + self.layers + self.final_norm + self.output_layer
+from megatron_biomed.models.registry import ParamCount
 
 
 @dataclass(frozen=True)
@@ -90,21 +77,3 @@ def decoder_flops_per_token(m: ModelConfig) -> int:
     attention = m.num_layers * 2 * m.seq_length * m.hidden_size  # QK^T and AV: s x h multiply-adds each per token
     return 3 * (2 * matmul_params + 2 * attention)
 
-
-def count_parameters(m: ModelConfig, padded_vocab: bool = False, tensor_model_parallel_size: int = 1) -> ParamCount:
-    """Parameters of the model, as counted by its family; ``padded_vocab`` counts the TP-padded embedding
-    rows as allocated."""
-    from megatron_biomed.models.registry import get_family
-
-    return get_family(m.family).count_parameters(
-        m, padded_vocab=padded_vocab, tensor_model_parallel_size=tensor_model_parallel_size
-    )
-
-
-def format_report(name: str, m: ModelConfig) -> str:
-    c = count_parameters(m)
-    return (
-        f"{name}: {c.total / 1e9:.3f}B parameters "
-        f"(embedding {c.embedding / 1e6:.1f}M, positions {c.position_embedding / 1e6:.1f}M, "
-        f"{m.num_layers} layers x {c.per_layer / 1e6:.2f}M, output {c.output_layer / 1e6:.1f}M)"
-    )
