@@ -22,9 +22,7 @@ class BiomedGPTModel(RealVocabLoss, GPTModel):
     """megatron-core's GPTModel with its language-model loss over the real vocabulary (models/vocab_loss.py)."""
 
 
-def gpt_chunk_spec(
-    cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None
-):
+def gpt_chunk_spec(cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None):
     """``transformer_layer_spec`` of one GPTModel chunk (virtual pipeline stage ``vp_stage``) on
     ``provider`` (default: ``model.kernels`` resolved now)."""
     return gpt_model_spec(
