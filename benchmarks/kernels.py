@@ -105,7 +105,7 @@ def _fwd_bwd(fn: Callable[[], torch.Tensor], inputs: list[torch.Tensor], grad: t
 
 
 def bench_norms(dtype, iters, rows=16384, hidden=4096) -> list[Row]:
-    from megatron_biomed.kernels import layer_norm, rms_norm
+    from megatron_biomed.kernels.functions import layer_norm, rms_norm
 
     out = []
     x = torch.randn(rows, hidden, device="cuda", dtype=dtype, requires_grad=True)
@@ -132,7 +132,7 @@ def bench_norms(dtype, iters, rows=16384, hidden=4096) -> list[Row]:
 
 
 def bench_softmax(dtype, iters, b=8, h=16, s=1024) -> list[Row]:
-    from megatron_biomed.kernels import scaled_causal_softmax, scaled_masked_softmax
+    from megatron_biomed.kernels.functions import scaled_causal_softmax, scaled_masked_softmax
 
     out = []
     x = torch.randn(b, h, s, s, device="cuda", dtype=dtype, requires_grad=True)
@@ -161,7 +161,7 @@ def bench_softmax(dtype, iters, b=8, h=16, s=1024) -> list[Row]:
 
 
 def _attention_impls(q, k, v, causal, flash_attn_func) -> dict[str, Callable[[], torch.Tensor]]:
-    from megatron_biomed.kernels import flash_attention
+    from megatron_biomed.kernels.functions import flash_attention
 
     gqa = k.shape[2] != q.shape[2]
     impls = {
@@ -241,9 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             "nothing to time. Run it on a machine with a CUDA device."
         )
         return 0
-    from megatron_biomed.kernels import _csrc
+    from megatron_biomed.kernels import csrc_ops
 
-    if err := _csrc.load_error():
+    if err := csrc_ops.load_error():
         print(f"benchmarks/kernels.py: {err}", file=sys.stderr)
         return 1
     dtype = DTYPES[args.dtype]

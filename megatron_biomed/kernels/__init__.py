@@ -1,49 +1,20 @@
 """Python face of the csrc kernels, with PyTorch fallbacks.
 
-Pick the implementation per run with ``kernels``: ``"csrc"`` (our CUDA ops; on a machine without a
-GPU it falls back to PyTorch, logged once), ``"emu"`` (the same kernels on the CPU emulator, for
-tests), ``"te"`` (Transformer Engine modules) or ``"torch"``.
+Pick the implementation per run with ``kernels`` (``model.kernels``): ``"csrc"`` (our CUDA ops; on a
+machine without a GPU it falls back to PyTorch, logged once), ``"te"`` (Transformer Engine modules),
+``"torch"`` or ``"emu"`` (the csrc kernels on the CPU emulator, for tests). Each choice is one provider
+class; nothing else decides what a choice does.
 
-* functional ops with autograd: :func:`layer_norm`, :func:`rms_norm`,
-  :func:`scaled_masked_softmax`, :func:`scaled_causal_softmax`, :func:`flash_attention`;
-* megatron-core modules (imported lazily, they pull in megatron.core): :class:`KernelNorm`,
-  :class:`KernelDotProductAttention`; layer specs in ``megatron_biomed.models.layer_specs``.
+* ``registry.py``  -- the table of choices and :class:`KernelProvider`, what each provider answers;
+  ``get_provider`` / ``provider_class``.
+* ``providers.py`` -- the provider class of each choice.
+* ``functions.py`` -- functional ops with autograd: ``layer_norm``, ``rms_norm``, ``scaled_masked_softmax``,
+  ``scaled_causal_softmax``, ``flash_attention``.
+* ``modules.py``   -- megatron-core modules on those ops: ``KernelNorm``, ``KernelDotProductAttention``;
+  layer specs in ``megatron_biomed.models.gpt.specs``.
+* ``csrc_ops.py`` / ``emu_ops.py`` -- the primitives of ``megatron_biomed._C`` (CUDA) and ``megatron_biomed._emu``.
+* ``errors.py``    -- ``KernelError`` and its subclasses.
+
+This package imports nothing here, so reading the choices (kernels/registry.py) costs neither torch nor
+megatron-core.
 """
-
-from megatron_biomed.kernels.backends import (
-    KERNEL_CHOICES,
-    KernelBackendUnavailable,
-    check_available,
-    resolve,
-)
-from megatron_biomed.kernels.functions import (
-    causal_mask,
-    flash_attention,
-    layer_norm,
-    rms_norm,
-    scaled_causal_softmax,
-    scaled_masked_softmax,
-)
-
-__all__ = [
-    "KERNEL_CHOICES",
-    "KernelBackendUnavailable",
-    "KernelDotProductAttention",
-    "KernelNorm",
-    "causal_mask",
-    "check_available",
-    "flash_attention",
-    "layer_norm",
-    "resolve",
-    "rms_norm",
-    "scaled_causal_softmax",
-    "scaled_masked_softmax",
-]
-
-
-def __getattr__(name: str):
-    if name in ("KernelNorm", "KernelDotProductAttention"):
-        from megatron_biomed.kernels import modules
-
-        return getattr(modules, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

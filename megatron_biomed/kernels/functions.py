@@ -1,8 +1,10 @@
 """Functional face of the fused ops, with autograd, for every ``kernels`` backend.
 
-``"csrc"`` and ``"emu"`` run the same csrc kernels (CUDA ops / CPU emulator) through one set of
-autograd Functions; ``"torch"`` is plain PyTorch with the same semantics (the reference the kernel
-backends are compared with). Shapes:
+Each op asks the provider of ``kernels`` (kernels/registry.py) which backend runs it for its tensors'
+device (``op_backend``) and runs that backend's ``primitives``: ``"csrc"`` and ``"emu"`` run the same
+csrc kernels (CUDA ops / CPU emulator) through one set of autograd Functions; a provider without
+primitives (``"torch"``, and ``"csrc"`` on CPU tensors) runs plain PyTorch with the same semantics
+(the reference the kernel backends are compared with). Shapes:
 
 * norms: ``x [..., hidden]``, normalised over the last dimension;
 * softmax: scores ``[batch, heads, seqlen_q, seqlen_k]``, ``mask`` bool ``[batch or 1, 1, sq, sk]``
@@ -15,27 +17,17 @@ backends are compared with). Shapes:
 from __future__ import annotations
 
 import math
-from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from megatron_biomed.kernels import _csrc, _emu
-from megatron_biomed.kernels.backends import resolve
+from megatron_biomed.kernels.registry import provider_class
 
 
-class _CsrcPrims:
-    """The ``torch.ops.megatron_biomed`` ops under the primitive names used below."""
-
-    def __getattr__(self, name: str):
-        return getattr(_csrc.ops(), name)
-
-
-_PRIMS: dict[str, object] = {"csrc": _CsrcPrims(), "emu": _emu}
-
-
-def _prims(backend: str) -> ModuleType:
-    return _PRIMS[backend]  # type: ignore[return-value]
+def _primitives(kernels: str, device: torch.device, op: str) -> Any:
+    """What runs ``op`` on ``device`` for the choice ``kernels``: a provider's primitives, or None for PyTorch."""
+    return provider_class(kernels).op_backend(device, op).primitives
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,21 +110,21 @@ def layer_norm(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float = 1e-5, *, kernels: str = "csrc"
 ) -> torch.Tensor:
     """LayerNorm over the last dimension of ``x``."""
-    backend = resolve(kernels, x.device, "layer_norm")
+    prims = _primitives(kernels, x.device, "layer_norm")
     weight = weight.to(x.dtype)
     bias = None if bias is None else bias.to(x.dtype)
-    if backend == "torch":
+    if prims is None:
         return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
-    return LayerNormFunction.apply(x, weight, bias, eps, _prims(backend))
+    return LayerNormFunction.apply(x, weight, bias, eps, prims)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5, *, kernels: str = "csrc") -> torch.Tensor:
     """RMSNorm over the last dimension of ``x``: ``x / sqrt(mean(x^2) + eps) * weight``."""
-    backend = resolve(kernels, x.device, "rms_norm")
+    prims = _primitives(kernels, x.device, "rms_norm")
     weight = weight.to(x.dtype)
-    if backend == "torch":
+    if prims is None:
         return F.rms_norm(x, (x.shape[-1],), weight, eps)
-    return RMSNormFunction.apply(x, weight, eps, _prims(backend))
+    return RMSNormFunction.apply(x, weight, eps, prims)
 
 
 def _torch_softmax(x: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
@@ -158,18 +150,18 @@ def scaled_masked_softmax(
     x: torch.Tensor, mask: torch.Tensor | None, scale: float = 1.0, *, kernels: str = "csrc"
 ) -> torch.Tensor:
     """``softmax(scale * x)`` over the last dim, masked where ``mask`` is True (fully masked rows: 0)."""
-    backend = resolve(kernels, x.device, "scaled_masked_softmax")
-    if backend == "torch":
+    prims = _primitives(kernels, x.device, "scaled_masked_softmax")
+    if prims is None:
         return _torch_softmax(x, mask, scale)
-    return ScaledSoftmaxFunction.apply(x, mask, scale, False, _prims(backend))
+    return ScaledSoftmaxFunction.apply(x, mask, scale, False, prims)
 
 
 def scaled_causal_softmax(x: torch.Tensor, scale: float = 1.0, *, kernels: str = "csrc") -> torch.Tensor:
     """``softmax(scale * x)`` with the causal (upper-triangular) mask; needs seqlen_q == seqlen_k."""
-    backend = resolve(kernels, x.device, "scaled_causal_softmax")
-    if backend == "torch":
+    prims = _primitives(kernels, x.device, "scaled_causal_softmax")
+    if prims is None:
         return _torch_softmax(x, causal_mask(x.shape[-2], x.shape[-1], x.device), scale)
-    return ScaledSoftmaxFunction.apply(x, None, scale, True, _prims(backend))
+    return ScaledSoftmaxFunction.apply(x, None, scale, True, prims)
 
 
 def _torch_attention(q, k, v, causal: bool, softmax_scale: float) -> torch.Tensor:
@@ -197,8 +189,8 @@ def flash_attention(
     kernels: str = "csrc",
 ) -> torch.Tensor:
     """Attention ``softmax(scale * q k^T) v`` on ``[batch, seqlen, heads, head_dim]`` tensors."""
-    backend = resolve(kernels, q.device, "flash_attention")
+    prims = _primitives(kernels, q.device, "flash_attention")
     scale = 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
-    if backend == "torch":
+    if prims is None:
         return _torch_attention(q, k, v, causal, scale)
-    return FlashAttentionFunction.apply(q, k, v, scale, bool(causal), _prims(backend))
+    return FlashAttentionFunction.apply(q, k, v, scale, bool(causal), prims)

@@ -1,4 +1,4 @@
-"""nn.Modules that put the fused kernels into megatron-core layer specs (see models/layer_specs.py).
+"""nn.Modules that put the fused kernels into megatron-core layer specs (see models/gpt/specs.py).
 
 * :class:`KernelNorm` -- LayerNorm or RMSNorm (``config.normalization``) with megatron's norm
   constructor ``(config, hidden_size, eps=...)``; parameters ``weight`` (and ``bias``) named like
@@ -8,9 +8,8 @@
   dropout or head dims flash attention does not support, the fused scaled-masked softmax.
 * :class:`InverseLayerScaledAttention` -- wraps any core attention with GPT-2's per-layer softmax scale.
 
-Both take ``kernels`` ("csrc" | "emu" | "torch" | "te"); a choice whose provider uses Transformer Engine
-("te", see spec_provider.py) builds that provider's module instead (TENorm / TEDotProductAttention) and
-needs Transformer Engine.
+Both take ``kernels``, a choice whose provider (kernels/registry.py) runs our functional ops: "csrc", "emu"
+or "torch". ``kernels="te"`` is refused: Transformer Engine's own modules come from its provider's specs.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.transformer_config import TransformerConfig
 
-from megatron_biomed.kernels import _csrc
-from megatron_biomed.kernels.backends import KernelBackendUnavailable, check_available
+from megatron_biomed.kernels.csrc_ops import FLASH_HEAD_DIMS
 from megatron_biomed.kernels.functions import (
     causal_mask,
     flash_attention,
@@ -33,26 +31,13 @@ from megatron_biomed.kernels.functions import (
     scaled_causal_softmax,
     scaled_masked_softmax,
 )
-from megatron_biomed.kernels.spec_provider import get_spec_provider, spec_provider_class
+from megatron_biomed.kernels.registry import provider_class
 
 logger = logging.getLogger(__name__)
 
 
-def _hands_over(kernels: str) -> bool:
-    """Whether modules built with ``kernels`` are another library's (Transformer Engine's), not ours.
-    Checks only the choice, not availability: ``copy.deepcopy`` comes through ``__new__`` too."""
-    return spec_provider_class(kernels).uses_transformer_engine
-
-
 class KernelNorm(torch.nn.Module):
     """LayerNorm / RMSNorm on the csrc kernels, built like megatron-core's norms."""
-
-    def __new__(cls, *args, kernels: str = "csrc", **kwargs):
-        if _hands_over(kernels):
-            names = ("config", "hidden_size", "eps")
-            te_kwargs = dict(zip(names, args)) | {n: kwargs[n] for n in names if n in kwargs}
-            return get_spec_provider(kernels).norm().module(**te_kwargs)
-        return super().__new__(cls)  # (no arguments: also how copy.deepcopy re-creates it)
 
     def __init__(
         self,
@@ -67,7 +52,7 @@ class KernelNorm(torch.nn.Module):
         kernels: str = "csrc",
     ):
         super().__init__()
-        check_available(kernels)
+        provider_class(kernels).check_module(type(self).__name__)
         self.kernels = kernels
         self.normalization = normalization or config.normalization
         if self.normalization not in ("LayerNorm", "RMSNorm"):
@@ -105,13 +90,9 @@ class KernelDotProductAttention(DotProductAttention):
     Inputs ``query [sq, b, heads, d]``, ``key, value [sk, b, query_groups, d]``; returns
     ``[sq, b, heads * d]``. For ``AttnMaskType.causal`` the mask argument is ignored (the causal
     mask is implied, as in Transformer Engine); padding / arbitrary masks are bool, True = masked
-    out. ``kernels="torch"`` runs megatron-core's own implementation unchanged.
+    out. A choice without fused attention (``kernels="torch"``) runs megatron-core's own implementation
+    unchanged.
     """
-
-    def __new__(cls, *args, kernels: str = "csrc", **kwargs):
-        if _hands_over(kernels):
-            return get_spec_provider(kernels).core_attention()(*args, **kwargs)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -136,7 +117,8 @@ class KernelDotProductAttention(DotProductAttention):
             cp_comm_type=cp_comm_type,
             pg_collection=pg_collection,
         )
-        check_available(kernels)
+        self.provider = provider_class(kernels)
+        self.provider.check_module(type(self).__name__)
         if config.softmax_type != "vanilla":
             raise ValueError(
                 f"KernelDotProductAttention supports softmax_type='vanilla' only, not "
@@ -164,7 +146,7 @@ class KernelDotProductAttention(DotProductAttention):
     def forward(
         self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None
     ):
-        if self.kernels == "torch":
+        if not self.provider.fused_attention:
             return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias, packed_seq_params)
         if packed_seq_params is not None or attention_bias is not None:
             raise ValueError("KernelDotProductAttention supports neither packed sequences nor attention_bias")
@@ -173,7 +155,7 @@ class KernelDotProductAttention(DotProductAttention):
         dropout = self.attention_dropout.p if self.training else 0.0
         causal = mask_type in (AttnMaskType.causal, AttnMaskType.causal_bottom_right)
         maskless = causal or (mask_type == AttnMaskType.no_mask and attention_mask is None)
-        if maskless and dropout == 0.0 and d in _csrc.FLASH_HEAD_DIMS:
+        if maskless and dropout == 0.0 and d in FLASH_HEAD_DIMS:
             self._log_path_once("flash attention", f"mask {mask_type.name}, head_dim {d}")
             out = flash_attention(
                 query.transpose(0, 1),
@@ -185,8 +167,8 @@ class KernelDotProductAttention(DotProductAttention):
             )
             return out.transpose(0, 1).reshape(sq, b, heads * d)
         why = (
-            f"head_dim {d} not in {_csrc.FLASH_HEAD_DIMS}"
-            if d not in _csrc.FLASH_HEAD_DIMS
+            f"head_dim {d} not in {FLASH_HEAD_DIMS}"
+            if d not in FLASH_HEAD_DIMS
             else f"dropout {dropout}"
             if dropout
             else f"mask {mask_type.name}"
@@ -239,12 +221,3 @@ class InverseLayerScaledAttention:
 
     def __repr__(self) -> str:
         return f"InverseLayerScaledAttention({self.inner!r})"
-
-
-def unavailable_reason(kernels: str) -> str | None:
-    """None if modules with ``kernels`` can be built here, else why not."""
-    try:
-        check_available(kernels)
-    except KernelBackendUnavailable as e:
-        return str(e)
-    return None

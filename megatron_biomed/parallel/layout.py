@@ -6,6 +6,7 @@ from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.parallel import GRAD_REDUCE_DTYPES
 from megatron_biomed.config.training import RECOMPUTE_GRANULARITIES, RECOMPUTE_METHODS
 from megatron_biomed.errors import BiomedError
+from megatron_biomed.kernels.registry import KERNEL_PROVIDERS, provider_class
 from megatron_biomed.models.registry import FAMILIES, get_family
 
 
@@ -56,7 +57,7 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
                 "batch_p2p_comm=True with virtual pipeline parallelism gives wrong losses on gloo "
                 "(measured: microbatches 3-4 off, gradient error ~28); set parallel.batch_p2p_comm=false"
             )
-    if p.sequence_parallel and m.kernels == "torch":
+    if p.sequence_parallel and not _kernels_support_sequence_parallel(m.kernels):
         problems.append(
             "sequence_parallel needs model.kernels=csrc (PyTorch fallback on CPU) or te: megatron-core's "
             "torch norm (model.kernels=torch) does not support it"
@@ -90,6 +91,13 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
     problems += memory_knob_problems(cfg)
     problems += family_layout_problems(cfg, world_size)
     return problems
+
+
+def _kernels_support_sequence_parallel(kernels: str) -> bool:
+    """Whether the ``model.kernels`` provider's norms support sequence parallelism (asked only when it is on)."""
+    if kernels not in KERNEL_PROVIDERS:
+        return True  # config validation names the unknown choice
+    return provider_class(kernels).supports_sequence_parallel
 
 
 def family_layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:

@@ -25,7 +25,7 @@ from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.loading import load_config, validate
 from megatron_biomed.data.tasks import READERS
 from megatron_biomed.errors import BiomedError
-from megatron_biomed.kernels.backends import KERNEL_CHOICES
+from megatron_biomed.kernels.registry import KERNEL_PROVIDERS
 from megatron_biomed.models.registry import FAMILIES
 from megatron_biomed.parallel.env import DistEnv, read_dist_env
 from megatron_biomed.parallel.initialize import ParallelContext, initialize_parallel, shutdown_parallel
@@ -40,7 +40,7 @@ def registered_choices() -> dict[str, tuple[str, ...]]:
     REGISTERED_FIELDS), from each seam's registry."""
     return {
         "model.family": FAMILIES.names(),
-        "model.kernels": tuple(KERNEL_CHOICES),
+        "model.kernels": KERNEL_PROVIDERS.names(),
         "task.name": TASKS.names(),
         "task.format": tuple(READERS),
     }

@@ -176,17 +176,17 @@ SHOULD_BUILD, WHY = build_cuda.build_decision()
 def ops():
     if not SHOULD_BUILD:
         pytest.skip(f"megatron_biomed._C is not built on this machine: {WHY}")
-    from megatron_biomed.kernels import _csrc
+    from megatron_biomed.kernels import csrc_ops
 
-    err = _csrc.load_error()
+    err = csrc_ops.load_error()
     assert err is None, f"the CUDA build should have run here ({WHY}) but: {err}"
     return torch.ops.megatron_biomed
 
 
 def test_extension_ops_resolve(ops):
-    from megatron_biomed.kernels import _csrc
+    from megatron_biomed.kernels import csrc_ops
 
-    for name in _csrc.OP_NAMES:
+    for name in csrc_ops.OP_NAMES:
         schema = getattr(ops, name).default._schema
         assert schema.name == f"megatron_biomed::{name}"
     # Without a GPU, a call on CPU tensors reaches the dispatcher and finds no CPU kernel.
@@ -202,11 +202,11 @@ def test_extension_ops_resolve(ops):
 
 @pytest.fixture(scope="module")
 def emu_ops():
-    from megatron_biomed.kernels import _csrc
+    from megatron_biomed.kernels import csrc_ops
 
     lib = build_cuda.build_torch_emu(ROOT, jobs=int(os.environ.get("MAX_JOBS", "2")))
     torch.ops.load_library(str(lib))
-    _csrc._register_fakes("megatron_biomed_emu")  # the same fakes, for the torch.compile test
+    csrc_ops._register_fakes("megatron_biomed_emu")  # the same fakes, for the torch.compile test
     return torch.ops.megatron_biomed_emu
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from megatron_biomed.kernels._emu import from_numpy, to_numpy
+from megatron_biomed.kernels.emu_ops import from_numpy, to_numpy
 
 # (batch, seqlen_q, seqlen_k, heads, kv_heads, head_dim, causal)
 FP32_CASES = [
@@ -65,7 +65,7 @@ def fresh_seed() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# numpy <-> torch in the layout and element types the bindings take: megatron_biomed.kernels._emu
+# numpy <-> torch in the layout and element types the bindings take: megatron_biomed.kernels.emu_ops
 # --------------------------------------------------------------------------------------------
 # Reference: plain attention in torch, any dtype, with the kernel's conventions.
 def attention_reference(q, k, v, causal: bool, scale: float):

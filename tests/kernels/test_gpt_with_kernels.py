@@ -5,7 +5,7 @@ PyTorch spec (kernels="torch") with the same weights.
 2 layers, hidden 64, 4 heads in 2 query groups (GQA), sequence 32, fp32, LayerNorm and RMSNorm.
 kv_channels 64 runs the flash attention kernels; the default head dim 16 (not a flash head dim)
 runs the fused causal softmax kernels around PyTorch matmuls. The kernels are reached either through
-``megatron_biomed._emu`` (the "emu" backend) or through the real torch bindings of csrc/torch compiled
+``megatron_biomed._emu`` (the "emu" provider's primitives) or through the real torch bindings of csrc/torch compiled
 against the emulator (``torch.ops.megatron_biomed_emu``, see build_cuda.build_torch_emu).
 """
 
@@ -53,7 +53,8 @@ def _config(normalization: str, kv_channels: int | None):
 
 def _model(config, kernels: str, normalization: str):
     from megatron.core.models.gpt import GPTModel
-    from megatron_biomed.models.layer_specs import gpt_block_spec
+
+    from megatron_biomed.models.gpt.specs import gpt_block_spec
 
     return GPTModel(
         config=config,
@@ -103,15 +104,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_emu_kernels_match_torch(
     single_rank_parallel, emu_module, request, monkeypatch, via, normalization, kv_channels
 ):
-    from megatron_biomed.kernels import functions
     from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
+    from megatron_biomed.kernels.providers import EmuProvider
 
     if via == "torch-bindings":
         counting = _CountingOps(request.getfixturevalue("bound_emu_ops"))
-        monkeypatch.setitem(functions._PRIMS, "emu", counting)
+        monkeypatch.setattr(EmuProvider, "primitives", counting)
     else:
-        counting = _CountingOps(functions._PRIMS["emu"])
-        monkeypatch.setitem(functions._PRIMS, "emu", counting)
+        counting = _CountingOps(EmuProvider.primitives)
+        monkeypatch.setattr(EmuProvider, "primitives", counting)
 
     config = _config(normalization, kv_channels)
     torch.manual_seed(1234)
@@ -157,7 +158,7 @@ def test_emu_kernels_match_torch(
 
 def test_csrc_without_gpu_runs_on_torch(single_rank_parallel, caplog):
     """kernels="csrc" on a machine without a GPU builds the same model and falls back to PyTorch."""
-    from megatron_biomed.kernels import backends
+    from megatron_biomed.kernels import providers
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: kernels='csrc' runs the CUDA kernels there")
@@ -170,8 +171,8 @@ def test_csrc_without_gpu_runs_on_torch(single_rank_parallel, caplog):
     position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
     mask = torch.triu(torch.ones(SEQ, SEQ, dtype=torch.bool), diagonal=1).view(1, 1, SEQ, SEQ)
     batch = (tokens, position_ids, mask, tokens)
-    backends._fallbacks_logged.clear()
-    with caplog.at_level("WARNING", logger=backends.__name__):
+    providers._fallbacks_logged.clear()
+    with caplog.at_level("WARNING", logger=providers.__name__):
         loss, grads = _loss_and_grads(csrc, batch)
     ref_loss, ref_grads = _loss_and_grads(ref, batch)
     assert abs(loss.item() - ref_loss.item()) <= 1e-5 * abs(ref_loss.item())

@@ -16,21 +16,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from megatron_biomed.kernels import (
-    KernelBackendUnavailable,
-    _csrc,
-    backends,
-    check_available,
+from megatron_biomed.kernels import csrc_ops, providers
+from megatron_biomed.kernels.errors import KernelBackendUnavailable, KernelError
+from megatron_biomed.kernels.functions import (
     flash_attention,
     layer_norm,
-    resolve,
     rms_norm,
     scaled_causal_softmax,
     scaled_masked_softmax,
 )
+from megatron_biomed.kernels.registry import get_provider, provider_class
 
 ROOT = Path(__file__).resolve().parents[2]
-TE_MISSING = backends.te_unavailable_reason()
+TE_MISSING = provider_class("te").unavailable_reason()
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -42,12 +40,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_csrc_without_gpu_falls_back_to_torch_logged_once(monkeypatch, caplog):
-    monkeypatch.setattr(backends, "_fallbacks_logged", set())
-    cpu = torch.device("cpu")
-    with caplog.at_level(logging.WARNING, logger=backends.__name__):
-        assert resolve("csrc", cpu, "layer_norm") == "torch"
-        assert resolve("csrc", cpu, "layer_norm") == "torch"
-        assert resolve("csrc", cpu, "rms_norm") == "torch"
+    monkeypatch.setattr(providers, "_fallbacks_logged", set())
+    cpu, csrc = torch.device("cpu"), provider_class("csrc")
+    with caplog.at_level(logging.WARNING, logger=providers.__name__):
+        assert csrc.op_backend(cpu, "layer_norm").name == "torch"
+        assert csrc.op_backend(cpu, "layer_norm").name == "torch"
+        assert csrc.op_backend(cpu, "rms_norm").name == "torch"
     msgs = [r.getMessage() for r in caplog.records]
     assert len(msgs) == 2 and all("runs on PyTorch" in m for m in msgs), msgs
     x, w, b = torch.randn(3, 5, 32), torch.randn(32), torch.randn(32)
@@ -56,20 +54,20 @@ def test_csrc_without_gpu_falls_back_to_torch_logged_once(monkeypatch, caplog):
 
 def test_unavailable_backends_raise_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="not one of"):
-        resolve("cuda", torch.device("cpu"), "layer_norm")
+        layer_norm(torch.zeros(2, 8), torch.ones(8), None, kernels="cuda")
     with pytest.raises(KernelBackendUnavailable, match="CPU tensors only"):
-        resolve("emu", torch.device("cuda"), "layer_norm")
+        provider_class("emu").op_backend(torch.device("cuda"), "layer_norm")
     # csrc on a CUDA tensor without the extension: say what to build, never fall back silently.
-    monkeypatch.setattr(_csrc, "_state", {"loaded": True, "error": "megatron_biomed._C ... is not built"})
+    monkeypatch.setattr(csrc_ops, "_state", {"loaded": True, "error": "megatron_biomed._C ... is not built"})
     with pytest.raises(KernelBackendUnavailable, match="not built"):
-        resolve("csrc", torch.device("cuda"), "flash_attention")
+        provider_class("csrc").op_backend(torch.device("cuda"), "flash_attention")
     with pytest.raises(KernelBackendUnavailable, match="functional op"):
-        resolve("te", torch.device("cpu"), "layer_norm")
+        provider_class("te").op_backend(torch.device("cpu"), "layer_norm")
     if TE_MISSING:
         with pytest.raises(KernelBackendUnavailable, match="Transformer Engine is not installed"):
-            check_available("te")
+            provider_class("te").check_available()
     else:
-        check_available("te")
+        provider_class("te").check_available()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,10 +245,14 @@ def test_kernel_norm_matches_megatron_torch_norm(emu_module, normalization):
 def test_kernel_modules_te_needs_transformer_engine():
     from megatron_biomed.kernels.modules import KernelNorm
 
+    # Our modules never become Transformer Engine's: with kernels="te" they are refused (TE missing, or
+    # "take TE's modules from the te provider"); the te provider's specs name TENorm / TEDotProductAttention.
+    with pytest.raises(KernelError, match="Transformer Engine"):
+        KernelNorm(config=_config(), hidden_size=64, kernels="te")
     if not TE_MISSING:
         pytest.skip("Transformer Engine is installed; its modules need a GPU")
     with pytest.raises(KernelBackendUnavailable, match="Transformer Engine"):
-        KernelNorm(config=_config(), hidden_size=64, kernels="te")
+        get_provider("te").norm()
 
 
 @pytest.mark.parametrize("kv_channels,mask_kind", [(64, "causal"), (16, "causal"), (16, "padding"), (64, "padding")])
@@ -291,9 +293,9 @@ def test_core_attention_matches_megatron(single_rank_parallel, emu_module, kv_ch
 
 def test_layer_specs_pick_the_modules():
     from megatron.core.transformer.dot_product_attention import DotProductAttention
-    from megatron_biomed.models.layer_specs import gpt_layer_spec
 
     from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
+    from megatron_biomed.models.gpt.specs import gpt_layer_spec
 
     torch_spec = gpt_layer_spec(normalization="RMSNorm", kernels="torch")
     assert torch_spec.submodules.self_attention.submodules.core_attention is DotProductAttention
@@ -324,7 +326,7 @@ def ops():
     should, why = build_cuda.build_decision()
     if not should:
         pytest.skip(f"megatron_biomed._C is not built on this machine: {why}")
-    err = _csrc.load_error()
+    err = csrc_ops.load_error()
     assert err is None, f"the CUDA build should have run here ({why}) but: {err}"
     return torch.ops.megatron_biomed
 
@@ -374,17 +376,18 @@ def test_fake_impls_under_fake_tensor_mode_cuda(ops):
         from torch._subclasses.fake_tensor import FakeTensorMode
         sys.path.insert(0, {tests!r})
         from test_kernels_python import _fake_cases
-        from megatron_biomed.kernels import _csrc, functions
-        assert _csrc.load_error() is None
+        from megatron_biomed.kernels import csrc_ops, functions
+        from megatron_biomed.kernels.providers import CsrcProvider
+        assert csrc_ops.load_error() is None
         with FakeTensorMode():
             out = _fake_cases("cuda", torch.bfloat16)
             # the autograd Functions' forward on the csrc ops (the engine cannot run a backward on
             # fake CUDA tensors without a device, so the backward ops are covered by _fake_cases)
             q = torch.empty(2, 64, 8, 64, device="cuda", dtype=torch.float16)
             k = torch.empty(2, 64, 2, 64, device="cuda", dtype=torch.float16)
-            att = functions.FlashAttentionFunction.apply(q, k, k, 0.125, True, functions._prims("csrc"))
+            att = functions.FlashAttentionFunction.apply(q, k, k, 0.125, True, CsrcProvider.primitives)
             x = torch.empty(4, 3, 256, device="cuda", dtype=torch.float32)
-            y = functions.RMSNormFunction.apply(x, x[0, 0], 1e-5, functions._prims("csrc"))
+            y = functions.RMSNormFunction.apply(x, x[0, 0], 1e-5, CsrcProvider.primitives)
         print(out.device, out.dtype, att.device, att.dtype, tuple(att.shape), y.device, tuple(y.shape))
         """
     ).format(tests=str(Path(__file__).parent))

@@ -17,8 +17,8 @@ import pytest
 import torch
 from numerics import rel_err
 
-from megatron_biomed.kernels._emu import from_numpy as from_emu
-from megatron_biomed.kernels._emu import to_numpy as to_emu
+from megatron_biomed.kernels.emu_ops import from_numpy as from_emu
+from megatron_biomed.kernels.emu_ops import to_numpy as to_emu
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 FP32_TOL = 1e-5

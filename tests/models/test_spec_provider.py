@@ -1,45 +1,44 @@
-"""megatron_biomed.kernels.spec_provider: each ``model.kernels`` choice resolves to the expected modules,
+"""megatron_biomed.kernels providers: each ``model.kernels`` choice resolves to the expected modules,
 unavailable choices fail with the existing clear errors, and the layer specs are built from the provider."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from megatron.core.extensions.transformer_engine_spec_provider import TESpecProvider
 from megatron.core.models.gpt.gpt_layer_specs import get_mlp_module_spec_for_backend
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear, RowParallelLinear
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.torch_norm import WrappedTorchNorm
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules
-from megatron_biomed.models.layer_specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
 
-from megatron_biomed.kernels import _csrc, backends
-from megatron_biomed.kernels.backends import KERNEL_CHOICES, KernelBackendUnavailable
+from megatron_biomed.kernels import csrc_ops
+from megatron_biomed.kernels import registry as kernel_registry
+from megatron_biomed.kernels.errors import KernelBackendUnavailable
 from megatron_biomed.kernels.modules import KernelDotProductAttention, KernelNorm
-from megatron_biomed.kernels.spec_provider import (
-    SPEC_PROVIDERS,
-    CsrcSpecProvider,
-    EmuSpecProvider,
-    TorchSpecProvider,
-    get_spec_provider,
-    spec_provider_class,
-)
+from megatron_biomed.kernels.providers import CsrcProvider, EmuProvider, TorchProvider
+from megatron_biomed.kernels.registry import KERNEL_PROVIDERS, get_provider, provider_class
+from megatron_biomed.models.gpt.specs import gpt_block_spec, gpt_layer_spec, gpt_model_spec, norm_spec
 
-TE_MISSING = backends.te_unavailable_reason()
-EMU_MISSING = backends.emu_unavailable_reason()
+TE_MISSING = provider_class("te").unavailable_reason()
+EMU_MISSING = provider_class("emu").unavailable_reason()
 OURS = ["csrc"] + ([] if EMU_MISSING else ["emu"])
 
 
 def test_one_provider_per_kernels_choice():
-    assert tuple(SPEC_PROVIDERS) == KERNEL_CHOICES
-    for kernels, cls in SPEC_PROVIDERS.items():
-        assert cls.kernels == kernels
-        assert cls.uses_transformer_engine == (kernels == "te")
+    assert KERNEL_PROVIDERS.names() == ("csrc", "te", "torch", "emu")  # the order config validation lists
+    for kernels, cls in KERNEL_PROVIDERS.items():
+        assert cls.name == kernels
+        assert (cls.megatron_provider is TESpecProvider) == (kernels == "te")  # only te's modules are TE's
+        # what parallel/layout.py and the planner ask instead of comparing the name with "torch"
+        assert cls.supports_sequence_parallel == (kernels != "torch")
+        assert cls.fused_norms == cls.fused_softmax == cls.fused_attention == (kernels != "torch")
 
 
 def test_torch_provider_is_megatron_cores_local_choice():
-    p = get_spec_provider("torch")
-    assert isinstance(p, TorchSpecProvider)
+    p = get_provider("torch")
+    assert isinstance(p, TorchProvider)
     assert p.core_attention() is DotProductAttention
     assert p.layer_norm(rms_norm=True) is WrappedTorchNorm
     assert p.norm().module is WrappedTorchNorm
@@ -50,8 +49,8 @@ def test_torch_provider_is_megatron_cores_local_choice():
 
 @pytest.mark.parametrize("kernels", OURS)
 def test_kernel_providers_give_our_modules(kernels):
-    p = get_spec_provider(kernels)
-    assert type(p) is {"csrc": CsrcSpecProvider, "emu": EmuSpecProvider}[kernels]
+    p = get_provider(kernels)
+    assert type(p) is {"csrc": CsrcProvider, "emu": EmuProvider}[kernels]
     for spec in (p.norm(), p.final_norm(), p.layer_norm(rms_norm=True), p.layer_norm(for_qk=True)):
         assert spec.module is KernelNorm and spec.params == {"kernels": kernels}
     attention = p.core_attention()
@@ -63,24 +62,24 @@ def test_kernel_providers_give_our_modules(kernels):
 
 def test_unknown_and_unavailable_choices_raise_the_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="not one of"):
-        get_spec_provider("triton")
+        get_provider("triton")
     with pytest.raises(ValueError, match="not one of"):
-        spec_provider_class("cuda")
-    assert spec_provider_class("te").uses_transformer_engine  # the class is known without Transformer Engine
+        provider_class("cuda")
+    assert provider_class("te").megatron_provider is TESpecProvider  # the class is known without Transformer Engine
     if TE_MISSING:
-        for build in (lambda: get_spec_provider("te"), lambda: gpt_layer_spec(kernels="te"), lambda: norm_spec("te")):
+        for build in (lambda: get_provider("te"), lambda: gpt_layer_spec(kernels="te"), lambda: norm_spec("te")):
             with pytest.raises(KernelBackendUnavailable, match="Transformer Engine is not installed"):
                 build()
     # csrc on a GPU machine without the extension: say what to build.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(_csrc, "_state", {"loaded": True, "error": "megatron_biomed._C ... is not built"})
+    monkeypatch.setattr(csrc_ops, "_state", {"loaded": True, "error": "megatron_biomed._C ... is not built"})
     with pytest.raises(KernelBackendUnavailable, match="not built"):
-        get_spec_provider("csrc")
+        get_provider("csrc")
 
 
 def test_a_provider_passes_through_and_specs_take_it():
-    p = get_spec_provider("csrc")
-    assert get_spec_provider(p) is p
+    p = get_provider("csrc")
+    assert get_provider(p) is p
     spec = gpt_layer_spec(normalization="RMSNorm", kernels=p, qk_layernorm=True)
     attn = spec.submodules.self_attention.submodules
     assert attn.core_attention.module is KernelDotProductAttention
@@ -125,21 +124,20 @@ def test_model_spec_puts_the_final_norm_where_the_provider_says(single_rank_para
 
 def test_gpt_family_resolves_kernels_once(single_rank_parallel, monkeypatch):
     from megatron_biomed.config import get_preset
-    from megatron_biomed.kernels import spec_provider
-    from megatron_biomed.models import gpt
+    from megatron_biomed.models.registry import build_model_chunks
 
     calls = []
-    real = spec_provider.spec_provider_class
+    real = kernel_registry.provider_class
 
     def counting(kernels):
         calls.append(kernels)
         return real(kernels)
 
-    monkeypatch.setattr(spec_provider, "spec_provider_class", counting)
+    monkeypatch.setattr(kernel_registry, "provider_class", counting)
     cfg = get_preset("tiny-llama")
     cfg.model.kernels = "csrc"
     cfg.parallel.pipeline_model_parallel_size = 1
-    (model,) = gpt.build_model_chunks(cfg)
+    (model,) = build_model_chunks(cfg)
     assert calls == ["csrc"]  # one resolution for the model; the modules check only their own choice
     assert isinstance(model.decoder.final_layernorm, KernelNorm)
     assert all(

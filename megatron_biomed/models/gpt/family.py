@@ -10,7 +10,7 @@ from megatron.core.models.gpt import GPTModel
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.kernels.spec_provider import KernelSpecProvider, get_spec_provider
+from megatron_biomed.kernels.registry import KernelProvider, get_provider
 from megatron_biomed.models.common import chunk_stages, finish_chunk, transformer_config
 from megatron_biomed.models.gpt.counts import decoder_flops_per_token, decoder_parameters
 from megatron_biomed.models.gpt.specs import gpt_model_spec
@@ -22,9 +22,7 @@ class BiomedGPTModel(RealVocabLoss, GPTModel):
     """megatron-core's GPTModel with its language-model loss over the real vocabulary (models/vocab_loss.py)."""
 
 
-def gpt_chunk_spec(
-    cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelSpecProvider | None = None
-):
+def gpt_chunk_spec(cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None):
     """``transformer_layer_spec`` of one GPTModel chunk (virtual pipeline stage ``vp_stage``) on
     ``provider`` (default: ``model.kernels`` resolved now)."""
     return gpt_model_spec(
@@ -41,7 +39,7 @@ def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     (``model.kernels`` resolved once, here, for every chunk)."""
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
-    provider = get_spec_provider(m.kernels)
+    provider = get_provider(m.kernels)
     chunks = []
     for vp_stage, first, last in chunk_stages(cfg):
         model = BiomedGPTModel(

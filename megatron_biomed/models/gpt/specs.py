@@ -1,6 +1,6 @@
 """The one place that decides how a GPT transformer layer is built (megatron-core ModuleSpec).
 
-``kernels`` -- a choice name or the provider it resolves to (megatron_biomed/kernels/spec_provider.py) --
+``kernels`` -- a choice name or the provider it resolves to (megatron_biomed/kernels/registry.py) --
 picks the modules of the norms, the softmax and the core attention:
 
 * ``"torch"`` -- megatron-core's local (pure PyTorch) spec; runs everywhere.
@@ -29,12 +29,12 @@ from megatron.core.transformer.transformer_block import (
 )
 
 from megatron_biomed.config.model import NORMALIZATIONS
-from megatron_biomed.kernels.backends import KERNEL_CHOICES
-from megatron_biomed.kernels.spec_provider import KernelSpecProvider, get_spec_provider
+from megatron_biomed.kernels.modules import InverseLayerScaledAttention
+from megatron_biomed.kernels.registry import KernelProvider, get_provider
 
-__all__ = ["KERNEL_CHOICES", "gpt_block_spec", "gpt_layer_spec", "gpt_model_spec", "norm_spec"]
+__all__ = ["gpt_block_spec", "gpt_layer_spec", "gpt_model_spec", "norm_spec"]
 
-Kernels = str | KernelSpecProvider
+Kernels = str | KernelProvider
 
 
 def _check_normalization(normalization: str) -> None:
@@ -45,7 +45,7 @@ def _check_normalization(normalization: str) -> None:
 def norm_spec(kernels: Kernels) -> ModuleSpec:
     """Spec of a norm built as ``spec(config=, hidden_size=, eps=)`` (LayerNorm or RMSNorm by
     ``config.normalization``) on ``kernels``."""
-    return get_spec_provider(kernels).norm()
+    return get_provider(kernels).norm()
 
 
 def gpt_layer_spec(
@@ -57,7 +57,7 @@ def gpt_layer_spec(
 ) -> ModuleSpec:
     """Layer spec for a GPT-2 (LayerNorm) or LLaMA (RMSNorm) style decoder layer.
     ``scale_attn_by_inverse_layer_idx``: GPT-2's per-layer softmax scale (ModelConfig field of that name)."""
-    provider = get_spec_provider(kernels)
+    provider = get_provider(kernels)
     _check_normalization(normalization)
     if provider.fuse_layernorm_and_linear():  # Transformer Engine: the norms live inside the linears
         spec = get_gpt_layer_with_transformer_engine_spec(qk_layernorm=qk_layernorm)
@@ -83,8 +83,6 @@ def gpt_layer_spec(
 
 def _scale_by_inverse_layer(spec: ModuleSpec, enabled: bool) -> None:
     if enabled:
-        from megatron_biomed.kernels.modules import InverseLayerScaledAttention
-
         attn = spec.submodules.self_attention.submodules
         attn.core_attention = InverseLayerScaledAttention(attn.core_attention)
 
@@ -106,7 +104,7 @@ def gpt_block_spec(
 ) -> TransformerBlockSubmodules:
     """Block spec (pass as GPTModel's ``transformer_layer_spec``): this pipeline stage's layers from
     :func:`gpt_layer_spec` plus the final norm on the same ``kernels``."""
-    provider = get_spec_provider(kernels)
+    provider = get_provider(kernels)
     layer = gpt_layer_spec(
         normalization=normalization,
         kernels=provider,
@@ -128,7 +126,7 @@ def gpt_model_spec(
 ) -> ModuleSpec | TransformerBlockSubmodules:
     """GPTModel's ``transformer_layer_spec`` for this pipeline stage: the layers and, unless the provider
     leaves it to megatron-core (``final_norm()`` is None), the final norm on ``kernels``."""
-    provider = get_spec_provider(kernels)
+    provider = get_provider(kernels)
     layer = gpt_layer_spec(
         normalization=normalization,
         kernels=provider,

@@ -1,6 +1,6 @@
-"""The ``"emu"`` backend: the csrc kernels run by ``megatron_biomed._emu`` on CPU tensors.
+"""The ``"emu"`` backend's primitives: the csrc kernels run by ``megatron_biomed._emu`` on CPU tensors.
 
-Same primitives (names, arguments, results) as the ``"csrc"`` ops in ``_csrc.py``, so the autograd
+Same primitives (names, arguments, results) as the ``"csrc"`` ops in ``csrc_ops.py``, so the autograd
 Functions in ``functions.py`` run either unchanged. ``_emu`` works on numpy arrays: float32 and
 float16 as themselves, bfloat16 as uint16 bit patterns (numpy has no bfloat16).
 """
@@ -14,9 +14,21 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat
 
 
 def _module():
-    import megatron_biomed._emu as emu
+    import megatron_biomed._emu as emu  # optional build (pybind11 + g++); load_error() says why it is missing
 
     return emu
+
+
+def load_error() -> str | None:
+    """None if ``megatron_biomed._emu`` imports, else why not and how to build it."""
+    try:
+        _module()
+    except ImportError as e:
+        return (
+            f"megatron_biomed._emu (the CPU emulator of the csrc kernels) is not built ({e}); "
+            "build it with `pip install --no-build-isolation -e .` or `python setup.py build_ext --inplace`"
+        )
+    return None
 
 
 def _dtype_name(t: torch.Tensor, op: str) -> str:

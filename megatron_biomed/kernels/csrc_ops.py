@@ -39,7 +39,7 @@ def load_error() -> str | None:
     if not _state["loaded"]:
         _state["loaded"] = True
         try:
-            import megatron_biomed._C  # noqa: F401  (registers the ops)
+            import megatron_biomed._C  # noqa: F401  (registers the ops; optional build: only with nvcc and CUDA torch)
         except ImportError as e:
             _state["error"] = (
                 f"megatron_biomed._C (the CUDA kernels) is not built ({e}); on a machine with nvcc and a "
@@ -56,6 +56,18 @@ def ops():
     if err := load_error():
         raise ImportError(err)
     return torch.ops.megatron_biomed
+
+
+class _Primitives:
+    """The ``torch.ops.megatron_biomed`` ops under the primitive names kernels/functions.py calls (the extension
+    is loaded at the first use, not when this module is imported)."""
+
+    def __getattr__(self, name: str):
+        return getattr(ops(), name)
+
+
+# What the csrc provider (kernels/providers.py) hands the functional ops.
+PRIMITIVES = _Primitives()
 
 
 # ---------------------------------------------------------------------------------------------
