@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from megatron_biomed.convert.registry import ConversionError
 
@@ -68,8 +70,6 @@ class HFReader:
                 raise ConversionError(f"{index} names {file.name}, which is missing")
 
     def _from_safetensors(self, file: Path) -> None:
-        from safetensors import safe_open
-
         with safe_open(str(file), "pt") as f:
             for name in f.keys():
                 self._where[name] = file
@@ -115,8 +115,6 @@ class HFReader:
         self.read_names.add(stored)
         file = self._where[stored]
         if file.suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(file), "pt") as f:
                 return f.get_tensor(stored)
         # A copy: a view into the mapped file would keep the whole shard mapped after the reader moved on.
@@ -216,8 +214,6 @@ def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: di
 
 def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
     """Copy the tokenizer files found in ``src`` (a directory, or a tokenizer.json) to ``dst``; their names."""
-    import shutil
-
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     if src.is_file():
