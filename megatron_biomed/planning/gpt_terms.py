@@ -16,6 +16,7 @@ tensors really saved for backward in tests/planning/test_memory_measured.py).
 from __future__ import annotations
 
 from megatron_biomed.config.model import ModelConfig
+from megatron_biomed.kernels.registry import provider_class
 from megatron_biomed.models.gpt.counts import decoder_layer, norm_parameters
 from megatron_biomed.planning.terms import FamilyTerms
 
@@ -29,7 +30,7 @@ def layer_parameters_per_rank(m: ModelConfig, tp: int) -> int:
 
 def _norm_bytes(m: ModelConfig, tokens: float, e: int) -> float:
     """What one norm saves: its input (the PyTorch RMSNorm also its normalised output) and fp32 statistics."""
-    saved_copies = 2 if (m.normalization == "RMSNorm" and m.kernels == "torch") else 1
+    saved_copies = 2 if (m.normalization == "RMSNorm" and not provider_class(m.kernels).fused_norms) else 1
     stats = 2 if m.normalization == "LayerNorm" else 1
     return tokens * (e * m.hidden_size * saved_copies + 4 * stats)
 
@@ -50,7 +51,7 @@ def layer_activation_bytes(
         return e * tokens * h / sp_div  # the layer's input only
     dropout_h = m.hidden_dropout > 0
     dropout_a = m.attention_dropout > 0
-    fused = m.kernels != "torch"  # flash attention and fused norms / activations (csrc, te)
+    fused = provider_class(m.kernels).fused_attention  # flash attention and fused activations (csrc, te)
     rope = m.position_embedding_type == "rope"
     expand = m.kv_heads < a and not fused  # the PyTorch attention repeats K and V to every head
     # Columns of q / k / v held by one TP rank, and whether each is a fresh tensor or a view of the fused
@@ -90,7 +91,7 @@ def first_stage_extra_bytes(m: ModelConfig, b: int, tp: int, sp: bool, e: int, m
     extra = 8 * tokens * (2 if m.position_embedding_type == "learned_absolute" else 1)
     if m.hidden_dropout > 0:
         extra += mask_bytes * tokens * m.hidden_size / (tp if sp else 1)
-    if m.kernels == "torch":
+    if not provider_class(m.kernels).fused_softmax:
         extra += m.seq_length**2  # boolean causal mask
     return extra
 
