@@ -1,4 +1,5 @@
-"""The library's import graph: layers, cycles and imports inside functions (read from the source with ast).
+"""The library's import graph: layers, cycles, imports inside functions and private names across packages (read
+from the source with ast).
 
 The layer order is written once, here, and in ../shared/STYLE.md ("Layers and seams"). A module may import
 from its own layer or a lower one, never a higher one (not inside a function either), and no set of modules
@@ -10,6 +11,7 @@ in a comment on its line or the line above.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -96,6 +98,14 @@ class FunctionImport:
     reason: bool
 
 
+def _says_why(line: str) -> bool:
+    """Whether ``line`` has a comment with words in it besides linter directives (noqa, type:, fmt:)."""
+    if "#" not in line:
+        return False
+    comment = re.sub(r"(noqa(:\s*[A-Z0-9, ]+)?|type:\s*ignore(\[[^\]]*\])?|fmt:\s*\w+)", "", line.split("#", 1)[1])
+    return bool(re.search(r"[A-Za-z]{3,}", comment))
+
+
 def scan(files: dict[str, Path]) -> tuple[list[Import], list[FunctionImport]]:
     edges: list[Import] = []
     third_party: list[FunctionImport] = []
@@ -121,17 +131,14 @@ def scan(files: dict[str, Path]) -> tuple[list[Import], list[FunctionImport]]:
                 target = _known(name, files)
                 if target is None:
                     if inside:
-                        here = lines[node.lineno - 1]
-                        above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-                        third_party.append(
-                            FunctionImport(module, node.lineno, name, "#" in here or above.startswith("#"))
-                        )
+                        above = lines[node.lineno - 2] if node.lineno > 1 else ""
+                        reason = _says_why(lines[node.lineno - 1]) or above.strip().startswith("#") and _says_why(above)
+                        third_party.append(FunctionImport(module, node.lineno, name, reason))
                     continue
                 if not (path.parent / (name.rsplit(".", 1)[-1] + ".py")).exists() and target != name:
                     # a compiled extension of the package (megatron_biomed._C, _emu): optional, built at install
                     if inside:
-                        here = lines[node.lineno - 1]
-                        third_party.append(FunctionImport(module, node.lineno, name, "#" in here))
+                        third_party.append(FunctionImport(module, node.lineno, name, _says_why(lines[node.lineno - 1])))
                     continue
                 if target != module:
                     edges.append(Import(module, target, node.lineno, inside))
@@ -247,3 +254,41 @@ def test_third_party_imports_inside_functions_say_why():
         "third-party imports inside functions without a reason (a comment on the line or the line above saying "
         "what makes the package heavy or optional here); otherwise import it at the top:\n  " + "\n  ".join(silent)
     )
+
+
+def _module_aliases(module: str, path: Path, tree: ast.AST, files: dict[str, Path]) -> dict[str, str]:
+    """Local names bound to library modules by the imports of ``module``."""
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve(module, path.name == "__init__.py", node)
+            for a in node.names:
+                if f"{base}.{a.name}" in files:
+                    aliases[a.asname or a.name] = f"{base}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in files and a.asname:
+                    aliases[a.asname] = a.name
+    return aliases
+
+
+def test_no_private_name_is_used_across_packages():
+    files = library_files()
+    used = []
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(module, path.name == "__init__.py", node)
+                if _known(base, files) and area(base) != area(module):
+                    used += [f"{module}:{node.lineno} imports {base}.{a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
+        aliases = _module_aliases(module, path, tree, files)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")
+                and area(aliases[node.value.id]) != area(module)
+            ):  # fmt: skip
+                used.append(f"{module}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+    assert not used, "private names used from another package (give them a public name):\n  " + "\n  ".join(used)
