@@ -12,7 +12,7 @@ picks the modules of the norms, the softmax and the core attention:
 
 ``gpt_layer_spec`` gives the per-layer spec (the final norm of the block is then megatron-core's
 default); ``gpt_block_spec`` also puts the final norm on the chosen kernels; ``gpt_model_spec`` is what
-models/gpt.py hands to GPTModel (the block spec, or the layer spec where the provider leaves the final
+models/gpt/family.py hands to GPTModel (the block spec, or the layer spec where the provider leaves the final
 norm to megatron-core, as ``torch`` does).
 """
 

@@ -69,7 +69,7 @@ class MambaLayerParams:
 
 def mamba_layer(m: ModelConfig) -> MambaLayerParams:
     """One Mamba2 layer of ``m``: pre-norm, in_proj, depthwise conv (+bias), dt_bias, A_log, D, gated norm,
-    out_proj. The parameter count, the FLOPs and the planner (planning/mamba.py) are all made from it."""
+    out_proj. The parameter count, the FLOPs and the planner (planning/mamba_terms.py) are all made from it."""
     k = mamba_dims(m)
     return MambaLayerParams(
         norm=k.d_model, in_proj=k.d_model * k.in_proj_out, out_proj=k.d_inner * k.d_model,
