@@ -11,9 +11,9 @@ import torch
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.eval.requests import continuation_sample, rolling_samples
 from megatron_biomed.eval.runner import EvaluationTask, corpus_perplexity, score_loglik
-from megatron_biomed.finetune.data import eod_id, load_tokenizer_for
 from megatron_biomed.parallel.env import DistEnv, find_free_port
 from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
+from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.loop import Trainer
 
 
@@ -23,8 +23,8 @@ def scorer(toy):
                                                   "train.micro_batch_size=2", "train.global_batch_size=2"])  # fmt: skip
     ctx = initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
     trainer = Trainer(cfg, ctx, None, EvaluationTask(cfg), forward_only=True)
-    tok = load_tokenizer_for(cfg)
-    yield trainer, tok, eod_id(tok)
+    tok = load_run_tokenizer(cfg)
+    yield trainer, tok, tok.eod_id
     shutdown_parallel()
 
 
