@@ -46,11 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_trainer(args, save_dir: Path):
-    from megatron_biomed.config.experiment import load_config
+    from megatron_biomed.config.loading import load_config
     from megatron_biomed.parallel.env import find_free_port, read_dist_env
     from megatron_biomed.parallel.initialize import initialize_parallel
+    from megatron_biomed.training.launch import setup_logging
     from megatron_biomed.training.loop import Trainer
-    from megatron_biomed.training.pretrain import setup_logging, token_info
+    from megatron_biomed.training.pretrain import token_info
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(find_free_port()))
     overrides = [

@@ -65,11 +65,11 @@ def main(argv=None) -> int:
     from megatron_biomed.config.loading import load_config
     from megatron_biomed.eval.requests import continuation_sample, split_whitespace
     from megatron_biomed.eval.runner import EvaluationTask, benchmark_accuracy
-    from megatron_biomed.finetune.data import eod_id, load_tokenizer_for
     from megatron_biomed.parallel.env import DistEnv, find_free_port
     from megatron_biomed.parallel.initialize import initialize_parallel
+    from megatron_biomed.tokenizer import load_run_tokenizer
+    from megatron_biomed.training.launch import setup_logging
     from megatron_biomed.training.loop import Trainer
-    from megatron_biomed.training.pretrain import setup_logging
 
     setup_logging(1)
     tmp = Path(tempfile.mkdtemp())
@@ -81,8 +81,8 @@ def main(argv=None) -> int:
     ])  # fmt: skip
     ctx = initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
     trainer = Trainer(cfg, ctx, None, EvaluationTask(cfg), forward_only=True)
-    tok = load_tokenizer_for(cfg)
-    eod = eod_id(tok)
+    tok = load_run_tokenizer(cfg)
+    eod = tok.eod_id
     questions = _questions(args.questions, 1)
 
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=cfg.model.padded_vocab_size(1), n_positions=args.seq,
