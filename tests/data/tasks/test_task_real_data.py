@@ -96,7 +96,8 @@ def test_bioasq_real_rows_of_other_types_are_counted_not_requested():
 
     report = ReadReport(str(path))
     questions = read_bioasq(path, types=("factoid", "list", "summary"), report=report)
-    assert len(questions) == sum(types.values()) == 1689
+    # 1687: the count bioasq/SOURCE.md gives (the data was re-staged without 2 questions that leaked test items)
+    assert len(questions) == sum(types.values()) == 1687
     assert report.skipped == {}
     assert Counter(q["type"] for q in questions) == types
     assert all(isinstance(q["body"], str) and q["body"] for q in questions)
