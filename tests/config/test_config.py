@@ -3,6 +3,8 @@ megatron-core GPTModel, and YAML / --set parsing with its error messages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from megatron_biomed.config import ConfigError, get_preset, load_config
@@ -276,3 +278,24 @@ def test_every_preset_passes_validation():
 def test_cli_refuses_a_kernels_typo_before_any_process_group(capsys):
     assert pretrain_main(["--preset", "tiny-biomedlm", "--set", "model.kernels=cuda"]) == 2
     assert "model.kernels='cuda' is not one of: csrc, te, torch, emu" in capsys.readouterr().err
+
+
+def test_config_modules_import_one_way():
+    """At import time loading.py imports experiment.py and presets.py, and neither imports it (or, for
+    experiment.py, the presets) back: the old circle experiment <-> presets is gone."""
+    import ast
+
+    import megatron_biomed.config as pkg
+
+    root = Path(pkg.__file__).parent
+    for name in ("experiment.py", "presets.py", "model.py", "training.py", "parallel.py", "task.py"):
+        top_level = ast.parse((root / name).read_text()).body
+        imported = {
+            (n.module + "." + a.name) if n.module == "megatron_biomed.config" else n.module
+            for n in top_level
+            if isinstance(n, ast.ImportFrom)
+            for a in n.names
+        }
+        assert "megatron_biomed.config.loading" not in imported, name
+        if name != "presets.py":
+            assert "megatron_biomed.config.presets" not in imported, name
