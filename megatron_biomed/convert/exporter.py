@@ -1,10 +1,11 @@
 """Export a dist checkpoint of any saved layout to a Hugging Face directory (``tools/convert_hf.py export``).
 
-Streams: the checkpoint is read one layer at a time straight from its global tensors (no model is built but
-a one-layer skeleton that names the checkpoint's keys), converted by the family's adapter and written into
-safetensors shards, so peak memory is a few layers (the checkpoint reader copies what it reads once more) plus
-one shard, whatever the depth -- not the model (benchmarks/convert_memory.py measures it). The directory holds
-``config.json``, ``generation_config.json``, ``model.safetensors`` (or shards and
+Streams: the checkpoint is read one layer at a time straight from its global tensors, converted by the family's
+adapter and written into safetensors shards, so peak memory is a few layers (the checkpoint reader copies what it
+reads once more) plus one shard, whatever the depth -- not the model (benchmarks/convert_memory.py measures it).
+Where each tensor is stored (a slice of a layer-stacked key, a key per layer, parts that a factory joins) is
+megatron-core's account of it: the sharded state dict of the model built on the meta device, which costs no
+memory. The directory holds ``config.json``, ``generation_config.json``, ``model.safetensors`` (or shards and
 ``model.safetensors.index.json``) and the tokenizer files, and loads with
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` without custom code. Padded
 vocabulary rows are dropped.
@@ -12,7 +13,6 @@ vocabulary rows are dropped.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -21,6 +21,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from megatron.core.dist_checkpointing.mapping import (
+    ShardedObject,
+    ShardedTensor,
+    ShardedTensorFactory,
+    apply_factories,
+    apply_factory_merges,
+)
 from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
 from torch.distributed.checkpoint.planner import LoadPlan
@@ -30,7 +37,14 @@ from megatron_biomed.checkpoint import run_experiment_config
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.convert.hf_io import ShardWriter, copy_tokenizer_files
 from megatron_biomed.convert.importer import HF_CONFIG_FILE
-from megatron_biomed.convert.registry import LAYER_PREFIX, OUTPUT_LAYER, WORD_EMBEDDINGS, ConversionError, get_adapter
+from megatron_biomed.convert.registry import (
+    LAYER_PREFIX,
+    OUTPUT_LAYER,
+    WORD_EMBEDDINGS,
+    ConversionError,
+    get_adapter,
+    optional_transformers,
+)
 from megatron_biomed.models.registry import build_model_chunks
 from megatron_biomed.parallel.initialize import single_process_config
 from megatron_biomed.tokenizer import load_tokenizer
@@ -54,53 +68,58 @@ class ExportResult:
     total_bytes: int
 
 
-def checkpoint_key_map(cfg: ExperimentConfig) -> tuple[dict[str, str], dict[str, str]]:
-    """Our unsharded state-dict names -> dist-checkpoint keys: (non-layer names, layer suffixes). Read from a
-    one-layer, narrow skeleton of the same family and layer spec (keys do not depend on the sizes)."""
-    s = copy.deepcopy(cfg)
-    m = s.model
-    groups = m.kv_heads
-    m.num_layers, m.num_attention_heads, m.hidden_size = 1, groups, groups * 8
-    m.num_query_groups = groups if m.num_query_groups is not None else None
-    m.ffn_hidden_size, m.vocab_size, m.make_vocab_size_divisible_by, m.seq_length = 16, 8, 8, 8
-    s.train.precision = "fp32"
-    skeleton = build_model_chunks(single_process_config(s))[0]
-    skeleton = getattr(skeleton, "module", skeleton)
-    non_layer, layer = {}, {}
-    first = LAYER_PREFIX.format(0)
-    for name, sharded in skeleton.sharded_state_dict().items():
-        if name.endswith("_extra_state"):
+def stored_layout(cfg: ExperimentConfig, padded_vocab: int) -> tuple[dict, list[dict]]:
+    """How each of our unsharded tensors is stored in a dist checkpoint of ``cfg``: megatron-core's sharded
+    state dict of the model at TP = PP = 1 with ``padded_vocab`` rows (the checkpoint's), built on the meta
+    device (no memory). Returns (entries outside the layers by our name, one dict per layer by suffix).
+
+    Its entries say what the files hold, whatever the family: a ShardedTensor names its key and where in it
+    the tensor lies (a GPT layer is a slice of a layer-stacked key; a Mamba layer has keys of its own,
+    ``decoder.layers.<i>.``); a ShardedTensorFactory stores a tensor as parts (MambaMixer's in_proj as
+    ``.z/.x/.B/.C/.dt`` keys, conv1d as ``.x/.B/.C``; SwiGLU's fc1 as two slices) and merges them back."""
+    one = single_process_config(cfg, padded_vocab=padded_vocab)
+    with torch.device("meta"):
+        model = build_model_chunks(one)[0]
+    model = getattr(model, "module", model)
+    outside: dict = {}
+    layers: list[dict] = [{} for _ in range(cfg.model.num_layers)]
+    for name, sharded in model.sharded_state_dict().items():
+        if isinstance(sharded, ShardedObject) or name.endswith("_extra_state"):
             continue
-        if name.startswith(first):
-            layer[name[len(first) :]] = sharded.key
+        for i, layer in enumerate(layers):
+            prefix = LAYER_PREFIX.format(i)
+            if name.startswith(prefix):
+                layer[name[len(prefix) :]] = sharded
+                break
         else:
-            non_layer[name] = sharded.key
-    return non_layer, layer
+            outside[name] = sharded
+    return outside, layers
 
 
-def _slice_planner(slices: dict):
-    """A torch.distributed.checkpoint load planner that reads, for each key, only the chunk starting at the
-    given offsets into the given tensor (one layer of a layer-stacked tensor), in this one process."""
+def _chunk_planner(chunks: dict):
+    """A torch.distributed.checkpoint load planner that reads, in this one process, each (key, offsets) of
+    ``chunks`` into its tensor: the chunk of that stored key starting at those offsets."""
 
-    class SlicePlanner(DefaultLoadPlanner):
+    class ChunkPlanner(DefaultLoadPlanner):
         def create_local_plan(self) -> LoadPlan:
             items = []
-            for key, (offsets, dest) in slices.items():
+            for (key, offsets), dest in chunks.items():
                 chunk = ChunkStorageMetadata(offsets=torch.Size(offsets), sizes=dest.shape)
                 items += create_read_items_for_chunk_list(key, self.metadata.state_dict_metadata[key], [chunk])
             return LoadPlan(items)
 
         def lookup_tensor(self, index):
-            return slices[index.fqn][1]
+            return chunks[(index.fqn, tuple(index.offset))]
 
-    return SlicePlanner()
+    return ChunkPlanner()
 
 
 class CheckpointTensors:
-    """Global tensors of a torch_dist checkpoint read straight from its files, a layer at a time."""
+    """Global tensors of a torch_dist checkpoint read straight from its files, as :func:`stored_layout` says
+    they are stored."""
 
-    def __init__(self, path: Path, num_layers: int) -> None:
-        self.path, self.num_layers = path, num_layers
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
 
     def shape(self, key: str) -> tuple[int, ...]:
@@ -111,23 +130,37 @@ class CheckpointTensors:
     def dtype(self, key: str) -> torch.dtype:
         return self.metadata[key].properties.dtype
 
-    def load(self, wanted: dict[str, str], layer: int | None = None) -> dict[str, torch.Tensor]:
-        """``{our name: checkpoint key}`` -> tensors: whole, or layer ``layer`` of layer-stacked keys."""
-        slices = {}
-        for key in wanted.values():
-            shape = self.shape(key)
-            if layer is None:
-                slices[key] = ((0,) * len(shape), torch.empty(shape, dtype=self.dtype(key)))
-            else:
-                if shape[0] != self.num_layers:
-                    raise ConversionError(
-                        f"{self.path}: {key} holds {shape[0]} layers, the run config {self.num_layers}"
-                    )
-                dest = torch.empty((1, *shape[1:]), dtype=self.dtype(key))
-                slices[key] = ((layer,) + (0,) * (len(shape) - 1), dest)
-        state = {key: dest for key, (_, dest) in slices.items()}
-        dcp.load(state, storage_reader=FileSystemReader(str(self.path)), planner=_slice_planner(slices), no_dist=True)
-        return {name: (slices[key][1] if layer is None else slices[key][1][0]) for name, key in wanted.items()}
+    def load(self, stored: dict) -> dict[str, torch.Tensor]:
+        """``{name: ShardedTensor or ShardedTensorFactory}`` (entries of :func:`stored_layout`) -> tensors."""
+        built = dict(stored)
+        apply_factories(built)  # a factory's entry becomes the ShardedTensors of its parts
+        chunks: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+        def destination(sh: ShardedTensor) -> torch.Tensor:
+            if self.shape(sh.key) != tuple(sh.global_shape):
+                raise ConversionError(
+                    f"{self.path}: {sh.key} has shape {self.shape(sh.key)}, the run config's model "
+                    f"{tuple(sh.global_shape)}"
+                )
+            data = torch.empty(tuple(sh.local_shape), dtype=self.dtype(sh.key))
+            # The axes megatron-core prepends (a layer-stacked key's layer) have size 1 in the chunk read.
+            chunks[(sh.key, tuple(sh.global_offset))] = data.view((1,) * sh.prepend_axis_num + data.shape)
+            return data
+
+        def read(x):
+            if isinstance(x, ShardedTensor):
+                return destination(x)
+            if isinstance(x, list):
+                return [read(v) for v in x]
+            if isinstance(x, dict):
+                return {k: read(v) for k, v in x.items()}
+            raise ConversionError(f"{self.path}: no way to read a {type(x).__name__} entry of the state dict")
+
+        tensors = {name: read(x) for name, x in built.items()}
+        state = {f"{key}@{offsets}": dest for (key, offsets), dest in chunks.items()}
+        dcp.load(state, storage_reader=FileSystemReader(str(self.path)), planner=_chunk_planner(chunks), no_dist=True)
+        factories = {name: x for name, x in stored.items() if isinstance(x, ShardedTensorFactory)}
+        return apply_factory_merges(tensors, factories)  # the parts of each factory's tensor joined again
 
 
 def _unpadded(name: str, t: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -167,25 +200,25 @@ def export_hf(
     adapter = get_adapter(m.family)
     if dtype is not None and dtype not in DTYPES:
         raise ConversionError(f"dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
-    non_layer, layer = checkpoint_key_map(cfg)
-    ckpt = CheckpointTensors(path, m.num_layers)
-    out_dtype = DTYPES[dtype] if dtype else ckpt.dtype(non_layer[WORD_EMBEDDINGS])
+    ckpt = CheckpointTensors(path)
+    outside, layers = stored_layout(cfg, padded_vocab=ckpt.shape(WORD_EMBEDDINGS)[0])
+    out_dtype = DTYPES[dtype] if dtype else ckpt.dtype(WORD_EMBEDDINGS)
     out = Path(out)
     writer = ShardWriter(out, max_shard_size, out_dtype)
 
     names = adapter.global_names(m)
     if names is not None:  # plain renames: one at a time (the embeddings are the largest tensors)
         for name, hf_name in names.items():
-            if name not in non_layer:
+            if name not in outside:
                 raise ConversionError(f"{path}: the checkpoint has no tensor for {name} (model family {m.family})")
-            writer.add(hf_name, _unpadded(name, ckpt.load({name: non_layer[name]})[name], m.vocab_size))
+            writer.add(hf_name, _unpadded(name, ckpt.load({name: outside[name]})[name], m.vocab_size))
     else:
-        ours = {name: _unpadded(name, t, m.vocab_size) for name, t in ckpt.load(non_layer).items()}
+        ours = {name: _unpadded(name, t, m.vocab_size) for name, t in ckpt.load(outside).items()}
         for hf_name, t in adapter.globals_to_hf(m, ours).items():
             writer.add(hf_name, t)
         del ours
-    for i in range(m.num_layers):
-        tensors = ckpt.load(layer, layer=i)
+    for i, stored in enumerate(layers):
+        tensors = ckpt.load(stored)
         for name, t in adapter.layer_to_hf(m, i, tensors).items():
             writer.add(name, t)
         del tensors
@@ -211,9 +244,5 @@ def export_hf(
 
 
 def _transformers_version() -> str:
-    try:
-        import transformers  # optional: only names its version in config.json; export needs no transformers
-
-        return transformers.__version__
-    except ImportError:
-        return "unknown"
+    transformers = optional_transformers()  # export needs none: it only names the version in config.json
+    return transformers.__version__ if transformers is not None else "unknown"

@@ -35,19 +35,26 @@ class GPT2Adapter(HFAdapter):
     model_type = "gpt2"
     ignored_hf_names = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers of older checkpoints
 
-    def model_config(self, hf: dict, where: str = "config.json") -> ModelConfig:
-        act = hf.get("activation_function", "gelu_new")
+    config_class = "GPT2Config"
+    config_defaults = {
+        "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12, "n_inner": None,
+        "activation_function": "gelu_new", "resid_pdrop": 0.1, "attn_pdrop": 0.1, "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "add_cross_attention": False, "tie_word_embeddings": True,
+    }  # fmt: skip
+
+    def model_config_from(self, hf: dict, where: str) -> ModelConfig:
+        act = hf["activation_function"]
         require(act in _ACTIVATIONS, where, f"activation_function={act!r}: supported are {', '.join(_ACTIVATIONS)}")
-        require(hf.get("scale_attn_weights", True), where, "scale_attn_weights=false is not supported")
-        require(hf.get("tie_word_embeddings", True), where, "tie_word_embeddings=false: GPT-2 ties its output layer")
-        require(not hf.get("add_cross_attention", False), where, "add_cross_attention is not supported")
-        hidden = hf["n_embd"]
+        require(hf["scale_attn_weights"], where, "scale_attn_weights=false is not supported")
+        require(hf["tie_word_embeddings"], where, "tie_word_embeddings=false: GPT-2 ties its output layer")
+        require(not hf["add_cross_attention"], where, "add_cross_attention is not supported")
         return ModelConfig(
             family="gpt2",
             num_layers=hf["n_layer"],
-            hidden_size=hidden,
+            hidden_size=hf["n_embd"],
             num_attention_heads=hf["n_head"],
-            ffn_hidden_size=hf.get("n_inner"),
+            ffn_hidden_size=hf["n_inner"],
             seq_length=hf["n_positions"],
             vocab_size=hf["vocab_size"],
             position_embedding_type="learned_absolute",
@@ -55,11 +62,11 @@ class GPT2Adapter(HFAdapter):
             activation=_ACTIVATIONS[act],
             add_bias_linear=True,
             tie_embeddings=True,
-            layernorm_epsilon=hf.get("layer_norm_epsilon", 1e-5),
-            scale_attn_by_inverse_layer_idx=bool(hf.get("scale_attn_by_inverse_layer_idx", False)),
-            hidden_dropout=hf.get("resid_pdrop", 0.1),
-            attention_dropout=hf.get("attn_pdrop", 0.1),
-            init_method_std=hf.get("initializer_range", 0.02),
+            layernorm_epsilon=hf["layer_norm_epsilon"],
+            scale_attn_by_inverse_layer_idx=bool(hf["scale_attn_by_inverse_layer_idx"]),
+            hidden_dropout=hf["resid_pdrop"],
+            attention_dropout=hf["attn_pdrop"],
+            init_method_std=hf["initializer_range"],
         )
 
     def hf_config(self, m: ModelConfig, special_tokens: dict, dtype: str) -> dict:

@@ -1,5 +1,6 @@
-"""Hugging Face checkpoint files, one tensor at a time.
+"""Hugging Face checkpoint files: ``config.json``, and tensors one at a time.
 
+* :func:`read_config_json` -- ``config.json`` decoded as transformers decodes it.
 * :class:`HFReader` -- reads tensors by name from a directory of ``model.safetensors``, sharded safetensors
   with ``model.safetensors.index.json``, or ``pytorch_model*.bin`` (``torch.load(weights_only=True,
   mmap=True)``, one shard open at a time): only what is asked for is loaded.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import shutil
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from megatron_biomed.convert.registry import ConversionError
+from megatron_biomed.convert.registry import ConversionError, optional_transformers
 
 SAFE_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
@@ -33,6 +35,34 @@ TOKENIZER_FILES = (
     "added_tokens.json",
     "new_token_pieces.json",
 )
+
+
+# transformers (5.x) writes non-finite floats, which JSON lacks, as {"__float__": "Infinity"}.
+_TAGGED_FLOATS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+
+
+def _untag_float(obj: dict):
+    if set(obj) == {"__float__"} and obj["__float__"] in _TAGGED_FLOATS:
+        return _TAGGED_FLOATS[obj["__float__"]]
+    return obj
+
+
+def read_config_json(file: str | os.PathLike) -> dict:
+    """The mapping in a ``config.json`` as transformers reads the file (``PretrainedConfig.get_config_dict``:
+    its encoding of non-finite floats decoded); without transformers, as plain JSON with that encoding
+    decoded here. The mapping is not yet completed with a config class's defaults (that is
+    convert/registry.py's :meth:`~megatron_biomed.convert.registry.HFAdapter.read_config`): a
+    ``mamba_ssm`` config.json is not a transformers config."""
+    file = Path(file)
+    if not file.is_file():
+        raise ConversionError(f"{file} is missing: give a directory written by save_pretrained")
+    transformers = optional_transformers()
+    try:
+        if transformers is None:
+            return json.loads(file.read_text(), object_hook=_untag_float)
+        return transformers.PretrainedConfig.get_config_dict(str(file), local_files_only=True)[0]
+    except (OSError, ValueError) as e:
+        raise ConversionError(f"{file}: not a readable config.json ({e})") from e
 
 
 class HFReader:

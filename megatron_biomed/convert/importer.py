@@ -1,9 +1,9 @@
 """Import a Hugging Face directory into our dist checkpoint (``tools/convert_hf.py import``).
 
-The model config comes from ``config.json`` through the family's adapter (and, when a preset is named, must
-agree with the preset's architecture field by field). Dist checkpoints hold global tensors, so the result
-loads at any TP / PP / VPP layout whose vocabulary padding it was made for (``tensor_model_parallel_size``:
-the embedding is padded to a multiple of ``make_vocab_size_divisible_by x TP``).
+The model config comes from ``config.json``, read as transformers reads it, through the family's adapter
+(and, when a preset is named, must agree with the preset's architecture field by field). Dist checkpoints hold
+global tensors, so the result loads at any TP / PP / VPP layout whose vocabulary padding it was made for
+(``tensor_model_parallel_size``: the embedding is padded to a multiple of ``make_vocab_size_divisible_by x TP``).
 
 Streams: the model is built on the meta device (names and shapes, no memory), and its tensors are read from
 the HF files, converted and written one group at a time -- each tensor outside the layers alone, then one
@@ -28,7 +28,7 @@ from megatron_biomed.config.loading import apply_overrides
 from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.config.presets import get_preset
 from megatron_biomed.convert.dist_writer import StreamingSaveStrategy, TensorGroup
-from megatron_biomed.convert.hf_io import HFReader, copy_tokenizer_files
+from megatron_biomed.convert.hf_io import HFReader, copy_tokenizer_files, read_config_json
 from megatron_biomed.convert.registry import (
     LAYER_PREFIX,
     OUTPUT_LAYER,
@@ -233,10 +233,8 @@ def import_hf(
     of its pieces' rows, old rows untouched; the extended tokenizer is the one saved with the checkpoint."""
     hf_dir, out = Path(hf_dir), Path(out)
     where = str(hf_dir / "config.json")
-    if not (hf_dir / "config.json").is_file():
-        raise ConversionError(f"{where} is missing: give a directory written by save_pretrained")
     # A transformers config.json, or one in a family's native format (state-spaces' mamba_ssm checkpoints)
-    hf, base_vocab, native = read_checkpoint_config(json.loads((hf_dir / "config.json").read_text()), where)
+    hf, base_vocab, native = read_checkpoint_config(read_config_json(hf_dir / "config.json"), where)
     if native:
         log.info("%s: %s native config (%s), read as %s", where, native, base_vocab, hf["architectures"])
     pieces = None

@@ -23,10 +23,23 @@ from megatron_biomed.convert.registry import (
 )
 
 
+def rope_parameters(hf: dict) -> dict:
+    """RoPE settings of an HF config: ``rope_parameters`` (transformers 5, which also moves older configs'
+    ``rope_theta`` / ``rope_scaling`` there when it reads them), else those older fields (a config read
+    without transformers)."""
+    if hf.get("rope_parameters"):
+        return hf["rope_parameters"]
+    params = dict(hf.get("rope_scaling") or {})
+    if "type" in params:
+        params.setdefault("rope_type", params["type"])
+    if "rope_theta" in hf:
+        params["rope_theta"] = hf["rope_theta"]
+    return params
+
+
 def rope_theta(hf: dict) -> float:
-    """rope theta of an HF config (transformers 5 keeps it in ``rope_parameters``, older ones at the top)."""
-    params = hf.get("rope_parameters") or {}
-    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    """rope theta of an HF config (10,000 when it names none, as LlamaConfig)."""
+    return float(rope_parameters(hf).get("rope_theta", 10000.0))
 
 
 def qkv_to_megatron(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, groups: int) -> torch.Tensor:
@@ -55,17 +68,24 @@ class LlamaAdapter(HFAdapter):
     model_type = "llama"
     ignored_hf_names = (".rotary_emb.inv_freq",)
 
-    def model_config(self, hf: dict, where: str = "config.json") -> ModelConfig:
-        require(hf.get("hidden_act", "silu") == "silu", where, f"hidden_act={hf.get('hidden_act')!r}: only silu")
-        require(not hf.get("attention_bias", False), where, "attention_bias=true is not supported")
-        require(not hf.get("mlp_bias", False), where, "mlp_bias=true is not supported")
-        scaling = hf.get("rope_scaling") or {}
-        rope_type = scaling.get("rope_type", scaling.get("type", "default")) if scaling else "default"
-        params = hf.get("rope_parameters") or {}
-        rope_type = params.get("rope_type", rope_type)
+    config_class = "LlamaConfig"
+    # head_dim and num_key_value_heads: None means hidden_size / heads and heads, as LlamaConfig derives them.
+    config_defaults = {
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None, "hidden_act": "silu",
+        "max_position_embeddings": 2048, "initializer_range": 0.02, "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": False, "rope_parameters": None, "attention_bias": False, "attention_dropout": 0.0,
+        "mlp_bias": False,
+    }  # fmt: skip
+
+    def model_config_from(self, hf: dict, where: str) -> ModelConfig:
+        require(hf["hidden_act"] == "silu", where, f"hidden_act={hf['hidden_act']!r}: only silu")
+        require(not hf["attention_bias"], where, "attention_bias=true is not supported")
+        require(not hf["mlp_bias"], where, "mlp_bias=true is not supported")
+        rope_type = rope_parameters(hf).get("rope_type", "default")
         require(rope_type == "default", where, f"rope type {rope_type!r}: only unscaled RoPE is supported")
         heads, hidden = hf["num_attention_heads"], hf["hidden_size"]
-        head_dim = hf.get("head_dim") or hidden // heads
+        head_dim = hf["head_dim"] or hidden // heads
         require(head_dim * heads == hidden, where, f"head_dim={head_dim} x heads {heads} != hidden_size {hidden}")
         theta = rope_theta(hf)
         require(theta.is_integer(), where, f"rope_theta={theta} must be a whole number (model.rotary_base)")
@@ -74,20 +94,20 @@ class LlamaAdapter(HFAdapter):
             num_layers=hf["num_hidden_layers"],
             hidden_size=hidden,
             num_attention_heads=heads,
-            num_query_groups=hf.get("num_key_value_heads") or heads,
+            num_query_groups=hf["num_key_value_heads"] or heads,
             ffn_hidden_size=hf["intermediate_size"],
-            seq_length=hf.get("max_position_embeddings", 4096),
+            seq_length=hf["max_position_embeddings"],
             vocab_size=hf["vocab_size"],
             position_embedding_type="rope",
             rotary_base=int(theta),
             normalization="RMSNorm",
             activation="swiglu",
             add_bias_linear=False,
-            tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            layernorm_epsilon=hf.get("rms_norm_eps", 1e-6),
+            tie_embeddings=bool(hf["tie_word_embeddings"]),
+            layernorm_epsilon=hf["rms_norm_eps"],
             hidden_dropout=0.0,
-            attention_dropout=hf.get("attention_dropout", 0.0),
-            init_method_std=hf.get("initializer_range", 0.02),
+            attention_dropout=hf["attention_dropout"],
+            init_method_std=hf["initializer_range"],
         )
 
     def hf_config(self, m: ModelConfig, special_tokens: dict, dtype: str) -> dict:

@@ -63,25 +63,36 @@ class Mamba2Adapter(HFAdapter):
     architectures = ("Mamba2ForCausalLM",)
     model_type = "mamba2"
 
-    def model_config(self, hf: dict, where: str = "config.json") -> ModelConfig:
-        hidden, expand, head_dim = hf["hidden_size"], hf.get("expand", 2), hf.get("head_dim", 64)
-        heads = hf.get("num_heads", expand * hidden // head_dim)
+    config_class = "Mamba2Config"
+    config_defaults = {
+        "num_heads": 128, "head_dim": 64, "vocab_size": 32768, "hidden_size": 4096, "state_size": 128,
+        "num_hidden_layers": 64, "layer_norm_epsilon": 1e-5, "expand": 2, "conv_kernel": 4, "n_groups": 8,
+        "use_bias": False, "use_conv_bias": True, "hidden_act": "silu", "time_step_limit": (0.0, math.inf),
+        "chunk_size": 256, "tie_word_embeddings": False,
+    }  # fmt: skip
+
+    def model_config_from(self, hf: dict, where: str) -> ModelConfig:
+        hidden, expand, head_dim, heads = hf["hidden_size"], hf["expand"], hf["head_dim"], hf["num_heads"]
         require(heads * head_dim == expand * hidden, where,
                 f"num_heads x head_dim = {heads * head_dim} != expand x hidden_size = {expand * hidden}")  # fmt: skip
-        require(not hf.get("use_bias", False), where, "use_bias=true is not supported (MambaMixer has no biases)")
-        require(hf.get("use_conv_bias", True), where, "use_conv_bias=false is not supported")
+        require(not hf["use_bias"], where, "use_bias=true is not supported (MambaMixer has no biases)")
+        require(hf["use_conv_bias"], where, "use_conv_bias=false is not supported")
+        require(hf["hidden_act"] == "silu", where, f"hidden_act={hf['hidden_act']!r}: MambaMixer's is silu")
+        # transformers' gated norm uses layer_norm_epsilon; MambaMixer's (and ours) has 1e-5 built in.
+        eps = hf["layer_norm_epsilon"]
+        require(eps == 1e-5, where, f"layer_norm_epsilon={eps}: MambaMixer's gated norm has 1e-5")
+        # Not Mamba2Config fields (transformers 5 ignores them); mamba_ssm-derived configs may carry them.
         require(not hf.get("norm_before_gate", False), where, "norm_before_gate=true is not supported")
         require(hf.get("rms_norm", True), where, "rms_norm=false is not supported")
-        limit = tuple(hf.get("time_step_limit", (0.0, float("inf"))))
-        require(limit == (0.0, float("inf")), where, f"time_step_limit={list(limit)}: only (0, inf) (no dt clamp)")
+        limit = tuple(hf["time_step_limit"])
+        require(limit == (0.0, math.inf), where, f"time_step_limit={list(limit)}: only (0, inf) (no dt clamp)")
         return ModelConfig(
             family="mamba2", num_layers=hf["num_hidden_layers"], hidden_size=hidden, num_attention_heads=heads,
             seq_length=2048, vocab_size=hf["vocab_size"], make_vocab_size_divisible_by=16, normalization="RMSNorm",
-            add_bias_linear=False, tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-            layernorm_epsilon=hf.get("layer_norm_epsilon", 1e-5), hidden_dropout=0.0, attention_dropout=0.0,
-            mamba_state_dim=hf.get("state_size", 128), mamba_head_dim=head_dim, mamba_expand=expand,
-            mamba_num_groups=hf.get("n_groups", 1), mamba_conv_kernel=hf.get("conv_kernel", 4),
-            mamba_chunk_size=hf.get("chunk_size", 256),
+            add_bias_linear=False, tie_embeddings=bool(hf["tie_word_embeddings"]), layernorm_epsilon=eps,
+            hidden_dropout=0.0, attention_dropout=0.0, mamba_state_dim=hf["state_size"], mamba_head_dim=head_dim,
+            mamba_expand=expand, mamba_num_groups=hf["n_groups"], mamba_conv_kernel=hf["conv_kernel"],
+            mamba_chunk_size=hf["chunk_size"],
         )  # fmt: skip
 
     def from_native_config(self, config: dict, where: str = "config.json") -> tuple[dict, int] | None:

@@ -9,6 +9,13 @@ export holds about a layer plus the shard being written, not the model.
 
 A new family's adapter subclasses :class:`HFAdapter` in its own module (convert/<family>.py) and gets one line
 in :data:`ADAPTERS`.
+
+``config.json`` is read as transformers reads it: through the family's own config class
+(:meth:`HFAdapter.read_config`), so whatever transformers writes (its encoding of non-finite floats, fields it
+leaves out because they have class defaults, its newer names such as ``rope_parameters``) means to us what it
+means to transformers. transformers is a test requirement, not a runtime one (requirements-test.txt): without
+it the file is read as plain JSON and completed with the adapter's copy of the class defaults
+(:attr:`HFAdapter.config_defaults`, held to the installed transformers by tests/convert/test_hf_configs.py).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ __all__ = [
     "adapter_for_hf_config",
     "adapter_names",
     "get_adapter",
+    "optional_transformers",
     "read_checkpoint_config",
     "register_adapter",
 ]
@@ -44,6 +52,15 @@ class ConversionError(BiomedError, ValueError):
     """A checkpoint or config cannot be converted (the message names the file, field or tensor)."""
 
 
+def optional_transformers():
+    """The transformers module, or None where it is not installed (it is not a runtime requirement)."""
+    try:
+        import transformers  # optional: requirements-test.txt only; without it config.json is read as plain JSON
+    except ImportError:
+        return None
+    return transformers
+
+
 class HFAdapter:
     """What a model family's Hugging Face adapter provides. Names on our side are the TP = PP = 1 state-dict
     names; layer tensors are named by their suffix after ``decoder.layers.<i>.``."""
@@ -52,12 +69,37 @@ class HFAdapter:
     # transformers class names in config.json's "architectures", and its "model_type".
     architectures: ClassVar[tuple[str, ...]]
     model_type: ClassVar[str]
+    # The family's transformers config class, by name (transformers is optional: imported when reading).
+    config_class: ClassVar[str]
+    # That class's defaults (pinned transformers) of every field model_config_from reads: what a config.json
+    # that leaves a field out means when transformers is not installed.
+    config_defaults: ClassVar[dict]
     # Entries of an HF state dict that are buffers, not weights (skipped on import).
     ignored_hf_names: ClassVar[tuple[str, ...]] = ()
 
+    def read_config(self, hf: dict, where: str = "config.json") -> dict:
+        """``hf`` (a ``config.json`` mapping) as transformers reads it: built into :attr:`config_class` and
+        back to a dict, so every field the class has is there, with transformers' defaults and its
+        normalisations; without transformers, ``hf`` over :attr:`config_defaults`. ConversionError naming
+        ``where`` when transformers refuses the config."""
+        transformers = optional_transformers()
+        if transformers is None:
+            return self.config_defaults | hf
+        cls = getattr(transformers, self.config_class)
+        try:
+            config = cls.from_dict(dict(hf))
+        except Exception as e:  # its validation raises huggingface_hub's StrictDataclassError, not only ValueError
+            raise ConversionError(f"{where}: transformers' {self.config_class} refuses it: {e}") from e
+        return config.to_dict()
+
     def model_config(self, hf: dict, where: str = "config.json") -> ModelConfig:
-        """Our ModelConfig for an HF ``config.json`` mapping; ConversionError naming ``where`` and the field
-        for anything we cannot reproduce exactly."""
+        """Our ModelConfig for an HF ``config.json`` mapping, read as transformers reads it
+        (:meth:`read_config`); ConversionError naming ``where`` and the field for anything we cannot
+        reproduce exactly."""
+        return self.model_config_from(self.read_config(hf, where), where)
+
+    def model_config_from(self, hf: dict, where: str) -> ModelConfig:
+        """:meth:`model_config` of a complete config (every field of :attr:`config_defaults` present)."""
         raise NotImplementedError
 
     def hf_config(self, m: ModelConfig, special_tokens: dict, dtype: str) -> dict:
@@ -159,9 +201,9 @@ def read_checkpoint_config(config: dict, where: str = "config.json") -> tuple[di
             native = adapter.from_native_config(config, where)
             if native is not None:
                 return native[0], native[1], adapter.family
-    if "vocab_size" not in config:
-        raise ConversionError(f"{where}: no vocab_size (is this a model's config.json?)")
-    return config, config["vocab_size"], None
+    # The vocabulary as transformers reads it (its class default where config.json has none).
+    vocab = adapter_for_hf_config(config, where).read_config(config, where)["vocab_size"]
+    return config, vocab, None
 
 
 def require(cond: bool, where: str, message: str) -> None:

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-# stanford-crfm/BioMedLM config.json (the fields that define the model).
-BIOMEDLM = {
-    "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_layer": 32, "n_head": 20, "n_embd": 2560,
-    "n_positions": 1024, "n_inner": None, "vocab_size": 28896, "activation_function": "gelu_new",
-    "layer_norm_epsilon": 1e-5, "attn_pdrop": 0.1, "embd_pdrop": 0.1, "resid_pdrop": 0.1,
-    "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": True, "reorder_and_upcast_attn": False,
-    "bos_token_id": 28895, "eos_token_id": 28895, "pad_token_id": 28895, "initializer_range": 0.02,
-    "tie_word_embeddings": True,
-}  # fmt: skip
+from published_configs import BIOMEDLM
 
 
 def test_published_config_is_the_preset():
