@@ -70,7 +70,7 @@ def rolling_samples(ids: list[int], seq_length: int, eod: int, stride: int | Non
 
 
 def shared_prompt_samples(tok, context: str, continuations: list[str], seq_length: int, eod: int,
-                          width: int) -> list[dict]:  # fmt: skip
+                          width: int, share_prompt: bool = True) -> list[dict]:  # fmt: skip
     """The continuations of one prompt scored in one sequence, the prompt computed once.
 
     Layout: ``prompt[:-1] | prompt[-1] cont_0 | prompt[-1] cont_1 | ...``: each segment repeats the prompt's
@@ -78,7 +78,9 @@ def shared_prompt_samples(tok, context: str, continuations: list[str], seq_lengt
     attends to the shared prompt and to itself only, so each continuation's log-probs are those of
     ``prompt + continuation`` alone. Each sample has ``loss_mask`` [width, S] (one row per continuation) and
     ``segment_ids`` [S] (0 prompt, k + 1 continuation k, -1 padding). When the packed sequence does not fit,
-    one sample per continuation (the usual left-truncated sequence) with its row of the mask set.
+    or the model cannot share a prompt between segments (``share_prompt`` False: a model without attention,
+    models/registry.py ``SegmentIsolation``), one sample per continuation (the usual left-truncated sequence)
+    with its row of the mask set.
     """
     pairs = [split_whitespace(context, c) for c in continuations]
     ctx_text = pairs[0][0]
@@ -87,7 +89,7 @@ def shared_prompt_samples(tok, context: str, continuations: list[str], seq_lengt
     if any(not c for c in conts):
         raise ValueError(f"empty continuation after {context[-40:]!r}")
     packed_len = len(ctx) - 1 + sum(len(c) + 1 for c in conts)
-    if all(p[0] == ctx_text for p in pairs) and packed_len <= seq_length:
+    if share_prompt and all(p[0] == ctx_text for p in pairs) and packed_len <= seq_length:
         tokens, labels, seg, pos = list(ctx[:-1]), list(ctx[1:]), [0] * (len(ctx) - 1), list(range(len(ctx) - 1))
         masks = []
         for k, c in enumerate(conts):

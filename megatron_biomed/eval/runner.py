@@ -19,6 +19,7 @@ from megatron_biomed.eval.requests import rolling_samples, segment_attention_mas
 from megatron_biomed.finetune.encoding import TruncationCount
 from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.models.heads import flatten_choices, head_forward
+from megatron_biomed.models.registry import get_family
 from megatron_biomed.training.scoring import score_samples
 from megatron_biomed.training.task import Task
 
@@ -116,12 +117,14 @@ def corpus_perplexity(trainer, name: str, documents: list[str] | list[list[int]]
 
 def choice_logliks(trainer, questions, tok, eod: int, progress=None) -> list[list[float]]:
     """Each question's continuation log-likelihoods, the options of a question sharing one forward of its
-    prompt (:func:`~megatron_biomed.eval.requests.shared_prompt_samples`)."""
+    prompt (:func:`~megatron_biomed.eval.requests.shared_prompt_samples`) when the model's family keeps such
+    segments apart (an attention mask), else each option in a row of its own."""
     seq = trainer.task.seq_length()
     width = max(len(q.choices) for q in questions)
+    share = get_family(trainer.cfg.model.family).segment_isolation(trainer.cfg).shares_prompt
     samples, owner = [], []
     for qi, q in enumerate(questions):
-        made = shared_prompt_samples(tok, q.prompt, [" " + c for c in q.choices], seq, eod, width)
+        made = shared_prompt_samples(tok, q.prompt, [" " + c for c in q.choices], seq, eod, width, share)
         samples += made
         owner += [qi] * len(made)
 

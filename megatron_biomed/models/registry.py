@@ -1,5 +1,6 @@
 """Model families by name (``model.family``): the family record, and what every caller asks of a family --
-its model chunks, its parameter count and its training FLOPs per token.
+its model chunks, its parameter count, its training FLOPs per token, and how it keeps segments of one row apart
+(:class:`SegmentIsolation`, asked by evaluation and SFT before they pack).
 
 Every registered family is in :data:`FAMILIES` below, one line each ("module:attribute" of its record, imported
 when first asked for). A family's code sits in its own folder: ``models/gpt/`` (``gpt2``: BioMedLM, ``llama``:
@@ -13,6 +14,7 @@ This module imports neither torch nor megatron-core: the planner and the dry run
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
@@ -20,8 +22,8 @@ from megatron_biomed.errors import BiomedError
 from megatron_biomed.registry import Registry
 
 __all__ = [
-    "FAMILIES", "ModelFamily", "ParamCount", "UnknownFamilyError", "build_model_chunks", "count_parameters",
-    "family_names", "flops_per_token", "get_family", "register_family",
+    "FAMILIES", "ModelFamily", "ParamCount", "SegmentIsolation", "UnknownFamilyError", "build_model_chunks",
+    "count_parameters", "family_names", "flops_per_token", "get_family", "register_family",
 ]  # fmt: skip
 
 
@@ -43,6 +45,33 @@ class ParamCount:
     @property
     def total(self) -> int:
         return self.embedding + self.position_embedding + self.layers + self.final_norm + self.output_layer
+
+
+class SegmentIsolation(str, Enum):
+    """How a model keeps the segments of one row (packed documents, options behind one prompt) apart.
+
+    * ``attention_mask``: a segment sees what the ``[b, 1, S, S]`` attention mask lets it see. Independent
+      documents can share a row (block-diagonal mask), and so can continuations of one shared prompt (each
+      sees the prompt and itself).
+    * ``state_reset``: no attention; the recurrent state and the convolution restart wherever the position ids
+      return to 0 (the packers restart them at every document). Independent documents can share a row; options
+      behind one shared prompt cannot, since a restart forgets the prompt as well.
+    * ``none``: nothing separates segments: one segment per row.
+    """
+
+    ATTENTION_MASK = "attention_mask"
+    STATE_RESET = "state_reset"
+    NONE = "none"
+
+    @property
+    def packs_documents(self) -> bool:
+        """Independent documents may share a row (SFT packing) and compute what each computes alone."""
+        return self in (SegmentIsolation.ATTENTION_MASK, SegmentIsolation.STATE_RESET)
+
+    @property
+    def shares_prompt(self) -> bool:
+        """Continuations may share one forward of their prompt and each compute what prompt + it computes alone."""
+        return self is SegmentIsolation.ATTENTION_MASK
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,11 @@ class ModelFamily:
     def flops_per_token(self, m: ModelConfig) -> float:
         """Training (forward + backward) FLOPs per token, for throughput and MFU."""
         raise NotImplementedError(f"model family {self.name!r} has no FLOP count")
+
+    def segment_isolation(self, cfg: ExperimentConfig) -> SegmentIsolation:
+        """How the model built for ``cfg`` keeps the segments of one row apart; evaluation and SFT pack rows
+        only as far as this allows."""
+        raise NotImplementedError(f"model family {self.name!r} does not say how it keeps packed segments apart")
 
     def layout_problems(self, cfg: ExperimentConfig, world_size: int) -> list[str]:
         """Parallel-layout rules of this family beyond the common ones in parallel/layout.py (default: none)."""

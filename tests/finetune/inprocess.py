@@ -5,14 +5,14 @@ from __future__ import annotations
 from megatron_biomed.config.loading import load_config
 
 
-def task_config(toy: dict, task: str, *sets: str):
+def task_config(toy: dict, task: str, *sets: str, preset: str = "tiny-biomedlm"):
     data = {
         "sft": [f"task.train_file={toy['sft']}", "task.format=sft"],
         "dpo": [f"task.train_file={toy['pref']}", "task.format=preference"],
         "mc": [f"task.train_file={toy['mc_train']}", "task.format=medqa"],
     }[task]
     return load_config(
-        "tiny-biomedlm",
+        preset,
         overrides=[f"task.name={task}", f"data.tokenizer={toy['tok']}", "task.max_seq_length=32", *data, *sets],
     )
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from inprocess import build, loss_of, task_config
 
 from megatron_biomed.data.gpt_dataset import collate
+from megatron_biomed.models import registry
+from megatron_biomed.models.gpt.family import GPTFamily
+from megatron_biomed.models.registry import SegmentIsolation, register_family
+from megatron_biomed.training.tasks import build_task
 
 
 def _grads(model) -> dict:
@@ -64,3 +70,24 @@ def test_packed_equals_each_document_alone(toy, single_rank_parallel):
     # The position ids restart at each document and documents do not see each other.
     starts = torch.nonzero(first["position_ids"][: first["loss_mask"].numel()] == 0).view(-1)
     assert len(starts) >= docs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unisolated(GPTFamily):
+    """A family whose model cannot keep packed segments apart."""
+
+    def segment_isolation(self, cfg) -> SegmentIsolation:
+        return SegmentIsolation.NONE
+
+
+def test_packing_asks_the_model_family(toy):
+    """task.pack=true packs only for a family that keeps documents apart; otherwise one example per sequence."""
+    sets = ("task.pack=true", "task.max_seq_length=64")
+    packed = build_task(task_config(toy, "sft", *sets), None)
+    assert packed.packs and max(int(s["doc_ids"].max()) for s in packed.build_datasets((8, 0))[0].samples) >= 1
+    with registry.FAMILIES.scoped():
+        register_family("unisolated", _Unisolated("unisolated"))
+        task = build_task(task_config(toy, "sft", *sets, "model.family=unisolated"), None)
+        samples = task.build_datasets((8, 0))[0].samples
+        assert not task.packs and "one per sequence" in task.describe()
+    assert len(samples) == len(task.train_items) and all(int(s["doc_ids"].max()) == 0 for s in samples)

@@ -1,5 +1,5 @@
 """megatron_biomed.models.registry: families by name, their parameter counts and FLOPs (one formula for
-both), and the dispatch of build_model_chunks and flops_per_token."""
+both), the dispatch of build_model_chunks and flops_per_token, and how each family keeps segments apart."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from megatron_biomed.models.gpt.counts import decoder_layer
 from megatron_biomed.models.gpt.family import GPTFamily
 from megatron_biomed.models.registry import (
     ModelFamily,
+    SegmentIsolation,
     UnknownFamilyError,
     build_model_chunks,
     count_parameters,
@@ -114,6 +115,24 @@ def test_base_family_says_what_it_lacks():
         bare.build_model_chunks(None)
     with pytest.raises(NotImplementedError, match="'bare' has no FLOP count"):
         bare.flops_per_token(get_preset("tiny-biomedlm").model)
+    with pytest.raises(NotImplementedError, match="'bare' does not say how it keeps packed segments apart"):
+        bare.segment_isolation(get_preset("tiny-biomedlm"))
+
+
+def test_every_family_says_how_it_keeps_segments_apart(monkeypatch):
+    """Attention families mask; Mamba2 with our torch mixer restarts its state at documents (so it packs
+    documents but cannot share a prompt between options); with megatron-core's mixer it packs nothing."""
+    from megatron_biomed.models.mamba import family as mamba_family
+
+    want = {"gpt2": SegmentIsolation.ATTENTION_MASK, "llama": SegmentIsolation.ATTENTION_MASK,
+            "mamba2": SegmentIsolation.STATE_RESET}  # fmt: skip
+    assert set(want) == set(registry.family_names())
+    for name, isolation in want.items():
+        assert get_family(name).segment_isolation(get_preset("tiny-biomedlm")) is isolation
+    monkeypatch.setattr(mamba_family, "mamba_ssm_available", lambda: True)
+    assert get_family("mamba2").segment_isolation(get_preset("tiny-mamba")) is SegmentIsolation.NONE
+    assert [(i.value, i.packs_documents, i.shares_prompt) for i in SegmentIsolation] == [
+        ("attention_mask", True, True), ("state_reset", True, False), ("none", False, False)]  # fmt: skip
 
 
 @pytest.mark.parametrize("preset", ["tiny-biomedlm", "tiny-llama"])

@@ -14,7 +14,7 @@ from megatron_biomed.kernels.registry import KernelProvider, get_provider
 from megatron_biomed.models.common import chunk_stages, finish_chunk, transformer_config
 from megatron_biomed.models.gpt.counts import decoder_flops_per_token, decoder_parameters
 from megatron_biomed.models.gpt.specs import gpt_model_spec
-from megatron_biomed.models.registry import ModelFamily, ParamCount
+from megatron_biomed.models.registry import ModelFamily, ParamCount, SegmentIsolation
 from megatron_biomed.models.vocab_loss import RealVocabLoss
 
 
@@ -75,6 +75,9 @@ class GPTFamily(ModelFamily):
 
     def flops_per_token(self, m: ModelConfig) -> float:
         return decoder_flops_per_token(m)
+
+    def segment_isolation(self, cfg: ExperimentConfig) -> SegmentIsolation:
+        return SegmentIsolation.ATTENTION_MASK
 
 
 GPT2 = GPTFamily("gpt2", "GPT-2 style decoder (LayerNorm, GELU, learned positions): BioMedLM")

@@ -6,6 +6,10 @@ megatron-core's ``select_pipeline_segment`` gives each chunk its layers. The mix
 ``MambaMixer`` when ``mamba_ssm`` and ``causal_conv1d`` import (their fused kernels), otherwise our
 :class:`~megatron_biomed.models.mamba.mixer.TorchMambaMixer` (same parameters and checkpoint keys). Parameter
 counts and FLOPs are in models/mamba/counts.py.
+
+Segments of a row (packed documents) are kept apart by restarting the convolution and the scan where the
+position ids return to 0 (models/mamba/model.py), which our mixer does; with megatron-core's mixer nothing
+restarts (its ``seq_idx`` path is not wired or tested here), so that model packs nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from megatron_biomed.models.mamba.counts import mamba_dims, mamba_flops_per_toke
 from megatron_biomed.models.mamba.mixer import TorchMambaMixer
 from megatron_biomed.models.mamba.model import MambaLM
 from megatron_biomed.models.mamba.stack import TorchNormHybridStack
-from megatron_biomed.models.registry import ModelFamily, ParamCount
+from megatron_biomed.models.registry import ModelFamily, ParamCount, SegmentIsolation
 
 __all__ = ["MAMBA2", "Mamba2Family", "build_mamba_model_chunks", "hybrid_stack_spec", "layer_pattern"]
 
@@ -108,8 +112,9 @@ def build_mamba_model_chunks(cfg, tconfig=None) -> list:
             share_embeddings_and_output_weights=m.tie_embeddings,
             position_embedding_type="none",
             vp_stage=vp_stage,
-            # documents packed by data.reset_position_ids: restart the conv and scan at each (our mixer only)
-            reset_at_documents=cfg.data.reset_position_ids and not use_mamba_ssm,
+            # Restart the conv and scan where the position ids return to 0: packed documents (pretraining with
+            # data.reset_position_ids, SFT packing) compute what each computes alone. Our mixer only.
+            reset_at_documents=not use_mamba_ssm,
         )
         chunks.append(finish_chunk(model, cfg, tconfig))
     return chunks
@@ -130,6 +135,11 @@ class Mamba2Family(ModelFamily):
 
     def flops_per_token(self, m) -> float:
         return mamba_flops_per_token(m)
+
+    def segment_isolation(self, cfg) -> SegmentIsolation:
+        """No attention mask: our mixer restarts at documents (``reset_at_documents`` in the builder above);
+        megatron-core's does not, so nothing may share a row."""
+        return SegmentIsolation.NONE if mamba_ssm_available() else SegmentIsolation.STATE_RESET
 
     def layout_problems(self, cfg, world_size: int) -> list[str]:
         """Mamba2's TP rules (MambaMixer asserts them at build time, ssm/mamba_mixer.py:260-272)."""

@@ -1,10 +1,12 @@
-"""megatron-core's HybridModel, plus document resets for packed pretraining sequences.
+"""megatron-core's HybridModel, plus document resets for packed sequences.
 
-With ``data.reset_position_ids`` the GPT datasets restart the position ids at 0 after every end-of-document
-token. Attention models turn that into a mask; a Mamba model must restart its convolution and scan there
-instead, or state leaks from one document into the next. :class:`MambaLM` reads the document number of each
-token from the position ids and hands it to the mixers (:class:`DocumentIds` travels where megatron-core
-passes ``packed_seq_params``; our :class:`~megatron_biomed.models.mamba.mixer.TorchMambaMixer` reads it).
+Packed rows restart the position ids at 0 at every document: the GPT datasets with ``data.reset_position_ids``
+(after every end-of-document token), SFT's packing (finetune/encoding.py ``pack_documents``). Attention models
+also get a mask; a Mamba model must restart its convolution and scan there instead, or state leaks from one
+document into the next. :class:`MambaLM` reads the document number of each token from the position ids and
+hands it to the mixers (:class:`DocumentIds` travels where megatron-core passes ``packed_seq_params``; our
+:class:`~megatron_biomed.models.mamba.mixer.TorchMambaMixer` reads it). A batch whose rows hold one document
+each (position ids never back to 0) takes the plain path, so unpacked inputs compute exactly as without resets.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class MambaLM(RealVocabLoss, HybridModel):
         processor_context = kwargs.pop("output_processor_context", None)
         if self.reset_at_documents and packed_seq_params is None and position_ids is not None:
             if inference_context is None and kwargs.get("inference_params") is None:
-                packed_seq_params = DocumentIds(document_ids(position_ids))
+                seq_idx = document_ids(position_ids)
+                if bool((seq_idx[:, -1] > 0).any()):  # some row holds more than one document
+                    packed_seq_params = DocumentIds(seq_idx)
         if output_processor is None or not self.post_process:
             return super().forward(input_ids, position_ids, attention_mask, decoder_input, labels, inference_context,
                                    runtime_gather_output, packed_seq_params=packed_seq_params, **kwargs)  # fmt: skip

@@ -175,6 +175,32 @@ def test_packed_documents_reset_with_reset_position_ids(single_rank_parallel):
     assert (leaky[:, 13:43] - packed[:, 13:43]).abs().max() > 1e-3
 
 
+def test_rows_of_one_document_take_the_plain_path(single_rank_parallel):
+    """The builder always enables the document reset (our mixer), also without data.reset_position_ids (SFT packs
+    documents behind per-document position ids). Rows whose position ids never return to 0 (pretraining without
+    data.reset_position_ids, evaluation) compute exactly what the model computes without resets; a restart in
+    one row of the batch resets that row only."""
+    cfg = get_preset("tiny-mamba")
+    assert not cfg.data.reset_position_ids
+    (model,) = get_family("mamba2").build_model_chunks(cfg)
+    assert model.reset_at_documents
+    model.eval()
+    tokens = torch.randint(0, cfg.model.vocab_size, (2, 40), generator=torch.Generator().manual_seed(5))
+    arange = torch.arange(40)[None].expand(2, -1)
+    with torch.no_grad():
+        reset = model(tokens, arange, None, runtime_gather_output=True)
+        model.reset_at_documents = False
+        plain = model(tokens, arange, None, runtime_gather_output=True)
+        model.reset_at_documents = True
+        restart = torch.stack([torch.arange(40), torch.cat([torch.arange(15), torch.arange(25)])])
+        mixed = model(tokens, restart, None, runtime_gather_output=True)
+        second = model(tokens[1:, 15:], torch.arange(25)[None], None, runtime_gather_output=True)
+    assert torch.equal(reset, plain)
+    assert (mixed[0] - plain[0]).abs().max() <= 1e-5 * plain.abs().max()
+    assert (mixed[1, 15:] - second[0]).abs().max() <= 1e-5 * second.abs().max()
+    assert (mixed[1, 15:] - plain[1, 15:]).abs().max() > 1e-3
+
+
 def test_bf16_trains_a_step(single_rank_parallel):
     """bf16 weights (Float16Module) with the residual stream in fp32: the final norm hands the output layer
     bf16 (models/mamba/stack.py), and the loss is near fp32's."""
