@@ -33,6 +33,17 @@ Data and writer mutations (2026-12-02, each run alone on the same machine, all c
   tests, which never reach 2^20 entries, miss it.
 * metadata-class-missing, restriction-not-installed: test_safe_load_families.py: tiny-llama's resume is
   refused, or reads nothing through the restricted unpicklers.
+
+After the issue-16 layout and issue 17's three defects (2026-12-04; every plant's text still applies; these run
+after the moves, all caught): rng-restore-skipped, save-in-place-tracker-first, manifest-not-checked,
+unrestricted-unpickler, metadata-class-missing, restriction-not-installed, seed-tp-offset-ignored, seed-ignored,
+sp-norm-grad-not-reduced, vocab-unchecked, stale-cache-unchecked, and the new ones:
+
+* mamba-state-leaks-across-documents: test_mamba_sft.py: packed loss 122.41 (the state carried across examples)
+  against 126.62 for each example alone.
+* mamba-options-share-a-prompt: test_mamba_scoring.py: options scored after the others.
+* hf-config-not-completed: test_hf_configs.py: a field config.json leaves out is missing (KeyError).
+* config-imports-models: test_import_layers.py: the upward import is named.
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ PREFLIGHT = "megatron_biomed/data/preflight.py"
 PREFLIGHT_TEST = "tests/data/test_preflight.py"
 WRITER = "megatron_biomed/data/indexed/writer.py"
 SAFE_LOAD = "megatron_biomed/checkpoint/safe_load.py"
+MAMBA_FAMILY = "megatron_biomed/models/mamba/family.py"
 
 MUTATIONS = [
     Mutation(
@@ -190,6 +202,35 @@ MUTATIONS = [
         "the restricted unpickler lacks a class every checkpoint's .metadata holds",
         [(SAFE_LOAD, '        (_DCP_MD, "ChunkStorageMetadata"),\n', "")],
         ["tests/checkpoint/test_safe_load_families.py"],
+    ),
+    Mutation(
+        "mamba-state-leaks-across-documents",
+        "a Mamba2 model does not restart its conv and scan at packed documents (SFT packing leaks state)",
+        [(MAMBA_FAMILY, "            reset_at_documents=not use_mamba_ssm,\n",
+          "            reset_at_documents=False,\n")],  # fmt: skip
+        ["tests/finetune/test_mamba_sft.py"],
+    ),
+    Mutation(
+        "mamba-options-share-a-prompt",
+        "evaluation packs a Mamba2 model's options behind one prompt (option k scored after the others)",
+        [(MAMBA_FAMILY,
+          "        return SegmentIsolation.NONE if mamba_ssm_available() else SegmentIsolation.STATE_RESET\n",
+          "        return SegmentIsolation.ATTENTION_MASK\n")],  # fmt: skip
+        ["tests/eval/test_mamba_scoring.py"],
+    ),
+    Mutation(
+        "hf-config-not-completed",
+        "config.json is not completed by transformers' config class (fields left out lose their defaults)",
+        [("megatron_biomed/convert/registry.py", "        return config.to_dict()\n", "        return dict(hf)\n")],
+        ["tests/convert/test_hf_configs.py"],
+    ),
+    Mutation(
+        "config-imports-models",
+        "the lowest layer imports a higher one (config -> models)",
+        [("megatron_biomed/config/presets.py", "from megatron_biomed.config.experiment import",
+          "from megatron_biomed.models import registry as _registry  # noqa: F401\n"
+          "from megatron_biomed.config.experiment import")],  # fmt: skip
+        ["tests/test_import_layers.py"],
     ),
     Mutation(
         "restriction-not-installed",
