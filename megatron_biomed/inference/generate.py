@@ -31,6 +31,7 @@ from megatron_biomed.errors import BiomedError
 from megatron_biomed.inference.forward import model_device
 from megatron_biomed.inference.loading import load_model_chunks
 from megatron_biomed.parallel.env import DistEnv
+from megatron_biomed.parallel.initialize import set_model_only_layout
 from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.launch import load_run_config, parallel_session, run_main, start, validate_run_config
 
@@ -233,11 +234,7 @@ def generation_config(args) -> ExperimentConfig:
 
 def tensor_parallel_over_the_world(cfg: ExperimentConfig, env: DistEnv) -> None:
     """One model split over every rank by tensor parallelism (PP = 1: generation does not pipeline)."""
-    p = cfg.parallel
-    p.tensor_model_parallel_size, p.pipeline_model_parallel_size = env.world_size, 1
-    p.virtual_pipeline_model_parallel_size, p.sequence_parallel = None, False
-    p.use_distributed_optimizer = False
-    cfg.train.global_batch_size = cfg.train.micro_batch_size
+    set_model_only_layout(cfg, tensor_model_parallel_size=env.world_size)
 
 
 def generate_from_checkpoint(args) -> int:

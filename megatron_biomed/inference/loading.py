@@ -8,6 +8,7 @@ from megatron_biomed.checkpoint import checkpoint_path, load_checkpoint, run_exp
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.models.registry import build_model_chunks
 from megatron_biomed.parallel.initialize import single_process_config
+from megatron_biomed.parallel.layout import LayoutError
 
 
 def saved_padded_vocab(path) -> int:
@@ -24,10 +25,7 @@ def load_model(checkpoint, cfg: ExperimentConfig | None = None):
     if cfg is None:
         _, cfg = run_experiment_config(path)
     one = single_process_config(cfg, saved_padded_vocab(path))
-    model = build_model_chunks(one)[0]
-    load_checkpoint(path, [model], weights_only=True)
-    model.eval()
-    return model, one
+    return load_model_chunks(one, path)[0], one
 
 
 def fit_vocab_padding(cfg: ExperimentConfig, padded_vocab: int) -> None:
@@ -35,7 +33,7 @@ def fit_vocab_padding(cfg: ExperimentConfig, padded_vocab: int) -> None:
     ``padded_vocab`` rows (a checkpoint saved at TP 2 loads at TP 1 or 2)."""
     tp = cfg.parallel.tensor_model_parallel_size
     if padded_vocab % tp:
-        raise ValueError(
+        raise LayoutError(
             f"the checkpoint's {padded_vocab} vocabulary rows do not split over tensor_model_parallel_size={tp}"
         )
     cfg.model.make_vocab_size_divisible_by = padded_vocab // tp

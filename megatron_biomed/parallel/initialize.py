@@ -91,18 +91,24 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
     )
 
 
+def set_model_only_layout(cfg: ExperimentConfig, tensor_model_parallel_size: int) -> None:
+    """Set ``cfg``'s layout, in place, for running a model without training it (evaluation of one process,
+    generation): ``tensor_model_parallel_size`` ranks, no pipeline, no sequence parallelism, no distributed
+    optimizer, one micro-batch per step."""
+    p = cfg.parallel
+    p.tensor_model_parallel_size, p.pipeline_model_parallel_size = tensor_model_parallel_size, 1
+    p.virtual_pipeline_model_parallel_size, p.sequence_parallel = None, False
+    p.use_distributed_optimizer = False
+    cfg.train.global_batch_size = cfg.train.micro_batch_size
+
+
 def single_process_config(cfg: ExperimentConfig, padded_vocab: int | None = None) -> ExperimentConfig:
     """``cfg`` at TP = PP = 1 (megatron-core's parallel state started for one process), with the vocabulary
     padded to ``padded_vocab`` rows when given (a checkpoint saved at TP > 1 pads to a larger multiple)."""
     one = copy.deepcopy(cfg)
     if padded_vocab is not None:
         one.model.make_vocab_size_divisible_by = padded_vocab  # ceil(vocab / rows) * rows == rows
-    p = one.parallel
-    p.tensor_model_parallel_size = p.pipeline_model_parallel_size = 1
-    p.virtual_pipeline_model_parallel_size = None
-    p.sequence_parallel = False
-    p.use_distributed_optimizer = False
-    one.train.global_batch_size = one.train.micro_batch_size
+    set_model_only_layout(one, tensor_model_parallel_size=1)
     port = int(os.environ.get("MASTER_PORT") or find_free_port())
     initialize_parallel(one, DistEnv(0, 1, 0, "127.0.0.1", port, "single"))
     return one

@@ -124,14 +124,13 @@ def gpt_model_spec(
     vp_stage: int | None = None,
     pp_rank: int | None = None,
 ) -> ModuleSpec | TransformerBlockSubmodules:
-    """GPTModel's ``transformer_layer_spec`` for this pipeline stage: the layers and, unless the provider
-    leaves it to megatron-core (``final_norm()`` is None), the final norm on ``kernels``."""
+    """GPTModel's ``transformer_layer_spec`` for this pipeline stage: :func:`gpt_block_spec`, or only the layer
+    spec where the provider leaves the final norm to megatron-core (``final_norm()`` is None)."""
     provider = get_provider(kernels)
-    layer = gpt_layer_spec(
-        normalization=normalization,
-        kernels=provider,
-        qk_layernorm=qk_layernorm,
+    options = dict(
+        normalization=normalization, kernels=provider, qk_layernorm=qk_layernorm,
         scale_attn_by_inverse_layer_idx=scale_attn_by_inverse_layer_idx,
-    )
-    final_norm = provider.final_norm()
-    return layer if final_norm is None else _block(config, layer, final_norm, vp_stage, pp_rank)
+    )  # fmt: skip
+    if provider.final_norm() is None:
+        return gpt_layer_spec(**options)
+    return gpt_block_spec(config, vp_stage=vp_stage, pp_rank=pp_rank, **options)
