@@ -106,12 +106,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise err
 
 
-def load_metadata_file(path: str | Path):
-    """Unpickle a DCP ``.metadata`` file with ``RestrictedUnpickler``."""
-    with open(path, "rb") as f:
-        return RestrictedUnpickler(f, str(path)).load()
-
-
 _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 

@@ -87,11 +87,6 @@ class ModelFamily:
         device (``tconfig``: a megatron-core TransformerConfig, made from ``cfg`` when None)."""
         raise NotImplementedError(f"model family {self.name!r} has no model builder")
 
-    def layer_spec(self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider=None):
-        """The layer (or block) spec of one model chunk as its constructor takes it, on the kernels
-        ``provider`` (default: ``cfg.model.kernels``)."""
-        raise NotImplementedError(f"model family {self.name!r} has no layer spec")
-
     def count_parameters(
         self, m: ModelConfig, padded_vocab: bool = False, tensor_model_parallel_size: int = 1
     ) -> ParamCount:

@@ -65,9 +65,6 @@ class GPTFamily(ModelFamily):
     def build_model_chunks(self, cfg: ExperimentConfig, tconfig=None) -> list:
         return build_gpt_model_chunks(cfg, tconfig)
 
-    def layer_spec(self, cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider=None):
-        return gpt_chunk_spec(cfg, tconfig, vp_stage=vp_stage, provider=provider)
-
     def count_parameters(
         self, m: ModelConfig, padded_vocab: bool = False, tensor_model_parallel_size: int = 1
     ) -> ParamCount:

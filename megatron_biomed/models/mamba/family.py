@@ -127,9 +127,6 @@ class Mamba2Family(ModelFamily):
     def build_model_chunks(self, cfg, tconfig=None) -> list:
         return build_mamba_model_chunks(cfg, tconfig)
 
-    def layer_spec(self, cfg, tconfig, vp_stage=None, provider=None):
-        return hybrid_stack_spec(cfg.model)
-
     def count_parameters(self, m, padded_vocab=False, tensor_model_parallel_size=1) -> ParamCount:
         return mamba_parameters(m, padded_vocab=padded_vocab, tensor_model_parallel_size=tensor_model_parallel_size)
 
