@@ -44,6 +44,8 @@ sp-norm-grad-not-reduced, vocab-unchecked, stale-cache-unchecked, and the new on
 * mamba-options-share-a-prompt: test_mamba_scoring.py: options scored after the others.
 * hf-config-not-completed: test_hf_configs.py: a field config.json leaves out is missing (KeyError).
 * config-imports-models: test_import_layers.py: the upward import is named.
+* export-reads-the-first-layer-everywhere: test_hf_configs.py: HF -> ours -> HF changes gpt2's and llama's
+  logits.
 """
 
 from __future__ import annotations
@@ -222,6 +224,14 @@ MUTATIONS = [
         "hf-config-not-completed",
         "config.json is not completed by transformers' config class (fields left out lose their defaults)",
         [("megatron_biomed/convert/registry.py", "        return config.to_dict()\n", "        return dict(hf)\n")],
+        ["tests/convert/test_hf_configs.py"],
+    ),
+    Mutation(
+        "export-reads-the-first-layer-everywhere",
+        "the exporter reads every layer of a layer-stacked key at layer 0's offsets",
+        [("megatron_biomed/convert/exporter.py",
+          "            chunks[(sh.key, tuple(sh.global_offset))] = data.view(",
+          "            chunks[(sh.key, (0,) * len(sh.global_offset))] = data.view(")],  # fmt: skip
         ["tests/convert/test_hf_configs.py"],
     ),
     Mutation(
