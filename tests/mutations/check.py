@@ -1,56 +1,33 @@
 #!/usr/bin/env python
 """Mutation check: plant each known bug in a copy of the tree and show that the tests meant to catch it fail.
 
-    .venv/bin/python tests/mutations/check.py            # every mutation
-    .venv/bin/python tests/mutations/check.py rng-restore-skipped manifest-not-checked
+    .venv/bin/python tests/mutations/check.py                  # every plant
+    .venv/bin/python tests/mutations/check.py --fast           # the CI subset (plants marked fast)
+    .venv/bin/python tests/mutations/check.py NAME [NAME ...]  # chosen plants
+    .venv/bin/python tests/mutations/check.py --list           # names, areas, tests
+    .venv/bin/python tests/mutations/check.py --json out.json  # also write the table as JSON
 
-Each mutation is a set of exact text replacements in a copy of the working tree (under a temporary
-directory; the working tree itself is never touched) and the tests that must fail with it. The copy runs the
-tests with ``PYTHONPATH`` pointing at itself, so the planted bug is what tools/pretrain.py imports too.
-Prints one line per mutation: caught (the tests failed) or MISSED (they passed: the tests are too loose), and
-exits non-zero when one is missed or a replacement no longer applies (the code moved: update the mutation).
+Plants live in tests/mutations/plants/<area>.py (a module-level ``PLANTS`` list of ``plant.Plant``); adding one
+is adding an entry there. Every run works on a copy of the tree under a temporary directory (the working tree is
+never touched), with ``PYTHONPATH`` pointing at the copy so subprocesses the tests start import the copy too.
 
-Last run (2026-12-01, 2 loaded cores, ~5 min in all), every mutation caught:
+1. Baseline: the union of the chosen plants' tests runs on the unmutated copy and must pass, else the check
+   stops with exit 2 (a plant "caught" by an already-red test proves nothing).
+2. Each plant: its edits are applied (each old text must occur exactly once, else the plant is STALE: the code
+   moved and the plant must follow), its tests run, and the first failing test is recorded by node id.
+3. A table (plant, area, caught by, seconds) is printed; exit 1 if any plant survived or is stale.
 
-* rng-restore-skipped: test_save_crash.py[before_shards] (dropout on, bit-exact resume): the losses differ.
-* save-in-place-tracker-first: test_save_crash.py[before_shards] (a real save killed): the tracker names an
-  incomplete checkpoint.
-* manifest-not-checked: test_checkpoint_safety.py, flipped byte and truncated shard: not refused.
-* unrestricted-unpickler: test_checkpoint_safety.py, crafted .metadata: the payload runs.
-* seed-tp-offset-ignored: test_seed_values.py: the model-parallel tracker state differs.
-* seed-ignored: test_seed_values.py: initial seed 1234, not 4321.
-* sp-norm-grad-not-reduced: test_parallel_equivalence.py[tp2-sequence-parallel]: grad norm off by 4.1e-5
-  relative at step 1 (allowed 1.5e-6).
-
-Data and writer mutations (2026-12-02, each run alone on the same machine, all caught):
-
-* bin-length-unchecked: test_preflight.py: the scan then reads past the end ("buffer is smaller").
-* idx-header-unchecked, vocab-unchecked, token-memo-never-invalidated: test_preflight.py: no DataError.
-* stale-cache-unchecked: test_preflight.py: the stale indices fail mid-read (a sample of 34 tokens, not 16).
-* pointer-blocks-restart-at-zero: test_indexed_large.py: the .idx differs from megatron-core's (the older
-  test_indexed_merge.py catches it too, through the pointers of a second shard).
-* spill-drops-document-ends: test_indexed_large.py: the .idx is 520 bytes short. The older writer and merge
-  tests, which never reach 2^20 entries, miss it.
-* metadata-class-missing, restriction-not-installed: test_safe_load_families.py: tiny-llama's resume is
-  refused, or reads nothing through the restricted unpicklers.
-
-After the issue-16 layout and issue 17's three defects (2026-12-04; every plant's text still applies; these run
-after the moves, all caught): rng-restore-skipped, save-in-place-tracker-first, manifest-not-checked,
-unrestricted-unpickler, metadata-class-missing, restriction-not-installed, seed-tp-offset-ignored, seed-ignored,
-sp-norm-grad-not-reduced, vocab-unchecked, stale-cache-unchecked, and the new ones:
-
-* mamba-state-leaks-across-documents: test_mamba_sft.py: packed loss 122.41 (the state carried across examples)
-  against 126.62 for each example alone.
-* mamba-options-share-a-prompt: test_mamba_scoring.py: options scored after the others.
-* hf-config-not-completed: test_hf_configs.py: a field config.json leaves out is missing (KeyError).
-* config-imports-models: test_import_layers.py: the upward import is named.
-* export-reads-the-first-layer-everywhere: test_hf_configs.py: HF -> ours -> HF changes gpt2's and llama's
-  logits.
+The last full run's table is in tests/mutations/README.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
 import os
+import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -59,248 +36,150 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from plant import Plant  # noqa: E402  (the folder is put on sys.path first: the check runs as a script)
+
+_FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+?)(?: - (.*))?$")
 
 
-@dataclass
-class Mutation:
-    name: str
-    what: str
-    edits: list[tuple[str, str, str]]  # (file, old text, new text): old must occur exactly once
-    tests: list[str]
+def all_plants() -> list[tuple[str, Plant]]:
+    """(area, plant) for every plant in tests/mutations/plants/, in module then list order."""
+    found = []
+    for info in sorted(pkgutil.iter_modules([str(HERE / "plants")]), key=lambda m: m.name):
+        module = importlib.import_module(f"plants.{info.name}")
+        found += [(info.name, p) for p in module.PLANTS]
+    names = [p.name for _, p in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SystemExit(f"plant names used twice: {twice}")
+    return found
 
 
-PUBLISH = "megatron_biomed/checkpoint/publish.py"
-LOAD = "megatron_biomed/checkpoint/load.py"
-MANIFEST_PY = "megatron_biomed/checkpoint/manifest.py"
-SAFETY = "tests/checkpoint/test_checkpoint_safety.py"
-SAVE_CRASH = "tests/checkpoint/test_save_crash.py"
-CPU = "megatron_biomed/parallel/cpu.py"
-PREFLIGHT = "megatron_biomed/data/preflight.py"
-PREFLIGHT_TEST = "tests/data/test_preflight.py"
-WRITER = "megatron_biomed/data/indexed/writer.py"
-SAFE_LOAD = "megatron_biomed/checkpoint/safe_load.py"
-MAMBA_FAMILY = "megatron_biomed/models/mamba/family.py"
-
-MUTATIONS = [
-    Mutation(
-        "rng-restore-skipped",
-        "resume does not restore the RNG states",
-        [(LOAD, '    if "rng_state" in loaded:', "    if False:")],
-        [SAVE_CRASH + "::test_kill_inside_a_real_save[before_shards]"],
-    ),
-    Mutation(
-        "save-in-place-tracker-first",
-        "save_checkpoint writes straight into iter_* (no temporary directory) and the tracker before the shards",
-        [
-            (PUBLISH, 'tmp = final.with_name(final.name + ".tmp")', "tmp = final"),
-            (
-                PUBLISH,
-                '    faults.kill_point("before_shards", state.iteration)\n    try:\n',
-                "    if is_rank0():\n        write_tracker(root, state.iteration)\n"
-                '    faults.kill_point("before_shards", state.iteration)\n    try:\n',
-            ),
-            (PUBLISH, "    if final.exists():\n        shutil.rmtree(final)\n", ""),
-            (PUBLISH, "    os.replace(tmp, final)\n", ""),
-        ],
-        [SAVE_CRASH + "::test_kill_inside_a_real_save[before_shards]"],
-    ),
-    Mutation(
-        "manifest-not-checked",
-        "load ignores the manifest's sizes and checksums",
-        [
-            (MANIFEST_PY, '        if size != entry["size"]:', "        if False:"),
-            (MANIFEST_PY, "        if checksums:\n            got", "        if False:\n            got"),
-        ],
-        [
-            SAFETY + "::test_flipped_byte_is_refused_by_name_unless_checksums_are_skipped",
-            SAFETY + "::test_truncated_shard_is_refused_by_name",
-        ],
-    ),
-    Mutation(
-        "unrestricted-unpickler",
-        "the restricted unpickler admits every class",
-        [
-            (
-                SAFE_LOAD,
-                "        if (module, name) in self.allowed or _is_torch_dtype_or_layout(module, name):",
-                "        if True:",
-            )
-        ],
-        [SAFETY + "::test_crafted_metadata_is_refused_before_anything_runs"],
-    ),
-    Mutation(
-        "seed-tp-offset-ignored",
-        "every tensor-parallel rank gets the same model-parallel RNG seed",
-        [(CPU, "seed + 2718 + tp_rank)", "seed + 2718)")],
-        ["tests/training/test_seed_values.py"],
-    ),
-    Mutation(
-        "seed-ignored",
-        "the configured seed is not used for the default generator",
-        [(CPU, "    torch.manual_seed(seed)\n    tp_rank", "    torch.manual_seed(1234)\n    tp_rank")],
-        ["tests/training/test_seed_values.py"],
-    ),
-    Mutation(
-        "sp-norm-grad-not-reduced",
-        "under sequence parallelism the norm weights' gradients are not all-reduced across TP",
-        [
-            (
-                "megatron_biomed/kernels/modules.py",
-                "            p.sequence_parallel = config.sequence_parallel",
-                "            p.sequence_parallel = False",
-            )
-        ],
-        ["tests/training/test_parallel_equivalence.py::test_layout_matches_single_process[tp2-sequence-parallel]"],
-    ),
-    Mutation(
-        "bin-length-unchecked",
-        "a .bin of another length than its .idx says passes the data pre-flight",
-        [(PREFLIGHT, "    if have != want:", "    if False:")],
-        [PREFLIGHT_TEST + "::test_bin_shorter_or_longer_than_its_idx_is_refused"],
-    ),
-    Mutation(
-        "idx-header-unchecked",
-        "an .idx with a bad magic, version or dtype passes the data pre-flight",
-        [(PREFLIGHT, "    except ValueError as e:\n        raise DataError",
-          "    except ValueError as e:\n        return None\n        raise DataError")],  # fmt: skip
-        [PREFLIGHT_TEST + "::test_idx_with_bad_magic_version_or_dtype_is_refused"],
-    ),
-    Mutation(
-        "vocab-unchecked",
-        "token ids are not compared with the tokenizer's vocabulary",
-        [(PREFLIGHT, "(lo < 0 or hi >= vocab_size)", "(lo < 0 or hi >= vocab_size + 1000)")],
-        [PREFLIGHT_TEST + "::test_token_outside_the_vocabulary_is_refused_with_its_place"],
-    ),
-    Mutation(
-        "stale-cache-unchecked",
-        "a prefix rebuilt after megatron-core's index cache was made from it passes",
-        [("megatron_biomed/data/index_cache.py", "    files = cached_index_files(root, prefix)\n    if not files:",
-          "    files = cached_index_files(root, prefix)\n    if True:")],  # fmt: skip
-        [PREFLIGHT_TEST + "::test_prefix_rebuilt_after_the_index_cache_is_refused"],
-    ),
-    Mutation(
-        "token-memo-never-invalidated",
-        "the memoised token range is reused after the .bin was rewritten",
-        [(PREFLIGHT, 'scanned = not (memo and memo.get("stat") == bin_stat)', "scanned = not memo")],
-        [PREFLIGHT_TEST + "::test_rewritten_bin_is_scanned_again"],
-    ),
-    Mutation(
-        "pointer-blocks-restart-at-zero",
-        "each 2^22-entry block of .idx pointers restarts at byte 0",
-        [(WRITER, "    pointers[1:] += ptr\n", "")],
-        ["tests/data/test_indexed_large.py"],
-    ),
-    Mutation(
-        "spill-drops-document-ends",
-        "a mid-stream spill of the writer (2^20 buffered entries) loses the buffered document ends",
-        [(WRITER, "        if self._buffered >= _SPILL:\n            self._spill()",
-          "        if self._buffered >= _SPILL:\n"
-          "            self._docs.clear()\n            self._spill()")],  # fmt: skip
-        ["tests/data/test_indexed_large.py"],
-    ),
-    Mutation(
-        "metadata-class-missing",
-        "the restricted unpickler lacks a class every checkpoint's .metadata holds",
-        [(SAFE_LOAD, '        (_DCP_MD, "ChunkStorageMetadata"),\n', "")],
-        ["tests/checkpoint/test_safe_load_families.py"],
-    ),
-    Mutation(
-        "mamba-state-leaks-across-documents",
-        "a Mamba2 model does not restart its conv and scan at packed documents (SFT packing leaks state)",
-        [(MAMBA_FAMILY, "            reset_at_documents=not use_mamba_ssm,\n",
-          "            reset_at_documents=False,\n")],  # fmt: skip
-        ["tests/finetune/test_mamba_sft.py"],
-    ),
-    Mutation(
-        "mamba-options-share-a-prompt",
-        "evaluation packs a Mamba2 model's options behind one prompt (option k scored after the others)",
-        [(MAMBA_FAMILY,
-          "        return SegmentIsolation.NONE if mamba_ssm_available() else SegmentIsolation.STATE_RESET\n",
-          "        return SegmentIsolation.ATTENTION_MASK\n")],  # fmt: skip
-        ["tests/eval/test_mamba_scoring.py"],
-    ),
-    Mutation(
-        "hf-config-not-completed",
-        "config.json is not completed by transformers' config class (fields left out lose their defaults)",
-        [("megatron_biomed/convert/registry.py", "        return config.to_dict()\n", "        return dict(hf)\n")],
-        ["tests/convert/test_hf_configs.py"],
-    ),
-    Mutation(
-        "export-reads-the-first-layer-everywhere",
-        "the exporter reads every layer of a layer-stacked key at layer 0's offsets",
-        [("megatron_biomed/convert/exporter.py",
-          "            chunks[(sh.key, tuple(sh.global_offset))] = data.view(",
-          "            chunks[(sh.key, (0,) * len(sh.global_offset))] = data.view(")],  # fmt: skip
-        ["tests/convert/test_hf_configs.py"],
-    ),
-    Mutation(
-        "config-imports-models",
-        "the lowest layer imports a higher one (config -> models)",
-        [("megatron_biomed/config/presets.py", "from megatron_biomed.config.experiment import",
-          "from megatron_biomed.models import registry as _registry  # noqa: F401\n"
-          "from megatron_biomed.config.experiment import")],  # fmt: skip
-        ["tests/test_import_layers.py"],
-    ),
-    Mutation(
-        "restriction-not-installed",
-        "DCP loads do not go through the restricted unpicklers",
-        [(SAFE_LOAD, "            filesystem.FileSystemReader.read_metadata = _patched_read_metadata\n"
-          "            default_planner.DefaultLoadPlanner.load_bytes = _patched_load_bytes\n", "")],  # fmt: skip
-        ["tests/checkpoint/test_safe_load_families.py"],
-    ),
-]
-
-
-def _copy_tree(dst: Path) -> None:
+def copy_tree(dst: Path) -> None:
     ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
-    for entry in ("megatron_biomed", "tests", "tools", "pytest.ini", "pyproject.toml", "ruff.toml"):
+    for entry in ("megatron_biomed", "tests", "tools", "examples", "pytest.ini", "pyproject.toml", "ruff.toml"):
         src = ROOT / entry
         if src.is_dir():
             shutil.copytree(src, dst / entry, ignore=ignore)
         elif src.exists():
             shutil.copy2(src, dst / entry)
+    # Tests find the shared data beside the project root, as in CI.
+    shared = ROOT.parent / "shared"
+    if shared.exists() and not (dst.parent / "shared").exists():
+        (dst.parent / "shared").symlink_to(shared)
 
 
-def run(mutation: Mutation) -> tuple[str, float]:
-    with tempfile.TemporaryDirectory(prefix=f"mutation-{mutation.name}-") as tmp:
-        work = Path(tmp)
-        _copy_tree(work)
-        for file, old, new in mutation.edits:
-            path = work / file
-            text = path.read_text()
-            if text.count(old) != 1:
-                return f"STALE ({file}: the text to replace occurs {text.count(old)} times)", 0.0
-            path.write_text(text.replace(old, new))
-        env = dict(os.environ, PYTHONPATH=str(work))
+@dataclass
+class Outcome:
+    status: str  # caught | SURVIVED | STALE | ERROR
+    caught_by: str
+    why: str
+    seconds: float
+
+
+def pytest_run(work: Path, tests: list[str], stop_at_first: bool) -> tuple[int, str]:
+    env = dict(os.environ, PYTHONPATH=str(work), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--timeout=900"]
+    cmd += ["-x"] if stop_at_first else []
+    proc = subprocess.run([*cmd, *tests], cwd=work, env=env, capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def first_failure(output: str) -> tuple[str, str]:
+    for line in output.splitlines():
+        m = _FAILED.match(line.strip())
+        if m:
+            return m.group(1), (m.group(2) or "").strip()
+    return "?", ""
+
+
+def baseline(tests: list[str]) -> tuple[bool, str, float]:
+    with tempfile.TemporaryDirectory(prefix="mutation-baseline-") as tmp:
+        work = Path(tmp) / "tree"
+        copy_tree(work)
         start = time.time()
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        rc, out = pytest_run(work, tests, stop_at_first=False)
+        return rc == 0, out, time.time() - start
+
+
+def run_plant(plant: Plant) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{plant.name}-") as tmp:
+        work = Path(tmp) / "tree"
+        copy_tree(work)
+        for file, old, new in plant.edits:
+            path = work / file
+            text = path.read_text() if path.exists() else ""
+            if text.count(old) != 1:
+                return Outcome("STALE", "-", f"{file}: the text to replace occurs {text.count(old)} times", 0.0)
+            path.write_text(text.replace(old, new))
+        start = time.time()
+        rc, out = pytest_run(work, plant.tests, stop_at_first=True)
         took = time.time() - start
-        if proc.returncode == 1:
-            why = next((line[1:].strip() for line in proc.stdout.splitlines() if line.startswith("E ")), "")
-            return f"caught   ({why[:150]})", took
-        if proc.returncode == 0:
-            return "MISSED", took
-        return f"ERROR (pytest exit {proc.returncode}):\n{proc.stdout[-2000:]}", took
+        if rc == 1:
+            test, why = first_failure(out)
+            return Outcome("caught", test, why, took)
+        if rc == 0:
+            return Outcome("SURVIVED", "-", "every test passed with the bug in place", took)
+        return Outcome("ERROR", "-", f"pytest exit {rc}: {out[-1500:]}", took)
 
 
 def main(argv: list[str]) -> int:
-    chosen = [m for m in MUTATIONS if not argv or m.name in argv]
-    unknown = set(argv) - {m.name for m in MUTATIONS}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="plants to run (default: all)")
+    parser.add_argument("--fast", action="store_true", help="only the plants marked fast (the CI subset)")
+    parser.add_argument("--list", action="store_true", help="list the plants and exit")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (when just done)")
+    args = parser.parse_args(argv)
+
+    plants = all_plants()
+    known = {p.name for _, p in plants}
+    unknown = sorted(set(args.names) - known)
     if unknown:
-        print(f"unknown mutation(s) {sorted(unknown)}; known: {[m.name for m in MUTATIONS]}")
+        print(f"unknown plant(s) {unknown}; --list shows the known ones")
         return 2
-    bad = 0
-    for m in chosen:
-        result, took = run(m)
-        bad += not result.startswith("caught")
-        print(f"{m.name:28s} {took:5.0f}s  {m.what}\n    {result}", flush=True)
+    chosen = [(a, p) for a, p in plants if (not args.names or p.name in args.names) and (p.fast or not args.fast)]
+    if args.list:
+        for area, p in chosen:
+            print(f"{p.name:40s} {area:12s} {'fast' if p.fast else '    '}  {' '.join(p.tests)}")
+        return 0
+
+    tests = list(dict.fromkeys(t for _, p in chosen for t in p.tests))
+    if not args.no_baseline:
+        green, out, took = baseline(tests)
+        print(
+            f"baseline: {len(tests)} test selections on the unmutated tree, {took:.0f}s: {'green' if green else 'RED'}",
+            flush=True,
+        )
+        if not green:
+            print(out[-4000:])
+            return 2
+
+    rows = []
+    print(f"{'plant':40s} {'area':12s} {'result':9s} {'s':>5s}  caught by", flush=True)
+    for area, p in chosen:
+        o = run_plant(p)
+        rows.append(
+            {
+                "plant": p.name,
+                "area": area,
+                "what": p.what,
+                "status": o.status,
+                "caught_by": o.caught_by,
+                "why": o.why,
+                "seconds": round(o.seconds, 1),
+            }
+        )
+        print(f"{p.name:40s} {area:12s} {o.status:9s} {o.seconds:5.0f}  {o.caught_by}", flush=True)
+        if o.status != "caught":
+            print(f"    {o.why}", flush=True)
+    bad = [r for r in rows if r["status"] != "caught"]
+    print(f"\n{len(rows) - len(bad)}/{len(rows)} plants caught", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 1 if bad else 0
 
 
