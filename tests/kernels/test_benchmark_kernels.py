@@ -1,4 +1,4 @@
-"""benchmarks/kernels.py: exits 0 with a clear message without a GPU; its peak table and FLOP count."""
+"""benchmarks/kernel_speed.py: exits 0 with a clear message without a GPU; its peak table and FLOP count."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "kernels.py"
+SCRIPT = ROOT / "benchmarks" / "kernel_speed.py"
 
 
 def _load():
@@ -78,7 +78,7 @@ def test_every_benchmark_runs_on_cpu_stand_ins(monkeypatch):
     from megatron_biomed.parallel import cpu
 
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present: run benchmarks/kernels.py itself")
+        pytest.skip("a GPU is present: run benchmarks/kernel_speed.py itself")
     cpu.apply_cpu_patches()
     monkeypatch.setattr(torch.cuda, "Event", _WallEvent)
     bench = _load()

@@ -6,8 +6,8 @@ package. Reports milliseconds, achieved TFLOP/s (attention) or GB/s (norms, soft
 of the device's peak (known peaks by device name below), plus the largest difference from the
 PyTorch eager result.
 
-    python benchmarks/kernels.py                # all ops, bf16
-    python benchmarks/kernels.py --ops flash --dtype fp16 --iters 50
+    python benchmarks/kernel_speed.py                # all ops, bf16
+    python benchmarks/kernel_speed.py --ops flash --dtype fp16 --iters 50
 
 Needs a CUDA device and the built extension (``pip install --no-build-isolation -e .``). Without a
 GPU it says so and exits 0.
@@ -237,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if not torch.cuda.is_available():
         print(
-            "benchmarks/kernels.py: no GPU is present (torch.cuda.is_available() is False); "
+            "benchmarks/kernel_speed.py: no GPU is present (torch.cuda.is_available() is False); "
             "nothing to time. Run it on a machine with a CUDA device."
         )
         return 0
     from megatron_biomed.kernels import csrc_ops
 
     if err := csrc_ops.load_error():
-        print(f"benchmarks/kernels.py: {err}", file=sys.stderr)
+        print(f"benchmarks/kernel_speed.py: {err}", file=sys.stderr)
         return 1
     dtype = DTYPES[args.dtype]
     name = torch.cuda.get_device_name()
