@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -80,15 +81,30 @@ class Outcome:
     seconds: float
 
 
-def pytest_run(work: Path, tests: list[str], stop_at_first: bool) -> tuple[int, str]:
+def pytest_run(work: Path, tests: list[str], stop_at_first: bool) -> tuple[int, str, tuple[str, str]]:
+    """pytest's exit code, its output, and (node id, message) of the first test that failed or errored."""
     env = dict(os.environ, PYTHONPATH=str(work), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    report = work.parent / "junit.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--timeout=900"]
     cmd += ["-x"] if stop_at_first else []
+    cmd += [f"--junitxml={report}"]
     proc = subprocess.run([*cmd, *tests], cwd=work, env=env, capture_output=True, text=True)
-    return proc.returncode, proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr, first_failure(report, proc.stdout)
 
 
-def first_failure(output: str) -> tuple[str, str]:
+def first_failure(report: Path, output: str) -> tuple[str, str]:
+    """The first failed or errored test case in pytest's JUnit report (node ids rebuilt from file and name)."""
+    if report.exists():
+        for case in ElementTree.parse(report).getroot().iter("testcase"):
+            bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+            if bad is None:
+                continue
+            module = case.get("classname", "").rsplit(".", 1)
+            path = case.get("classname", "").replace(".", "/") + ".py"
+            if len(module) == 2 and module[1][:1].isupper():  # a test class: path/to/test_x.py::Class::name
+                path = module[0].replace(".", "/") + ".py::" + module[1]
+            message = (bad.get("message") or "").splitlines()
+            return f"{path}::{case.get('name')}", (message[0] if message else "")[:200]
     for line in output.splitlines():
         m = _FAILED.match(line.strip())
         if m:
@@ -101,7 +117,7 @@ def baseline(tests: list[str]) -> tuple[bool, str, float]:
         work = Path(tmp) / "tree"
         copy_tree(work)
         start = time.time()
-        rc, out = pytest_run(work, tests, stop_at_first=False)
+        rc, out, _ = pytest_run(work, tests, stop_at_first=False)
         return rc == 0, out, time.time() - start
 
 
@@ -116,10 +132,9 @@ def run_plant(plant: Plant) -> Outcome:
                 return Outcome("STALE", "-", f"{file}: the text to replace occurs {text.count(old)} times", 0.0)
             path.write_text(text.replace(old, new))
         start = time.time()
-        rc, out = pytest_run(work, plant.tests, stop_at_first=True)
+        rc, out, (test, why) = pytest_run(work, plant.tests, stop_at_first=True)
         took = time.time() - start
         if rc == 1:
-            test, why = first_failure(out)
             return Outcome("caught", test, why, took)
         if rc == 0:
             return Outcome("SURVIVED", "-", "every test passed with the bug in place", took)
