@@ -129,7 +129,8 @@ def test_layouts_match_transformers(imported, tmp_path):
             got = torch.load(tmp_path / f"{name}.pt")
             diff = (want - got).abs().max().item()
             print(f"{name}: max |logit diff| {diff:.2g}, {diff / want.abs().max():.2g} of the largest logit")
-            assert (want.argmax(-1) == got.argmax(-1)).all(), f"{name}: the argmax differs from transformers'"
+            moved = (want.argmax(-1) != got.argmax(-1)).sum().item()
+            assert moved == 0, f"{name}: the argmax differs from transformers' at {moved} positions (diff {diff:.3g})"
             assert diff <= ATOL * want.abs().max().item(), f"{family} TP{tp} PP{pp} VPP{vpp}: max |diff| {diff:.3g}"
             # The pretraining loss at this layout (300 ids padded to 512, mamba2's to 320: the padding columns
             # on the second rank at TP 2) is transformers' loss: the padding is outside the softmax.
