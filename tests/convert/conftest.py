@@ -12,13 +12,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 @pytest.fixture(scope="session")
 def imported(tmp_path_factory):
-    """family -> (HF model, HF dir, imported checkpoint root)."""
-    from hf_models import tiny_gpt2, tiny_llama, tiny_tokenizer
+    """family -> (HF model, HF dir, imported checkpoint root); mamba2's is peaked (test_layouts_match_transformers
+    runs it at TP 2 and PP 2)."""
+    from hf_models import tiny_gpt2, tiny_llama, tiny_mamba2, tiny_tokenizer
 
     from megatron_biomed.convert.importer import import_hf
 
     out = {}
-    for family, build in (("gpt2", tiny_gpt2), ("llama", tiny_llama)):
+    for family, build in (("gpt2", tiny_gpt2), ("llama", tiny_llama), ("mamba2", tiny_mamba2)):
         d = tmp_path_factory.mktemp(family)
         hf = build(d / "hf")
         tiny_tokenizer(d / "hf")

@@ -53,6 +53,62 @@ def tiny_llama(out: Path, seed: int = 0, **overrides):
     return model
 
 
+def peak(model, qk: float, vo: float, out: float) -> None:
+    """Scale a GPT-2 or LLaMA model's weights so its logits are PEAKED and depend on the attention: query and
+    key projections by ``qk`` (sharp attention patterns: a query head reading the wrong key/value group, or a
+    wrong softmax scale, attends elsewhere), value and output projections by ``vo`` (attention moves the
+    residual stream more than the token embedding does) and the final norm by ``out`` (logits of tens of units,
+    far from uniform). A wrong mapping then moves the argmax at many positions, not only the logits a little."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.mul_(qk)
+            elif name.endswith(("v_proj.weight", "o_proj.weight", "attn.c_proj.weight")):
+                p.mul_(vo)
+            elif name.endswith("attn.c_attn.weight"):  # Conv1D [in, Q | K | V]
+                n = p.shape[0]
+                p[:, : 2 * n].mul_(qk)
+                p[:, 2 * n :].mul_(vo)
+            elif name in ("model.norm.weight", "transformer.ln_f.weight"):
+                p.mul_(out)
+
+
+def tiny_mamba2(out: Path, seed: int = 0, **overrides):
+    """A random Mamba2ForCausalLM saved in ``out``: 2 B/C groups (TP 2 splits them), 4 layers (PP 2 x VPP 2),
+    d_inner 128 != B/C rows 32 (so a wrong order of in_proj's [z | x | B | C | dt] parts shows), untied.
+    Peaked: in_proj x 4 and out_proj x 10 (each mixer moves the residual stream), the final norm x 20 (logits
+    up to ~70, mean top-token probability 0.87), the constant-initialised parameters spread. (Larger mixer
+    scales, as tests/mamba_reference.py's, amplify TP 2's different summation order in out_proj to 8e-6 of the
+    logits' scale; these 2.6e-6.)"""
+    from transformers import Mamba2Config, Mamba2ForCausalLM
+
+    torch.manual_seed(seed)
+    fields = dict(
+        vocab_size=VOCAB, hidden_size=64, expand=2, head_dim=16, num_heads=8, n_groups=2, state_size=16,
+        num_hidden_layers=4, conv_kernel=4, chunk_size=16, tie_word_embeddings=False, bos_token_id=0,
+        eos_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    fields.update(overrides)
+    model = Mamba2ForCausalLM(Mamba2Config(**fields)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("D", "norm.weight", "dt_bias")):
+                p.add_(0.1 * torch.randn_like(p))
+            if name.endswith("in_proj.weight"):
+                p.mul_(4.0)
+            elif name.endswith("out_proj.weight"):
+                p.mul_(10.0)
+            elif name == "backbone.norm_f.weight":
+                p.mul_(20.0)
+    model.save_pretrained(out)
+    return model
+
+
+def top_probability(logits: torch.Tensor) -> float:
+    """Mean top-token probability over all positions (1 / vocab would be uniform)."""
+    return torch.softmax(logits.double(), -1).max(-1).values.mean().item()
+
+
 def _randomize_norms(model) -> None:
     """Norm weights and biases away from 1 / 0 (a swapped or forgotten norm tensor then shows)."""
     with torch.no_grad():

@@ -232,6 +232,7 @@ def test_llama_2_7b_config(use_transformers, tmp_path, monkeypatch):
         ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "rope type 'linear'"),
         ("llama", {"attention_bias": True}, "attention_bias"),
         ("gpt2", {"activation_function": "relu"}, "activation_function"),
+        ("gpt2", {"tie_word_embeddings": False}, "tie_word_embeddings"),  # untied GPT-2: refused, not imported tied
     ],
 )
 def test_unsupported_configs_are_refused_naming_file_and_field(case, changes, field, tmp_path):
