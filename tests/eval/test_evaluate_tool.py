@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from launch import ROOT, run_finetune, run_tool
 from toydata import FT_BASE, mc_items, task_args, write_jsonl
+
+from megatron_biomed.config.experiment import ConfigError
+from megatron_biomed.eval.cli import build_arg_parser, evaluate
 
 EVALUATE = ROOT / "tools" / "evaluate.py"
 PP2DP2 = ["--set", "parallel.pipeline_model_parallel_size=2"]  # 4 ranks: the rest is data parallel
@@ -90,6 +94,8 @@ def test_bad_inputs_are_clear_errors(toy, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(toy["mc_valid"].read_text().splitlines()[0] + "\n{not json\n")
     base = ["--load", str(toy["pretrained"]), "--no-progress"]
+    with pytest.raises(ConfigError, match="--log-samples writes into the report: give --output"):
+        evaluate(build_arg_parser().parse_args([*base, "--corpus", "c=any.txt", "--log-samples"]))
     proc = run_tool(EVALUATE, 1, base + ["--benchmark", f"medqa={bad}"], tmp_path, check=False)
     assert proc.returncode == 2 and f"{bad}:2:" in proc.stderr and "Traceback" not in proc.stderr
     empty = tmp_path / "empty.txt"
