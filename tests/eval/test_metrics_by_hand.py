@@ -8,8 +8,8 @@ the stub; tests/eval/test_scoring_reference.py and test_evaluate_tool.py hold th
 every layout). What is checked:
 
 * each option's log-likelihood: lm-evaluation-harness's request (the context's trailing whitespace moved to the
-  continuation, the two tokenised separately, an empty context the end-of-document token, a long context cut
-  from the left), packed behind one prompt or scored alone;
+  continuation, the continuation's tokens those of the whole text past the context's, an empty context the
+  end-of-document token, a long context cut from the left), packed behind one prompt or scored alone;
 * acc and acc_norm (harness ``ConfigurableTask.process_results``: ``argmax(lls)`` and
   ``argmax(lls / [len(choice) for choice in choices])``, the choice's length in characters, without the
   target delimiter) on choices of different lengths where the two pick different answers;
@@ -77,11 +77,16 @@ def _logp(s, full: list[int], p: int, start: int) -> float:
 
 
 def _harness_loglik(s, prompt: str, choice: str) -> tuple[float, int]:
-    """lm-evaluation-harness's loglikelihood of the request (prompt, " " + choice), and its token count."""
+    """lm-evaluation-harness's loglikelihood of the request (prompt, " " + choice), and its token count
+    (``TemplateLM._encode_pair``: the continuation's tokens are those of context + continuation past the
+    context's own; an empty context is the end-of-document token and the continuation encoded alone)."""
     context = prompt.rstrip()
     continuation = prompt[len(context) :] + " " + choice
-    ctx = s.tok.encode(context) if context else [s.eod]
-    cont = s.tok.encode(continuation)
+    if context:
+        ctx = s.tok.encode(context)
+        cont = s.tok.encode(context + continuation)[len(ctx) :]
+    else:
+        ctx, cont = [s.eod], s.tok.encode(continuation)
     full = ctx + cont
     start = max(0, len(full) - 1 - SEQ)  # the model sees the last SEQ tokens before the last one
     return sum(_logp(s, full, p, start) for p in range(len(ctx) - 1, len(full) - 1)), len(cont)
