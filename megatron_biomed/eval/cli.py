@@ -55,6 +55,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most N items / documents per task (quick runs)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad benchmark records (counted) instead of stopping")
     p.add_argument("--output", help="JSON report path")
+    p.add_argument("--log-samples", action="store_true",
+                   help="with --output: each document's, question's and head item's scores in the report")  # fmt: skip
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     return p
@@ -131,6 +133,8 @@ def evaluate(args) -> int:
     fewshot = dict(_pairs(args.fewshot, "--fewshot"))
     if not (corpora or benches or args.head):
         raise ConfigError("nothing to evaluate: give --corpus, --benchmark or --head")
+    if args.log_samples and not args.output:
+        raise ConfigError("--log-samples writes into the report: give --output")
     env = start(cfg, _global_batch_from_world)
     tok, docs, questions = _prepare_inputs(cfg, args, corpora, benches, fewshot)
     head_task = build_task(cfg, None) if args.head else None
@@ -168,22 +172,25 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task) -> int:
     if rank0:
         log.info("evaluating %s (layout %s)", path, ctx.describe())
     results = []
+    samples = {}  # task -> one row per item (--log-samples)
     show = rank0 and not args.no_progress
     eod = tok.eod_id
     for name, documents in docs.items():
         update, bar = _progress(show, f"perplexity {name}", 0)
-        results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update)
+        results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update,
+                                     log=samples.setdefault(name, []))  # fmt: skip
         if bar:
             bar.close()
     for name, qs in questions.items():
         update, bar = _progress(show, name, sum(len(q.choices) for q in qs))
-        results += benchmark_accuracy(trainer, name, qs, tok, eod, update)
+        results += benchmark_accuracy(trainer, name, qs, tok, eod, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     if head_task is not None:
         items = head_task.train_items[: args.limit] if args.limit else head_task.train_items
         update, bar = _progress(show, f"{args.head} head", len(items))
-        results += head_accuracy(trainer, head_task, items, f"{cfg.task.format}:{args.head}", update)
+        name = f"{cfg.task.format}:{args.head}"
+        results += head_accuracy(trainer, head_task, items, name, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     if rank0:
@@ -197,6 +204,7 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task) -> int:
                 for r in results]  # fmt: skip
         print(format_table(rows), flush=True)
         if args.output:
-            write_report(args.output, {"results": rows, "layout": ctx.describe(), **meta})
+            extra = {"samples": samples} if args.log_samples else {}
+            write_report(args.output, {"results": rows, "layout": ctx.describe(), **meta, **extra})
             log.info("report written to %s", args.output)
     return 0

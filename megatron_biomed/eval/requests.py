@@ -2,8 +2,10 @@
 
 * A continuation's log-likelihood given a context is the sum of its tokens' log-probs. Trailing whitespace
   of the context moves to the start of the continuation before tokenising; an empty context is the
-  end-of-document token. The two are tokenised separately and joined (as the harness does), and a
-  sequence longer than the model's context keeps its end.
+  end-of-document token. The two are tokenised separately and joined, and a sequence longer than the model's
+  context keeps its end. (lm-evaluation-harness takes the continuation's tokens from the encoding of the
+  whole text past the context's own tokens; with a byte-level BPE, whose pre-tokenizer splits before a space,
+  the two agree whenever the continuation starts with whitespace, as every benchmark choice does.)
 * A document's log-likelihood (perplexity) is rolling: the document, after one end-of-document token, is cut
   into windows of ``seq_length`` scored tokens; each window sees as much preceding text as fits (the last,
   shorter window is extended to the left), and every token is scored exactly once. With a ``stride`` smaller

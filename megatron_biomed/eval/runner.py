@@ -90,10 +90,12 @@ def score_loglik(trainer, samples: list[dict], progress=None) -> torch.Tensor:
 
 
 def corpus_perplexity(trainer, name: str, documents: list[str] | list[list[int]], tok, eod: int,
-                      stride: int | None = None, progress=None) -> list[Result]:  # fmt: skip
-    """Perplexity (per token) and bits per byte (per UTF-8 byte of the scored text) of whole documents."""
+                      stride: int | None = None, progress=None, log: list | None = None) -> list[Result]:  # fmt: skip
+    """Perplexity (per token) and bits per byte (per UTF-8 byte of the scored text, as lm-evaluation-harness
+    counts them) of whole documents. ``log``, when given, receives one row per scored document: its rolling
+    log-likelihood, its tokens and its bytes."""
     seq = trainer.task.seq_length()
-    samples, total_bytes = [], 0
+    samples, owner, doc_bytes = [], [], []
     for doc in documents:
         if isinstance(doc, str):
             ids, text = tok.encode(doc), doc
@@ -101,13 +103,19 @@ def corpus_perplexity(trainer, name: str, documents: list[str] | list[list[int]]
             ids, text = list(doc), tok.decode(list(doc))
         if not ids:
             continue
-        total_bytes += len(text.encode("utf-8"))
-        samples += rolling_samples(ids, seq, eod, stride)
+        made = rolling_samples(ids, seq, eod, stride)
+        owner += [len(doc_bytes)] * len(made)
+        doc_bytes.append(len(text.encode("utf-8")))
+        samples += made
     if not samples:
         raise ValueError(f"corpus {name}: no text to score")
     scores = score_loglik(trainer, samples, progress)
-    nll = -float(scores[:, 0].sum())
-    tokens = int(scores[:, 1].sum())
+    per_doc = torch.zeros(len(doc_bytes), 2, dtype=torch.float64).index_add_(0, torch.tensor(owner), scores)
+    if log is not None:
+        log += [{"loglik": ll, "tokens": int(n), "bytes": b} for (ll, n), b in zip(per_doc.tolist(), doc_bytes)]
+    nll = -float(per_doc[:, 0].sum())
+    tokens = int(per_doc[:, 1].sum())
+    total_bytes = sum(doc_bytes)
     return [
         Result(name, "perplexity", math.exp(nll / tokens), tokens),
         Result(name, "bits_per_byte", nll / math.log(2) / total_bytes, total_bytes),
@@ -139,14 +147,22 @@ def choice_logliks(trainer, questions, tok, eod: int, progress=None) -> list[lis
     return [per_question[i, : len(q.choices)].tolist() for i, q in enumerate(questions)]
 
 
-def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=None) -> list[Result]:
-    """acc and acc_norm of multiple-choice questions by continuation log-likelihood."""
+def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=None,
+                       log: list | None = None) -> list[Result]:  # fmt: skip
+    """acc and acc_norm of multiple-choice questions by continuation log-likelihood, as lm-evaluation-harness
+    defines them: acc picks the highest log-likelihood, acc_norm the highest per character of the choice (the
+    choice as written, without the space that precedes it in the continuation); ties go to the first.
+    ``log``, when given, receives one row per question: the log-likelihoods, the answer and both picks."""
     logliks = choice_logliks(trainer, questions, tok, eod, progress)
     acc, acc_norm = [], []
     for q, ll in zip(questions, logliks):
         norm = [v / len(c) for v, c in zip(ll, q.choices)]
-        acc.append(float(max(range(len(ll)), key=ll.__getitem__) == q.answer))
-        acc_norm.append(float(max(range(len(norm)), key=norm.__getitem__) == q.answer))
+        pred = max(range(len(ll)), key=ll.__getitem__)
+        pred_norm = max(range(len(norm)), key=norm.__getitem__)
+        acc.append(float(pred == q.answer))
+        acc_norm.append(float(pred_norm == q.answer))
+        if log is not None:
+            log.append({"logliks": ll, "answer": q.answer, "pred": pred, "pred_norm": pred_norm})
     n = len(questions)
     return [
         Result(name, "acc", sum(acc) / n, n, _mean_stderr(acc)),
@@ -171,10 +187,14 @@ def head_scores(trainer, head_task, items, progress=None) -> torch.Tensor:
         trainer.task.head_shapes = False
 
 
-def head_accuracy(trainer, head_task, items, name: str, progress=None) -> list[Result]:
+def head_accuracy(trainer, head_task, items, name: str, progress=None, log: list | None = None) -> list[Result]:
+    """Accuracy (and macro-F1 for classification) of a fine-tuned head; ``log``, when given, receives one row
+    per item: the head's scores, the gold index and the pick."""
     scores = head_scores(trainer, head_task, items, progress)
     pred = scores.argmax(-1).tolist()
     gold = [it.answer if hasattr(it, "answer") else it.label for it in items]
+    if log is not None:
+        log += [{"scores": s, "gold": g, "pred": p} for s, g, p in zip(scores.tolist(), gold, pred)]
     hits = [float(p == g) for p, g in zip(pred, gold)]
     n = len(items)
     out = [Result(name, "acc", sum(hits) / n, n, _mean_stderr(hits))]
