@@ -20,17 +20,8 @@ def _gpt2_with_dropout(**kw):
     return dataclasses.replace(m, kernels="torch", **kw)
 
 
-@pytest.mark.parametrize(
-    "tp,sp,recompute",
-    [
-        (1, False, "none"),
-        (4, False, "none"),
-        (4, True, "none"),
-        (4, True, "selective"),
-        (2, True, "full"),
-        (1, False, "full"),
-    ],
-)
+@pytest.mark.parametrize("tp,sp,recompute", [(1, False, "none"), (4, False, "none"), (4, True, "none"),
+                                             (4, True, "selective"), (2, True, "full"), (1, False, "full")])
 def test_layer_activations_are_korthikanti_table_2(tp, sp, recompute):
     """16-bit, dropout on (1-byte masks), GPT-2 layer: Table 2 of Korthikanti et al. 2022 (its count leaves
     out the norms' fp32 statistics, added here)."""
