@@ -60,8 +60,10 @@ PLANTS = [
                 "if callable(value) or isinstance(value, (torch.dtype, torch.layout))",
             )
         ],
-        [UNPICKLER + "::test_the_allow_lists_are_exactly_these"],
-        fast=True,
+        [
+            UNPICKLER + "::test_the_allow_lists_are_exactly_these",
+            UNPICKLER + "::test_gadgets_in_metadata_are_refused_before_anything_runs",
+        ],
     ),
     Plant(
         "object-items-not-scanned",
