@@ -5,8 +5,10 @@ The checkpoints are the session's resume-across-layouts run (tests/conftest.py: 
 ranks at TP1 x PP2, each saving with the optimizer). The directory is listed here, not the manifest, so a file
 the save starts writing is checked as soon as it exists; one the manifest leaves out fails the baseline (an
 unlisted file is refused) or its flipped copy is loaded unnoticed. Each file gets a bit flipped at its first,
-middle and last byte in turn (put back after each), and ``verify_checkpoint`` (what every load calls before
-reading anything) must name it.
+middle and last byte and at the first ASCII digit after the middle (in a text file a number that still parses:
+a size or checksum in manifest.json, which must be blamed on manifest.json and not on the file it describes),
+in turn, put back after each; ``verify_checkpoint`` (what every load calls before reading anything) must
+name it.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ SHARED = [".metadata", "manifest.json", "metadata.json", "run_config.yaml"]
 
 
 def _flip_each_byte_position(path: Path) -> list[str]:
-    """Flip one bit at the first, middle and last byte of each file of ``path`` in turn; return the files
-    checked. Every flip must be refused by ``verify_checkpoint`` with the file's name at the head of the
-    message."""
+    """Flip one bit at the first, middle and last byte and the first digit after the middle of each file of
+    ``path`` in turn; return the files checked. Every flip must be refused by ``verify_checkpoint`` with the
+    file's name at the head of the message."""
     files = sorted(p.name for p in path.iterdir())
     for name in files:
         target = path / name
         original = target.read_bytes()
-        for pos in sorted({0, len(original) // 2, len(original) - 1}):
+        middle = len(original) // 2
+        digit = next((i for i in range(middle, len(original)) if 0x30 <= original[i] <= 0x39), middle)
+        for pos in sorted({0, middle, digit, len(original) - 1}):
             damaged = bytearray(original)
             damaged[pos] ^= 0x01
             target.write_bytes(bytes(damaged))
