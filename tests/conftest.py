@@ -62,3 +62,17 @@ def reference(initial_weights, tmp_path_factory):
         1, BASE + [f"checkpoint.init_from={initial_weights}", f"logging.metrics_file={work / 'm.jsonl'}"], work
     )
     return read_metrics(work / "m.jsonl")
+
+
+@pytest.fixture(scope="session")
+def resumed_across_layouts(initial_weights, tmp_path_factory):
+    """Trained from the initial weights at TP2 x PP2 (4 ranks; saves at 5 and 10, killed at 13), resumed at
+    TP1 x PP2 (2 ranks) up to 20 (saved there). Returns {"ck": the checkpoint root, "metrics": the resumed
+    run's}. Its 4-rank and 2-rank checkpoints serve the checkpoint tests too (one save per world size)."""
+    from launch import resume_training, train_until_killed
+
+    work = tmp_path_factory.mktemp("layouts")
+    tp2pp2 = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
+    train_until_killed(4, tp2pp2, initial_weights, work)
+    metrics = resume_training(2, ["parallel.pipeline_model_parallel_size=2"], work)
+    return {"ck": work / "ck", "metrics": metrics}

@@ -149,3 +149,45 @@ def assert_losses_close(got: dict, want: dict, steps, rtol: float) -> None:
         assert abs(a - b) <= rtol * abs(b), (
             f"iteration {it}: loss {a!r} vs reference {b!r} (rel {abs(a - b) / abs(b):.2e})"
         )
+
+
+def train_until_killed(nproc: int, extra: list[str], initial_weights: Path, work: Path, keep_last: int = 0) -> None:
+    """Train from ``initial_weights`` saving every 5 iterations to ``work/ck``, killed (SIGKILL, no clean-up)
+    at iteration 13: the checkpoint at 10 is the newest."""
+    from megatron_biomed.checkpoint import latest_iteration  # megatron-core: heavy, and only needed here
+
+    proc = run_pretrain(
+        nproc,
+        BASE
+        + extra
+        + [
+            f"checkpoint.init_from={initial_weights}",
+            f"checkpoint.save={work / 'ck'}",
+            "checkpoint.save_interval=5",
+            f"checkpoint.keep_last={keep_last}",
+            "train.inject_kill_at=13",
+            f"logging.metrics_file={work / 'a.jsonl'}",
+        ],
+        work,
+        check=False,
+    )
+    assert proc.returncode != 0  # killed: -9 for one process, torchrun reports the failed ranks
+    assert max(read_metrics(work / "a.jsonl")) == 12
+    assert latest_iteration(work / "ck") == 10
+
+
+def resume_training(nproc: int, extra: list[str], work: Path) -> dict[int, dict]:
+    """Resume what train_until_killed left in ``work/ck`` up to iteration 20 (saved there): its metrics."""
+    proc = run_pretrain(
+        nproc,
+        BASE
+        + extra
+        + [
+            f"checkpoint.load={work / 'ck'}",
+            f"checkpoint.save={work / 'ck'}",
+            f"logging.metrics_file={work / 'b.jsonl'}",
+        ],
+        work,
+    )
+    assert "resumed from" in proc.stdout and "at iteration 10 (consumed samples 80)" in proc.stdout
+    return read_metrics(work / "b.jsonl")

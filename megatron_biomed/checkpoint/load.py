@@ -60,6 +60,7 @@ def verify_checkpoint(path: str | Path, checksums: bool = True) -> bool:
                     "it was damaged or tampered with after the save"
                 )
         else:
+            manifest.check_listed(path, body)
             names = sorted(body["files"])
             manifest.verify(path, body, checksums=checksums, names=names[rank() :: world_size()])
             verified = True

@@ -5,6 +5,11 @@
 else zlib's crc32 (about 1 GB/s per core). Ranks checksum and fsync the files they wrote (``__<rank>_*.distcp``)
 and rank 0 the rest, so the cost is spread over the job. On load, sizes are always compared; checksums unless
 the caller skips them (``checkpoint.verify_checksums=false`` for huge checkpoints on trusted storage).
+
+The manifest carries a crc32 of its own contents (version 2), so that a damaged byte in it is reported as
+damage to ``manifest.json`` rather than as a mismatch of the file it describes; and a file of the directory
+that the manifest does not list is refused (the loader would read a ``common.pt`` or shard dropped in
+after the save, unverified).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Iterable, Optional
 from megatron_biomed.errors import BiomedError
 
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 1: without its own checksum (still read)
 _CHUNK = 1 << 22
 
 try:  # pragma: no cover - depends on the environment
@@ -91,11 +96,18 @@ def shared_files(directory: Path) -> list[str]:
     )
 
 
+def _own_checksum(body: dict) -> str:
+    """crc32 of a manifest's version, algorithm and files, in a canonical JSON encoding."""
+    canonical = {k: body[k] for k in ("version", "algorithm", "files")}
+    return f"{zlib.crc32(json.dumps(canonical, sort_keys=True, separators=(',', ':')).encode()):08x}"
+
+
 def write(directory: Path, files: dict[str, dict]) -> Path:
     """Write ``manifest.json`` (via a temporary file, fsynced) and fsync the directory."""
     path = directory / MANIFEST
     tmp = directory / (MANIFEST + ".tmp")
     body = {"version": MANIFEST_VERSION, "algorithm": ALGORITHM, "files": dict(sorted(files.items()))}
+    body["checksum"] = _own_checksum(body)
     with open(tmp, "w") as f:
         json.dump(body, f, indent=1)
         f.flush()
@@ -111,12 +123,29 @@ def read(directory: Path) -> Optional[dict]:
     if not path.is_file():
         return None
     try:
-        body = json.loads(path.read_text())
-        files = body["files"]
-        algorithm = body["algorithm"]
-    except (ValueError, KeyError, TypeError) as e:
+        body = json.loads(path.read_bytes())
+        version, files, algorithm = body["version"], body["files"], body["algorithm"]
+        if version not in (1, MANIFEST_VERSION):
+            raise ValueError(f"unknown manifest version {version!r}")
+        if version >= 2 and body["checksum"] != _own_checksum(body):
+            raise ValueError(f"its own checksum is {_own_checksum(body)}, it says {body['checksum']}: corrupted")
+        for name, entry in files.items():
+            if not isinstance(entry, dict) or not {"size", "checksum"} <= set(entry):
+                raise ValueError(f"entry {name!r} lacks a size or checksum")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ManifestError(f"{path}: unreadable manifest ({e}); the checkpoint cannot be verified") from None
     return {"algorithm": algorithm, "files": files}
+
+
+def check_listed(directory: Path, body: dict) -> None:
+    """Raise ManifestError naming a file of ``directory`` that the manifest does not list (added after the
+    save: the loader could read it, e.g. a legacy ``common.pt``, without its being verified)."""
+    for p in sorted(directory.iterdir()):
+        if p.name != MANIFEST and p.name not in body["files"] and not p.is_dir():
+            raise ManifestError(
+                f"{p}: not listed in {directory / MANIFEST}, so it was added after the save; remove it (or "
+                "re-save the checkpoint) to load this checkpoint"
+            )
 
 
 def verify(directory: Path, body: dict, checksums: bool = True, names: Optional[Iterable[str]] = None) -> None:

@@ -14,11 +14,15 @@ Either runs whatever a crafted file asks (a ``__reduce__`` that calls ``os.syste
 * ``.metadata`` goes through ``RestrictedUnpickler``, which admits only ``METADATA_GLOBALS``: the metadata
   dataclasses and enums of torch.distributed.checkpoint, ``torch.Size``, torch dtypes and layouts. That is
   all a checkpoint written by megatron-core 0.19 / torch 2.14 holds there.
-* non-tensor items go through ``torch.load(weights_only=True)``, PyTorch's own restricted unpickler (tensors
-  and storages, ``OrderedDict``, ``torch.Size``, dtypes, and builtins: dict, list, tuple, set, str, bytes,
-  numbers, bool, None), plus ``OBJECT_GLOBALS`` (none needed today). Our common state (iteration, consumed
-  samples, layout, scheduler and optimizer param-group numbers, ``use_distributed_optimizer``), the RNG states
-  (byte tensors) and the layers' ``_extra_state`` (None or a BytesIO-free tensor) need nothing more.
+* non-tensor items (and a legacy ``common.pt``) are first scanned: every global their pickle names must be
+  one of ``OBJECT_GLOBALS`` (``collections.OrderedDict``, ``torch._utils._rebuild_tensor_v2`` and the typed
+  storages of plain dtypes: tensors and nothing else), and any opcode that looks a global up another way is
+  refused; only then are they read with ``torch.load(weights_only=True)``. PyTorch's own restricted
+  unpickler alone would not do: its allow-list is process-wide, and megatron-core widens it when imported
+  (``megatron.core.safe_globals.register_safe_globals``: argparse.Namespace, PosixPath, numpy, BytesIO,
+  OptimizerConfig...). Our common state (iteration, consumed samples, layout, scheduler and optimizer
+  param-group numbers, ``use_distributed_optimizer``), the RNG states (byte tensors) and the layers'
+  ``_extra_state`` (None) need nothing more.
 
 Anything else is refused with ``UnsafeCheckpointError`` naming the class and the file, before any object of
 the file is built. Tensor data itself is already read by PyTorch with ``weights_only=True``.
@@ -36,12 +40,14 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
-import re
+import pickletools
 import threading
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
 import torch
+from megatron.core.dist_checkpointing import serialization as mcore_serialization
 from torch.distributed.checkpoint import default_planner, filesystem
 from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.metadata import StorageMeta
@@ -74,8 +80,25 @@ METADATA_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-# Classes besides PyTorch's weights_only defaults that non-tensor items of our checkpoints contain.
-OBJECT_GLOBALS: tuple = ()
+# torch's dtypes and layouts (``torch.float32``, ``torch.strided``...), which .metadata names by their global.
+# Enumerated once from the objects torch itself defines (no lazy attribute of torch is looked up by a name
+# read from a file).
+TORCH_DTYPES_AND_LAYOUTS: frozenset[tuple[str, str]] = frozenset(
+    ("torch", name) for name, value in vars(torch).items() if isinstance(value, (torch.dtype, torch.layout))
+)
+
+# Typed storages a tensor in a torch.save archive is rebuilt from (one per plain dtype).
+_STORAGES = ("Bool", "Byte", "Char", "Short", "Int", "Long", "Half", "BFloat16", "Float", "Double")
+_STORAGES += ("ComplexFloat", "ComplexDouble")
+
+# Every global a non-tensor item of our checkpoints may name: tensors (the RNG states) and plain containers.
+OBJECT_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2")}
+    | {("torch", f"{kind}Storage") for kind in _STORAGES}
+)
+# Opcodes that look a global up other than by GLOBAL's "module name" argument (refused in object items:
+# PyTorch's weights_only reader supports none of them either).
+_INDIRECT_GLOBALS = frozenset({"STACK_GLOBAL", "INST", "OBJ", "EXT1", "EXT2", "EXT4"})
 
 
 class UnsafeCheckpointError(BiomedError, pickle.UnpicklingError):
@@ -83,7 +106,7 @@ class UnsafeCheckpointError(BiomedError, pickle.UnpicklingError):
 
 
 def _is_torch_dtype_or_layout(module: str, name: str) -> bool:
-    return module == "torch" and isinstance(getattr(torch, name, None), (torch.dtype, torch.layout))
+    return (module, name) in TORCH_DTYPES_AND_LAYOUTS
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -106,23 +129,55 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise err
 
 
-_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+def _refuse(source: str, what: str, why: str = "not a class our checkpoints contain") -> UnsafeCheckpointError:
+    err = UnsafeCheckpointError(
+        f"{source}: refusing to load {what}: {why}, so this item may run code when loaded. Do not load it"
+    )
+    _local.refused = err
+    return err
+
+
+def object_item_globals(data: bytes, source: str) -> list[tuple[str, str]]:
+    """The globals the pickle(s) of a torch.save archive name, read without unpickling anything.
+
+    Raises UnsafeCheckpointError for what is not such an archive, or for a pickle that looks a global up
+    in a way this scan cannot read."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        pickles = [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _refuse(source, "an object", f"not a torch.save archive ({e})") from None
+    found = []
+    for body in pickles:
+        try:
+            for op, arg, _pos in pickletools.genops(body):
+                if op.name == "GLOBAL":
+                    module, _, name = arg.partition(" ")
+                    found.append((module, name))
+                elif op.name in _INDIRECT_GLOBALS:
+                    raise _refuse(
+                        source,
+                        f"an object built by the {op.name} opcode",
+                        "a way to name a class this check cannot read",
+                    )
+        except (ValueError, EOFError) as e:
+            raise _refuse(source, "an object", f"an unreadable pickle ({e})") from None
+    return found
 
 
 def load_object_bytes(value: io.BytesIO, source: str):
-    """``torch.load`` a non-tensor checkpoint item with PyTorch's restricted unpickler (and OBJECT_GLOBALS)."""
+    """Read a non-tensor checkpoint item (a torch.save archive): refuse it unless every global its pickle
+    names is one of OBJECT_GLOBALS, then ``torch.load`` it with PyTorch's restricted unpickler."""
+    data = value.getvalue()
+    for module, name in object_item_globals(data, source):
+        if (module, name) not in OBJECT_GLOBALS:
+            raise _refuse(source, f"'{module}.{name}'")
     try:
-        with torch.serialization.safe_globals(list(OBJECT_GLOBALS)):
-            return torch.load(value, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        m = _UNSUPPORTED.search(str(e))
-        what = f"'{m.group(1)}'" if m else "an object"
-        err = UnsafeCheckpointError(
-            f"{source}: refusing to load {what}: not a class our checkpoints contain, so this item may run code "
-            f"when loaded. Do not load it ({str(e).splitlines()[0]})"
-        )
-        _local.refused = err
-        raise err from None
+        raise _refuse(
+            source, "an object", f"PyTorch's restricted unpickler refused it ({str(e).splitlines()[0]})"
+        ) from None
 
 
 _lock = threading.RLock()
@@ -159,6 +214,12 @@ def _patched_load_bytes(self, read_item, value: io.BytesIO) -> None:
         self.state_dict[read_item.dest_index.fqn] = obj
 
 
+def _patched_load_common(checkpoint_dir: str):
+    """megatron-core's reader of a legacy ``common.pt`` (a plain torch.load), restricted like the items."""
+    path = Path(checkpoint_dir) / mcore_serialization.COMMON_STATE_FNAME
+    return load_object_bytes(io.BytesIO(path.read_bytes()), str(path))
+
+
 def _enter() -> None:
     global _depth
     with _lock:
@@ -167,6 +228,8 @@ def _enter() -> None:
             _saved["load_bytes"] = default_planner.DefaultLoadPlanner.load_bytes
             filesystem.FileSystemReader.read_metadata = _patched_read_metadata
             default_planner.DefaultLoadPlanner.load_bytes = _patched_load_bytes
+            _saved["load_common"] = mcore_serialization.load_common
+            mcore_serialization.load_common = _patched_load_common
         _depth += 1
 
 
@@ -209,3 +272,4 @@ def restricted_loading() -> Iterator[None]:
             if _depth == 0:
                 filesystem.FileSystemReader.read_metadata = _saved.pop("read_metadata")
                 default_planner.DefaultLoadPlanner.load_bytes = _saved.pop("load_bytes")
+                mcore_serialization.load_common = _saved.pop("load_common")

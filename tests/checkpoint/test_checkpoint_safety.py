@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,15 @@ def test_deleted_shard_is_refused_by_name(initial_weights, tmp_path):
     (path / "__0_0.distcp").unlink()
     with pytest.raises(CheckpointError, match=r"__0_0\.distcp: listed in .*manifest\.json but missing"):
         load_checkpoint(path, [], weights_only=True)
+
+
+def test_a_file_added_after_the_save_is_refused_by_name(initial_weights, tmp_path):
+    """A legacy ``common.pt`` dropped into a checkpoint would be read by megatron-core in place of the common
+    state the save wrote; the manifest does not list it, so the checkpoint is refused."""
+    path = _real_checkpoint(initial_weights, tmp_path)
+    (path / "common.pt").write_bytes(b"anything")
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(path / 'common.pt'))}: not listed in"):
+        verify_checkpoint(path)
 
 
 def test_missing_manifest_of_a_new_checkpoint_is_refused(initial_weights, tmp_path):
