@@ -17,6 +17,14 @@ PRETRAIN = ROOT / "tools" / "pretrain.py"
 FINETUNE = ROOT / "tools" / "finetune.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# The environment of every process a test starts (on top of the caller's). TORCHDYNAMO_DISABLE: megatron-core
+# wraps its fused functions in torch.compile when it is imported (megatron/core/jit.py, @jit_fuser), and with this
+# torch the wrapping alone imports TorchInductor: about 1.5 s of CPU per process, some 25% of a tiny training
+# run. Our models turn those fusions off (models/common.py: bias_activation_fusion=False, ...), so no compiled
+# function ever runs: tiny-biomedlm, tiny-llama and tiny-mamba runs compile no frame and log the same losses
+# bit for bit with and without it. Only children get it: tests/kernels/ compiles in the pytest process itself.
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCHDYNAMO_DISABLE": "1"}
+
 
 def reap(pid: int, workdir: Path) -> None:
     """Kill what a run left behind: its process group, and processes started in its working directory
@@ -94,7 +102,7 @@ def run_tool(
         ]
     else:
         cmd = [sys.executable, str(script), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **CHILD_ENV)
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
     if nproc == 1:  # a single process still opens a TCP store: not on a port another run may hold
