@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from megatron_biomed.parallel.env import find_free_port as free_port
@@ -54,8 +55,8 @@ def run_pretrain(
     env_extra: dict | None = None,
     torchrun_args: list[str] = (),
 ) -> subprocess.CompletedProcess:
-    """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1, with ``torchrun_args`` such as
-    ``--max-restarts 1``) and return the finished process."""
+    """Run tools/pretrain.py on ``nproc`` CPU ranks (see run_tool: under torchrun only with ``torchrun_args``
+    such as ``--max-restarts 1``) and return the finished process."""
     args = ["--preset", preset]
     for o in overrides:
         args += ["--set", o]
@@ -83,9 +84,17 @@ def run_tool(
     check: bool = True,
     env_extra: dict | None = None,
     torchrun_args: list[str] = (),
+    torchrun: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run a tools/ entry point on ``nproc`` CPU ranks (torchrun when nproc > 1)."""
-    if nproc > 1:
+    """Run a tools/ entry point on ``nproc`` CPU ranks.
+
+    With nproc > 1 the ranks are started here, each with the variables torchrun gives its workers (RANK,
+    LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), their output in one stream
+    as torchrun's, and all of them stopped when one fails, the run then exiting 1 as torchrun does. torchrun
+    itself only starts them where a test is about it (``torchrun=True``, or ``torchrun_args`` such as
+    ``--max-restarts 1``): its agent is one more interpreter that imports torch before any rank starts."""
+    use_torchrun = nproc > 1 and (torchrun or bool(torchrun_args))
+    if use_torchrun:
         cmd = [
             sys.executable,
             "-m",
@@ -105,25 +114,53 @@ def run_tool(
     env = dict(os.environ, **CHILD_ENV)
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    if nproc == 1:  # a single process still opens a TCP store: not on a port another run may hold
+    if not use_torchrun:  # the store is opened by the single process or by rank 0: not on a port another run holds
         env["MASTER_PORT"] = str(free_port())
     env.update(env_extra or {})
+    if use_torchrun or nproc == 1:
+        rank_envs = [env]
+    else:
+        world = {"WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0"}
+        env.setdefault("MASTER_ADDR", "127.0.0.1")
+        rank_envs = [dict(env, RANK=str(r), LOCAL_RANK=str(r), **world) for r in range(nproc)]
     # Output goes to files, not pipes: a killed run can leave helper processes (dist_checkpointing's
     # multiprocessing manager) holding inherited pipes open. Its own session lets us reap them all.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
+        children = [
+            subprocess.Popen(cmd, cwd=workdir, env=e, stdout=out, stderr=err, text=True, start_new_session=True)
+            for e in rank_envs
+        ]
         try:
-            returncode = child.wait(timeout=timeout)
+            returncode = _wait_all(children, timeout)
         finally:
-            reap(child.pid, Path(workdir))
+            for child in children:
+                reap(child.pid, Path(workdir))
         out.seek(0)
         err.seek(0)
         proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read())
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+            f"{' '.join(cmd)} on {nproc} rank(s) failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def _wait_all(children: list[subprocess.Popen], timeout: float) -> int:
+    """The exit status of one process; of several ranks, 0 when all succeed, else 1 as soon as one fails (the
+    others, which may be waiting for it in a collective, are then reaped by the caller)."""
+    if len(children) == 1:
+        return children[0].wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [child.poll() for child in children]
+        if any(code not in (None, 0) for code in codes):
+            return 1
+        if all(code == 0 for code in codes):
+            return 0
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(children[0].args, timeout)
+        time.sleep(0.05)
 
 
 def read_metrics(path: Path, kind: str = "train") -> dict[int, dict]:
