@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from torch.distributed import TCPStore
+
 from megatron_biomed.parallel.env import find_free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +91,9 @@ def run_tool(
     """Run a tools/ entry point on ``nproc`` CPU ranks.
 
     With nproc > 1 the ranks are started here, each with the variables torchrun gives its workers (RANK,
-    LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT), their output in one stream
-    as torchrun's, and all of them stopped when one fails, the run then exiting 1 as torchrun does. torchrun
+    LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE,
+    with the store served from this process as torchrun's agent serves it), their output in one stream as
+    torchrun's, and all of them stopped when one fails, the run then exiting 1 as torchrun does. torchrun
     itself only starts them where a test is about it (``torchrun=True``, or ``torchrun_args`` such as
     ``--max-restarts 1``): its agent is one more interpreter that imports torch before any rank starts."""
     use_torchrun = nproc > 1 and (torchrun or bool(torchrun_args))
@@ -114,14 +117,19 @@ def run_tool(
     env = dict(os.environ, **CHILD_ENV)
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
-    if not use_torchrun:  # the store is opened by the single process or by rank 0: not on a port another run holds
+    store = None
+    if nproc == 1:  # a single process still opens a TCP store: not on a port another run may hold
         env["MASTER_PORT"] = str(free_port())
+    elif not use_torchrun:
+        # As torchrun's agent: the store is served from here, on a port bound now (no other run can take it
+        # while the ranks import), and every rank connects to it as a client.
+        store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store.port), TORCHELASTIC_USE_AGENT_STORE="True")
     env.update(env_extra or {})
-    if use_torchrun or nproc == 1:
+    if store is None:
         rank_envs = [env]
     else:
         world = {"WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0"}
-        env.setdefault("MASTER_ADDR", "127.0.0.1")
         rank_envs = [dict(env, RANK=str(r), LOCAL_RANK=str(r), **world) for r in range(nproc)]
     # Output goes to files, not pipes: a killed run can leave helper processes (dist_checkpointing's
     # multiprocessing manager) holding inherited pipes open. Its own session lets us reap them all.
@@ -135,6 +143,7 @@ def run_tool(
         finally:
             for child in children:
                 reap(child.pid, Path(workdir))
+            del store
         out.seek(0)
         err.seek(0)
         proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read())
