@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from torch.distributed import TCPStore
 
 from megatron_biomed.parallel.env import find_free_port as free_port
 
@@ -16,6 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "tools" / "pretrain.py"
 FINETUNE = ROOT / "tools" / "finetune.py"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The environment of every process a test starts (on top of the caller's). TORCHDYNAMO_DISABLE: megatron-core
+# wraps its fused functions in torch.compile when it is imported (megatron/core/jit.py, @jit_fuser), and with this
+# torch the wrapping alone imports TorchInductor: about 1.5 s of CPU per process, some 25% of a tiny training
+# run. Our models turn those fusions off (models/common.py: bias_activation_fusion=False, ...), so no compiled
+# function ever runs: tiny-biomedlm, tiny-llama and tiny-mamba runs compile no frame and log the same losses
+# bit for bit with and without it. Only children get it: tests/kernels/ compiles in the pytest process itself.
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCHDYNAMO_DISABLE": "1"}
 
 
 def reap(pid: int, workdir: Path) -> None:
@@ -46,8 +57,8 @@ def run_pretrain(
     env_extra: dict | None = None,
     torchrun_args: list[str] = (),
 ) -> subprocess.CompletedProcess:
-    """Run tools/pretrain.py on ``nproc`` CPU ranks (torchrun when nproc > 1, with ``torchrun_args`` such as
-    ``--max-restarts 1``) and return the finished process."""
+    """Run tools/pretrain.py on ``nproc`` CPU ranks (see run_tool: under torchrun only with ``torchrun_args``
+    such as ``--max-restarts 1``) and return the finished process."""
     args = ["--preset", preset]
     for o in overrides:
         args += ["--set", o]
@@ -75,9 +86,18 @@ def run_tool(
     check: bool = True,
     env_extra: dict | None = None,
     torchrun_args: list[str] = (),
+    torchrun: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run a tools/ entry point on ``nproc`` CPU ranks (torchrun when nproc > 1)."""
-    if nproc > 1:
+    """Run a tools/ entry point on ``nproc`` CPU ranks.
+
+    With nproc > 1 the ranks are started here, each with the variables torchrun gives its workers (RANK,
+    LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE,
+    with the store served from this process as torchrun's agent serves it), their output in one stream as
+    torchrun's, and all of them stopped when one fails, the run then exiting 1 as torchrun does. torchrun
+    itself only starts them where a test is about it (``torchrun=True``, or ``torchrun_args`` such as
+    ``--max-restarts 1``): its agent is one more interpreter that imports torch before any rank starts."""
+    use_torchrun = nproc > 1 and (torchrun or bool(torchrun_args))
+    if use_torchrun:
         cmd = [
             sys.executable,
             "-m",
@@ -94,28 +114,62 @@ def run_tool(
         ]
     else:
         cmd = [sys.executable, str(script), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **CHILD_ENV)
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
+    store = None
     if nproc == 1:  # a single process still opens a TCP store: not on a port another run may hold
         env["MASTER_PORT"] = str(free_port())
+    elif not use_torchrun:
+        # As torchrun's agent: the store is served from here, on a port bound now (no other run can take it
+        # while the ranks import), and every rank connects to it as a client.
+        store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(store.port), TORCHELASTIC_USE_AGENT_STORE="True")
     env.update(env_extra or {})
+    if store is None:
+        rank_envs = [env]
+    else:
+        world = {"WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0"}
+        rank_envs = [dict(env, RANK=str(r), LOCAL_RANK=str(r), **world) for r in range(nproc)]
     # Output goes to files, not pipes: a killed run can leave helper processes (dist_checkpointing's
     # multiprocessing manager) holding inherited pipes open. Its own session lets us reap them all.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
+        children = [
+            subprocess.Popen(cmd, cwd=workdir, env=e, stdout=out, stderr=err, text=True, start_new_session=True)
+            for e in rank_envs
+        ]
         try:
-            returncode = child.wait(timeout=timeout)
+            returncode = _wait_all(children, timeout)
         finally:
-            reap(child.pid, Path(workdir))
+            for child in children:
+                reap(child.pid, Path(workdir))
+            del store
         out.seek(0)
         err.seek(0)
         proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read())
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+            f"{' '.join(cmd)} on {nproc} rank(s) failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def _wait_all(children: list[subprocess.Popen], timeout: float) -> int:
+    """The exit status of one process; of several ranks, 0 when all succeed, else 1 as soon as one fails (the
+    others, which may be waiting for it in a collective, are then reaped by the caller)."""
+    if len(children) == 1:
+        return children[0].wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [child.poll() for child in children]
+        if any(code not in (None, 0) for code in codes):
+            return 1
+        if all(code == 0 for code in codes):
+            return 0
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(children[0].args, timeout)
+        time.sleep(0.05)
 
 
 def read_metrics(path: Path, kind: str = "train") -> dict[int, dict]:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from launch import ROOT
+from launch import CHILD_ENV, ROOT
 from test_launchers import launcher_text
 
 from megatron_biomed.finetune.cli import build_arg_parser
@@ -58,7 +58,7 @@ LAUNCHER_VARIABLES = {
 
 def launcher_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in LAUNCHER_VARIABLES}
-    env.update(PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(PYTHON=sys.executable, **CHILD_ENV)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

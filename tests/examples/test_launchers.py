@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from launch import ROOT, read_metrics
+from launch import CHILD_ENV, ROOT, read_metrics
 
 from megatron_biomed.config import load_config
 from megatron_biomed.models.registry import count_parameters
@@ -53,7 +53,7 @@ LAUNCHER_VARIABLES = {
 def launcher_env(**extra) -> dict:
     """The caller's environment without any launcher variables (no SLURM job, no torchrun rank)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in LAUNCHER_VARIABLES}
-    env.update(PYTHON=sys.executable, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(PYTHON=sys.executable, **CHILD_ENV)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

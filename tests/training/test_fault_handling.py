@@ -9,7 +9,7 @@ import sys
 import time
 
 import psutil
-from launch import BASE, PRETRAIN, free_port, read_metrics, run_pretrain
+from launch import BASE, CHILD_ENV, PRETRAIN, free_port, read_metrics, run_pretrain
 
 from megatron_biomed.checkpoint import latest_iteration
 
@@ -32,7 +32,7 @@ def _start(nproc: int, overrides: list[str], work) -> subprocess.Popen:
         ]
     else:
         cmd = [sys.executable, str(PRETRAIN), *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **CHILD_ENV)
     return subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

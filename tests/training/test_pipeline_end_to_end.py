@@ -4,15 +4,21 @@ real indexed data (megatron-core GPTDataset) with validation -> greedy generatio
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
-from launch import ROOT, read_metrics, run_pretrain
+from launch import CHILD_ENV, ROOT, read_metrics, run_pretrain
 
 
 def _tool(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / name), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, str(ROOT / "tools" / name), *args],
+        cwd=cwd,
+        env=dict(os.environ, **CHILD_ENV),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
