@@ -28,18 +28,21 @@ def peaked_hf_mamba(m: ModelConfig, out: Path, seed: int = 0):
     config = transformers.Mamba2Config(**{k: v for k, v in hf_cfg.items() if k not in ("architectures", "dtype")})
     torch.manual_seed(seed)
     hf = transformers.Mamba2ForCausalLM(config).eval()
+    peak_mamba2(hf, {"in_proj.weight": 10.0, "out_proj.weight": 30.0, "embeddings.weight": 8.0})
+    hf.save_pretrained(out)
+    return hf
+
+
+def peak_mamba2(hf, scales: dict[str, float]) -> None:
+    """Make a transformers Mamba2 model's logits peaked: jitter D, the norms and dt_bias (off their constant
+    initial values), then multiply each parameter whose name ends with a key of ``scales`` by its value."""
     with torch.no_grad():
         for name, p in hf.named_parameters():
             if name.endswith(("D", "norm.weight", "dt_bias")):
                 p.add_(0.1 * torch.randn_like(p))
-            if name.endswith("in_proj.weight"):
-                p.mul_(10.0)
-            if name.endswith("out_proj.weight"):
-                p.mul_(30.0)
-            if name.endswith("embeddings.weight"):
-                p.mul_(8.0)
-    hf.save_pretrained(out)
-    return hf
+            for suffix, factor in scales.items():
+                if name.endswith(suffix):
+                    p.mul_(factor)
 
 
 def load_hf_weights(model, m: ModelConfig, hf_dir: Path) -> None:

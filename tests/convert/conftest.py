@@ -37,3 +37,14 @@ def _release_model_parallel():
 
     if ps.model_parallel_is_initialized():
         ps.destroy_model_parallel()
+
+
+@pytest.fixture
+def quiet_transformers():
+    """transformers warns that its Mamba2 kernels fall back to PyTorch on CPU (expected here)."""
+    import transformers
+
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    yield
+    transformers.logging.set_verbosity(level)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from mamba_reference import peak_mamba2
 
 VOCAB = 300  # not a multiple of 128: the import pads, the export must drop the padding
 FAMILIES = ("gpt2", "llama")
@@ -90,16 +91,8 @@ def tiny_mamba2(out: Path, seed: int = 0, **overrides):
     )  # fmt: skip
     fields.update(overrides)
     model = Mamba2ForCausalLM(Mamba2Config(**fields)).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("D", "norm.weight", "dt_bias")):
-                p.add_(0.1 * torch.randn_like(p))
-            if name.endswith("in_proj.weight"):
-                p.mul_(4.0)
-            elif name.endswith("out_proj.weight"):
-                p.mul_(10.0)
-            elif name == "backbone.norm_f.weight":
-                p.mul_(20.0)
+    # Milder than mamba_reference's scales: TP2's split sum of out_proj stays well inside the tolerance.
+    peak_mamba2(model, {"in_proj.weight": 4.0, "out_proj.weight": 10.0, "backbone.norm_f.weight": 20.0})
     model.save_pretrained(out)
     return model
 

@@ -47,13 +47,7 @@ CASES = {
 POSITIONS = {"gpt2": "n_positions", "llama": "max_position_embeddings", "mamba2": None}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transformers():
-    """transformers warns that its Mamba2 kernels fall back to PyTorch on CPU (expected here)."""
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    yield
-    transformers.logging.set_verbosity(level)
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 def save_default_model(case: str, out, seed: int = 0):

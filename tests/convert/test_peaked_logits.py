@@ -37,12 +37,7 @@ LLAMA = {"mha": (16, False), "gqa8": (8, True), "gqa2": (2, False), "mqa": (1, T
 GPT2 = {"flag-absent": None, "flag-false": False, "flag-true": True}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transformers():
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    yield
-    transformers.logging.set_verbosity(level)
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 def peaked_llama(groups: int, tied: bool, out):
