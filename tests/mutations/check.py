@@ -14,8 +14,10 @@ never touched), with ``PYTHONPATH`` pointing at the copy so subprocesses the tes
 1. Baseline: the union of the chosen plants' tests runs on the unmutated copy and must pass, else the check
    stops with exit 2 (a plant "caught" by an already-red test proves nothing).
 2. Each plant: its edits are applied (each old text must occur exactly once, else the plant is STALE: the code
-   moved and the plant must follow), its tests run, and the first failing test is recorded by node id.
-3. A table (plant, area, caught by, seconds) is printed; exit 1 if any plant survived or is stale.
+   moved and the plant must follow) and every edited Python file must still compile (else BROKEN: a syntax
+   error would fail the tests without showing that they catch the bug); its tests run, and the first failing
+   test is recorded by node id.
+3. A table (plant, area, caught by, seconds) is printed; exit 1 if any plant survived, is stale or broken.
 
 The last full run's table is in tests/mutations/README.md.
 """
@@ -75,7 +77,7 @@ def copy_tree(dst: Path) -> None:
 
 @dataclass
 class Outcome:
-    status: str  # caught | SURVIVED | STALE | ERROR
+    status: str  # caught | SURVIVED | STALE | BROKEN | ERROR
     caught_by: str
     why: str
     seconds: float
@@ -131,6 +133,11 @@ def run_plant(plant: Plant) -> Outcome:
             if text.count(old) != 1:
                 return Outcome("STALE", "-", f"{file}: the text to replace occurs {text.count(old)} times", 0.0)
             path.write_text(text.replace(old, new))
+        for file in {file for file, _, _ in plant.edits if file.endswith(".py")}:
+            try:  # a plant that does not compile is "caught" by the SyntaxError, not by the test meant for it
+                compile((work / file).read_text(), file, "exec")
+            except SyntaxError as e:
+                return Outcome("BROKEN", "-", f"{file} does not compile with the plant: {e}", 0.0)
         start = time.time()
         rc, out, (test, why) = pytest_run(work, plant.tests, stop_at_first=True)
         took = time.time() - start

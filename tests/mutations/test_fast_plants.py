@@ -1,5 +1,5 @@
 """The CI subset of the mutation check: the plants marked fast are planted and caught (tests/mutations/check.py),
-and the check itself tells a surviving plant and a stale one from a caught one."""
+and the check itself tells a surviving, a stale and a broken (not compiling) plant from a caught one."""
 
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ def test_fast_plants_are_all_caught():
     assert f"{len(fast)}/{len(fast)} plants caught" in proc.stdout
 
 
-def test_a_harmless_edit_survives_and_a_moved_text_is_stale():
+def test_a_harmless_edit_survives_a_moved_text_is_stale_and_a_syntax_error_is_broken():
     errors = "megatron_biomed/errors.py"
     harmless = Plant("harmless", "a comment added", [(errors, FUTURE, FUTURE + "# a comment\n")], [QUICK_TEST])
     assert check.run_plant(harmless).status == "SURVIVED"
     stale = Plant("stale", "text that is not there", [(errors, "no such text", "")], [QUICK_TEST])
     outcome = check.run_plant(stale)
     assert outcome.status == "STALE" and "occurs 0 times" in outcome.why
+    broken = Plant("broken", "a syntax error", [(errors, FUTURE, FUTURE + "if True:\n")], [QUICK_TEST])
+    outcome = check.run_plant(broken)
+    assert outcome.status == "BROKEN" and "does not compile" in outcome.why
