@@ -11,8 +11,9 @@ from megatron_biomed.config.training import OptimizerConfig, TrainingConfig
 
 # Sources of the published values, as the comments below name them:
 #   BioMedLM paper     = Bolton et al., "BioMedLM: A 2.7B Parameter Language Model Trained On Biomedical Text",
-#                        arXiv 2403.18421: §3 (data, tokens, batch), Table 1 (architecture), Table 5 (optimizer),
-#                        Table 6 (precision).
+#                        arXiv 2403.18421: Table 1 (architecture, p. 4), p. 5 (300B tokens over The Pile's
+#                        34.6B PubMed tokens), p. 6 (batch, sequence, Decoupled AdamW), Table 5 (optimizer, p. 6),
+#                        Table 6 (precision, p. 6).
 #   BioMedLM config    = stanford-crfm/BioMedLM config.json on the Hugging Face Hub (its fields are copied in
 #                        tests/convert/published_configs.py::BIOMEDLM).
 #   Llama-2-70b config = meta-llama/Llama-2-70b-hf config.json (tests/convert/published_configs.py::LLAMA_2_70B).
@@ -21,8 +22,8 @@ from megatron_biomed.config.training import OptimizerConfig, TrainingConfig
 #                        ~2M-token batches on 256 GPUs, 2,000 PubMed tokens added to LLaMA-2's 32,000).
 # tests/config/test_published_recipes.py holds the same values in a table and fails when a preset drifts.
 
-# BioMedLM: 300B tokens (paper §3: 8.67 passes over The Pile's 34.6B PubMed tokens) in batches of
-# 1024 sequences x 1024 tokens (paper §3).
+# BioMedLM: 300B tokens (paper p. 5: 8.67 passes over The Pile's 34.6B PubMed tokens) in batches of
+# 1024 sequences x 1024 tokens (paper p. 6).
 BIOMEDLM_TOKENS = 300_000_000_000
 BIOMEDLM_GLOBAL_BATCH = 1024
 BIOMEDLM_SEQ = 1024
@@ -44,7 +45,7 @@ def biomedlm_2_7b() -> ExperimentConfig:
             # our choice: Megatron pads the embedding to a multiple of 128 x TP (28,928 rows at TP 1); the padded
             # rows are never targets, and HF export writes the 28,896 published rows.
             make_vocab_size_divisible_by=128,
-            position_embedding_type="learned_absolute",  # paper §3 (learned absolute positional embeddings)
+            position_embedding_type="learned_absolute",  # paper p. 4 (learned absolute positional embeddings)
             normalization="LayerNorm",  # BioMedLM config: GPT-2 LayerNorm
             layernorm_epsilon=1e-5,  # BioMedLM config layer_norm_epsilon
             activation="gelu_tanh",  # BioMedLM config activation_function "gelu_new"
@@ -57,7 +58,7 @@ def biomedlm_2_7b() -> ExperimentConfig:
             kernels="csrc",  # our choice: our fused CUDA kernels (PyTorch fallback without a GPU)
         ),
         optimizer=OptimizerConfig(
-            name="decoupled_adamw",  # paper §3 and Table 5: Decoupled AdamW (Composer's)
+            name="decoupled_adamw",  # paper p. 6: Decoupled AdamW (Composer's)
             lr=1.6e-4,  # paper Table 5
             # our choice: the paper names cosine without a final lr; Composer's cosine_with_warmup decays to
             # alpha_f x peak with alpha_f = 0 by default, so to 0.
@@ -72,8 +73,8 @@ def biomedlm_2_7b() -> ExperimentConfig:
         ),
         train=TrainingConfig(
             micro_batch_size=4,  # our choice: the layout (128 GPUs x 4 x 2 accumulation steps = 1024)
-            global_batch_size=BIOMEDLM_GLOBAL_BATCH,  # paper §3
-            train_iters=round(BIOMEDLM_TOKENS / (BIOMEDLM_GLOBAL_BATCH * BIOMEDLM_SEQ)),  # 286,102: paper §3
+            global_batch_size=BIOMEDLM_GLOBAL_BATCH,  # paper p. 6
+            train_iters=round(BIOMEDLM_TOKENS / (BIOMEDLM_GLOBAL_BATCH * BIOMEDLM_SEQ)),  # 286,102: paper p. 5
             precision="bf16",  # paper Table 6: bf16 mixed precision, fp32 parameters and optimizer state
         ),
     )

@@ -10,16 +10,25 @@ e.g. ``"BioMedLM paper (arXiv 2403.18421) Table 5"``) and parametrises one test 
     def test_published(row):
         check(row)
 
-``check(ROWS)`` checks a whole table in one test. A row fails with the preset, the field, both values and the source, so drift in a preset names what it broke.
+``check(ROWS)`` checks a whole table in one test; ``check_launcher(ROWS, path)`` checks that a launcher's
+recipe file spells out each row's field as a literal ``--set field=value`` with the published value. A failure
+names the preset (or launcher), the field, both values and the source, so drift names what it broke.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from megatron_biomed.config.experiment import ExperimentConfig
+from megatron_biomed.config.loading import apply_overrides
 from megatron_biomed.config.presets import get_preset
+
+# `--set section.field=value` with a literal value (not a "${VARIABLE}"), up to a comment or the line's end.
+SET_LITERAL = re.compile(r"--set\s+([A-Za-z_][\w.]*)=([^\s\"$#]+)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,30 @@ def check(rows: Published | Iterable[Published]) -> None:
         got = preset_value(row.preset, row.field)
         if not same(got, row.value):
             wrong.append(f"{row.preset} {row.field} = {got!r}, published {row.value!r} ({row.source})")
+    assert not wrong, "\n".join(wrong)
+
+
+def launcher_sets(path: str | Path) -> tuple[ExperimentConfig, set[str]]:
+    """The literal ``--set`` values of a launcher's recipe file applied to a default ExperimentConfig (with the
+    config's own parsing), and the dotted fields they set."""
+    found = SET_LITERAL.findall(Path(path).read_text())
+    cfg = apply_overrides(ExperimentConfig(), [f"{k}={v}" for k, v in found])
+    return cfg, {k for k, _ in found}
+
+
+def check_launcher(rows: Iterable[Published], path: str | Path) -> None:
+    """Fail unless the launcher sets every row's field to its published value."""
+    cfg, fields = launcher_sets(path)
+    wrong = []
+    for row in rows:
+        if row.field not in fields:
+            wrong.append(f"{path}: no literal --set {row.field}=... (published {row.value!r}, {row.source})")
+            continue
+        got = cfg
+        for part in row.field.split("."):
+            got = getattr(got, part)
+        if not same(got, row.value):
+            wrong.append(f"{path}: --set {row.field}={got!r}, published {row.value!r} ({row.source})")
     assert not wrong, "\n".join(wrong)
 
 
