@@ -159,7 +159,8 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
         if args.num_fewshot and not shots:
             raise ConfigError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
         qs = qs[: args.limit] if args.limit else qs
-        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed)
+        same_split = name in fewshot and Path(fewshot[name]).resolve() == Path(path).resolve()
+        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed, same_split=same_split)
     return tok, docs, questions
 
 
