@@ -109,13 +109,13 @@ def test_gpt2_style_vocab_and_merges_directory(tmp_path):
 
 
 def _train_tool():
-    """tools/train_tokenizer.py's main, in this process (no interpreter start)."""
+    """tools/train_tokenizer.py as a module, run in this process (no interpreter start)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_tokenizer_tool", ROOT / "tools" / "train_tokenizer.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
 
 
 def test_biomedlm_layout_eot_last_offsets_trimmed_and_transformers_agrees(tmp_path):
@@ -131,7 +131,7 @@ def test_biomedlm_layout_eot_last_offsets_trimmed_and_transformers_agrees(tmp_pa
     assert (published.special_tokens_position, published.trim_offsets) == ("last", True)
 
     src = _write_jsonl(tmp_path / "a.jsonl", synthetic_abstracts(100, seed=1))
-    main = _train_tool()
+    main = _train_tool().main
     common = ["--input", str(src), "--vocab-size", "400", "--min-frequency", "1"]
     assert main([*common, "--special-tokens-position", "last", "--trim-offsets", "--output-dir",
                  str(tmp_path / "last")]) == 0
@@ -155,3 +155,23 @@ def test_biomedlm_layout_eot_last_offsets_trimmed_and_transformers_agrees(tmp_pa
     assert [tuple(o) for o in got["offset_mapping"]] == enc.offsets
     with pytest.raises(ValueError, match="special_tokens_position"):
         TokenizerTrainConfig(special_tokens_position="middle")
+
+
+def test_biomedlm_tokenizer_launcher_is_the_published_recipe():
+    """examples/biomedlm/train_tokenizer.sh passes tools/train_tokenizer.py exactly biomedlm_tokenizer_config()."""
+    import shlex
+    from dataclasses import asdict
+
+    from megatron_biomed.tokenizer import biomedlm_tokenizer_config
+
+    r = subprocess.run(["bash", str(ROOT / "examples" / "biomedlm" / "train_tokenizer.sh")], check=False,
+                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "INPUT": "in",
+                                                            "OUTPUT_DIR": "out", "PYTHON": "py"})
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout)
+    assert argv[:2] == ["py", "tools/train_tokenizer.py"]
+    args = _train_tool().parse_args(argv[2:])
+    assert (args.input, args.output_dir) == (["in"], "out")
+    cfg = TokenizerTrainConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                               special_tokens_position=args.special_tokens_position, trim_offsets=args.trim_offsets)
+    assert asdict(cfg) == asdict(biomedlm_tokenizer_config())
