@@ -29,45 +29,45 @@ source "${REPO_DIR}/examples/biollm/_layout.sh"
 TRAIN_ITERS="${TRAIN_ITERS:-10000}"
 
 # --- the recipe (LLaMA-2-70B architecture and optimizer) --------------------------------------------
+# Sources: "Llama config" = meta-llama/Llama-2-70b-hf config.json; "LLaMA-2 paper" = arXiv 2307.09288 §2.2;
+# "BioLLM issue" = this project's statement of the BioLLM-70B recipe. The same values, with the same sources,
+# are the biollm-70b preset (megatron_biomed/config/presets.py), checked by tests/config/test_published_recipes.py.
 RECIPE=(
   --preset biollm-70b
-  # LLaMA-2-70B: 80 layers, hidden 8192, 64 heads with grouped-query attention over 8 KV heads,
-  # SwiGLU FFN 28672, RMSNorm, RoPE (base 10000), no biases, untied output layer, 4096 context,
-  # vocabulary 32,000 + 2,000 biomedical tokens.
-  --set model.num_layers=80
-  --set model.hidden_size=8192
-  --set model.num_attention_heads=64
-  --set model.num_query_groups=8
-  --set model.ffn_hidden_size=28672
-  --set model.seq_length=4096
-  --set model.vocab_size=34000
-  --set model.position_embedding_type=rope
-  --set model.rotary_base=10000
-  --set model.normalization=RMSNorm
-  --set model.layernorm_epsilon=1e-5
-  --set model.activation=swiglu
-  --set model.add_bias_linear=false
-  --set model.tie_embeddings=false
-  --set model.hidden_dropout=0.0
-  --set model.attention_dropout=0.0
-  # AdamW, peak lr 2e-5 after 2,000 linear warmup steps, cosine decay to 10% of the peak.
-  --set optimizer.name=adamw
-  --set optimizer.lr=2e-5
-  --set optimizer.min_lr=2e-6
-  --set optimizer.lr_warmup_iters=2000
-  --set optimizer.lr_decay_style=cosine
-  --set optimizer.weight_decay=0.1
-  --set optimizer.adam_beta1=0.9
-  --set optimizer.adam_beta2=0.95
-  --set optimizer.adam_eps=1e-5
-  --set optimizer.clip_grad=1.0
-  # 512 sequences x 4096 tokens = 2,097,152 tokens per step; bf16.
+  --set model.num_layers=80                 # Llama config num_hidden_layers
+  --set model.hidden_size=8192              # Llama config hidden_size
+  --set model.num_attention_heads=64        # Llama config num_attention_heads
+  --set model.num_query_groups=8            # Llama config num_key_value_heads
+  --set model.ffn_hidden_size=28672         # Llama config intermediate_size
+  --set model.seq_length=4096               # Llama config max_position_embeddings
+  --set model.vocab_size=34000              # Llama config vocab_size 32,000 + BioLLM issue's 2,000 PubMed tokens
+  --set model.position_embedding_type=rope  # LLaMA-2 paper §2.2
+  --set model.rotary_base=10000             # Llama config: no rope_theta, transformers' default 10000
+  --set model.normalization=RMSNorm         # LLaMA-2 paper §2.2
+  --set model.layernorm_epsilon=1e-5        # Llama config rms_norm_eps
+  --set model.activation=swiglu             # Llama config hidden_act silu, gated (SwiGLU, LLaMA-2 paper §2.2)
+  --set model.add_bias_linear=false         # Llama config: no linear biases
+  --set model.tie_embeddings=false          # Llama config tie_word_embeddings
+  --set model.hidden_dropout=0.0            # Llama config: no dropout
+  --set model.attention_dropout=0.0         # Llama config: no dropout
+  --set model.init_method_std=0.02          # Llama config initializer_range
+  --set optimizer.name=adamw                # BioLLM issue
+  --set optimizer.lr=2e-5                   # BioLLM issue: peak 2e-5
+  --set optimizer.min_lr=2e-6               # our choice: none given; LLaMA-2 paper §2.2 decays to 10% of the peak
+  --set optimizer.lr_warmup_iters=2000      # BioLLM issue: 2,000 warmup steps
+  --set optimizer.lr_decay_style=cosine     # BioLLM issue
+  --set optimizer.weight_decay=0.1          # our choice: none given; LLaMA-2 paper §2.2
+  --set optimizer.adam_beta1=0.9            # our choice: none given; LLaMA-2 paper §2.2
+  --set optimizer.adam_beta2=0.95           # our choice: none given; LLaMA-2 paper §2.2
+  --set optimizer.adam_eps=1e-5             # our choice: none given; LLaMA-2 paper §2.2
+  --set optimizer.clip_grad=1.0             # our choice: none given; LLaMA-2 paper §2.2
+  # 512 sequences x 4096 tokens = 2,097,152 tokens per step (BioLLM issue: ~2M-token batches on 256 GPUs).
   --set train.global_batch_size=512
-  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
-  --set train.train_iters="${TRAIN_ITERS}"
-  --set train.precision=bf16
-  --set train.eval_interval=500
-  --set train.eval_iters=10
+  --set train.micro_batch_size="${MICRO_BATCH_SIZE}"  # our choice: the layout (_layout.sh)
+  --set train.train_iters="${TRAIN_ITERS}"            # our choice: no token budget given
+  --set train.precision=bf16                          # our choice: none given
+  --set train.eval_interval=500                       # our choice
+  --set train.eval_iters=10                           # our choice
 )
 
 DATA=(

@@ -9,10 +9,25 @@ from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.config.training import OptimizerConfig, TrainingConfig
 
-# BioMedLM: 300B tokens in batches of 1024 sequences x 1024 tokens.
+# Sources of the published values, as the comments below name them:
+#   BioMedLM paper     = Bolton et al., "BioMedLM: A 2.7B Parameter Language Model Trained On Biomedical Text",
+#                        arXiv 2403.18421: Table 1 (architecture, p. 4), p. 5 (300B tokens over The Pile's
+#                        34.6B PubMed tokens), p. 6 (batch, sequence, Decoupled AdamW), Table 5 (optimizer, p. 6),
+#                        Table 6 (precision, p. 6).
+#   BioMedLM config    = stanford-crfm/BioMedLM config.json on the Hugging Face Hub (its fields are copied in
+#                        tests/convert/published_configs.py::BIOMEDLM).
+#   Llama-2-70b config = meta-llama/Llama-2-70b-hf config.json (tests/convert/published_configs.py::LLAMA_2_70B).
+#   LLaMA-2 paper      = Touvron et al., arXiv 2307.09288, §2.2 (pretraining hyperparameters).
+#   BioLLM issue       = this project's statement of the BioLLM-70B recipe (peak lr 2e-5, 2,000 warmup steps,
+#                        ~2M-token batches on 256 GPUs, 2,000 PubMed tokens added to LLaMA-2's 32,000).
+# tests/config/test_published_recipes.py holds the same values in a table and fails when a preset drifts.
+
+# BioMedLM: 300B tokens (paper p. 5: 8.67 passes over The Pile's 34.6B PubMed tokens) in batches of
+# 1024 sequences x 1024 tokens (paper p. 6).
 BIOMEDLM_TOKENS = 300_000_000_000
 BIOMEDLM_GLOBAL_BATCH = 1024
 BIOMEDLM_SEQ = 1024
+BIOMEDLM_WARMUP_BATCHES = 100  # paper Table 5: cosine with a linear warmup over 100 batches
 
 
 def biomedlm_2_7b() -> ExperimentConfig:
@@ -20,82 +35,99 @@ def biomedlm_2_7b() -> ExperimentConfig:
     return ExperimentConfig(
         name="biomedlm-2.7b",
         model=ModelConfig(
-            family="gpt2",
-            num_layers=32,
-            hidden_size=2560,
-            num_attention_heads=20,
-            seq_length=BIOMEDLM_SEQ,
-            vocab_size=28896,
-            position_embedding_type="learned_absolute",
-            normalization="LayerNorm",
-            activation="gelu_tanh",
-            add_bias_linear=True,
-            tie_embeddings=True,
-            scale_attn_by_inverse_layer_idx=True,  # stanford-crfm/BioMedLM config.json
-            hidden_dropout=0.1,
-            attention_dropout=0.1,
-            kernels="csrc",  # our fused CUDA kernels (PyTorch fallback without a GPU)
+            family="gpt2",  # BioMedLM config: GPT2LMHeadModel
+            num_layers=32,  # paper Table 1; BioMedLM config n_layer
+            hidden_size=2560,  # paper Table 1; BioMedLM config n_embd
+            num_attention_heads=20,  # paper Table 1; BioMedLM config n_head
+            ffn_hidden_size=None,  # 4 x hidden: BioMedLM config n_inner null (GPT-2's 4 x n_embd)
+            seq_length=BIOMEDLM_SEQ,  # paper Table 1 (context length); BioMedLM config n_positions
+            vocab_size=28896,  # paper Table 1; BioMedLM config vocab_size (<|endoftext|> = 28895, the last id)
+            # our choice: Megatron pads the embedding to a multiple of 128 x TP (28,928 rows at TP 1); the padded
+            # rows are never targets, and HF export writes the 28,896 published rows.
+            make_vocab_size_divisible_by=128,
+            position_embedding_type="learned_absolute",  # paper p. 4 (learned absolute positional embeddings)
+            normalization="LayerNorm",  # BioMedLM config: GPT-2 LayerNorm
+            layernorm_epsilon=1e-5,  # BioMedLM config layer_norm_epsilon
+            activation="gelu_tanh",  # BioMedLM config activation_function "gelu_new"
+            add_bias_linear=True,  # BioMedLM config: GPT-2 (Conv1D with bias)
+            tie_embeddings=True,  # BioMedLM config tie_word_embeddings (GPT2LMHeadModel default)
+            scale_attn_by_inverse_layer_idx=True,  # BioMedLM config scale_attn_by_inverse_layer_idx
+            hidden_dropout=0.1,  # BioMedLM config resid_pdrop and embd_pdrop
+            attention_dropout=0.1,  # BioMedLM config attn_pdrop
+            init_method_std=0.02,  # BioMedLM config initializer_range
+            kernels="csrc",  # our choice: our fused CUDA kernels (PyTorch fallback without a GPU)
         ),
         optimizer=OptimizerConfig(
-            name="decoupled_adamw",
-            lr=1.6e-4,
+            name="decoupled_adamw",  # paper p. 6: Decoupled AdamW (Composer's)
+            lr=1.6e-4,  # paper Table 5
+            # our choice: the paper names cosine without a final lr; Composer's cosine_with_warmup decays to
+            # alpha_f x peak with alpha_f = 0 by default, so to 0.
             min_lr=0.0,
-            weight_decay=1.6e-5,
-            adam_beta1=0.9,
-            adam_beta2=0.95,
-            adam_eps=1e-8,
-            clip_grad=1.0,
-            lr_decay_style="cosine",
-            lr_warmup_iters=0,
+            weight_decay=1.6e-5,  # paper Table 5
+            adam_beta1=0.9,  # paper Table 5 (betas 0.9, 0.95)
+            adam_beta2=0.95,  # paper Table 5
+            adam_eps=1e-8,  # paper Table 5
+            clip_grad=1.0,  # our choice: no clipping is published; 1.0 as GPT-2-style recipes use
+            lr_decay_style="cosine",  # paper Table 5
+            lr_warmup_iters=BIOMEDLM_WARMUP_BATCHES,  # paper Table 5: linear warmup over 100 batches
         ),
         train=TrainingConfig(
-            micro_batch_size=4,
-            global_batch_size=BIOMEDLM_GLOBAL_BATCH,
-            train_iters=round(BIOMEDLM_TOKENS / (BIOMEDLM_GLOBAL_BATCH * BIOMEDLM_SEQ)),
-            precision="bf16",
+            micro_batch_size=4,  # our choice: the layout (128 GPUs x 4 x 2 accumulation steps = 1024)
+            global_batch_size=BIOMEDLM_GLOBAL_BATCH,  # paper p. 6
+            train_iters=round(BIOMEDLM_TOKENS / (BIOMEDLM_GLOBAL_BATCH * BIOMEDLM_SEQ)),  # 286,102: paper p. 5
+            precision="bf16",  # paper Table 6: bf16 mixed precision, fp32 parameters and optimizer state
         ),
     )
 
 
+# BioLLM-70B: LLaMA-2-70B continued on PubMed with an extended vocabulary.
+BIOLLM_ADDED_TOKENS = 2000  # BioLLM issue: 2,000 PubMed-derived tokens
+
+
 def biollm_70b() -> ExperimentConfig:
     """LLaMA-2-70B shaped decoder with 2,000 PubMed-derived tokens added to the 32,000 vocabulary."""
-    seq = 4096
+    seq = 4096  # Llama-2-70b config max_position_embeddings
     return ExperimentConfig(
         name="biollm-70b",
         model=ModelConfig(
-            family="llama",
-            num_layers=80,
-            hidden_size=8192,
-            num_attention_heads=64,
-            num_query_groups=8,
-            ffn_hidden_size=28672,
+            family="llama",  # Llama-2-70b config: LlamaForCausalLM
+            num_layers=80,  # Llama-2-70b config num_hidden_layers
+            hidden_size=8192,  # Llama-2-70b config hidden_size
+            num_attention_heads=64,  # Llama-2-70b config num_attention_heads
+            num_query_groups=8,  # Llama-2-70b config num_key_value_heads
+            ffn_hidden_size=28672,  # Llama-2-70b config intermediate_size
             seq_length=seq,
-            vocab_size=32000 + 2000,
-            position_embedding_type="rope",
-            rotary_base=10000,
-            normalization="RMSNorm",
-            activation="swiglu",
-            add_bias_linear=False,
-            tie_embeddings=False,
-            hidden_dropout=0.0,
-            attention_dropout=0.0,
-            layernorm_epsilon=1e-5,
-            kernels="csrc",
+            vocab_size=32000 + BIOLLM_ADDED_TOKENS,  # Llama-2-70b config vocab_size + BioLLM issue's 2,000
+            position_embedding_type="rope",  # LLaMA-2 paper §2.2 (RoPE)
+            rotary_base=10000,  # Llama-2-70b config: no rope_theta, transformers' LlamaConfig default 10000
+            normalization="RMSNorm",  # LLaMA-2 paper §2.2
+            activation="swiglu",  # Llama-2-70b config hidden_act "silu" in a gated MLP (SwiGLU, paper §2.2)
+            add_bias_linear=False,  # Llama-2-70b config: LlamaForCausalLM has no linear biases
+            tie_embeddings=False,  # Llama-2-70b config tie_word_embeddings false
+            hidden_dropout=0.0,  # Llama-2-70b config: no dropout (LlamaConfig attention_dropout 0.0)
+            attention_dropout=0.0,  # Llama-2-70b config
+            layernorm_epsilon=1e-5,  # Llama-2-70b config rms_norm_eps
+            init_method_std=0.02,  # Llama-2-70b config initializer_range
+            kernels="csrc",  # our choice
         ),
         optimizer=OptimizerConfig(
-            name="adamw",
-            lr=2e-5,
-            min_lr=2e-6,
-            weight_decay=0.1,
-            adam_beta1=0.9,
-            adam_beta2=0.95,
-            adam_eps=1e-5,
-            clip_grad=1.0,
-            lr_decay_style="cosine",
-            lr_warmup_iters=2000,
+            name="adamw",  # BioLLM issue: AdamW
+            lr=2e-5,  # BioLLM issue: peak 2e-5
+            min_lr=2e-6,  # our choice: none given; LLaMA-2 paper §2.2 decays to 10% of the peak
+            weight_decay=0.1,  # our choice: none given; LLaMA-2 paper §2.2
+            adam_beta1=0.9,  # our choice: none given; LLaMA-2 paper §2.2
+            adam_beta2=0.95,  # our choice: none given; LLaMA-2 paper §2.2
+            adam_eps=1e-5,  # our choice: none given; LLaMA-2 paper §2.2
+            clip_grad=1.0,  # our choice: none given; LLaMA-2 paper §2.2
+            lr_decay_style="cosine",  # BioLLM issue: cosine
+            lr_warmup_iters=2000,  # BioLLM issue: 2,000 warmup steps
         ),
-        # ~2M tokens per step: 512 sequences x 4096 tokens = 2,097,152.
-        train=TrainingConfig(micro_batch_size=1, global_batch_size=512, train_iters=10_000, precision="bf16"),
+        train=TrainingConfig(
+            micro_batch_size=1,  # our choice: the layout (examples/biollm/_layout.sh)
+            global_batch_size=512,  # BioLLM issue: ~2M tokens per step = 512 x 4096 = 2,097,152
+            train_iters=10_000,  # our choice: no token budget given (21B tokens); launchers take TRAIN_ITERS
+            precision="bf16",  # our choice: none given; LLaMA-2's released weights are 16-bit, bf16 on A100/H100
+        ),
     )
 
 

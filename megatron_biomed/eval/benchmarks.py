@@ -1,11 +1,20 @@
 """The biomedical benchmarks as zero- / few-shot multiple-choice log-likelihood tasks.
 
 Prompt templates, in one readable place, follow lm-evaluation-harness's tasks where it has them
-(``medqa_4options``, ``medmcqa``, ``mmlu_*``, ``pubmedqa``); BioASQ yes/no (not in the harness) uses the
-PubMedQA layout with the snippets as context. Each choice is scored by the log-likelihood of its
-continuation; ``acc`` takes the highest, ``acc_norm`` the highest per character of the continuation.
-Few-shot exemplars (``num_fewshot``) are drawn from a given train/dev file with a fixed seed, each written as
-the prompt followed by its answer, separated by blank lines.
+(``medqa_4options``, ``medmcqa``, ``mmlu_*``, ``pubmedqa``; EleutherAI/lm-evaluation-harness @ 4e7e0d4:
+lm_eval/tasks/mmlu/default/_default_template_yaml and mmlu_<subject>.yaml, lm_eval/tasks/pubmedqa/
+preprocess_pubmedqa.py, whose abstract is the CONTEXTS joined with "\n"); BioASQ yes/no (not in the harness)
+uses the PubMedQA layout with the snippets as the contexts. Each choice is scored by the log-likelihood of its
+continuation (" " + choice, the harness's target delimiter); ``acc`` takes the highest, ``acc_norm`` the
+highest per character of the continuation.
+
+Few-shot (``num_fewshot``): the description, then each exemplar as its prompt, " ", its answer and a blank
+line, then the question (lm_eval/api/task.py fewshot_context and build_qa_turn). MMLU's exemplars are the
+first n of the few-shot file (the harness's ``first_n`` sampler over the dev split), the question itself
+left out only when the few-shot file is the file evaluated (the harness drops the evaluated document only
+when the few-shot split is the test split; lm_eval/api/samplers.py FirstNSampler). The other benchmarks draw
+their exemplars with a fixed seed, never the question itself (the harness's default sampler is a seeded draw
+too, not reproduced draw for draw).
 """
 
 from __future__ import annotations
@@ -62,7 +71,8 @@ def mmlu_question(item) -> Question:
 
 
 def yes_no_question(item) -> Question:
-    return Question(f"Abstract: {item.context}\nQuestion: {item.question}\nAnswer:", tuple(item.label_names),
+    abstract = "\n".join(item.contexts)  # lm-evaluation-harness preprocess_pubmedqa.py: CONTEXTS joined with "\n"
+    return Question(f"Abstract: {abstract}\nQuestion: {item.question}\nAnswer:", tuple(item.label_names),
                     item.label)  # fmt: skip
 
 
@@ -72,6 +82,9 @@ class Benchmark:
     format: str  # the reader in megatron_biomed.data.tasks
     to_question: object
     description: str = ""
+    # lm-evaluation-harness's sampler names: "first_n", the first k exemplars in file order (MMLU); "default",
+    # a seeded draw.
+    fewshot_sampler: str = "default"
 
 
 def benchmark(name: str) -> Benchmark:
@@ -80,7 +93,8 @@ def benchmark(name: str) -> Benchmark:
         subject = name[len("mmlu_") :]
         text = subject.replace("_", " ")
         return Benchmark(name, "mmlu", mmlu_question,
-                         f"The following are multiple choice questions (with answers) about {text}.\n\n")  # fmt: skip
+                         f"The following are multiple choice questions (with answers) about {text}.\n\n",
+                         fewshot_sampler="first_n")  # fmt: skip
     table = {
         "medqa": Benchmark("medqa", "medqa", medqa_question),
         "medmcqa": Benchmark("medmcqa", "medmcqa", medmcqa_question),
@@ -103,9 +117,12 @@ def load_questions(bench: Benchmark, path: str | Path, *, cop_base: int | None =
 
 
 def with_fewshot(bench: Benchmark, questions: list[Question], exemplars: list[Question], k: int,
-                 seed: int = 1234) -> list[Question]:  # fmt: skip
-    """Each question's prompt preceded by the description and ``k`` exemplars (prompt + right answer) drawn
-    with a fixed seed (a different draw per question, never the question itself)."""
+                 seed: int = 1234, *, same_split: bool = False) -> list[Question]:  # fmt: skip
+    """Each question's prompt preceded by the description and ``k`` exemplars (prompt + right answer).
+
+    ``bench.fewshot_sampler`` "first_n": the first ``k`` exemplars in order, the same for every question,
+    leaving the question itself out only when ``same_split`` (the exemplars come from the file evaluated).
+    "default": a draw with a fixed seed, a different one per question, never the question itself."""
     if k and len(exemplars) < k:
         raise BenchmarkError(f"{bench.name}: {k}-shot needs {k} exemplars, the few-shot file has {len(exemplars)}")
     rng = random.Random(seed)
@@ -113,8 +130,15 @@ def with_fewshot(bench: Benchmark, questions: list[Question], exemplars: list[Qu
     for q in questions:
         shots = ""
         if k:
-            pool = [e for e in exemplars if e.prompt != q.prompt]
-            picked = rng.sample(pool, k)
+            first_n = bench.fewshot_sampler == "first_n"
+            if first_n:
+                pool = [e for e in exemplars if e != q] if same_split else exemplars
+            else:
+                pool = [e for e in exemplars if e.prompt != q.prompt]
+            if len(pool) < k:
+                raise BenchmarkError(f"{bench.name}: {k}-shot needs {k} exemplars besides the question, the "
+                                     f"few-shot file has {len(pool)}")
+            picked = pool[:k] if first_n else rng.sample(pool, k)
             shots = "".join(f"{e.prompt} {e.choices[e.answer]}\n\n" for e in picked)
         out.append(Question(bench.description + shots + q.prompt, q.choices, q.answer))
     return out

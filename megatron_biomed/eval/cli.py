@@ -46,7 +46,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="medqa, medmcqa, pubmedqa, bioasq or mmlu_<subject>, with its file")  # fmt: skip
     p.add_argument("--fewshot", action="append", default=[], metavar="NAME=PATH", help="exemplar file per benchmark")
     p.add_argument("--num-fewshot", type=int, default=0)
-    p.add_argument("--fewshot-seed", type=int, default=1234)
+    p.add_argument("--fewshot-seed", type=int, default=1234,
+                   help="seed of the exemplar draw (MMLU takes the first N rows of its --fewshot file, as the harness)")
     p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
@@ -159,7 +160,8 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
         if args.num_fewshot and not shots:
             raise ConfigError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
         qs = qs[: args.limit] if args.limit else qs
-        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed)
+        same_split = name in fewshot and Path(fewshot[name]).resolve() == Path(path).resolve()
+        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed, same_split=same_split)
     return tok, docs, questions
 
 

@@ -11,13 +11,14 @@ from megatron_biomed.tokenizer.bio_tokenizer import (
     load_tokenizer,
 )
 from megatron_biomed.tokenizer.for_run import TokenizerError, load_run_tokenizer
-from megatron_biomed.tokenizer.train import TokenizerTrainConfig, train_bpe_tokenizer
+from megatron_biomed.tokenizer.train import TokenizerTrainConfig, biomedlm_tokenizer_config, train_bpe_tokenizer
 
 __all__ = [
     "EOD_TOKEN",
     "BioTokenizer",
     "TokenizerError",
     "TokenizerTrainConfig",
+    "biomedlm_tokenizer_config",
     "load_run_tokenizer",
     "load_tokenizer",
     "train_bpe_tokenizer",

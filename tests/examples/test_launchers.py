@@ -187,8 +187,8 @@ def test_biomedlm_recipe_is_the_papers(script, tmp_path):
         (32, 20, 2560, 10240, 1024, 28896)
     assert (m.position_embedding_type, m.normalization, m.activation, m.tie_embeddings) == \
         ("learned_absolute", "LayerNorm", "gelu_tanh", True)
-    assert (o.name, o.lr, o.weight_decay, o.adam_beta1, o.adam_beta2, o.adam_eps, o.lr_decay_style, o.min_lr) == \
-        ("decoupled_adamw", 1.6e-4, 1.6e-5, 0.9, 0.95, 1e-8, "cosine", 0.0)
+    assert (o.name, o.lr, o.weight_decay, o.adam_beta1, o.adam_beta2, o.adam_eps, o.lr_decay_style, o.min_lr,
+            o.lr_warmup_iters) == ("decoupled_adamw", 1.6e-4, 1.6e-5, 0.9, 0.95, 1e-8, "cosine", 0.0, 100)
     assert (t.global_batch_size, t.train_iters, t.precision) == (1024, 286_102, "bf16")
     assert abs(count_parameters(m).total - 2.7e9) / 2.7e9 < 0.05
     # Blend weights, prefixes, tokenizer and output directories come from the variables.
@@ -203,7 +203,8 @@ def test_biomedlm_recipe_is_the_papers(script, tmp_path):
     for needle in ("model.num_layers=32", "model.num_attention_heads=20", "model.hidden_size=2560",
                    "model.seq_length=1024", "model.vocab_size=28896", "optimizer.lr=1.6e-4",
                    "optimizer.weight_decay=1.6e-5", "optimizer.adam_beta2=0.95", "train.global_batch_size=1024",
-                   "train.train_iters=286102", "train.precision=bf16", "optimizer.lr_decay_style=cosine"):
+                   "train.train_iters=286102", "train.precision=bf16", "optimizer.lr_decay_style=cosine",
+                   "optimizer.lr_warmup_iters=100"):
         assert f"--set {needle}" in text, needle
 
 

@@ -106,3 +106,72 @@ def test_gpt2_style_vocab_and_merges_directory(tmp_path):
         assert ids.tolist() == full.encode(text), backend
     with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def _train_tool():
+    """tools/train_tokenizer.py as a module, run in this process (no interpreter start)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_tokenizer_tool", ROOT / "tools" / "train_tokenizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_biomedlm_layout_eot_last_offsets_trimmed_and_transformers_agrees(tmp_path):
+    """BioMedLM's published layout (stanford-crfm/BioMedLM tokenize/train_bpe.py @ 9e35fdd: trim_offsets=True;
+    the published tokenizer: <|endoftext|> = 28895 of 28,896) from the tool's flags, at 400 tokens; the
+    default layout keeps <|endoftext|> = 0 with untrimmed offsets."""
+    from transformers import AutoTokenizer
+
+    from megatron_biomed.tokenizer import biomedlm_tokenizer_config
+
+    published = biomedlm_tokenizer_config()
+    assert (published.vocab_size, published.min_frequency, published.special_tokens) == (28896, 2, [EOD_TOKEN])
+    assert (published.special_tokens_position, published.trim_offsets) == ("last", True)
+
+    src = _write_jsonl(tmp_path / "a.jsonl", synthetic_abstracts(100, seed=1))
+    main = _train_tool().main
+    common = ["--input", str(src), "--vocab-size", "400", "--min-frequency", "1"]
+    assert main([*common, "--special-tokens-position", "last", "--trim-offsets", "--output-dir",
+                 str(tmp_path / "last")]) == 0
+    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
+    last, first = load_tokenizer(tmp_path / "last"), load_tokenizer(tmp_path / "first")
+    assert (last.vocab_size, last.eod) == (400, 399) and (first.vocab_size, first.eod) == (400, 0)
+    text = "Clonidine reduced the blood pressure of 12 patients."
+    ids = last.encode(text)
+    assert max(ids) < 399 and last.decode(ids) == text
+    # Trimmed offsets leave the byte-level space marker out of a word's span; untrimmed ones keep it.
+    for tok, trimmed in ((last, True), (first, False)):
+        enc = tok.hf_tokenizer.encode(text, add_special_tokens=False)
+        spans = [(t, text[a:b]) for t, (a, b) in zip(enc.tokens, enc.offsets) if t.startswith("Ġ") and len(t) > 1]
+        assert spans and all(span == (t[1:] if trimmed else " " + t[1:]) for t, span in spans), spans
+
+    hf = AutoTokenizer.from_pretrained(str(tmp_path / "last"))
+    assert len(hf) == 400 and hf.eos_token == EOD_TOKEN and hf.eos_token_id == 399
+    got = hf(text + EOD_TOKEN, add_special_tokens=False, return_offsets_mapping=True)
+    enc = last.hf_tokenizer.encode(text + EOD_TOKEN, add_special_tokens=False)
+    assert got["input_ids"] == enc.ids == [*ids, 399]
+    assert [tuple(o) for o in got["offset_mapping"]] == enc.offsets
+    with pytest.raises(ValueError, match="special_tokens_position"):
+        TokenizerTrainConfig(special_tokens_position="middle")
+
+
+def test_biomedlm_tokenizer_launcher_is_the_published_recipe():
+    """examples/biomedlm/train_tokenizer.sh passes tools/train_tokenizer.py exactly biomedlm_tokenizer_config()."""
+    import shlex
+    from dataclasses import asdict
+
+    from megatron_biomed.tokenizer import biomedlm_tokenizer_config
+
+    r = subprocess.run(["bash", str(ROOT / "examples" / "biomedlm" / "train_tokenizer.sh")], check=False,
+                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "INPUT": "in",
+                                                            "OUTPUT_DIR": "out", "PYTHON": "py"})
+    assert r.returncode == 0, r.stderr
+    argv = shlex.split(r.stdout)
+    assert argv[:2] == ["py", "tools/train_tokenizer.py"]
+    args = _train_tool().parse_args(argv[2:])
+    assert (args.input, args.output_dir) == (["in"], "out")
+    cfg = TokenizerTrainConfig(vocab_size=args.vocab_size, min_frequency=args.min_frequency,
+                               special_tokens_position=args.special_tokens_position, trim_offsets=args.trim_offsets)
+    assert asdict(cfg) == asdict(biomedlm_tokenizer_config())

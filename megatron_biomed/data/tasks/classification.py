@@ -44,13 +44,14 @@ def _pubmedqa_item(pmid: str, record: object) -> ClassificationItem:
         raise BadRecord("bad final_decision", f"final_decision {short(decision)} is not one of yes, no, maybe")
     return ClassificationItem(question=question, context=" ".join(contexts),
                               label=PUBMEDQA_LABELS.index(decision.strip().lower()), label_names=PUBMEDQA_LABELS,
-                              long_answer=optional_text(record, "LONG_ANSWER"), uid=pmid)
+                              long_answer=optional_text(record, "LONG_ANSWER"), uid=pmid, contexts=tuple(contexts))
 
 
 def read_pubmedqa(path: str | os.PathLike, *, skip_bad: bool = False,
                   report: ReadReport | None = None) -> list[ClassificationItem]:
     """PubMedQA in the ``ori_pqal.json`` layout: one JSON object ``{pmid: {"QUESTION", "CONTEXTS",
-    "final_decision", "LONG_ANSWER", ...}}``. The context is the CONTEXTS joined with spaces.
+    "final_decision", "LONG_ANSWER", ...}}``. ``contexts`` are the CONTEXTS as given, ``context`` them joined
+    with spaces.
 
     Messages give the line where the record's PMID key starts. A repeated PMID is a bad record
     (``json.load`` would silently keep only the last one); a JSON syntax error ends the read.
@@ -133,7 +134,7 @@ def _bioasq_yesno(question: dict, uid: str) -> ClassificationItem:
                                               f"got {json_kind(ideal)}")
     return ClassificationItem(question=body, context=" ".join(texts),
                               label=BIOASQ_YESNO_LABELS.index(answer.strip().lower()),
-                              label_names=BIOASQ_YESNO_LABELS, long_answer=ideal or "", uid=uid)
+                              label_names=BIOASQ_YESNO_LABELS, long_answer=ideal or "", uid=uid, contexts=tuple(texts))
 
 
 def read_bioasq(path: str | os.PathLike, *, skip_bad: bool = False, report: ReadReport | None = None,
@@ -142,10 +143,10 @@ def read_bioasq(path: str | os.PathLike, *, skip_bad: bool = False, report: Read
     ``id``) from a golden JSON file or JSONL, keeping only the ``types`` asked for.
 
     ``yesno`` questions become :class:`ClassificationItem` over ``("yes", "no")`` with the snippets'
-    text as context and the first ideal answer as ``long_answer``. ``factoid``, ``list`` and
-    ``summary`` questions, when asked for, are returned as the original dicts (``body`` checked).
-    Questions of other types are counted in ``report.skipped`` as ``"type <t> not requested"``,
-    which is not an error.
+    texts as ``contexts`` (joined with spaces as ``context``) and the first ideal answer as ``long_answer``.
+    ``factoid``, ``list`` and ``summary`` questions, when asked for, are returned as the original dicts
+    (``body`` checked). Questions of other types are counted in ``report.skipped`` as
+    ``"type <t> not requested"``, which is not an error.
     """
     types = (types,) if isinstance(types, str) else tuple(types)
     unknown = [t for t in types if t not in BIOASQ_TYPES]

@@ -31,7 +31,13 @@ class MultipleChoiceItem:
 
 @dataclass(frozen=True)
 class ClassificationItem:
-    """A question over a context with one label out of ``label_names`` (PubMedQA, BioASQ yes/no)."""
+    """A question over a context with one label out of ``label_names`` (PubMedQA, BioASQ yes/no).
+
+    ``contexts`` keeps the source's passages apart (PubMedQA's CONTEXTS, BioASQ's snippets) so that each
+    format joins them as its own source does: lm-evaluation-harness's PubMedQA prompt with "\n", BioMedLM's
+    fine-tuning preprocessing with " " over the stripped non-empty ones. ``context`` is the passages joined
+    with single spaces; an item made with ``context`` alone has ``contexts == (context,)``.
+    """
 
     question: str
     context: str
@@ -39,10 +45,15 @@ class ClassificationItem:
     label_names: tuple[str, ...]
     long_answer: str = ""
     uid: str = ""
+    contexts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.label < len(self.label_names):
             raise ValueError(f"{self.uid}: label {self.label} out of range for {self.label_names}")
+        if not self.contexts and self.context:
+            object.__setattr__(self, "contexts", (self.context,))  # frozen: set once, here
+        elif not isinstance(self.contexts, tuple):
+            object.__setattr__(self, "contexts", tuple(self.contexts))
 
     @property
     def label_name(self) -> str:

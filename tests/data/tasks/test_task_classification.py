@@ -35,10 +35,19 @@ def key_line(text: str, pmid: str) -> int:
 def test_pubmedqa_items(write):
     records = {"111": GOOD_PQA, "222": dict(GOOD_PQA, final_decision="Yes", LONG_ANSWER=None)}
     items = read_pubmedqa(write("pqal.json", pubmedqa_text(records)))
+    parts = ("First part.", "Second part.")
     assert items == [
-        ClassificationItem("Does it work?", "First part. Second part.", 2, ("yes", "no", "maybe"), "Perhaps.", "111"),
-        ClassificationItem("Does it work?", "First part. Second part.", 0, ("yes", "no", "maybe"), "", "222"),
+        ClassificationItem("Does it work?", "First part. Second part.", 2, ("yes", "no", "maybe"), "Perhaps.", "111",
+                           parts),
+        ClassificationItem("Does it work?", "First part. Second part.", 0, ("yes", "no", "maybe"), "", "222", parts),
     ]
+
+
+def test_item_contexts_default_to_the_context():
+    item = ClassificationItem("Q?", "one passage", 0, ("yes", "no"))
+    assert item.contexts == ("one passage",)
+    assert ClassificationItem("Q?", "", 0, ("yes", "no")).contexts == ()
+    assert ClassificationItem("Q?", "a b", 0, ("yes", "no"), contexts=["a", "b"]).contexts == ("a", "b")
 
 
 PQA_BAD = [
@@ -103,7 +112,8 @@ def test_bioasq_golden_yesno_fixture():
     assert items == [
         ClassificationItem("Is the invented protein FIX1 expressed in the toy organ?",
                            "FIX1 is expressed. In the toy organ.", 0, BIOASQ_YESNO_LABELS,
-                           "Yes, FIX1 is expressed there in this fixture.", "fixture00000000000000001"),
+                           "Yes, FIX1 is expressed there in this fixture.", "fixture00000000000000001",
+                           ("FIX1 is expressed.", "In the toy organ.")),
         ClassificationItem("Does the made-up drug cure the made-up disease?", "The drug failed.", 1,
                            BIOASQ_YESNO_LABELS, "No, not in this fixture.", "fixture00000000000000003"),
     ]

@@ -49,6 +49,7 @@ def test_pubmedqa_counts_and_labels():
         assert item.label_names == PUBMEDQA_LABELS
         assert item.question == record["QUESTION"]
         assert item.context == " ".join(record["CONTEXTS"])
+        assert item.contexts == tuple(record["CONTEXTS"])
         assert item.long_answer == record["LONG_ANSWER"]
     assert format_report(report) == f"read 500 items from {path}"
 
