@@ -39,6 +39,11 @@ class ClassificationItem:
     label_names: tuple[str, ...]
     long_answer: str = ""
     uid: str = ""
+    # The context's passages as the file gives them (PubMedQA's CONTEXTS, BioASQ's snippet texts) and
+    # PubMedQA's section label of each (BACKGROUND, METHODS, ...; empty for BioASQ): templates that lay the
+    # passages out otherwise than ``context`` (e.g. BioMamba's "LABEL: passage" blocks) read these.
+    passages: tuple[str, ...] = ()
+    passage_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.label < len(self.label_names):
@@ -47,6 +52,20 @@ class ClassificationItem:
     @property
     def label_name(self) -> str:
         return self.label_names[self.label]
+
+
+@dataclass(frozen=True)
+class ClinicalNote:
+    """One row of MIMIC-IV-Note's ``discharge.csv`` (or a file in its layout)."""
+
+    note_id: str
+    subject_id: str
+    hadm_id: str
+    note_type: str
+    note_seq: str
+    charttime: str
+    storetime: str
+    text: str
 
 
 @dataclass(frozen=True)
