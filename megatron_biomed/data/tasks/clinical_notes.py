@@ -29,19 +29,16 @@ def _note(fields: list[str], col_of: dict[str, int], ncols: int) -> ClinicalNote
     values = {name: fields[i] for name, i in col_of.items()}
     if not values["subject_id"].strip():
         raise BadRecord("empty subject_id", "subject_id is empty (notes are split by patient)")
-    text = values["text"]
-    if not text.strip():
-        raise BadRecord("empty text", "text is empty")
     return ClinicalNote(**values)
 
 
 def read_discharge_notes(path: str | os.PathLike, *, skip_bad: bool = False, report: ReadReport | None = None,
                          min_chars: int = MIN_NOTE_CHARS) -> list[ClinicalNote]:  # fmt: skip
     """Notes of a CSV (plain or gzip) whose header names at least :data:`DISCHARGE_COLUMNS` (in any order, other
-    columns ignored). A record with the wrong number of fields, invalid UTF-8 or an empty ``subject_id`` or
-    ``text`` is bad: an error naming its line, or with ``skip_bad`` counted in ``report`` by reason. A note of
-    fewer than ``min_chars`` characters is left out (counted, not an error: BioMamba drops them). A missing
-    column or a broken quote ends the read."""
+    columns ignored). A record with the wrong number of fields, invalid UTF-8 or an empty ``subject_id`` is bad:
+    an error naming its line, or with ``skip_bad`` counted in ``report`` by reason. A note of fewer than
+    ``min_chars`` characters (an empty one included) is left out, counted, not an error: BioMamba drops them. A
+    missing column or a broken quote ends the read."""
     col = Collector(path, skip_bad, report)
     rows = iter_csv(col)
     try:
