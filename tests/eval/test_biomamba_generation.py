@@ -162,14 +162,7 @@ def test_generative_scoring_end_to_end_equals_transformers(mamba_generator, tmp_
 
     trainer, hf, tok = mamba_generator
     vocab, seq = trainer.cfg.model.vocab_size, trainer.cfg.model.seq_length
-    questions = [{"id": f"q{i}", "type": "yesno", "body": body, "exact_answer": ans,
-                  "snippets": [{"text": s} for s in snips]} for i, (body, ans, snips) in enumerate([
-        ("Is the cat red?", "yes", ["The red cat sat.", "A dog."]),
-        ("Does the dog run?", "no", []),
-        ("Is it blue?", "no", ["Blue whale seen."]),
-    ])]  # fmt: skip
-    bioasq = tmp_path / "bioasq.json"
-    bioasq.write_text(json.dumps({"questions": questions}))
+    bioasq = _bioasq_file(tmp_path / "bioasq.json")
     text = "CHIEF COMPLAINT:\nthe red cat saw the blue dog and the green frog. " * 3
     notes = _write_csv(tmp_path / "notes.csv", [(str(s), f"{text} note {s}.") for s in range(10)])
     for name, path in (("bioasq_generative", bioasq), ("mimic_completion", notes)):
@@ -186,3 +179,34 @@ def test_generative_scoring_end_to_end_equals_transformers(mamba_generator, tmp_
         assert results == pytest.approx(scores)
         print(f"{name}: {len(reqs)} requests, {results}; first generation {want[0][:60]!r}")
     assert isinstance(reqs[0], GenerationRequest) and len(reqs) == 1  # one patient of ten held out
+
+
+def _bioasq_file(path: Path) -> Path:
+    questions = [{"id": f"q{i}", "type": "yesno", "body": body, "exact_answer": ans,
+                  "snippets": [{"text": s} for s in snips]} for i, (body, ans, snips) in enumerate([
+        ("Is the cat red?", "yes", ["The red cat sat.", "A dog."]),
+        ("Does the dog run?", "no", []),
+        ("Is it blue?", "no", ["Blue whale seen."]),
+    ])]  # fmt: skip
+    path.write_text(json.dumps({"questions": questions}))
+    return path
+
+
+def test_evaluate_tool_scores_a_generation_task(toy, tmp_path):
+    """tools/evaluate.py --benchmark bioasq_generative=FILE on the toy checkpoint (tiny GPT, one process): the
+    task's rows in the report, one logged generation per question, acc recomputed from them."""
+    from megatron_biomed.eval.cli import build_arg_parser, evaluate
+
+    out = tmp_path / "report.json"
+    args = build_arg_parser().parse_args([
+        "--load", str(toy["pretrained"]), "--benchmark", f"bioasq_generative={_bioasq_file(tmp_path / 'b.json')}",
+        "--output", str(out), "--log-samples", "--no-progress"])  # fmt: skip
+    assert evaluate(args) == 0
+    report = json.loads(out.read_text())
+    assert [(r["task"], r["metric"], r["n"]) for r in report["results"]] == [
+        ("bioasq_generative", "acc", 3), ("bioasq_generative", "macro_f1", 3)]  # fmt: skip
+    rows = report["samples"]["bioasq_generative"]
+    assert [r["reference"] for r in rows] == ["yes", "no", "no"] and all(r["generation"] for r in rows)
+    acc = sum(yes_no_answer(r["generation"]) == r["reference"] for r in rows) / 3
+    assert report["results"][0]["value"] == pytest.approx(acc) and [r["acc"] for r in rows] == [
+        float(yes_no_answer(r["generation"]) == r["reference"]) for r in rows]  # fmt: skip
