@@ -48,8 +48,8 @@ def test_sft_text_is_theirs():
     _format_bioasq: snippets stripped, empties dropped, "N/A" when none; the text trained on is
     f"{instruction} {answer}"."""
     ex = instruction_example(PUBMEDQA_ITEM, "pubmedqa")
-    want = AUTHORS_QA_TEMPLATE.format(question="Does X help?",
-                                      context="BACKGROUND: First part. \n\nSecond part.\n\nRESULTS: Third.")  # fmt: skip
+    context = "BACKGROUND: First part. \n\nSecond part.\n\nRESULTS: Third."
+    want = AUTHORS_QA_TEMPLATE.format(question="Does X help?", context=context)
     assert ex.messages == (("user", want), ("assistant", "maybe"))
     assert "".join(t for t, _ in render_chat(ex.messages, "biomamba")) == want + " maybe"
     ex = instruction_example(BIOASQ_ITEM, "bioasq")

@@ -101,9 +101,9 @@ def test_patient_holdout_and_sample_are_theirs():
     max(1, int(10%)) held out; the sample: RandomState(42).choice without replacement."""
     from megatron_biomed.data.tasks import ClinicalNote
 
-    notes = [ClinicalNote(f"{s}-{k}", str(s), "", "DS", "1", "", "", LONG) for s in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0,
-                                                                                     11, 12) for k in range(2)]  # fmt: skip
-    subjects = np.array(["5", "3", "9", "1", "7", "2", "8", "4", "6", "0", "11", "12"])
+    order = (5, 3, 9, 1, 7, 2, 8, 4, 6, 0, 11, 12)
+    notes = [ClinicalNote(f"{s}-{k}", str(s), "", "DS", "1", "", "", LONG) for s in order for k in range(2)]
+    subjects = np.array([str(s) for s in order])
     np.random.RandomState(42).shuffle(subjects)
     held = heldout_patients(notes)
     assert [n.note_id for n in held] == [n.note_id for n in notes if n.subject_id == subjects[0]]
