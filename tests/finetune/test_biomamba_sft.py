@@ -124,3 +124,20 @@ def test_tool_on_the_shared_pubmedqa(tmp_path):
     row = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])
     assert row["prompt"].startswith(AUTHORS_QA_TEMPLATE.split("{")[0]) and row["response"] in ("yes", "no", "maybe")
     assert "\n\nContext:\n" in row["prompt"] and row["prompt"].endswith("\n\nAnswer:")
+
+
+def test_evaluation_prompts_are_theirs():
+    """Their generative evaluation (evaluate.py _get_context + format_qa_prompt): passages without section
+    labels, blank-line joined, cut at 2,400 characters; their PubMedQA log-probability scoring
+    (eval_pubmedqa_generative.py): the labelled context, the three label words after "Answer:"."""
+    from megatron_biomed.eval.benchmarks import benchmark
+    from megatron_biomed.eval.generation import yes_no_prompt
+
+    assert yes_no_prompt(PUBMEDQA_ITEM) == AUTHORS_QA_TEMPLATE.format(
+        question="Does X help?", context="First part. \n\nSecond part.\n\nThird.")  # fmt: skip
+    assert yes_no_prompt(BIOASQ_ITEM) == AUTHORS_QA_TEMPLATE.format(question="Is Y a gene?",
+                                                                    context="snip one\n\nsnip two")  # fmt: skip
+    q = benchmark("pubmedqa_biomamba").to_question(PUBMEDQA_ITEM)
+    assert q.prompt == AUTHORS_QA_TEMPLATE.format(
+        question="Does X help?", context="BACKGROUND: First part. \n\nSecond part.\n\nRESULTS: Third.")  # fmt: skip
+    assert (q.choices, q.answer) == (("yes", "no", "maybe"), 2)
