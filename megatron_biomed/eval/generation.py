@@ -6,9 +6,9 @@ it. The generations come from the project's generator (megatron_biomed/inference
 greedy), prompts batched by length.
 
 The tasks here are BioMamba's (LeoYML/BioMamba @ e61db22):
-* ``bioasq_generative``: BioASQ yes/no, the SFT instruction as prompt, 8 greedy tokens, the answer parsed as
-  ft_biomamba/evaluate.py ``extract_answer`` + ``normalize_answer`` do; accuracy and macro-F1 as their
-  ``_calc_metrics`` computes them.
+* ``bioasq_generative`` (and ``pubmedqa_generative``, their run_eval.py ``--dataset pubmedqa``): yes/no(/maybe)
+  questions, the SFT instruction as prompt, 8 greedy tokens, the answer parsed as ft_biomamba/evaluate.py
+  ``extract_answer`` + ``normalize_answer`` do; accuracy and macro-F1 as their ``_calc_metrics`` computes them.
 * ``mimic_completion``: a clinical note's second half from its first half (ft_biomamba/mimic_data.py
   ``prepare_completion_data``); ``mimic_discharge``: the discharge sections from the admission sections
   (``prepare_discharge_data``, mimic_prompts.py ``DISCHARGE_TEMPLATE``). Both on the notes of 10% of the
@@ -210,6 +210,8 @@ def discharge_requests(path, tok, skip_bad=False, report=None) -> list[Generatio
 TASKS: dict[str, GenerationTask] = {
     # ft_biomamba/config.py EvalConfig: max_new_tokens 8, temperature 0 (greedy).
     "bioasq_generative": GenerationTask("bioasq_generative", _yes_no_requests("bioasq"), _score_yes_no, 8),
+    # run_eval.py --dataset pubmedqa: the same prompt, parse and metrics on PubMedQA.
+    "pubmedqa_generative": GenerationTask("pubmedqa_generative", _yes_no_requests("pubmedqa"), _score_yes_no, 8),
     "mimic_completion": GenerationTask("mimic_completion", completion_requests, _score_rouge, CLINICAL_NEW_TOKENS),
     "mimic_discharge": GenerationTask("mimic_discharge", discharge_requests, _score_rouge, CLINICAL_NEW_TOKENS),
 }
