@@ -7,7 +7,7 @@ from typing import Optional
 
 # task.chat_template choices (finetune/prompts.py renders them). task.name and task.format name registered
 # tasks (training/tasks.py) and task-file readers (data/tasks/registry.py): the run's launcher checks them.
-CHAT_TEMPLATES = ("plain", "llama2", "chatml")
+CHAT_TEMPLATES = ("plain", "llama2", "chatml", "biomamba")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class TaskConfig:
     num_choices: int = 0
     # sft: pack several examples into each sequence (documents kept apart by the attention mask).
     pack: bool = True
-    # sft / dpo: how chat messages become text ("plain", "llama2", "chatml").
+    # sft / dpo: how chat messages become text ("plain", "llama2", "chatml", "biomamba").
     chat_template: str = "plain"
     # dpo: the sigmoid loss's beta, and the weight of an added SFT (chosen log-likelihood per token) term.
     dpo_beta: float = 0.1

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from megatron_biomed.data.tasks import read_task_file
 from megatron_biomed.errors import BiomedError
+from megatron_biomed.finetune.prompts import EVAL_CONTEXT_CHARS, pubmedqa_labelled_context, render_instruction
 
 
 class BenchmarkError(BiomedError, ValueError):
@@ -76,6 +77,16 @@ def yes_no_question(item) -> Question:
                     item.label)  # fmt: skip
 
 
+def biomamba_question(item) -> Question:
+    """BioMamba's PubMedQA log-probability scoring (LeoYML/BioMamba scripts/evaluation/eval_pubmedqa_generative.py
+    @ e61db22 ``strategy_logprob``): its SFT instruction with the "LABEL: passage" context cut at 2,400
+    characters, and the label words after "Answer:". They compare the next-token probabilities of the first
+    token of each word's spellings ("yes", " yes", "Yes", " Yes", ...) and take each word's best; here each word
+    is scored once, as " yes" / " no" / " maybe" (the spelling their SFT trains after "Answer:")."""
+    prompt = render_instruction(item.question, pubmedqa_labelled_context(item), "biomamba_qa", EVAL_CONTEXT_CHARS)
+    return Question(prompt, tuple(item.label_names), item.label)
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
@@ -100,6 +111,7 @@ def benchmark(name: str) -> Benchmark:
         "medmcqa": Benchmark("medmcqa", "medmcqa", medmcqa_question),
         "pubmedqa": Benchmark("pubmedqa", "pubmedqa", yes_no_question),
         "bioasq": Benchmark("bioasq", "bioasq", yes_no_question),
+        "pubmedqa_biomamba": Benchmark("pubmedqa_biomamba", "pubmedqa", biomamba_question),
     }
     if name not in table:
         known = ", ".join([*table, *(f"mmlu_{s}" for s in MMLU_MEDICAL)])

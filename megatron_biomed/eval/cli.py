@@ -26,7 +26,15 @@ from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.loading import apply_mapping, apply_overrides
 from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
 from megatron_biomed.eval.corpora import load_documents
-from megatron_biomed.eval.runner import EvaluationTask, benchmark_accuracy, corpus_perplexity, head_accuracy
+from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
+from megatron_biomed.eval.generation import load_requests
+from megatron_biomed.eval.runner import (
+    EvaluationTask,
+    benchmark_accuracy,
+    corpus_perplexity,
+    generation_scores,
+    head_accuracy,
+)
 from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.layout import data_parallel_size
 from megatron_biomed.tokenizer import load_run_tokenizer
@@ -43,7 +51,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH",
                    help="held-out text: a .bin/.idx prefix, a .jsonl ('text' field) or a text file")  # fmt: skip
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
-                   help="medqa, medmcqa, pubmedqa, bioasq or mmlu_<subject>, with its file")  # fmt: skip
+                   help="medqa, medmcqa, pubmedqa, bioasq or mmlu_<subject> (log-likelihood), or a generation "
+                        f"task ({', '.join(GENERATION_TASKS)}), with its file")  # fmt: skip
     p.add_argument("--fewshot", action="append", default=[], metavar="NAME=PATH", help="exemplar file per benchmark")
     p.add_argument("--num-fewshot", type=int, default=0)
     p.add_argument("--fewshot-seed", type=int, default=1234,
@@ -137,10 +146,10 @@ def evaluate(args) -> int:
     if args.log_samples and not args.output:
         raise ConfigError("--log-samples writes into the report: give --output")
     env = start(cfg, _global_batch_from_world)
-    tok, docs, questions = _prepare_inputs(cfg, args, corpora, benches, fewshot)
+    tok, docs, questions, requests = _prepare_inputs(cfg, args, corpora, benches, fewshot)
     head_task = build_task(cfg, None) if args.head else None
     with parallel_session(cfg, env) as ctx:
-        return _run(cfg, ctx, env, args, tok, docs, questions, head_task)
+        return _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests)
 
 
 def _global_batch_from_world(cfg: ExperimentConfig, env: DistEnv) -> None:
@@ -152,8 +161,12 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
     """Everything read and checked before the process group starts: tokenizer, corpora, benchmark items."""
     tok = load_run_tokenizer(cfg)
     docs = {name: load_documents(path, limit=args.limit, vocab_size=tok.vocab_size) for name, path in corpora}
-    questions = {}
+    questions, requests = {}, {}
     for name, path in benches:
+        if name in GENERATION_TASKS:
+            task = GENERATION_TASKS[name]
+            requests[name] = (task, load_requests(task, path, tok, skip_bad=args.skip_bad, limit=args.limit))
+            continue
         bench = benchmark(name)
         qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
         shots = load_questions(bench, fewshot[name], cop_base=args.medmcqa_cop_base) if name in fewshot else []
@@ -162,10 +175,10 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
         qs = qs[: args.limit] if args.limit else qs
         same_split = name in fewshot and Path(fewshot[name]).resolve() == Path(path).resolve()
         questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed, same_split=same_split)
-    return tok, docs, questions
+    return tok, docs, questions, requests
 
 
-def _run(cfg, ctx, env, args, tok, docs, questions, head_task) -> int:
+def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
     rank0 = env.rank == 0
     task = EvaluationTask(cfg, head_task)
     trainer = Trainer(cfg, ctx, None, task, forward_only=True)
@@ -186,6 +199,11 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task) -> int:
     for name, qs in questions.items():
         update, bar = _progress(show, name, sum(len(q.choices) for q in qs))
         results += benchmark_accuracy(trainer, name, qs, tok, eod, update, log=samples.setdefault(name, []))
+        if bar:
+            bar.close()
+    for name, (task, reqs) in requests.items():
+        update, bar = _progress(show, f"{name} (generating)", len(reqs))
+        results += generation_scores(trainer, task, reqs, tok, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     if head_task is not None:

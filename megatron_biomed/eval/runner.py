@@ -3,6 +3,7 @@
 * :func:`corpus_perplexity` -- rolling log-likelihood of whole documents: perplexity and bits per byte.
 * :func:`benchmark_accuracy` -- multiple-choice log-likelihood scoring (acc, acc_norm).
 * :func:`head_accuracy` -- accuracy (and macro-F1) of a fine-tuned multiple-choice / classification head.
+* :func:`generation_scores` -- greedy generations scored by their task (eval/generation.py).
 
 Every function returns :class:`Result` rows; every rank computes the same numbers.
 """
@@ -15,8 +16,10 @@ from typing import Optional
 
 import torch
 
+from megatron_biomed.eval.generation import GenerationTask, GenerationTaskError
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount
+from megatron_biomed.inference.generate import SamplingConfig, generate
 from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.models.heads import flatten_choices, head_forward
 from megatron_biomed.models.registry import get_family
@@ -207,3 +210,43 @@ def head_accuracy(trainer, head_task, items, name: str, progress=None, log: list
             f1.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0)
         out.append(Result(name, "macro_f1", sum(f1) / len(f1), n))
     return out
+
+
+def generation_scores(trainer, task: GenerationTask, requests, tok, progress=None, log: list | None = None,
+                      batch_size: int | None = None) -> list[Result]:  # fmt: skip
+    """Greedy generations of ``task.max_new_tokens`` tokens for ``requests``, scored by ``task.score``. Prompts
+    are batched by token length (``batch_size``, default the micro-batch size); one that leaves no room for the
+    new tokens under the model's ``seq_length`` keeps its start (as BioMamba's right truncation). Every rank
+    generates every request (pipeline parallelism is refused: generation needs the whole model). ``log``, when
+    given, receives one row per request: the generation, the reference and the per-item scores."""
+    cfg = trainer.cfg
+    if cfg.parallel.pipeline_model_parallel_size > 1:
+        raise GenerationTaskError(f"{task.name}: generation needs the whole model on each rank; evaluate with "
+                                  "--set parallel.pipeline_model_parallel_size=1")  # fmt: skip
+    seq = cfg.model.seq_length
+    room = seq - task.max_new_tokens
+    if room < 1:
+        raise GenerationTaskError(f"{task.name}: {task.max_new_tokens} new tokens do not fit seq_length {seq}")
+    eod = tok.eod_id
+    ids = [tok.encode(r.prompt)[:room] or [eod] for r in requests]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    step = batch_size or cfg.train.micro_batch_size
+    sampling = SamplingConfig(max_new_tokens=task.max_new_tokens)
+    texts: list[str] = [""] * len(ids)
+    model = trainer.model[0]
+    for start in range(0, len(order), step):
+        batch = order[start : start + step]
+        out = generate(model, [ids[i] for i in batch], sampling, vocab_size=cfg.model.vocab_size,
+                       max_length=seq, eos_id=eod if task.stop_at_eod else None)  # fmt: skip
+        for i, g in zip(batch, out):
+            texts[i] = tok.decode([t for t in g.ids if t != eod])
+        if progress is not None:
+            progress(min(start + step, len(order)))
+    scores = task.score(texts, requests)
+    if log is not None:
+        for i, r in enumerate(requests):
+            row = {"id": r.uid, "generation": texts[i], "reference": r.reference}
+            log.append(row | {name: values[i] for name, _, values in scores if values})
+    n = len(requests)
+    return [Result(task.name, name, value, n, _mean_stderr(values) if values else None)
+            for name, value, values in scores]  # fmt: skip

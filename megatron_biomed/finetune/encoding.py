@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from megatron_biomed.data.tasks import ClassificationItem, MultipleChoiceItem, PreferenceExample, SFTExample
-from megatron_biomed.finetune.prompts import render_chat, render_choices, render_classification
+from megatron_biomed.finetune.prompts import CHAT_CLOSES_WITH_EOD, render_chat, render_choices, render_classification
 
 
 @dataclass
@@ -69,22 +69,24 @@ def encode_classification(tok, item: ClassificationItem, template: str, seq_leng
 # ---- SFT / DPO: token ids with a response mask -----------------------------------------------------------
 
 
-def encode_segments(tok, segments: list[tuple[str, bool]], eod: int) -> tuple[list[int], list[int]]:
-    """Token ids of the segments followed by ``eod``, and a mask: 1 on response tokens (and the closing eod,
-    so the model learns to stop), 0 on prompt tokens."""
+def encode_segments(tok, segments: list[tuple[str, bool]], eod: int, close: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids of the segments followed (``close``) by ``eod``, and a mask: 1 on response tokens (and the
+    closing eod, so the model learns to stop), 0 on prompt tokens."""
     ids: list[int] = []
     mask: list[int] = []
     for text, is_response in segments:
         piece = tok.encode(text)
         ids += piece
         mask += [int(is_response)] * len(piece)
-    ids.append(eod)
-    mask.append(1)
+    if close:
+        ids.append(eod)
+        mask.append(1)
     return ids, mask
 
 
 def sft_document(tok, ex: SFTExample, chat_template: str, eod: int) -> tuple[list[int], list[int]]:
-    return encode_segments(tok, render_chat(ex.messages, chat_template), eod)
+    segments = render_chat(ex.messages, chat_template)
+    return encode_segments(tok, segments, eod, CHAT_CLOSES_WITH_EOD[chat_template])
 
 
 def preference_documents(tok, ex: PreferenceExample, chat_template: str, eod: int):

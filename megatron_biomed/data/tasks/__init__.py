@@ -15,10 +15,12 @@ from megatron_biomed.data.tasks.classification import (
     read_bioasq,
     read_pubmedqa,
 )
+from megatron_biomed.data.tasks.clinical_notes import DISCHARGE_COLUMNS, read_discharge_notes
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError, format_report
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
 from megatron_biomed.data.tasks.records import (
     ClassificationItem,
+    ClinicalNote,
     MultipleChoiceItem,
     PreferenceExample,
     SFTExample,
@@ -31,6 +33,8 @@ __all__ = [
     "PUBMEDQA_LABELS",
     "READERS",
     "ClassificationItem",
+    "ClinicalNote",
+    "DISCHARGE_COLUMNS",
     "MultipleChoiceItem",
     "PreferenceExample",
     "ReadReport",
@@ -38,6 +42,7 @@ __all__ = [
     "TaskDataError",
     "format_report",
     "read_bioasq",
+    "read_discharge_notes",
     "read_medmcqa",
     "read_medqa",
     "read_mmlu",

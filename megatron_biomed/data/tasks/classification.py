@@ -42,9 +42,13 @@ def _pubmedqa_item(pmid: str, record: object) -> ClassificationItem:
     decision = require_text(record, "final_decision")
     if decision.strip().lower() not in PUBMEDQA_LABELS:
         raise BadRecord("bad final_decision", f"final_decision {short(decision)} is not one of yes, no, maybe")
+    labels = record.get("LABELS") or []
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        raise BadRecord("bad 'LABELS'", f"'LABELS' must be a list of strings, got {json_kind(labels)}")
     return ClassificationItem(question=question, context=" ".join(contexts),
                               label=PUBMEDQA_LABELS.index(decision.strip().lower()), label_names=PUBMEDQA_LABELS,
-                              long_answer=optional_text(record, "LONG_ANSWER"), uid=pmid, contexts=tuple(contexts))
+                              long_answer=optional_text(record, "LONG_ANSWER"), uid=pmid,
+                              contexts=tuple(contexts), passage_labels=tuple(labels))
 
 
 def read_pubmedqa(path: str | os.PathLike, *, skip_bad: bool = False,

@@ -46,6 +46,9 @@ class ClassificationItem:
     long_answer: str = ""
     uid: str = ""
     contexts: tuple[str, ...] = ()
+    # PubMedQA's section label of each passage (BACKGROUND, METHODS, ...; empty for BioASQ): templates that lay
+    # the passages out as "LABEL: passage" blocks (BioMamba's) read these beside ``contexts``.
+    passage_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.label < len(self.label_names):
@@ -58,6 +61,20 @@ class ClassificationItem:
     @property
     def label_name(self) -> str:
         return self.label_names[self.label]
+
+
+@dataclass(frozen=True)
+class ClinicalNote:
+    """One row of MIMIC-IV-Note's ``discharge.csv`` (or a file in its layout)."""
+
+    note_id: str
+    subject_id: str
+    hadm_id: str
+    note_type: str
+    note_seq: str
+    charttime: str
+    storetime: str
+    text: str
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,14 @@ def key_line(text: str, pmid: str) -> int:
 
 
 def test_pubmedqa_items(write):
-    records = {"111": GOOD_PQA, "222": dict(GOOD_PQA, final_decision="Yes", LONG_ANSWER=None)}
+    records = {"111": GOOD_PQA, "222": dict(GOOD_PQA, final_decision="Yes", LONG_ANSWER=None, LABELS=None)}
     items = read_pubmedqa(write("pqal.json", pubmedqa_text(records)))
-    parts = ("First part.", "Second part.")
+    passages = ("First part.", "Second part.")
     assert items == [
         ClassificationItem("Does it work?", "First part. Second part.", 2, ("yes", "no", "maybe"), "Perhaps.", "111",
-                           parts),
-        ClassificationItem("Does it work?", "First part. Second part.", 0, ("yes", "no", "maybe"), "", "222", parts),
+                           passages, ("A", "B")),
+        ClassificationItem("Does it work?", "First part. Second part.", 0, ("yes", "no", "maybe"), "", "222",
+                           passages, ()),
     ]
 
 
@@ -62,6 +63,7 @@ PQA_BAD = [
      "missing 'final_decision'"),
     (dict(GOOD_PQA, LONG_ANSWER=["x"]), "'LONG_ANSWER' not a string", "'LONG_ANSWER' must be a string, got array"),
     (["not", "a", "dict"], "not a JSON object", "expected a JSON object, got array"),
+    (dict(GOOD_PQA, LABELS="A"), "bad 'LABELS'", "'LABELS' must be a list of strings, got string"),
 ]
 
 
@@ -115,7 +117,8 @@ def test_bioasq_golden_yesno_fixture():
                            "Yes, FIX1 is expressed there in this fixture.", "fixture00000000000000001",
                            ("FIX1 is expressed.", "In the toy organ.")),
         ClassificationItem("Does the made-up drug cure the made-up disease?", "The drug failed.", 1,
-                           BIOASQ_YESNO_LABELS, "No, not in this fixture.", "fixture00000000000000003"),
+                           BIOASQ_YESNO_LABELS, "No, not in this fixture.", "fixture00000000000000003",
+                           ("The drug failed.",)),
     ]
     assert report.read == 2 and report.skipped == {"type factoid not requested": 1}
     both = read_bioasq(path, types=("yesno", "factoid"))
