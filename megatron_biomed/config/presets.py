@@ -141,7 +141,7 @@ BIOMAMBA_VOCAB = 50277  # GPT-NeoX-20B tokenizer
 BIOMAMBA_SOURCE = "LeoYML/BioMamba @ e61db22"
 BIOMAMBA_SEQ = 1024  # ft_biomamba/config.py CPTConfig.max_length; prepare_mix_ablation_data.py max_length=1024
 BIOMAMBA_LR = 5e-6  # --lr 5e-6 in every run_cpt_<size>.sh and the README command (CPTConfig.lr)
-BIOMAMBA_MIN_LR_RATIO = 0.1  # CPTConfig.min_lr_ratio: the WSD decay ends at 0.1 x lr
+BIOMAMBA_MIN_LR = 5e-7  # CPTConfig.min_lr_ratio 0.1: the WSD decay ends at 0.1 x lr
 BIOMAMBA_WARMUP_RATIO = 0.10  # CPTConfig.warmup_ratio (of all steps)
 BIOMAMBA_STABLE_RATIO = 0.65  # CPTConfig.stable_ratio; the decay is the rest (trainer.py: total - warmup - stable)
 BIOMAMBA_EPOCHS = 3  # --epochs 3 in every run_cpt_<size>.sh
@@ -211,7 +211,7 @@ def biomamba(size: str) -> ExperimentConfig:
         # ft_biomamba/trainer.py: torch AdamW, betas (0.9, 0.95), eps default 1e-8; CPTConfig weight_decay 0.1,
         # max_grad_norm 1.0; run_cpt_singledoc.py scheduler_type="wsd"; EMA and layer-wise decay as above.
         optimizer=OptimizerConfig(
-            name="adamw", lr=BIOMAMBA_LR, min_lr=BIOMAMBA_MIN_LR_RATIO * BIOMAMBA_LR, weight_decay=0.1,
+            name="adamw", lr=BIOMAMBA_LR, min_lr=BIOMAMBA_MIN_LR, weight_decay=0.1,
             adam_beta1=0.9, adam_beta2=0.95, adam_eps=1e-8, clip_grad=1.0,
             lr_decay_style="WSD", lr_warmup_iters=warmup, lr_wsd_decay_iters=decay, lr_wsd_decay_style="cosine",
             layer_lr_decay=run.layer_lr_decay, ema_decay=BIOMAMBA_EMA_DECAY, ema_eval=True,
