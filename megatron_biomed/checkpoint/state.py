@@ -61,7 +61,7 @@ def chunk_state(chunk, prefix: str = "") -> dict:
     """A model chunk's sharded state dict with every tensor stored under ``prefix`` + its name, keyed by the
     plain names (so ``load_state_dict`` takes what a load returns for it)."""
     sd = unwrap(chunk).sharded_state_dict(prefix=prefix)
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
 def extra_key(name: str, i: int, n: int) -> str:

@@ -82,7 +82,7 @@ def layer_lr_overrides(cfg: ExperimentConfig, model_chunks: list) -> dict:
             # The top layer trains at the configured rates: it stays in the default groups (megatron-core pairs
             # saved and live groups by their settings on load; two groups with equal settings would collide).
             continue
-        key = ParamKey(predicate=ParamPredicate(name=f"layer_{layer}", fn=lambda p, l=layer: owner.get(id(p)) == l))
+        key = ParamKey(predicate=ParamPredicate(name=f"layer_{layer}", fn=lambda p, n=layer: owner.get(id(p)) == n))
         overrides[key] = {"max_lr": opt.lr * mult, "min_lr": opt.min_lr * mult}
     return overrides
 
@@ -146,8 +146,9 @@ def build_scheduler(opt: OptimizerConfig, train_iters: int, optimizer, wd: float
     if opt.lr_decay_style == "WSD":
         if opt.lr_wsd_decay_iters is None or not 0 < opt.lr_wsd_decay_iters <= decay_iters - opt.lr_warmup_iters:
             raise ValueError(
-                f"optimizer.lr_decay_style=WSD needs optimizer.lr_wsd_decay_iters in 1..{decay_iters - opt.lr_warmup_iters}"
-                f" (the decay iterations after warmup), got {opt.lr_wsd_decay_iters}"
+                "optimizer.lr_decay_style=WSD needs optimizer.lr_wsd_decay_iters in "
+                f"1..{decay_iters - opt.lr_warmup_iters} (the decay iterations after warmup), "
+                f"got {opt.lr_wsd_decay_iters}"
             )
         wsd = {"wsd_decay_steps": opt.lr_wsd_decay_iters, "lr_wsd_decay_style": opt.lr_wsd_decay_style}
     return OptimizerParamScheduler(

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from megatron_biomed.config.loading import load_config
 from megatron_biomed.config.experiment import ConfigError
+from megatron_biomed.config.loading import load_config
 from megatron_biomed.data.errors import DataError
 from megatron_biomed.data.gpt_dataset import TokenInfo, build_gpt_datasets
 from megatron_biomed.data.indexed import IndexedDatasetWriter
@@ -23,9 +23,7 @@ def _write(prefix: Path, n_docs: int, seed: int, offset: int) -> list[list[int]]
     """Documents of 3..30 ids (some longer than SEQ + 1) ending in EOD; ids start at ``offset`` so that each
     corpus's tokens are told apart."""
     rng = np.random.default_rng(seed)
-    docs = [
-        rng.integers(offset, offset + 100, size=int(rng.integers(2, 30))).tolist() + [EOD] for _ in range(n_docs)
-    ]
+    docs = [rng.integers(offset, offset + 100, size=int(rng.integers(2, 30))).tolist() + [EOD] for _ in range(n_docs)]
     with IndexedDatasetWriter(str(prefix), np.uint16) as w:
         for doc in docs:
             w.add_document(doc)
@@ -83,3 +81,18 @@ def test_packed_is_still_the_default_and_unknown_layout_is_refused(tmp_path):
             [str(tmp_path / "a")], seq_length=SEQ, seed=1, num_samples=(4, 0, 0),
             tokens=TokenInfo(vocab_size=VOCAB, eod=EOD), split="100,0,0", sample_layout="docs",
         )  # fmt: skip
+
+
+def test_pretraining_task_reads_the_layout(tmp_path):
+    """The pretraining task builds its training and per-corpus validation sets with data.sample_layout."""
+    from megatron_biomed.data.gpt_dataset import DocumentPerSampleDataset
+    from megatron_biomed.training.lm_task import LanguageModelTask
+
+    _write(tmp_path / "a", 12, seed=3, offset=1)
+    prefix = str(tmp_path / "a")
+    cfg = load_config("tiny-mamba", overrides=[f"data.blend={prefix}", "data.sample_layout=document",
+                                               "data.split=90,10,0", f"train.eval_corpora=a={prefix}"])  # fmt: skip
+    task = LanguageModelTask(cfg, TokenInfo(vocab_size=VOCAB, eod=EOD))
+    train, valid = task.build_datasets((8, 4))
+    assert isinstance(train, DocumentPerSampleDataset) and isinstance(valid, DocumentPerSampleDataset)
+    assert isinstance(task.extra_eval_datasets()["a"], DocumentPerSampleDataset)
