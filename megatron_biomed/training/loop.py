@@ -210,6 +210,11 @@ class Trainer:
         if ok:
             self.scheduler.step(increment=1)
             if self.ema is not None:
+                if self.cfg.parallel.overlap_param_gather:
+                    # The step updated only this rank's shard; the average needs the whole step's weights now
+                    # (as a save does: optimizer.py _gather_params_before_saving), at the cost of the overlap.
+                    for m in self.model:
+                        m.start_param_sync(force_sync=True)
                 self.ema.update(self.model)
         grad_norm = float(grad_norm if grad_norm is not None else float("nan"))
         return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics)
