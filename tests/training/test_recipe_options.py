@@ -102,6 +102,7 @@ def _ema_config(ck, **extra):
 def test_ema_is_the_recurrence_and_resumes_bit_for_bit(tmp_path):
     from megatron_biomed.checkpoint.state import unwrap
     from megatron_biomed.convert.exporter import CheckpointTensors
+    from megatron_biomed.data.gpt_dataset import MicroBatchIterator
     from megatron_biomed.parallel.env import DistEnv, find_free_port
     from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
     from megatron_biomed.training.loop import Trainer
@@ -118,7 +119,7 @@ def test_ema_is_the_recurrence_and_resumes_bit_for_bit(tmp_path):
             return {k: p.detach().double().clone() for k, p in unwrap(trainer.model[0]).named_parameters()}
 
         hand = weights()
-        data = trainer._iterators(trainer.train_ds, 0)
+        data = MicroBatchIterator(trainer.train_ds, cfg.train.micro_batch_size, dp_rank=0, dp_size=1)
         d = cfg.optimizer.ema_decay
         for it in range(1, 4):
             assert not trainer.train_step(data, it).skipped
