@@ -1,7 +1,7 @@
 """The optimizer options of the BioMamba recipe: the warmup-stable-decay schedule against the authors' formula
 (LeoYML/BioMamba ft_biomamba/trainer.py get_wsd_schedule), layer-wise learning-rate decay against the hand
-formula per parameter, and the EMA of the weights against a float64 recurrence, its save / resume (bit for bit)
-and its export."""
+formula per parameter, and the EMA of the weights against a float64 recurrence, its save / resume (bit for bit),
+its load as the weights and its export."""
 
 from __future__ import annotations
 
@@ -100,8 +100,11 @@ def _ema_config(ck, **extra):
 
 
 def test_ema_is_the_recurrence_and_resumes_bit_for_bit(tmp_path):
+    from safetensors.torch import load_file
+
+    from megatron_biomed.checkpoint import load_checkpoint
     from megatron_biomed.checkpoint.state import unwrap
-    from megatron_biomed.convert.exporter import CheckpointTensors
+    from megatron_biomed.convert.exporter import CheckpointTensors, export_hf
     from megatron_biomed.data.gpt_dataset import MicroBatchIterator
     from megatron_biomed.parallel.env import DistEnv, find_free_port
     from megatron_biomed.parallel.initialize import initialize_parallel, shutdown_parallel
@@ -144,10 +147,17 @@ def test_ema_is_the_recurrence_and_resumes_bit_for_bit(tmp_path):
         assert resumed.state.iteration == 3
         for k, v in resumed.ema.chunks[0].named_parameters():
             assert torch.equal(v, ema[k]), k
-        # The stored average is what export reads with --weights ema.
+        # Loaded as the weights (evaluation, generation: weights_from="ema"), and exported (--weights ema).
+        load_checkpoint(ck, resumed.model, weights_only=True, weights_from="ema")
+        for k, p in unwrap(resumed.model[0]).named_parameters():
+            assert torch.equal(p.detach(), ema[k]), k
         stored = CheckpointTensors(ck / "iter_0000003", "ema.")
         emb = "embedding.word_embeddings.weight"
         assert stored.shape(emb) == tuple(ema[emb].shape) and stored.dtype(emb) == torch.float32
+        export_hf(ck, tmp_path / "hf", weights="ema")
+        exported = load_file(str(tmp_path / "hf" / "model.safetensors"))
+        vocab = cfg.model.vocab_size
+        assert torch.equal(exported["backbone.embeddings.weight"], ema[emb][:vocab])
 
         # A run without the average resumes from a checkpoint that has one (the average is left unread).
         plain = Trainer(_ema_config(ck, **{"optimizer.ema_decay": 0.0}), ctx, token_info(cfg))
