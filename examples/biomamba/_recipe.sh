@@ -9,24 +9,26 @@
 # with (50,277 tokens, the embedding padded to a multiple of 16 = 50,288 rows as in the checkpoints), and the
 # loss and perplexity of each corpus's validation set reported separately at every eval interval.
 #
-# Optimizer settings: no published BioMamba optimizer settings could be found; we use AdamW with the betas,
-# weight decay and gradient clipping of Mamba/Mamba2 pretraining (Gu & Dao 2023; Dao & Gu 2024: beta2 0.95,
-# wd 0.1, clip 1.0, no dropout), a peak LR of 1e-4 (under the pretraining peaks, as usual when continuing a
-# trained model) with 500 warmup steps and cosine decay to 1e-5, 256 x 2048 = 0.5M tokens per step,
-# 20,000 steps = 10.5B tokens, bf16 with the residual stream in fp32 (the checkpoints' residual_in_fp32).
+# The optimizer, schedule, batch and samples are the authors' own (LeoYML/BioMamba @ e61db22; each value's
+# source is in megatron_biomed/config/presets.py, BIOMAMBA_RUNS and the biomamba() preset): AdamW (betas 0.9 /
+# 0.95, wd 0.1, clip 1.0) at lr 5e-6 for every size, warmup-stable-decay (10% linear warmup, 65% plateau, cosine
+# decay to 0.1 x lr over the rest), 3 epochs of ~509K documents, layer-wise lr decay (0.9 for 130m, 0.95 for
+# the others), an EMA of the weights (decay 0.999; validation uses it), one document per sequence of at most
+# 1,024 tokens, padded, the padding out of the loss, the authors' effective batch per size, bf16.
 
-# The sizes: the public checkpoints' layers and hidden size (the biomamba-<size> presets of
-# megatron_biomed/config/presets.py; spelled out below as --set, like every other value), the default
-# micro-batch per GPU (MICRO_BATCH_SIZE), and the nodes of 8 GPUs the SLURM launcher plans for (NNODES outside
-# SLURM; submit with sbatch --nodes=<nodes>). 256 sequences per step = micro-batch x 8 GPUs x nodes x the
-# micro-batches per step.
+# The sizes: the public checkpoints' layers and hidden size, the authors' effective batch (global-batch: their
+# batch x accumulation x GPUs), layer-wise lr decay, and the steps of their schedule for that batch
+# (train-iters, warmup, wsd-decay: megatron_biomed/config/presets.py biomamba_schedule) -- all the
+# biomamba-<size> presets' values, spelled out below as --set like every other one -- then ours: the default
+# micro-batch per GPU (MICRO_BATCH_SIZE) and the nodes of 8 GPUs the SLURM launcher plans for (NNODES outside
+# SLURM; submit with sbatch --nodes=<nodes>); global-batch = micro-batch x 8 GPUs x nodes x micro-batches per step.
 BIOMAMBA_SIZES="
-# size  layers  hidden  micro-batch  nodes
-  130m  24      768     16           1
-  370m  48      1024    8            1
-  780m  48      1536    8            2
-  1.3b  48      2048    4            4
-  2.7b  64      2560    4            8
+# size  layers  hidden  global-batch  layer-lr-decay  train-iters  warmup  wsd-decay  micro-batch  nodes
+  130m  24      768     256           0.9             5964         596     1492       16           1
+  370m  48      1024    240           0.95            6360         636     1590       6            1
+  780m  48      1536    256           0.95            5964         596     1492       8            2
+  1.3b  48      2048    256           0.95            5964         596     1492       4            4
+  2.7b  64      2560    192           0.95            7950         795     1988       4            3
 "
 size_row="$(awk -v size="${SIZE}" '$1 == size && $1 !~ /^#/' <<< "${BIOMAMBA_SIZES}")"
 if [[ -z "${SIZE}" || -z "${size_row}" ]]; then
@@ -34,7 +36,8 @@ if [[ -z "${SIZE}" || -z "${size_row}" ]]; then
     "$(awk '$1 !~ /^(#|$)/ { printf "%s%s", sep, $1; sep = ", " }' <<< "${BIOMAMBA_SIZES}") (got '${SIZE}')" >&2
   exit 2
 fi
-read -r _ NUM_LAYERS HIDDEN size_micro_batch SIZE_NODES <<< "${size_row}"
+read -r _ NUM_LAYERS HIDDEN GLOBAL_BATCH LAYER_LR_DECAY TRAIN_ITERS WARMUP WSD_DECAY size_micro_batch SIZE_NODES \
+  <<< "${size_row}"
 MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-${size_micro_batch}}"
 
 # Data: Megatron .bin/.idx prefixes (tools/preprocess_data.py with the GPT-NeoX-20B tokenizer) of each corpus'
@@ -76,26 +79,32 @@ RECIPE=(
   --set model.mamba_num_groups=1
   --set model.mamba_conv_kernel=4
   --set model.mamba_chunk_size=256
-  --set model.seq_length=2048
+  --set model.seq_length=1024
   --set model.vocab_size=50277
   --set model.make_vocab_size_divisible_by=16
   --set model.tie_embeddings=true
   --set model.hidden_dropout=0.0
   --set optimizer.name=adamw
-  --set optimizer.lr=1e-4
-  --set optimizer.min_lr=1e-5
+  --set optimizer.lr=5e-6
+  --set optimizer.min_lr=5e-7
   --set optimizer.weight_decay=0.1
   --set optimizer.adam_beta1=0.9
   --set optimizer.adam_beta2=0.95
   --set optimizer.adam_eps=1e-8
   --set optimizer.clip_grad=1.0
-  --set optimizer.lr_decay_style=cosine
-  --set optimizer.lr_warmup_iters=500
-  --set train.global_batch_size=256
+  --set optimizer.lr_decay_style=WSD
+  --set optimizer.lr_warmup_iters="${WARMUP}"
+  --set optimizer.lr_wsd_decay_iters="${WSD_DECAY}"
+  --set optimizer.lr_wsd_decay_style=cosine
+  --set optimizer.layer_lr_decay="${LAYER_LR_DECAY}"
+  --set optimizer.ema_decay=0.999
+  --set optimizer.ema_eval=true
+  --set data.sample_layout=document
+  --set train.global_batch_size="${GLOBAL_BATCH}"
   --set train.micro_batch_size="${MICRO_BATCH_SIZE}"
-  --set train.train_iters=20000
+  --set train.train_iters="${TRAIN_ITERS}"
   --set train.precision=bf16
-  --set train.eval_interval=1000
+  --set train.eval_interval=500
   --set train.eval_iters=20
 )
 

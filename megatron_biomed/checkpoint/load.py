@@ -31,6 +31,7 @@ from megatron_biomed.checkpoint.ranks import all_ranks_errors, is_rank0, rank, w
 from megatron_biomed.checkpoint.safe_load import UnsafeCheckpointError, restricted_loading
 from megatron_biomed.checkpoint.state import (
     TrainState,
+    extra_key,
     model_key,
     parallel_layout,
     restore_rng,
@@ -144,6 +145,8 @@ def load_checkpoint(
     weights_only: bool = False,
     new_params: tuple[str, ...] = (),
     verify_checksums: bool = True,
+    extra_models: Optional[dict] = None,
+    weights_from: str = "model",
 ) -> Optional[TrainState]:
     """Load the latest (or given) checkpoint of ``root`` into model (and optimizer, scheduler, RNG).
 
@@ -154,6 +157,8 @@ def load_checkpoint(
     The checkpoint is first checked against its manifest (sizes, and checksums unless ``verify_checksums`` is
     False); a resume from ``root`` without an ``iteration`` falls back to the newest checkpoint that verifies.
     Pickled parts are read by restricted unpicklers (see safe_load): a file asking for another class is refused.
+    ``extra_models`` (a resume): name -> chunks of other weights the checkpoint holds (training/ema.py's average),
+    restored too; ``weights_from`` (weights only): load the model from such saved weights (e.g. "ema") instead.
     """
     root_path = Path(root)
     if weights_only and ITER_RE.match(root_path.name):
@@ -176,12 +181,25 @@ def load_checkpoint(
             path = _resume_path(root_path, iteration, verify_checksums)
     with restricted_loading():
         return _load_verified(
-            path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params
-        )
+            path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params,
+            {} if weights_only else dict(extra_models or {}), weights_from,
+        )  # fmt: skip
 
 
-def _load_verified(path: Path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params):
+def _load_verified(
+    path: Path, model, optimizer, scheduler, use_dist_opt, dist_opt_format, weights_only, new_params, extra,
+    weights_from,
+):  # fmt: skip
     common = dist_checkpointing.load_common_state_dict(str(path))
+    saved_extra = common.get("extra_models", [])
+    wanted = list(extra) + ([weights_from] if weights_from != "model" else [])
+    missing = [name for name in wanted if name not in saved_extra]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no {' or '.join(repr(n) for n in missing)} weights (it has: "
+            f"{', '.join(['model', *saved_extra])}); for 'ema': it was saved without optimizer.ema_decay -- resume "
+            "it with optimizer.ema_decay=0, or start a new run from its weights with checkpoint.init_from"
+        )
     with_opt = not weights_only and optimizer is not None
     if with_opt and "optimizer" not in common and "use_distributed_optimizer" not in common:
         raise CheckpointError(f"{path} holds no optimizer state; use checkpoint.init_from to load weights only")
@@ -203,6 +221,8 @@ def _load_verified(path: Path, model, optimizer, scheduler, use_dist_opt, dist_o
         is_loading=True,
         with_optimizer=with_opt,
         with_rng=same_layout and not weights_only,
+        extra_models=extra,
+        weights_from=weights_from,
     )
     dropped: dict[str, list[str]] = {}
     if weights_only:
@@ -219,6 +239,9 @@ def _load_verified(path: Path, model, optimizer, scheduler, use_dist_opt, dist_o
                 raise CheckpointError(f"{path}: could not load {unexpected or result.unexpected_keys}")
         else:
             unwrap(chunk).load_state_dict(loaded[key])
+    for name, chunks in extra.items():
+        for i, chunk in enumerate(chunks):
+            unwrap(chunk).load_state_dict(loaded[extra_key(name, i, len(chunks))])
     if weights_only:
         fresh = sorted({n for names in dropped.values() for n in names})
         if fresh:

@@ -77,6 +77,7 @@ def start_save(
     dist_opt_format: str = "fully_reshardable",
     keep_last: int = 0,
     run_config: Optional[dict] = None,
+    extra_models: Optional[dict] = None,
 ) -> PendingSave:
     """Plan a save at ``state.iteration`` (a collective) and return it, its shards not yet written.
 
@@ -94,6 +95,7 @@ def start_save(
         is_loading=False,
         with_optimizer=True,
         with_rng=True,
+        extra_models=extra_models,
     )
     faults.kill_point("before_shards", state.iteration)
     try:

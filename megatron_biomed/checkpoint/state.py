@@ -5,12 +5,16 @@ sharded state dict; distributed or not), the scheduler, the train state (iterati
 steps), every rank's RNG states and the layout they belong to, and the checkpoint format. Because tensors are
 stored with their global shapes, a checkpoint loads into another TP / PP / DP layout (the RNG states only into
 the same layout).
+
+Besides the model, a checkpoint may hold other copies of its weights (``extra_models``, e.g. training/ema.py's
+moving average under ``ema``): the same sharded state dict with every tensor key prefixed by the name, listed
+in the common state's ``extra_models`` so a load knows whether they are there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 from megatron.core import parallel_state as ps
@@ -53,6 +57,18 @@ def unwrap(chunk):
     return getattr(chunk, "module", chunk)
 
 
+def chunk_state(chunk, prefix: str = "") -> dict:
+    """A model chunk's sharded state dict with every tensor stored under ``prefix`` + its name, keyed by the
+    plain names (so ``load_state_dict`` takes what a load returns for it)."""
+    sd = unwrap(chunk).sharded_state_dict(prefix=prefix)
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+def extra_key(name: str, i: int, n: int) -> str:
+    """The state-dict key of chunk ``i`` of ``n`` of the extra weights ``name``."""
+    return f"{name}.{model_key(i, n)}"
+
+
 def parallel_layout() -> dict:
     """This run's TP / PP / DP sizes, as a checkpoint records them."""
     return {
@@ -93,12 +109,21 @@ def sharded_state(
     is_loading: bool,
     with_optimizer: bool,
     with_rng: bool,
+    extra_models: Optional[Mapping[str, list]] = None,
+    weights_from: str = "model",
 ) -> dict:
     """The sharded state dict a save writes, or a load fills (``is_loading``). ``state`` None: no train state
-    (a weights-only load); ``with_rng``: this rank's RNG states and the layout."""
+    (a weights-only load); ``with_rng``: this rank's RNG states and the layout; ``extra_models``: name -> chunks
+    of other weights saved or loaded alongside; ``weights_from``: load the model from those saved as this
+    extra name instead of its own."""
     sd = {}
+    prefix = "" if weights_from == "model" else f"{weights_from}."
     for i, chunk in enumerate(model):
-        sd[model_key(i, len(model))] = unwrap(chunk).sharded_state_dict()
+        sd[model_key(i, len(model))] = chunk_state(chunk, prefix)
+    extra_models = extra_models or {}
+    for name, chunks in extra_models.items():
+        for i, chunk in enumerate(chunks):
+            sd[extra_key(name, i, len(chunks))] = chunk_state(chunk, f"{name}.")
     if with_optimizer:
         if is_loading:
             # Empty PyTorch Adam states cannot describe what they will load (see cpu.init_empty_adam_states).
@@ -118,4 +143,5 @@ def sharded_state(
         sd["layout"] = parallel_layout()
     if not is_loading:
         sd["checkpoint_format"] = CHECKPOINT_FORMAT
+        sd["extra_models"] = sorted(extra_models)
     return sd

@@ -19,7 +19,13 @@ from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
 from megatron_biomed.config.model import ACTIVATIONS, NORMALIZATIONS, POSITION_EMBEDDINGS
 from megatron_biomed.config.presets import get_preset
 from megatron_biomed.config.task import CHAT_TEMPLATES
-from megatron_biomed.config.training import PRECISIONS, SAVE_ERROR_POLICIES
+from megatron_biomed.config.training import (
+    LR_DECAY_STYLES,
+    LR_WSD_DECAY_STYLES,
+    PRECISIONS,
+    SAMPLE_LAYOUTS,
+    SAVE_ERROR_POLICIES,
+)
 
 __all__ = ["REGISTERED_FIELDS", "apply_mapping", "apply_overrides", "load_config", "validate"]
 
@@ -160,6 +166,9 @@ def validate(
         ("task.name", cfg.task.name, registered.get("task.name")),
         ("task.chat_template", cfg.task.chat_template, CHAT_TEMPLATES),
         ("checkpoint.on_save_error", cfg.checkpoint.on_save_error, SAVE_ERROR_POLICIES),
+        ("optimizer.lr_decay_style", cfg.optimizer.lr_decay_style, LR_DECAY_STYLES),
+        ("optimizer.lr_wsd_decay_style", cfg.optimizer.lr_wsd_decay_style, LR_WSD_DECAY_STYLES),
+        ("data.sample_layout", cfg.data.sample_layout, SAMPLE_LAYOUTS),
     ]
     if cfg.task.format is not None:
         checks.append(("task.format", cfg.task.format, registered.get("task.format")))
@@ -174,6 +183,17 @@ def validate(
         if value <= 0:
             where = f"{sources[field]}: " if field in sources else ""
             problems.append(f"{where}{field}={value!r} must be a positive number of seconds")
+    for field, value, ok, what in (
+        ("optimizer.layer_lr_decay", cfg.optimizer.layer_lr_decay, 0 < cfg.optimizer.layer_lr_decay <= 1,
+         "must be in (0, 1] (1.0 = off)"),
+        ("optimizer.ema_decay", cfg.optimizer.ema_decay, 0 <= cfg.optimizer.ema_decay < 1,
+         "must be in [0, 1) (0.0 = off)"),
+        ("optimizer.ema_eval", cfg.optimizer.ema_eval, not cfg.optimizer.ema_eval or cfg.optimizer.ema_decay > 0,
+         "needs optimizer.ema_decay > 0"),
+    ):  # fmt: skip
+        if not ok:
+            where = f"{sources[field]}: " if field in sources else ""
+            problems.append(f"{where}{field}={value!r} {what}")
     if problems:
         raise ConfigError("; ".join(problems))
     return cfg

@@ -12,6 +12,12 @@ RECOMPUTE_GRANULARITIES = ("selective", "full")
 RECOMPUTE_METHODS = ("uniform", "block")
 # CheckpointConfig.on_save_error choices.
 SAVE_ERROR_POLICIES = ("stop", "continue")
+# OptimizerConfig.lr_decay_style: megatron-core OptimizerParamScheduler's styles ("WSD": warmup-stable-decay,
+# the final lr_wsd_decay_iters steps decay in lr_wsd_decay_style).
+LR_DECAY_STYLES = ("cosine", "linear", "constant", "WSD")
+LR_WSD_DECAY_STYLES = ("cosine", "linear", "exponential", "minus_sqrt")
+# DataConfig.sample_layout: how samples are cut from the .bin/.idx documents (data/gpt_dataset.py SAMPLE_LAYOUTS).
+SAMPLE_LAYOUTS = ("packed", "document")
 
 
 @dataclass
@@ -32,9 +38,22 @@ class OptimizerConfig:
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
     lr_warmup_iters: int = 0
-    lr_decay_style: str = "cosine"  # "cosine" | "linear" | "constant"
+    lr_decay_style: str = "cosine"  # one of LR_DECAY_STYLES
     # None = decay over all training iterations.
     lr_decay_iters: Optional[int] = None
+    # lr_decay_style "WSD" only: the last lr_wsd_decay_iters of the lr_decay_iters decay from lr to min_lr in
+    # lr_wsd_decay_style; before them the rate holds at lr (megatron-core's OptimizerParamScheduler).
+    lr_wsd_decay_iters: Optional[int] = None
+    lr_wsd_decay_style: str = "cosine"
+    # Layer-wise learning-rate decay: the parameters of layer l (1..num_layers, global over pipeline stages)
+    # train at lr x layer_lr_decay^(num_layers - l) (min_lr alike); embedding, final norm and output layer at
+    # lr. 1.0 = off.
+    layer_lr_decay: float = 1.0
+    # Exponential moving average of the weights, updated after every optimizer step:
+    # ema = ema_decay x ema + (1 - ema_decay) x weights (fp32), saved in checkpoints and resumed. 0.0 = off.
+    ema_decay: float = 0.0
+    # Validation (and the final validation) runs on the EMA weights instead of the trained ones.
+    ema_eval: bool = False
 
 
 @dataclass
@@ -53,6 +72,10 @@ class DataConfig:
     reset_position_ids: bool = False
     reset_attention_mask: bool = False
     eod_mask_loss: bool = False
+    # "packed": megatron-core's GPTDataset, documents concatenated and cut into seq_length windows;
+    # "document": one document per sample, truncated to seq_length (+1 for the shifted labels) and padded,
+    # with loss mask 0 on the padding (no sample holds two documents).
+    sample_layout: str = "packed"
 
 
 @dataclass

@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="HF directory to write")
     e.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the checkpoint's dtype")
     e.add_argument("--tokenizer", help="tokenizer directory to include (default: the run's data.tokenizer)")
+    e.add_argument(
+        "--weights", default="model",
+        help="the weights to export: model, or ema (the moving average a run with optimizer.ema_decay saves)",
+    )  # fmt: skip
     e.add_argument("--max-shard-size", default="5GB", help="largest safetensors shard, e.g. 5GB, 500MB")
     return p
 
@@ -66,7 +70,7 @@ def convert(args) -> int:
         else:
             r = export_hf(
                 args.load, args.out, dtype=args.dtype, tokenizer=args.tokenizer,
-                max_shard_size=parse_size(args.max_shard_size),
+                max_shard_size=parse_size(args.max_shard_size), weights=args.weights,
             )  # fmt: skip
             print(f"exported {args.load} -> {r.out} ({len(r.files)} file(s), largest shard {r.largest_shard_bytes} B)")
     except FileNotFoundError as e:  # a file the directory should have (a shard its index names, a tokenizer file)

@@ -116,19 +116,21 @@ def _chunk_planner(chunks: dict):
 
 class CheckpointTensors:
     """Global tensors of a torch_dist checkpoint read straight from its files, as :func:`stored_layout` says
-    they are stored."""
+    they are stored. ``prefix``: read the copy of the weights stored under it (``"ema."``: the moving average a
+    run with optimizer.ema_decay saves next to the model)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, prefix: str = "") -> None:
         self.path = path
+        self.prefix = prefix
         self.metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
 
     def shape(self, key: str) -> tuple[int, ...]:
-        if key not in self.metadata:
-            raise ConversionError(f"{self.path}: tensor {key!r} is not in the checkpoint")
-        return tuple(self.metadata[key].size)
+        if self.prefix + key not in self.metadata:
+            raise ConversionError(f"{self.path}: tensor {self.prefix + key!r} is not in the checkpoint")
+        return tuple(self.metadata[self.prefix + key].size)
 
     def dtype(self, key: str) -> torch.dtype:
-        return self.metadata[key].properties.dtype
+        return self.metadata[self.prefix + key].properties.dtype
 
     def load(self, stored: dict) -> dict[str, torch.Tensor]:
         """``{name: ShardedTensor or ShardedTensorFactory}`` (entries of :func:`stored_layout`) -> tensors."""
@@ -144,7 +146,7 @@ class CheckpointTensors:
                 )
             data = torch.empty(tuple(sh.local_shape), dtype=self.dtype(sh.key))
             # The axes megatron-core prepends (a layer-stacked key's layer) have size 1 in the chunk read.
-            chunks[(sh.key, tuple(sh.global_offset))] = data.view((1,) * sh.prepend_axis_num + data.shape)
+            chunks[(self.prefix + sh.key, tuple(sh.global_offset))] = data.view((1,) * sh.prepend_axis_num + data.shape)
             return data
 
         def read(x):
@@ -191,16 +193,19 @@ def export_hf(
     dtype: str | None = None,
     tokenizer: str | os.PathLike | None = None,
     max_shard_size: int = 5 * 2**30,
+    weights: str = "model",
 ) -> ExportResult:
     """Write the checkpoint under ``checkpoint`` (latest complete iteration, or an ``iter_*`` directory) as an
     HF model directory ``out``. ``dtype``: float32 / bfloat16 / float16 (default: the checkpoint's);
-    ``tokenizer``: directory whose tokenizer files are copied (default: the run's ``data.tokenizer``)."""
+    ``tokenizer``: directory whose tokenizer files are copied (default: the run's ``data.tokenizer``);
+    ``weights``: "model", or the name of other weights the checkpoint holds ("ema": the moving average of
+    optimizer.ema_decay)."""
     path, cfg = run_experiment_config(checkpoint)
     m = cfg.model
     adapter = get_adapter(m.family)
     if dtype is not None and dtype not in DTYPES:
         raise ConversionError(f"dtype={dtype!r}: choose one of {', '.join(DTYPES)}")
-    ckpt = CheckpointTensors(path)
+    ckpt = CheckpointTensors(path, "" if weights == "model" else f"{weights}.")
     outside, layers = stored_layout(cfg, padded_vocab=ckpt.shape(WORD_EMBEDDINGS)[0])
     out_dtype = DTYPES[dtype] if dtype else ckpt.dtype(WORD_EMBEDDINGS)
     out = Path(out)

@@ -57,10 +57,13 @@ _ARCHITECTURE = (
 _ROPE_ONLY = ("rotary_base",)
 
 
-def architecture_differences(want: ModelConfig, got: ModelConfig) -> list[str]:
-    """``field: a != b`` for each architecture field where ``got`` differs from ``want``."""
+def architecture_differences(want: ModelConfig, got: ModelConfig, skip: tuple[str, ...] = ()) -> list[str]:
+    """``field: a != b`` for each architecture field (but ``skip``) where ``got`` differs from ``want``."""
     fields = _ARCHITECTURE + (_ROPE_ONLY if want.position_embedding_type == "rope" else ())
-    return [f"{f}: {getattr(want, f)!r} != {getattr(got, f)!r}" for f in fields if getattr(want, f) != getattr(got, f)]
+    return [
+        f"{f}: {getattr(want, f)!r} != {getattr(got, f)!r}"
+        for f in fields if f not in skip and getattr(want, f) != getattr(got, f)
+    ]  # fmt: skip
 
 
 def experiment_config(
@@ -75,13 +78,14 @@ def experiment_config(
         m.vocab_size = vocab_size
     if preset:
         cfg = get_preset(preset)
-        diffs = architecture_differences(cfg.model, m)
+        diffs = architecture_differences(cfg.model, m, skip=adapter.training_choices)
         if diffs:
             raise ConversionError(
                 f"{where} is not the architecture of preset {preset!r} (preset != config.json): " + "; ".join(diffs)
             )
         # Keep the preset's training choices (kernels, padding divisor, dropout) around the HF architecture.
-        for f in ("kernels", "make_vocab_size_divisible_by", "hidden_dropout", "attention_dropout", "init_method_std"):
+        choices = ("kernels", "make_vocab_size_divisible_by", "hidden_dropout", "attention_dropout", "init_method_std")
+        for f in choices + adapter.training_choices:
             setattr(m, f, getattr(cfg.model, f))
         cfg.model = m
     else:

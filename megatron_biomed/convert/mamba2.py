@@ -62,6 +62,8 @@ class Mamba2Adapter(HFAdapter):
     family = "mamba2"
     architectures = ("Mamba2ForCausalLM",)
     model_type = "mamba2"
+    # No position embeddings: the sequence length is how long the training sequences are, not the weights'.
+    training_choices = ("seq_length",)
 
     config_class = "Mamba2Config"
     config_defaults = {

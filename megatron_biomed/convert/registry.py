@@ -76,6 +76,8 @@ class HFAdapter:
     config_defaults: ClassVar[dict]
     # Entries of an HF state dict that are buffers, not weights (skipped on import).
     ignored_hf_names: ClassVar[tuple[str, ...]] = ()
+    # ModelConfig architecture fields that this family's weights do not fix (an import keeps the preset's).
+    training_choices: ClassVar[tuple[str, ...]] = ()
 
     def read_config(self, hf: dict, where: str = "config.json") -> dict:
         """``hf`` (a ``config.json`` mapping) as transformers reads it: built into :attr:`config_class` and

@@ -62,6 +62,11 @@ class BlendRecipe:
 BLENDS: dict[str, BlendRecipe] = {
     r.name: r
     for r in (
+        # BioMamba paper (arXiv 2408.02600v3, abstract): "a balanced 80%/10%/10% mixture of PubMed abstracts, C4
+        # and Wikipedia". The authors' data code (LeoYML/BioMamba scripts/data_preparation/
+        # prepare_mix_ablation_data.py @ e61db22, the pubmed_mixed_10pct_general_10pct_wiki set their
+        # run_cpt_*.sh train on) adds C4 and Wikipedia documents numbering 10% of the PubMed documents each,
+        # i.e. 83.3/8.3/8.3 of the documents; we keep the paper's 80/10/10.
         BlendRecipe("biomamba", (
             BlendComponent("pubmed", 80, "PubMed abstracts (and/or PMC full text)"),
             BlendComponent("c4", 10, "general web text (C4 English)"),

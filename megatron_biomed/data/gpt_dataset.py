@@ -2,6 +2,12 @@
 
 Blending, splits and the index cache are megatron-core's (BlendedMegatronDatasetBuilder); this module
 turns our config into its config and feeds each data-parallel rank its slice of every global batch.
+
+``data.sample_layout`` picks how samples are cut from the documents (:data:`SAMPLE_LAYOUTS`): "packed" is
+megatron-core's GPTDataset (documents concatenated, cut into windows); "document" is
+:class:`DocumentPerSampleDataset`, one document per sample padded to the sequence length with the loss masked
+on the padding (LeoYML/BioMamba's continued pretraining: each document tokenized alone, truncated to 1,024,
+padded, the padding left out of the loss).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+import numpy
 import torch
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig, MockGPTDataset
@@ -29,6 +36,40 @@ class TokenInfo:
     def unique_identifiers(self) -> dict:
         # megatron-core hashes the dataset config, tokenizer included, to name its index cache files.
         return {"class": "TokenInfo", "vocab_size": self.vocab_size, "eod": self.eod}
+
+
+class DocumentPerSampleDataset(GPTDataset):
+    """One document per sample: its first ``sequence_length + 1`` tokens (the inputs and the labels shifted by
+    one), padded after it. Padding labels have loss mask 0 and token id 0 (megatron-core's GPTDataset handling of
+    its pad sentinel), so no sample trains across a document boundary or on padding; a causal model (Mamba2,
+    or a GPT with its causal mask) never lets the padding change the document's outputs. The documents of the
+    split are visited in a fresh random order each epoch (seeded by ``random_seed``), as many epochs as
+    ``num_samples`` needs."""
+
+    def _build_document_sample_shuffle_indices(self):
+        docs = numpy.asarray(self.indices, dtype=numpy.int64)
+        if docs.size == 0:
+            return docs, None, None
+        epochs = max(1, -(-(self.num_samples or docs.size) // docs.size))
+        rng = numpy.random.RandomState(self.config.random_seed)
+        order = numpy.concatenate([rng.permutation(docs) for _ in range(epochs)])
+        return order, None, None
+
+    def __len__(self) -> int:
+        return int(self.document_index.shape[0])
+
+    def _query_document_sample_shuffle_indices(self, idx: int):
+        doc = int(self.document_index[idx])
+        want = self.config.sequence_length + self.config.add_extra_token_to_sequence
+        length = min(int(self.dataset.sequence_lengths[doc]), want)
+        text = self.dataset.get(doc, offset=0, length=length).astype(numpy.int64)
+        padded = numpy.full(want, self._pad_token_id, dtype=numpy.int64)
+        padded[:length] = text
+        return padded, numpy.array([doc], dtype=numpy.int64), [length]
+
+
+# data.sample_layout -> the dataset class that cuts the samples.
+SAMPLE_LAYOUTS = {"packed": GPTDataset, "document": DocumentPerSampleDataset}
 
 
 def parse_blend(blend: Sequence) -> tuple[list[str], Optional[list[float]]]:
@@ -74,6 +115,7 @@ def build_gpt_datasets(
     reset_attention_mask: bool = False,
     eod_mask_loss: bool = False,
     create_attention_mask: bool = True,
+    sample_layout: str = "packed",
 ):
     """(train, valid, test) datasets of ``num_samples`` samples each (None where a split is empty).
 
@@ -96,7 +138,9 @@ def build_gpt_datasets(
         create_attention_mask=create_attention_mask,
         mmap_bin_files=True,
     )
-    cls = MockGPTDataset if mock else GPTDataset
+    if sample_layout not in SAMPLE_LAYOUTS:
+        raise DataError(f"data.sample_layout={sample_layout!r}: expected one of {', '.join(SAMPLE_LAYOUTS)}")
+    cls = MockGPTDataset if mock else SAMPLE_LAYOUTS[sample_layout]
     return BlendedMegatronDatasetBuilder(cls, list(num_samples), lambda: True, config).build()
 
 

@@ -67,6 +67,7 @@ class LanguageModelTask(Task):
             reset_position_ids=d.reset_position_ids,
             reset_attention_mask=d.reset_attention_mask,
             eod_mask_loss=d.eod_mask_loss,
+            sample_layout=d.sample_layout,
         )
         if train is None:
             raise DataSplitEmpty(f"data.split={d.split!r} leaves no training data")
@@ -88,6 +89,7 @@ class LanguageModelTask(Task):
                 reset_position_ids=d.reset_position_ids,
                 reset_attention_mask=d.reset_attention_mask,
                 eod_mask_loss=d.eod_mask_loss,
+                sample_layout=d.sample_layout,
             )
             out[name] = valid
         return out

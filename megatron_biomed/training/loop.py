@@ -37,6 +37,7 @@ from megatron_biomed.models.common import transformer_config
 from megatron_biomed.models.registry import flops_per_token
 from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import faults
+from megatron_biomed.training.ema import EMA_KEY, WeightEMA
 from megatron_biomed.training.lm_task import LanguageModelTask
 from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
@@ -97,11 +98,14 @@ class Trainer:
         self._extra_eval: dict | None = None
         self.tokens_info = tokens
         self.train_ds = self.valid_ds = None
+        self.ema = None  # WeightEMA with optimizer.ema_decay
         if forward_only:
             self.model, self.optimizer, self.scheduler = chunks, None, None
             self.writer = MetricsWriter(cfg, enabled=False)
             return
         self.writer = MetricsWriter(cfg, enabled=self.rank0)
+        if cfg.optimizer.ema_decay > 0:
+            self.ema = WeightEMA(lambda: task.build_model(cfg, self.tconfig), cfg.optimizer.ema_decay)
         ddp_config = DistributedDataParallelConfig(
             **ddp_knobs(cfg),
             overlap_grad_reduce=cfg.parallel.overlap_grad_reduce,
@@ -191,7 +195,9 @@ class Trainer:
         step_func = None
         if faults.kills_this_step(iteration, t.inject_kill_at, t.inject_kill_rank, self.ctx.env.rank):
             step_func = faults.with_rank_kill(self.task.forward_step, self.ctx.env.rank)
-        lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        # The rate this step uses (of the groups on the configured schedule: not a layer-wise decayed one).
+        groups = self.optimizer.param_groups
+        lr = next((g["lr"] for g in groups if g.get("default_config", True)), groups[0]["lr"])
         metrics = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject, step_func=step_func)
         loss = metrics[self.task.metric_names[0]]
         if not math.isfinite(loss):
@@ -203,6 +209,13 @@ class Trainer:
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
+            if self.ema is not None:
+                if self.cfg.parallel.overlap_param_gather:
+                    # The step updated only this rank's shard; the average needs the whole step's weights now
+                    # (as a save does: optimizer.py _gather_params_before_saving), at the cost of the overlap.
+                    for m in self.model:
+                        m.start_param_sync(force_sync=True)
+                self.ema.update(self.model)
         grad_norm = float(grad_norm if grad_norm is not None else float("nan"))
         return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics)
 
@@ -213,6 +226,13 @@ class Trainer:
         dataset = self.valid_ds if dataset is None else dataset
         if dataset is None or not self.cfg.train.eval_iters:
             return {name: float("nan") for name in names} | {"ppl": float("nan")}
+        if self.ema is not None and self.cfg.optimizer.ema_eval:
+            with self.ema.swapped_in(self.model):
+                return self._evaluate(dataset)
+        return self._evaluate(dataset)
+
+    def _evaluate(self, dataset) -> dict:
+        names = list(self.task.metric_names)
         for m in self.model:
             m.eval()
         totals = dict.fromkeys(names, 0.0)
@@ -246,6 +266,7 @@ class Trainer:
                 dist_opt_format=ck.dist_optimizer_format,
                 keep_last=ck.keep_last,
                 run_config=self.cfg.to_dict(),
+                extra_models=self._extra_models(),
             )
             if ck.async_save:
                 if self.async_saver is None:
@@ -328,7 +349,18 @@ class Trainer:
         if self.rank0:
             log.error("checkpoint save failed, training goes on (checkpoint.on_save_error=continue): %s", error)
 
+    def _extra_models(self) -> dict:
+        """The weights besides the model that checkpoints hold (the moving average, with optimizer.ema_decay)."""
+        return {EMA_KEY: self.ema.chunks} if self.ema is not None else {}
+
     def load(self) -> None:
+        """Resume from checkpoint.load, or initialise the weights from checkpoint.init_from; a moving average
+        (optimizer.ema_decay) is resumed with the rest, or starts at the weights the run starts from."""
+        resumed = self._load()
+        if self.ema is not None and not resumed:
+            self.ema.reset(self.model)
+
+    def _load(self) -> bool:
         ck = self.cfg.checkpoint
         if ck.load:
             state = load_checkpoint(
@@ -339,6 +371,7 @@ class Trainer:
                 use_dist_opt=self.cfg.parallel.use_distributed_optimizer,
                 dist_opt_format=ck.dist_optimizer_format,
                 verify_checksums=ck.verify_checksums,
+                extra_models=self._extra_models(),
             )
             if state is not None:
                 self.state = state
@@ -349,7 +382,7 @@ class Trainer:
                         state.iteration,
                         state.consumed_samples,
                     )
-                return
+                return True
         if ck.init_from:
             load_checkpoint(
                 ck.init_from,
@@ -360,6 +393,7 @@ class Trainer:
             )
             if self.rank0:
                 log.info("initialised model weights from %s", ck.init_from)
+        return False
 
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict:

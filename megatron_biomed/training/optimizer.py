@@ -5,6 +5,11 @@ shrinks weights by ``(lr_t / lr_peak) * wd`` each step, where PyTorch/Megatron A
 The two coincide when the Megatron weight decay is ``wd / lr_peak``, so decoupled AdamW is megatron-core's
 AdamW with that weight decay: same kernels (PyTorch, Apex or TE), same distributed optimizer, same
 checkpoints. BioMedLM's wd 1.6e-5 at lr 1.6e-4 is Megatron weight decay 0.1.
+
+Two more recipe options ride on megatron-core's own mechanisms: layer-wise learning-rate decay is a
+``max_lr``/``min_lr`` param-group override per layer (``get_megatron_optimizer``'s ``config_overrides``, merged
+with its standard no-decay-on-biases-and-norms overrides), so the scheduler scales every group's warmup, plateau
+and decay alike; warmup-stable-decay is OptimizerParamScheduler's "WSD" style.
 """
 
 from __future__ import annotations
@@ -12,14 +17,13 @@ from __future__ import annotations
 import torch
 from megatron.core import optimizer as mc_optimizer
 from megatron.core.optimizer import OptimizerConfig as MCOptimizerConfig
-from megatron.core.optimizer import get_megatron_optimizer
+from megatron.core.optimizer import ParamKey, get_megatron_optimizer, get_standard_config_overrides
+from megatron.core.optimizer.optimizer_config import ParamPredicate
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.config.training import OptimizerConfig
+from megatron_biomed.config.training import LR_DECAY_STYLES, OptimizerConfig
 from megatron_biomed.parallel.cpu import patch_distrib_optimizer_step_restore
-
-_STYLES = {"cosine", "linear", "constant"}
 
 
 def megatron_weight_decay(opt: OptimizerConfig) -> float:
@@ -43,6 +47,46 @@ def ddp_knobs(cfg: ExperimentConfig) -> dict:
     }
 
 
+def parameter_layers(model_chunks: list) -> dict[int, int]:
+    """``id(parameter) -> layer number`` (1-based, global over pipeline stages: megatron-core's
+    ``layer_number``) for every parameter inside a layer; embedding, final norm and output layer are absent."""
+    owner: dict[int, int] = {}
+    for chunk in model_chunks:
+        claimed: list[str] = []
+        for name, module in chunk.named_modules():
+            number = getattr(module, "layer_number", None)
+            if not isinstance(number, int) or any(name.startswith(c + ".") for c in claimed):
+                continue  # the outermost module with a layer number owns its parameters (not its mixer)
+            claimed.append(name)
+            for param in module.parameters():
+                owner[id(param)] = number
+    return owner
+
+
+def layer_lr_multipliers(num_layers: int, decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: layer ``l`` (1..num_layers) trains at ``decay ** (num_layers - l)``
+    of the rate (LeoYML/BioMamba ft_biomamba/model.py ``get_layer_lr_groups``: the top layer at the full rate)."""
+    return {layer: decay ** (num_layers - layer) for layer in range(1, num_layers + 1)}
+
+
+def layer_lr_overrides(cfg: ExperimentConfig, model_chunks: list) -> dict:
+    """megatron-core param-group overrides (``ParamKey`` -> ``{"max_lr", "min_lr"}``) for
+    ``optimizer.layer_lr_decay`` ({} when it is 1.0)."""
+    opt = cfg.optimizer
+    if opt.layer_lr_decay == 1.0:
+        return {}
+    owner = parameter_layers(model_chunks)
+    overrides = {}
+    for layer, mult in layer_lr_multipliers(cfg.model.num_layers, opt.layer_lr_decay).items():
+        if mult == 1.0:
+            # The top layer trains at the configured rates: it stays in the default groups (megatron-core pairs
+            # saved and live groups by their settings on load; two groups with equal settings would collide).
+            continue
+        key = ParamKey(predicate=ParamPredicate(name=f"layer_{layer}", fn=lambda p, n=layer: owner.get(id(p)) == n))
+        overrides[key] = {"max_lr": opt.lr * mult, "min_lr": opt.min_lr * mult}
+    return overrides
+
+
 def _gather_params_before_saving(optimizer, model_chunks: list) -> None:
     """With ``overlap_param_gather`` the optimizer step updates only this rank's shard of the parameters;
     the other shards arrive with the next forward's all-gathers (megatron-core marks them pending when the
@@ -64,8 +108,8 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
     """(MegatronOptimizer, OptimizerParamScheduler) for the DDP-wrapped model chunks."""
 
     opt, t = cfg.optimizer, cfg.train
-    if opt.lr_decay_style not in _STYLES:
-        raise ValueError(f"optimizer.lr_decay_style={opt.lr_decay_style!r}: expected one of {sorted(_STYLES)}")
+    if opt.lr_decay_style not in LR_DECAY_STYLES:
+        raise ValueError(f"optimizer.lr_decay_style={opt.lr_decay_style!r}: expected one of {LR_DECAY_STYLES}")
     wd = megatron_weight_decay(opt)
     mc_config = MCOptimizerConfig(
         optimizer="adam",
@@ -83,14 +127,31 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
         overlap_param_gather=cfg.parallel.overlap_param_gather,
         decoupled_weight_decay=True,
     )
-    optimizer = get_megatron_optimizer(mc_config, model_chunks)
+    overrides = get_standard_config_overrides(mc_config) | layer_lr_overrides(cfg, model_chunks)
+    optimizer = get_megatron_optimizer(mc_config, model_chunks, config_overrides=overrides)
     if cfg.parallel.overlap_param_gather:
         _gather_params_before_saving(optimizer, model_chunks)
     if mc_optimizer.USING_PYTORCH_OPTIMIZER and cfg.parallel.use_distributed_optimizer:
         patch_distrib_optimizer_step_restore()  # also on GPUs without TE/Apex
-    decay_iters = opt.lr_decay_iters if opt.lr_decay_iters is not None else t.train_iters
+    scheduler = build_scheduler(opt, t.train_iters, optimizer, wd)
+    return optimizer, scheduler
+
+
+def build_scheduler(opt: OptimizerConfig, train_iters: int, optimizer, wd: float) -> OptimizerParamScheduler:
+    """megatron-core's OptimizerParamScheduler for ``opt`` (linear warmup from 0, then the decay style; each
+    param group between its own ``max_lr`` and ``min_lr``)."""
+    decay_iters = opt.lr_decay_iters if opt.lr_decay_iters is not None else train_iters
     decay_iters = max(decay_iters, opt.lr_warmup_iters + 1)
-    scheduler = OptimizerParamScheduler(
+    wsd = {}
+    if opt.lr_decay_style == "WSD":
+        if opt.lr_wsd_decay_iters is None or not 0 < opt.lr_wsd_decay_iters <= decay_iters - opt.lr_warmup_iters:
+            raise ValueError(
+                "optimizer.lr_decay_style=WSD needs optimizer.lr_wsd_decay_iters in "
+                f"1..{decay_iters - opt.lr_warmup_iters} (the decay iterations after warmup), "
+                f"got {opt.lr_wsd_decay_iters}"
+            )
+        wsd = {"wsd_decay_steps": opt.lr_wsd_decay_iters, "lr_wsd_decay_style": opt.lr_wsd_decay_style}
+    return OptimizerParamScheduler(
         optimizer,
         init_lr=0.0 if opt.lr_warmup_iters > 0 else opt.lr,
         max_lr=opt.lr,
@@ -102,5 +163,5 @@ def build_optimizer(cfg: ExperimentConfig, model_chunks: list):
         end_wd=wd,
         wd_incr_steps=decay_iters,
         wd_incr_style="constant",
+        **wsd,
     )
-    return optimizer, scheduler

@@ -28,9 +28,9 @@ SBATCH = BIOMAMBA / "continue_pretrain.sbatch"
 SIZES = {"130m": 129.0, "370m": 368.3, "780m": 780.2, "1.3b": 1343.8, "2.7b": 2702.6}
 # launcher -> (world size, micro-batches per step)
 PLANS = {
-    "130m.sh": (8, 2), "370m.sh": (8, 4), "780m.sh": (8, 4), "1.3b.sh": (8, 8), "2.7b.sh": (8, 8),
-    "130m.sbatch": (8, 2), "370m.sbatch": (8, 4), "780m.sbatch": (16, 2), "1.3b.sbatch": (32, 2),
-    "2.7b.sbatch": (64, 1),
+    "130m.sh": (8, 2), "370m.sh": (8, 5), "780m.sh": (8, 4), "1.3b.sh": (8, 8), "2.7b.sh": (8, 6),
+    "130m.sbatch": (8, 2), "370m.sbatch": (8, 5), "780m.sbatch": (16, 2), "1.3b.sbatch": (32, 2),
+    "2.7b.sbatch": (24, 2),
 }  # fmt: skip
 
 
@@ -40,14 +40,19 @@ def _script(name: str):
     return BIOMAMBA / f"continue_pretrain.{ext}", size
 
 
-def recipe_sizes() -> dict[str, dict[str, int]]:
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def recipe_sizes() -> dict[str, dict[str, int | float]]:
     """The sizes table the launchers read (BIOMAMBA_SIZES in _recipe.sh): size -> its columns."""
     text = (BIOMAMBA / "_recipe.sh").read_text()
     table = re.search(r'^BIOMAMBA_SIZES="\n(.*?)^"', text, re.M | re.S).group(1).splitlines()
     header = table[0].lstrip("# ").split()
-    assert header == ["size", "layers", "hidden", "micro-batch", "nodes"], header
+    assert header == ["size", "layers", "hidden", "global-batch", "layer-lr-decay", "train-iters", "warmup",
+                      "wsd-decay", "micro-batch", "nodes"], header  # fmt: skip
     rows = [line.split() for line in table[1:] if line.strip()]
-    return {row[0]: dict(zip(header[1:], map(int, row[1:]), strict=True)) for row in rows}
+    return {row[0]: dict(zip(header[1:], map(_number, row[1:]), strict=True)) for row in rows}
 
 
 @pytest.mark.parametrize("name", list(PLANS))
@@ -61,7 +66,7 @@ def test_dry_run_plan(name, tmp_path, capsys):
     assert plan["tensor_model_parallel_size"] == 1 and plan["precision"] == "bf16"
     assert plan["model"]["family"] == "mamba2"
     assert (plan["model"]["vocab_size"], plan["model"]["padded_vocab_size"]) == (50277, 50288)
-    assert plan["tokens_per_step"] == 256 * 2048
+    assert plan["tokens_per_step"] == PRESETS[f"biomamba-{size}"]().train.global_batch_size * 1024
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -78,6 +83,14 @@ def test_recipe_configuration(size, tmp_path):
     assert cfg.train.eval_interval > 0
     assert cfg.checkpoint.init_from == f"/d/checkpoints/mamba2-{size}"
     assert cfg.checkpoint.load == cfg.checkpoint.save  # a restarted job resumes instead of re-initialising
+    # The authors' optimizer, schedule, batch and samples: what the preset holds (tests/config/
+    # test_published_biomamba.py checks the preset against the published values).
+    preset = PRESETS[f"biomamba-{size}"]()
+    assert cfg.optimizer == preset.optimizer
+    assert (cfg.model.seq_length, cfg.data.sample_layout) == (preset.model.seq_length, "document")
+    assert (cfg.train.global_batch_size, cfg.train.train_iters, cfg.train.eval_interval) == (
+        preset.train.global_batch_size, preset.train.train_iters, preset.train.eval_interval
+    )
 
 
 def test_tp2_is_refused_with_what_to_do(tmp_path, capsys):
@@ -91,12 +104,18 @@ def test_tp2_is_refused_with_what_to_do(tmp_path, capsys):
 
 
 def test_sizes_table_is_the_presets():
-    """The launchers offer exactly the biomamba-<size> presets, with the presets' layers and hidden size."""
+    """The launchers offer exactly the biomamba-<size> presets, with the presets' layers, hidden size, batch,
+    layer-wise lr decay and schedule steps."""
     table = recipe_sizes()
     assert list(table) == list(BIOMAMBA_SHAPES)
     for size, row in table.items():
         assert f"biomamba-{size}" in PRESETS
         assert (row["hidden"], row["layers"]) == BIOMAMBA_SHAPES[size]
+        cfg = PRESETS[f"biomamba-{size}"]()
+        o, t = cfg.optimizer, cfg.train
+        assert (row["global-batch"], row["layer-lr-decay"], row["train-iters"], row["warmup"], row["wsd-decay"]) == (
+            t.global_batch_size, o.layer_lr_decay, t.train_iters, o.lr_warmup_iters, o.lr_wsd_decay_iters
+        )
 
 
 def _value(argv: list[str], field: str) -> str:
@@ -164,7 +183,7 @@ def test_sbatch_names_the_planned_nodes(tmp_path):
     proc = run_launcher(SBATCH, "2.7b")
     assert proc.returncode == 1
     assert "not inside a SLURM job" in proc.stderr
-    assert f"sbatch --nodes=8 --job-name=biomamba-2.7b {SBATCH} 2.7b" in proc.stderr
+    assert f"sbatch --nodes=3 --job-name=biomamba-2.7b {SBATCH} 2.7b" in proc.stderr
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     recorder(bin_dir, "srun")
@@ -172,4 +191,4 @@ def test_sbatch_names_the_planned_nodes(tmp_path):
                         SLURM_JOB_NUM_NODES=2, SLURM_SUBMIT_DIR=ROOT, CHECKPOINT_DIR=tmp_path / "ck",
                         TENSORBOARD_DIR=tmp_path / "tb")
     assert proc.returncode == 0, proc.stderr
-    assert "biomamba-2.7b is planned for 8 node(s)" in proc.stderr and "this job has 2" in proc.stderr
+    assert "biomamba-2.7b is planned for 3 node(s)" in proc.stderr and "this job has 2" in proc.stderr
