@@ -1,10 +1,15 @@
-"""Starting a fine-tune from a checkpoint (any layout, only --init-from), clear mismatch errors, exact resume."""
+"""Starting a fine-tune from a checkpoint (any layout, only --init-from; a fine-tune with its head), clear mismatch
+errors, exact resume."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 from launch import read_metrics, run_finetune, run_pretrain
 from toydata import FT_BASE, task_args
+
+from megatron_biomed.config.loading import load_config
+from megatron_biomed.models.heads import ScoringHead
 
 TP2PP2 = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
 
@@ -38,10 +43,39 @@ def test_body_saved_at_tp2_pp2_fine_tunes_at_tp1_and_back(toy, tmp_path):
     assert abs(tp1 - tp2pp2) <= 5e-7 * abs(tp1)
 
 
-def test_head_mismatch_is_a_clear_error_naming_the_tensor(toy, tmp_path):
-    """A classification fine-tune (3 labels) cannot start from a multiple-choice one (a 1-output head)."""
+def _saved(root, suffix: str) -> torch.Tensor:
+    """The tensor whose key ends with ``suffix`` in the latest checkpoint under ``root``, read with torch's DCP."""
+    import torch.distributed.checkpoint as dcp
+
+    from megatron_biomed.checkpoint import checkpoint_path
+
+    reader = dcp.FileSystemReader(str(checkpoint_path(str(root))))
+    meta = reader.read_metadata().state_dict_metadata
+    keys = [k for k in meta if k.endswith(suffix) and "optimizer" not in k]  # the weight, not its Adam moments
+    assert len(keys) == 1, sorted(meta)
+    key = keys[0]
+    out = {key: torch.empty(meta[key].size, dtype=meta[key].properties.dtype)}
+    dcp.load(out, storage_reader=reader, no_dist=True)
+    return out[key]
+
+
+def test_continuing_a_fine_tune_carries_its_head_or_names_the_mismatch(toy, tmp_path):
+    """--init-from a fine-tune --init-with-head (BioMedLM's MedMCQA -> MedQA head) starts from its trained head,
+    bit for bit (one step at lr 0 saves it unchanged; a fresh head, the seeded init, differs). A classification
+    fine-tune (3 labels) cannot start from a multiple-choice one (a 1-output head): a clear error."""
     mc = tmp_path / "mc"
     run_finetune(1, task_args(toy, "mc") + ["--save", str(mc)], FT_BASE + ["train.train_iters=1"], tmp_path)
+    args = task_args(toy, "mc")
+    args[args.index("--init-from") + 1] = str(mc)
+    run_finetune(1, args + ["--init-with-head", "--save", str(tmp_path / "next")],
+                 FT_BASE + ["train.train_iters=1", "optimizer.lr=0", "optimizer.min_lr=0"], tmp_path)  # fmt: skip
+    for name in ("head.proj.weight", "head.proj.bias"):
+        assert torch.equal(_saved(tmp_path / "next", name), _saved(mc, name)), name
+    cfg = load_config("tiny-biomedlm")
+    fresh = ScoringHead(cfg.model.hidden_size, 1, bias=True, init_std=cfg.model.init_method_std,
+                        dtype=torch.float32, seed=cfg.train.seed)  # fmt: skip
+    assert not torch.equal(fresh.proj.weight.detach(), _saved(mc, "head.proj.weight"))
+
     args = task_args(toy, "classify")
     args[args.index("--init-from") + 1] = str(mc)
     proc = run_finetune(1, args, FT_BASE, tmp_path, check=False)
