@@ -77,7 +77,8 @@ def train_sources(cfg: ExperimentConfig) -> list[tuple[str, str]]:
         if not sep or fmt not in READERS:  # a bare path (possibly with a colon of its own)
             fmt, path = t.format, str(entry)
         if not path:
-            raise TaskSetupError(f"task.train_files entry {entry!r}: expected FORMAT:PATH with FORMAT one of {list(READERS)}")
+            known = ", ".join(READERS)
+            raise TaskSetupError(f"task.train_files entry {entry!r}: expected FORMAT:PATH (FORMAT one of {known})")
         out.append((fmt, path))
     return out
 

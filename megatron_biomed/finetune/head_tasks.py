@@ -2,8 +2,8 @@
 
 A micro-batch of ``m`` items with ``C`` options each goes through the model as ``m * C`` sequences (the
 schedule is told so by :meth:`rows_per_sample`); the head scores the position the input format names
-(``task.input_format``, finetune/formats.py: the last real token, or the last ``[SEP]`` / ``<|ANSWER|>``); the loss is the
-cross-entropy over each item's options (or labels), summed, and normalised by the number of items in the
+(``task.input_format``, finetune/formats.py: the last real token, or the last ``[SEP]`` / ``<|ANSWER|>``);
+the loss is the cross-entropy over each item's options (or labels), summed, and normalised by the number of items in the
 global batch (megatron-core's per-token loss path with items as the unit).
 """
 

@@ -239,7 +239,8 @@ def test_mmlu_head_trains_on_medmcqa_and_medqa_then_scores_mmlu(tmp_path, capsys
     assert proc.returncode == 0, proc.stderr
     argv = record.read_text().split("\0")[:-1]
     assert argv[0] == "tools/evaluate.py" and argv[argv.index("--head") + 1] == "mc"
-    assert argv[argv.index("--format") + 1] == "mmlu" and argv[argv.index("--test-file") + 1] == "/d/mmlu/anatomy_test.csv"
+    assert argv[argv.index("--format") + 1] == "mmlu"
+    assert argv[argv.index("--test-file") + 1] == "/d/mmlu/anatomy_test.csv"
 
 
 # --- what the launchers start ------------------------------------------------------------------------------

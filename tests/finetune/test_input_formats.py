@@ -24,7 +24,8 @@ from megatron_biomed.models.heads import find_head, flatten_choices, head_forwar
 from megatron_biomed.training.tasks import build_task
 
 SEQ = 16
-PAD, SEP, CTX, Q1, ANS = ADDED["[PAD]"], ADDED["[SEP]"], ADDED["<|CONTEXT|>"], ADDED["<|QUESTION1|>"], ADDED["<|ANSWER|>"]
+PAD, SEP, ANS = ADDED["[PAD]"], ADDED["[SEP]"], ADDED["<|ANSWER|>"]
+CTX, Q1 = ADDED["<|CONTEXT|>"], ADDED["<|QUESTION1|>"]
 MC = [("Which?", ["red", "a long green option", "cat", "dog"])]
 MC_ROWS = [{"question": q, "options": dict(zip("ABCD", o, strict=True)), "answer_idx": "B"} for q, o in MC]
 PQA = {
