@@ -4,9 +4,17 @@
     python tools/extend_vocab.py --base-tokenizer tokenizers/gpt2 --input data/pubmed/*.jsonl \
         --json-keys text --top-n 2000 --output-dir tokenizers/gpt2-pubmed
 
+Or add the tokens a fine-tuning input format needs (BioMedLM's ``[PAD]``/``[CLS]``/``[SEP]`` for multiple
+choice, ``[PAD]`` and ``<|CONTEXT|>``... for PubMedQA / BioASQ) as added tokens:
+
+    python tools/extend_vocab.py --base-tokenizer tokenizers/biomedlm --input-format biomedlm-mc \
+        --output-dir tokenizers/biomedlm-mc
+    python tools/extend_vocab.py --base-tokenizer tokenizers/biomedlm --special-tokens "[PAD]" "[SEP]" ...
+
 Writes the extended Hugging Face tokenizer directory plus ``new_token_pieces.json``
 ({new id: [base ids it replaces]}; initialise each new embedding row as their mean) and
-``extend_vocab_summary.json`` (the words, their counts and pieces).
+``extend_vocab_summary.json`` (the words, their counts and pieces). ``tools/convert_hf.py import
+--extend-vocab DIR`` then grows a checkpoint's embedding to match.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from megatron_biomed.data.jsonl import (
     expand_inputs,
     iter_texts,
 )
+from megatron_biomed.finetune.formats import INPUT_FORMATS, input_format
 from megatron_biomed.tokenizer import load_tokenizer
 from megatron_biomed.tokenizer.extend import (
     ExtendVocabConfig,
+    add_special_tokens,
     extend_tokenizer,
     mine_fragmented_words,
 )
@@ -36,7 +46,11 @@ from megatron_biomed.tokenizer.extend import (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base-tokenizer", required=True, help="Hugging Face tokenizer directory")
-    p.add_argument("--input", nargs="+", required=True, help="domain JSONL files, globs or directories")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--input", nargs="+", help="domain JSONL files, globs or directories (mine words)")
+    what.add_argument("--special-tokens", nargs="+", metavar="TOKEN", help="add these tokens (added tokens)")
+    what.add_argument("--input-format", choices=INPUT_FORMATS.names(),
+                      help="add the tokens this fine-tuning input format needs (task.input_format)")
     p.add_argument("--json-keys", nargs="+", default=["text"])
     p.add_argument("--output-dir", required=True)
     p.add_argument("--top-n", type=int, default=2000, help="how many words to add")
@@ -50,6 +64,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = load_tokenizer(args.base_tokenizer)
+    if args.special_tokens or args.input_format:
+        tokens = args.special_tokens or input_format(args.input_format).added_tokens
+        pieces = add_special_tokens(args.base_tokenizer, tokens, args.output_dir)
+        ext = load_tokenizer(args.output_dir)
+        print(f"added {len(pieces)} tokens: vocab {base.vocab_size:,} -> {ext.vocab_size:,}")
+        for token in tokens:
+            print(f"  {token!r}: id {ext.token_to_id(token)}")
+        print(f"wrote {args.output_dir} (tokenizer + new_token_pieces.json)")
+        return 0
     cfg = ExtendVocabConfig(top_n=args.top_n, min_pieces=args.min_pieces, min_count=args.min_count)
     report = BadRecordReport()
     texts = iter_texts(expand_inputs(args.input),

@@ -17,8 +17,12 @@
 # reports (Bolton et al. 2024) were not available to us, so those are marked "our choice" and are the first
 # things to sweep.
 
-# The pretrained checkpoint (pretrain_2.7b.sh's CHECKPOINT_DIR); weights only, the head starts fresh.
-INIT_FROM="${INIT_FROM:-${REPO_DIR}/runs/biomedlm-2.7b/checkpoints}"
+# The input format (finetune/formats.py; the task launcher picks BioMedLM's) and the checkpoint to start from:
+# the pretrained model with that format's added tokens (prepare_finetune_vocab.sh makes it from pretrain_2.7b.sh's
+# checkpoint or the released HF model; ADDED_TOKENS, mc or seqcls, is set by the task launcher); weights only,
+# the head starts fresh (add --init-with-head to continue a fine-tune with its head: finetune_medqa_from_medmcqa.sh).
+INPUT_FORMAT="${INPUT_FORMAT:-plain}"
+INIT_FROM="${INIT_FROM:-${REPO_DIR}/runs/biomedlm-2.7b-vocab-${ADDED_TOKENS}/checkpoints}"
 # Empty: the tokenizer the checkpoint recorded (data.tokenizer in its run_config.yaml).
 TOKENIZER="${TOKENIZER-}"
 
@@ -46,6 +50,7 @@ source "${REPO_DIR}/examples/_finetune.sh"
 RECIPE=(
   "${TASK_ARGS[@]}"
   --preset biomedlm-2.7b
+  --set task.input_format="${INPUT_FORMAT}"
   --set task.prompt_template=biomedlm
   # AdamW with the Hugging Face Trainer's defaults (BioMedLM code sets none of them): linear warmup over
   # half the steps (warmup_ratio 0.5 -> WARMUP_ITERS), then linear decay to 0.

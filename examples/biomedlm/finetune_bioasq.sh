@@ -2,7 +2,8 @@
 # BioMedLM 2.7B fine-tuned on BioASQ yes/no questions with a sequence-classification head, with
 # torchrun on one node of 8 GPUs by default (as BioMedLM's own fine-tuning ran: one node, 8 processes).
 #
-#   INIT_FROM=runs/biomedlm-2.7b/checkpoints bash examples/biomedlm/finetune_bioasq.sh
+#   bash examples/biomedlm/prepare_finetune_vocab.sh    # once: the checkpoints with the formats' added tokens
+#   bash examples/biomedlm/finetune_bioasq.sh
 #   DRY_RUN=1 bash examples/biomedlm/finetune_bioasq.sh        # print the plan only (no GPU, no torchrun)
 #   TRAIN_FILE=training7b.json VALID_FILE= bash examples/biomedlm/finetune_bioasq.sh  # no dev split
 #
@@ -40,13 +41,19 @@ EVAL_INTERVAL=0
 LOG_INTERVAL=100
 
 # --- the task ----------------------------------------------------------------------------------------
+# "<|CONTEXT|> context <|QUESTION1|> question <|ANSWER|>", the head on the final <|ANSWER|>: the BioMedLM paper's
+# format (arXiv 2403.18421 §4.4: context, question and answer tokens, the classifier on the final special
+# token). BioMedLM code as released (finetune/seqcls/run_seqcls_gpt.py) adds those tokens but leaves the lines
+# that insert them commented out, so it runs the plain pair (context, question): INPUT_FORMAT=biomedlm-pair.
+INPUT_FORMAT="${INPUT_FORMAT:-biomedlm-tokens}"
+ADDED_TOKENS=seqcls                   # [PAD] <|CONTEXT|> <|QUESTION1|> <|QUESTION2|> <|ANSWER|> (BioMedLM code)
 TASK_ARGS=(
   --task classify
   --format bioasq
-  # One sequence per item: "{context} {question}", the question last so that truncation from the left
-  # cuts the start of a long context, never the question; 1024 tokens, the model's whole context (our
-  # choice: BioMedLM code's {seq_len} is a placeholder), so abstracts are rarely cut. A Linear(hidden,
-  # 2, bias=False) head on the last token (GPT2ForSequenceClassification, as in BioMedLM code).
+  # 1024 tokens, the model's whole context (our choice: BioMedLM code's {seq_len} is a placeholder), so
+  # abstracts are rarely cut; longer ones are cut longest-first from the right (the context's end: BioMedLM
+  # code's truncation=True), the markers kept. A Linear(hidden, 2, bias=False) head
+  # (GPT2ForSequenceClassification, as in BioMedLM code).
   --set task.max_seq_length=1024
   --set task.num_labels=2
 )

@@ -2,7 +2,8 @@
 # BioMedLM 2.7B fine-tuned on MedQA (USMLE, 4 options) with a multiple-choice head, with torchrun on one
 # node of 8 GPUs by default (as BioMedLM's own fine-tuning ran: one node, torch.distributed.launch).
 #
-#   INIT_FROM=runs/biomedlm-2.7b/checkpoints bash examples/biomedlm/finetune_medqa.sh
+#   bash examples/biomedlm/prepare_finetune_vocab.sh    # once: the checkpoints with the formats' added tokens
+#   bash examples/biomedlm/finetune_medqa.sh
 #   DRY_RUN=1 bash examples/biomedlm/finetune_medqa.sh            # print the plan only (no GPU, no torchrun)
 #   EPOCHS=3 LR=1e-5 bash examples/biomedlm/finetune_medqa.sh     # one point of a grid (warmup follows)
 #
@@ -35,11 +36,14 @@ EVAL_INTERVAL=500
 LOG_INTERVAL=20
 
 # --- the task ----------------------------------------------------------------------------------------
+INPUT_FORMAT="${INPUT_FORMAT:-biomedlm-mc}"  # BioMedLM code: finetune/mc/run_multiple_choice.py (finetune/formats.py)
+ADDED_TOKENS=mc                       # its added tokens: [PAD] [CLS] [SEP] (prepare_finetune_vocab.sh)
 TASK_ARGS=(
   --task mc
   --format medqa
-  # One sequence per (question, option): "{question} {option}", 512 tokens (BioMedLM code), truncated from
-  # the left so the option is kept; a Linear(hidden, 1) head scores each option's last token.
+  # One sequence per (question, option): "question[SEP] option[SEP]" (INPUT_FORMAT=biomedlm-mc, BioMedLM code
+  # run_multiple_choice.py), 512 tokens (BioMedLM code), cut longest-first from the right, padded with [PAD];
+  # a Linear(hidden, 1) head scores each option's final [SEP].
   --set task.max_seq_length=512
   --set task.num_choices=4
 )

@@ -104,9 +104,9 @@ def _resume_path(root: Path, newest: int, checksums: bool) -> Path:
 def _check_against_checkpoint(model_sd: dict, path: Path, new_prefixes: tuple[str, ...]) -> list[str]:
     """Compare this model's sharded tensors with what the checkpoint holds, before anything is loaded.
 
-    Parameters under ``new_prefixes`` (a head the task adds) that the checkpoint lacks are dropped from
-    ``model_sd`` and left at their fresh initialisation; their local names are returned. A body tensor the
-    checkpoint lacks, or any shape mismatch, is a CheckpointError naming the tensor.
+    Parameters under ``new_prefixes`` (a head the task adds) are dropped from ``model_sd`` and left at their
+    fresh initialisation, whether the checkpoint holds them or not; their local names are returned. Any other
+    tensor the checkpoint lacks, or any shape mismatch, is a CheckpointError naming the tensor.
     """
     saved = dist_checkpointing.load_tensors_metadata(str(path))
     problems, dropped = [], []
@@ -114,12 +114,12 @@ def _check_against_checkpoint(model_sd: dict, path: Path, new_prefixes: tuple[st
         value = model_sd[name]
         if not isinstance(value, ShardedTensor):
             continue
+        if any(name.startswith(p) for p in new_prefixes):
+            del model_sd[name]
+            dropped.append(name)
+            continue
         if value.key not in saved:
-            if any(name.startswith(p) for p in new_prefixes):
-                del model_sd[name]
-                dropped.append(name)
-            else:
-                problems.append(f"tensor '{value.key}' is not in the checkpoint")
+            problems.append(f"tensor '{value.key}' is not in the checkpoint")
             continue
         want, got = tuple(value.global_shape), tuple(saved[value.key].global_shape)
         if want != got:
@@ -152,7 +152,8 @@ def load_checkpoint(
 
     Returns the TrainState to resume from, or None when ``root`` holds no checkpoint yet. With
     ``weights_only``, ``root`` may be an ``iter_*`` directory, and parameters whose names start with one of
-    ``new_params`` may be absent from the checkpoint (they keep their fresh initialisation).
+    ``new_params`` are not loaded: they keep their fresh initialisation whether the checkpoint holds them or
+    not (a head started fresh on a fine-tuned body; pass none to load such a head too).
 
     The checkpoint is first checked against its manifest (sizes, and checksums unless ``verify_checksums`` is
     False); a resume from ``root`` without an ``iteration`` falls back to the newest checkpoint that verifies.

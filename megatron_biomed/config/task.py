@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 # task.chat_template choices (finetune/prompts.py renders them). task.name and task.format name registered
@@ -23,13 +23,22 @@ class TaskConfig:
     format: Optional[str] = None
     train_file: Optional[str] = None
     valid_file: Optional[str] = None
+    # More training files, each "FORMAT:PATH" (or "PATH": read in task.format), whose items join train_file's
+    # (e.g. MedMCQA + MedQA for BioMedLM's MMLU head); every file is read and counted on its own.
+    train_files: list = field(default_factory=list)
     # Skip bad records (counted by reason) instead of stopping at the first one.
     skip_bad: bool = False
     # MedMCQA's "cop" is 0-based in some releases and 1-based in others: say which (0 or 1).
     medmcqa_cop_base: Optional[int] = None
-    # Prompt template name (see finetune/prompts.py) or an inline template with {context} {question} {option}.
+    # mc / classify: how an item becomes tokens and which one the head reads (finetune/formats.py INPUT_FORMATS):
+    # "plain" (prompt_template's text, read at the last token), "biomedlm-mc", "biomedlm-pair", "biomedlm-tokens".
+    input_format: str = "plain"
+    # mc / classify: the side a too-long sequence is cut from, "left" or "right"; empty = the input format's own.
+    truncation: str = ""
+    # Prompt template name (see finetune/prompts.py) or an inline template with {context} {question} {option}
+    # (input_format=plain only).
     prompt_template: str = "biomedlm"
-    # Longest sequence a task builds (tokens); 0 = model.seq_length. Longer prompts are truncated from the left.
+    # Longest sequence a task builds (tokens); 0 = model.seq_length. Longer prompts are truncated (task.truncation).
     max_seq_length: int = 0
     # classify: number of labels (0 = from the data: PubMedQA 3, BioASQ yes/no 2).
     num_labels: int = 0

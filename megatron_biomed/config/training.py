@@ -88,6 +88,9 @@ class CheckpointConfig:
     load: Optional[str] = None
     # Initialise model weights only (no optimizer/scheduler/step) from this checkpoint directory.
     init_from: Optional[str] = None
+    # With init_from: load the fine-tuned head from it too (a fine-tune continued on another task, as BioMedLM's
+    # MedQA head first trained on MedMCQA); the head's shape must match. False: the head starts fresh.
+    init_with_head: bool = False
     # "fully_reshardable" is the only distributed-optimizer format that reloads correctly on gloo and
     # across layouts (see megatron_biomed/parallel/cpu.py).
     dist_optimizer_format: str = "fully_reshardable"

@@ -97,7 +97,10 @@ def eval_config(args) -> tuple[ExperimentConfig, dict]:
             raise ConfigError(f"{args.load} was fine-tuned as task {cfg.task.name!r}, not {args.head!r}")
         if not args.test_file:
             raise ConfigError("--head needs --test-file")
-        cfg.task.train_file, cfg.task.valid_file = args.test_file, None
+        # Only the test file: not the fine-tune's other training files (task.train_files). Its input format
+        # (task.input_format, task.truncation) stays the fine-tune's, so a head trained on MedMCQA + MedQA
+        # scores MMLU items laid out as it was trained (--format mmlu).
+        cfg.task.train_file, cfg.task.valid_file, cfg.task.train_files = args.test_file, None, []
         cfg.task.format = args.format or cfg.task.format
     return validate_run_config(cfg), recorded
 

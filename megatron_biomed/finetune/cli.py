@@ -1,7 +1,9 @@
 """``tools/finetune.py``: fine-tune a checkpoint with a head (mc, classify), SFT or DPO on the training loop.
 
 The model comes from the checkpoint's recorded config (``run_config.yaml``): ``--init-from PRETRAINED`` (weights
-only; any head freshly initialised; fresh optimizer and schedule) or ``--load RUN`` (resume a fine-tune).
+only; any head freshly initialised; fresh optimizer and schedule), ``--init-from FINETUNED --init-with-head``
+(the fine-tuned head too: BioMedLM's MedQA head continued from its MedMCQA one) or ``--load RUN`` (resume a
+fine-tune). ``--train-files FORMAT:PATH ...`` trains on several files at once (each in its own format).
 Hyperparameters come from ``--preset`` / ``--config`` / ``--set`` as for pretraining; the task flags below are
 shorthands for ``--set task.*``.
 """
@@ -9,6 +11,7 @@ shorthands for ``--set task.*``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from megatron_biomed.checkpoint import CheckpointError, latest_iteration, read_run_config
@@ -28,9 +31,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=[t for t in TASKS.names() if t != "pretrain"])
     p.add_argument("--init-from", help="pretrained checkpoint directory (weights only; the model config is read there)")
+    p.add_argument("--init-with-head", action="store_true",
+                   help="checkpoint.init_with_head: --init-from is a fine-tune; load its head too (same shape)")
     p.add_argument("--load", help="resume this fine-tune's checkpoint directory (also the default --save)")
     p.add_argument("--save", help="where to write checkpoints (default: --load)")
     p.add_argument("--train-file", help="task.train_file")
+    p.add_argument("--train-files", nargs="+", metavar="FORMAT:PATH",
+                   help="task.train_files: more training files, each FORMAT:PATH (or PATH in --format)")
     p.add_argument("--valid-file", help="task.valid_file")
     p.add_argument("--format", choices=tuple(READERS), help="task.format of the files")
     p.add_argument("--preset", help="named preset for the hyperparameters (the model comes from the checkpoint)")
@@ -70,8 +77,14 @@ def finetune_config(args) -> ExperimentConfig:
                         ("format", "task.format")):  # fmt: skip
         if getattr(args, flag):
             sets.append(f"{field}={getattr(args, flag)}")
+    if args.train_files:
+        sets.append(f"task.train_files={json.dumps(args.train_files)}")  # a YAML flow list: paths may hold spaces
     if args.init_from:
         sets.append(f"checkpoint.init_from={args.init_from}")
+    if args.init_with_head:
+        if not args.init_from:
+            raise ConfigError("--init-with-head loads the head of the --init-from checkpoint: give --init-from")
+        sets.append("checkpoint.init_with_head=true")
     if args.load:
         sets.append(f"checkpoint.load={args.load}")
     save = args.save or args.load

@@ -2,10 +2,13 @@
 
 Conventions shared by every task:
 
-* sequences are right-padded with ``pad_id`` to ``seq_length``; ``last_index`` is the last real token;
+* sequences are right-padded with ``pad_id`` to ``seq_length``;
 * ``labels[i]`` is the token after position ``i``; ``loss_mask[i]`` is 1 where that label is trained on;
-* a prompt longer than ``seq_length`` is truncated from the left (the end, with the option or the question,
-  is kept) and counted in :class:`TruncationCount`.
+* scoring-head items are laid out by their input format (finetune/formats.py); a sequence longer than
+  ``seq_length`` is truncated (Hugging Face's longest-first rule, from the format's side or ``task.truncation``;
+  the ``plain`` format cuts from the left, keeping the option or the question) and counted in
+  :class:`TruncationCount`; ``last_index`` is then the position the head reads (the format's pooled token);
+* SFT / DPO documents longer than ``seq_length`` lose their end.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from megatron_biomed.data.tasks import ClassificationItem, MultipleChoiceItem, PreferenceExample, SFTExample
-from megatron_biomed.finetune.prompts import CHAT_CLOSES_WITH_EOD, render_chat, render_choices, render_classification
+from megatron_biomed.finetune.formats import InputFormat
+from megatron_biomed.finetune.prompts import CHAT_CLOSES_WITH_EOD, render_chat
 
 
 @dataclass
@@ -32,36 +36,110 @@ class TruncationCount:
         )
 
 
-def _fit_left(ids: list[int], seq_length: int, count: TruncationCount) -> list[int]:
+def longest_first(lengths: list[int], budget: int) -> list[int]:
+    """How many tokens each part keeps under Hugging Face's ``longest_first`` truncation to ``budget`` tokens
+    (tokenizers/src/utils/truncation.rs, the rule BioMedLM's fine-tuning scripts ran under): one part keeps
+    ``min(n, budget)``; of a pair, the shorter is kept whole and the longer cut to what is left, unless both
+    must be cut, then they share the budget (the second part gets the odd token)."""
+    if sum(lengths) <= budget:
+        return list(lengths)
+    if len(lengths) == 1:
+        return [budget]
+    if len(lengths) != 2:
+        raise ValueError(f"longest_first truncation takes one or two parts, not {len(lengths)}")
+    n1, n2 = lengths
+    swap = n1 > n2
+    if swap:
+        n1, n2 = n2, n1
+    n2 = n1 if n1 > budget else max(n1, budget - n1)
+    if n1 + n2 > budget:
+        n1 = budget // 2
+        n2 = n1 + budget % 2
+    return [n2, n1] if swap else [n1, n2]
+
+
+@dataclass(frozen=True)
+class HeadEncoding:
+    """Everything that turns a scoring-head item into tokens: the input format (finetune/formats.py), the
+    prompt template (``plain`` format only), the sequence length, the truncation side, the padding id, the
+    added tokens' ids and the id whose last occurrence the head reads (None: the last real token)."""
+
+    fmt: InputFormat
+    template: str
+    seq_length: int
+    side: str
+    pad_id: int
+    special: dict
+    pool_id: int | None
+
+
+def head_encoding(tok, fmt: InputFormat, template: str, seq_length: int, side: str, eod: int) -> HeadEncoding:
+    special = fmt.special_ids(tok)
+    pad = special[fmt.pad_token] if fmt.pad_token else eod
+    pool = special[fmt.pool_token] if fmt.pool_token else None
+    return HeadEncoding(fmt, template, seq_length, side, pad, special, pool)
+
+
+def encode_parts(tok, parts, enc: HeadEncoding, count: TruncationCount) -> list[int]:
+    """Token ids of ``parts`` (formats.py): text pieces tokenized, markers by id, the text tokens cut by
+    :func:`longest_first` from ``enc.side`` to leave room for every marker within ``enc.seq_length``."""
     count.sequences += 1
-    if len(ids) > seq_length:
+    tagged = []  # per part: (id, is a marker)
+    for part in parts:
+        row: list[tuple[int, bool]] = []
+        for piece in part:
+            if isinstance(piece, str):
+                row += [(i, False) for i in tok.encode(piece)]
+            else:
+                row.append((enc.special[piece.token], True))
+        tagged.append(row)
+    markers = sum(m for part in tagged for _, m in part)
+    if markers > enc.seq_length:
+        raise ValueError(f"{markers} added tokens do not fit in {enc.seq_length} positions")
+    texts = [sum(not m for _, m in part) for part in tagged]
+    keep = longest_first(texts, enc.seq_length - markers)
+    if keep != texts:
         count.truncated += 1
-        return ids[-seq_length:]
+    ids: list[int] = []
+    for part, n, k in zip(tagged, texts, keep, strict=True):
+        cut = n - k  # text tokens to drop, from the right (keep the first k) or the left (keep the last k)
+        seen = 0
+        for i, is_marker in part:
+            if not is_marker:
+                seen += 1
+                if (enc.side == "right" and seen > k) or (enc.side == "left" and seen <= cut):
+                    continue
+            ids.append(i)
     return ids
+
+
+def read_position(ids: list[int], pool_id: int | None) -> int:
+    """The position the head reads: the last occurrence of ``pool_id``, or the last token."""
+    if pool_id is None:
+        return len(ids) - 1
+    return len(ids) - 1 - ids[::-1].index(pool_id)
 
 
 def _pad(ids: list[int], seq_length: int, pad_id: int) -> torch.Tensor:
     return torch.tensor(ids + [pad_id] * (seq_length - len(ids)), dtype=torch.long)
 
 
-def encode_choices(tok, item: MultipleChoiceItem, template: str, seq_length: int, pad_id: int,
-                   count: TruncationCount) -> dict:  # fmt: skip
-    """tokens [C, S], last_index [C], label [] for one multiple-choice item."""
+def encode_choices(tok, item: MultipleChoiceItem, enc: HeadEncoding, count: TruncationCount) -> dict:
+    """tokens [C, S], last_index [C] (the position the head reads), label [] for one multiple-choice item."""
     rows, last = [], []
-    for text in render_choices(item, template):
-        ids = _fit_left(tok.encode(text), seq_length, count)
-        rows.append(_pad(ids, seq_length, pad_id))
-        last.append(len(ids) - 1)
+    for parts in enc.fmt.choices(item, enc.template):
+        ids = encode_parts(tok, parts, enc, count)
+        rows.append(_pad(ids, enc.seq_length, enc.pad_id))
+        last.append(read_position(ids, enc.pool_id))
     return {"tokens": torch.stack(rows), "last_index": torch.tensor(last), "label": torch.tensor(item.answer)}
 
 
-def encode_classification(tok, item: ClassificationItem, template: str, seq_length: int, pad_id: int,
-                          count: TruncationCount) -> dict:  # fmt: skip
-    """tokens [1, S], last_index [1], label [] for one classification item."""
-    ids = _fit_left(tok.encode(render_classification(item, template)), seq_length, count)
+def encode_classification(tok, item: ClassificationItem, enc: HeadEncoding, count: TruncationCount) -> dict:
+    """tokens [1, S], last_index [1] (the position the head reads), label [] for one classification item."""
+    ids = encode_parts(tok, enc.fmt.classification(item, enc.template), enc, count)
     return {
-        "tokens": _pad(ids, seq_length, pad_id)[None],
-        "last_index": torch.tensor([len(ids) - 1]),
+        "tokens": _pad(ids, enc.seq_length, enc.pad_id)[None],
+        "last_index": torch.tensor([read_position(ids, enc.pool_id)]),
         "label": torch.tensor(item.label),
     }
 

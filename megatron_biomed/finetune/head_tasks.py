@@ -1,8 +1,9 @@
 """Multiple-choice and sequence-classification fine-tuning (BioMedLM's MedQA/MedMCQA/MMLU and PubMedQA/BioASQ).
 
 A micro-batch of ``m`` items with ``C`` options each goes through the model as ``m * C`` sequences (the
-schedule is told so by :meth:`rows_per_sample`); the head scores the last real token of each; the loss is the
-cross-entropy over each item's options (or labels), summed, and normalised by the number of items in the
+schedule is told so by :meth:`rows_per_sample`); the head scores the position the input format names
+(``task.input_format``, finetune/formats.py: the last real token, or the last ``[SEP]`` / ``<|ANSWER|>``);
+the loss is the cross-entropy over each item's options (or labels), summed, and normalised by the number of items in the
 global batch (megatron-core's per-token loss path with items as the unit).
 """
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
-from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification
+from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification, head_encoding
+from megatron_biomed.finetune.formats import InputFormatError, input_format, truncation_side
 from megatron_biomed.finetune.task_base import FinetuneTask
 from megatron_biomed.models.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
 from megatron_biomed.training.task import metric, move_batch
@@ -33,14 +35,23 @@ def choice_loss(labels: torch.Tensor, num_choices: int, scores: torch.Tensor):
 
 
 class HeadTask(FinetuneTask):
-    """A scoring head on the last token of each sequence (multiple choice, classification)."""
+    """A scoring head on one position of each sequence (multiple choice, classification), laid out by
+    ``task.input_format``."""
 
     metric_names = ("loss", "accuracy")
     per_token_loss = True
 
     def __init__(self, cfg, tokens=None):
         super().__init__(cfg, tokens)
-        self.pad_id = self.eod
+        t = cfg.task
+        try:
+            fmt = input_format(t.input_format)
+            fmt.check_task(self.name)
+            self.enc = head_encoding(self.tok, fmt, t.prompt_template, self.seq, truncation_side(fmt, t.truncation),
+                                     self.eod)  # fmt: skip
+        except InputFormatError as e:
+            raise TaskSetupError(str(e)) from e
+        self.pad_id = self.enc.pad_id
         if self.seq > cfg.model.seq_length:
             raise TaskSetupError(f"task.max_seq_length ({self.seq}) exceeds model.seq_length ({cfg.model.seq_length})")
         self.width = self._width(self.train_items)
@@ -103,14 +114,14 @@ class MultipleChoiceTask(HeadTask):
         return 1
 
     def encode(self, item, count):
-        return encode_choices(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
+        return encode_choices(self.tok, item, self.enc, count)
 
     def describe(self) -> str:
         return f"multiple choice ({self.width} options), {len(self.train_items)} training items"
 
 
 class ClassificationTask(HeadTask):
-    """``Linear(hidden, num_labels, bias=False)`` on the last token (GPT2ForSequenceClassification)."""
+    """``Linear(hidden, num_labels, bias=False)`` on the format's read position (GPT2ForSequenceClassification)."""
 
     name = "classify"
     head_bias = False
@@ -129,7 +140,7 @@ class ClassificationTask(HeadTask):
         return self.width
 
     def encode(self, item, count):
-        return encode_classification(self.tok, item, self.cfg.task.prompt_template, self.seq, self.pad_id, count)
+        return encode_classification(self.tok, item, self.enc, count)
 
     def describe(self) -> str:
         return f"classification over {self.label_names}, {len(self.train_items)} training items"

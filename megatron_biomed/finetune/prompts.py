@@ -1,12 +1,14 @@
 """Prompt templates for the fine-tuning tasks, in one readable place.
 
+These are the text of the ``plain`` input format (``task.input_format=plain``, finetune/formats.py), ours:
 Multiple choice (MedQA, MedMCQA, MMLU): one sequence per (question, option); the head scores its last token.
 Classification (PubMedQA, BioASQ yes/no): one sequence per item, context first and question last, so that
 truncation from the left (which keeps the end) drops the start of a long context, never the question.
 
-The ``biomedlm`` templates follow BioMedLM's fine-tuning code (a SWAG-style multiple-choice setup: the
-question, then each option; the context before the question for PubMedQA / BioASQ). A template given inline
-(containing ``{``) is used as is, with the fields ``{context}``, ``{question}``, ``{option}``.
+The ``biomedlm`` templates keep the order of BioMedLM's fine-tuning code (the question, then each option; the
+context before the question) but not its added tokens: its exact layouts ([SEP], <|ANSWER|>, [PAD], right
+truncation) are the ``biomedlm-*`` input formats. A template given inline (containing ``{``) is used as is,
+with the fields ``{context}``, ``{question}``, ``{option}``.
 
 Chat templates turn SFT / DPO messages into text segments, each marked as response (trained on) or not.
 

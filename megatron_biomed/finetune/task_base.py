@@ -5,13 +5,14 @@ its options in the dry run's plan."""
 from __future__ import annotations
 
 from megatron_biomed.config.experiment import ExperimentConfig
-from megatron_biomed.finetune.data import TaskSetupError, read_items
+from megatron_biomed.finetune.data import TaskSetupError, read_items, read_train_items
 from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.task import Task
 
 
 class FinetuneTask(Task):
-    """A task trained from ``task.train_file`` (and scored on ``task.valid_file``) in ``task.format``.
+    """A task trained from ``task.train_file`` in ``task.format`` and the ``task.train_files`` (each in its own
+    format), and scored on ``task.valid_file`` (in ``task.format``).
 
     ``required_format``: the only task.format this task reads (None: any the data readers know), described in
     the error by ``format_description``."""
@@ -25,12 +26,12 @@ class FinetuneTask(Task):
         if self.required_format is not None and t.format != self.required_format:
             raise TaskSetupError(f"task {self.name} reads {self.format_description}, not {t.format!r}")
         self.check_options(cfg)
-        if not t.train_file:
-            raise TaskSetupError(f"task.train_file is not set (task {self.name})")
+        if not t.train_file and not t.train_files:
+            raise TaskSetupError(f"task.train_file (or task.train_files) is not set (task {self.name})")
         self.tok = load_run_tokenizer(cfg)
         self.eod = self.tok.eod_id  # end of document, and the padding id
         self.seq = t.max_seq_length or cfg.model.seq_length
-        self.train_items = read_items(cfg, t.train_file, "train")
+        self.train_items = read_train_items(cfg)
         self.valid_items = read_items(cfg, t.valid_file, "valid") if t.valid_file else None
 
     def check_options(self, cfg: ExperimentConfig) -> None:
@@ -49,7 +50,8 @@ class FinetuneTask(Task):
     def plan_options(cls, cfg: ExperimentConfig) -> dict:
         t = cfg.task
         return {
-            "format": t.format, "max_seq_length": t.max_seq_length or cfg.model.seq_length,
+            "format": t.format, "train_files": list(t.train_files), "input_format": t.input_format,
+            "truncation": t.truncation, "max_seq_length": t.max_seq_length or cfg.model.seq_length,
             "prompt_template": t.prompt_template, "chat_template": t.chat_template, "pack": t.pack,
             "medmcqa_cop_base": t.medmcqa_cop_base, "dpo_beta": t.dpo_beta, "dpo_sft_weight": t.dpo_sft_weight,
         }  # fmt: skip

@@ -11,6 +11,14 @@ byte-level tokens, not added tokens).
 
 The mapping ``new_token_pieces.json`` (``{"<new id>": [base ids it replaces], ...}``) lets the
 training code initialise each new embedding row as the mean of its pieces' rows.
+
+Added tokens (:func:`add_special_tokens`): the markers a fine-tuning input format needs (BioMedLM's ``[PAD]``,
+``[SEP]``, ``<|ANSWER|>``, ...) become Hugging Face *added tokens* with new ids after the largest one, matched
+whole in the text and never merged; their pieces are the base tokenizer's ids of the token's literal text, so
+the same import path (``tools/convert_hf.py import --extend-vocab``) grows the embedding and initialises their
+rows. The roles transformers knows (``[PAD]`` pad, ``[SEP]`` sep, ``[CLS]`` cls) are written to
+``tokenizer_config.json`` / ``special_tokens_map.json`` and those three are special tokens, as BioMedLM's
+``tokenizer.add_special_tokens`` made them; the others are plain added tokens (its ``tokenizer.add_tokens``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders
 
 PIECES_FILE = "new_token_pieces.json"
+# Added tokens with a role transformers knows: BioMedLM finetune/mc/run_multiple_choice.py and
+# finetune/seqcls/run_seqcls_gpt.py add them with add_special_tokens({'pad_token': '[PAD]', ...}).
+TOKEN_ROLES = {"[PAD]": "pad_token", "[CLS]": "cls_token", "[SEP]": "sep_token"}
 SUMMARY_FILE = "extend_vocab_summary.json"
 _WORD = re.compile(r"^ ?[^\W_]*[^\W\d_][^\W_]*$")  # optional leading space, letters/digits, >= 1 letter
 
@@ -134,3 +145,44 @@ def init_new_rows_from_pieces(embedding, pieces: dict[int, list[int]]) -> None:
         if not ids or max(ids) >= new_id:
             raise ValueError(f"new token {new_id}: pieces {ids} must be earlier (base) ids")
         embedding[new_id] = embedding[list(ids)].mean(0)
+
+
+def add_special_tokens(base_dir: str | os.PathLike, tokens: Iterable[str],
+                       output_dir: str | os.PathLike) -> dict[int, list[int]]:
+    """Write ``output_dir``: the base directory's tokenizer with ``tokens`` added (new ids after the largest,
+    in the given order; tokens it already holds are left as they are), ``new_token_pieces.json`` ({new id:
+    base ids of the token's text}) and a summary. Returns {new id: pieces}."""
+    base_dir, out = Path(base_dir), Path(output_dir)
+    data = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    base = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    added = data.setdefault("added_tokens", [])
+    next_id = 1 + max([*data["model"]["vocab"].values(), *(t["id"] for t in added)])
+    pieces: dict[int, list[int]] = {}
+    for token in tokens:
+        if base.token_to_id(token) is not None or any(t["content"] == token for t in added):
+            continue
+        ids = base.encode(token, add_special_tokens=False).ids
+        if not ids:
+            raise ValueError(f"{token!r}: the base tokenizer gives it no pieces to initialise its row from")
+        added.append({"id": next_id, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
+                      "normalized": False, "special": token in TOKEN_ROLES})  # fmt: skip
+        pieces[next_id] = ids
+        next_id += 1
+    out.mkdir(parents=True, exist_ok=True)
+    for f in base_dir.iterdir():
+        if f.is_file() and f.name not in ("tokenizer.json", PIECES_FILE, SUMMARY_FILE):
+            shutil.copy2(f, out / f.name)
+    (out / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    roles = {TOKEN_ROLES[t["content"]]: t["content"] for t in added if t["content"] in TOKEN_ROLES}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = out / name
+        current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if "added_tokens_decoder" in current:  # transformers >= 4.34 lists every added token here as well
+            current["added_tokens_decoder"] |= {str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in added}
+        path.write_text(json.dumps(current | roles, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / PIECES_FILE).write_text(json.dumps({str(k): v for k, v in pieces.items()}, indent=0) + "\n")
+    summary = {"base_tokenizer": str(base_dir), "num_added": len(pieces),
+               "added_tokens": [{"id": t["id"], "token": t["content"], "pieces": pieces[t["id"]]}
+                                for t in added if t["id"] in pieces]}
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    return pieces

@@ -388,11 +388,12 @@ class Trainer:
                 ck.init_from,
                 self.model,
                 weights_only=True,
-                new_params=self.task.new_parameter_prefixes(),
+                # init_with_head: the head must be in the checkpoint too (a fine-tune continued on a new task).
+                new_params=() if ck.init_with_head else self.task.new_parameter_prefixes(),
                 verify_checksums=ck.verify_checksums,
             )
             if self.rank0:
-                log.info("initialised model weights from %s", ck.init_from)
+                log.info("initialised model weights from %s (init_with_head=%s)", ck.init_from, ck.init_with_head)
         return False
 
     # ---- the loop ----------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ class Task:
         tconfig.calculate_per_token_loss = self.per_token_loss
 
     def new_parameter_prefixes(self) -> tuple[str, ...]:
-        """State-dict key prefixes of parameters this task adds to the pretrained body (e.g. a head): they
-        are freshly initialised when starting from a checkpoint that does not hold them."""
+        """State-dict key prefixes of parameters this task adds to the pretrained body (e.g. a head): a run
+        started with ``checkpoint.init_from`` keeps them freshly initialised (even where the checkpoint holds
+        them, a fine-tune's head) unless ``checkpoint.init_with_head`` loads them too."""
         return ()
 
     # ---- data ----

@@ -220,5 +220,5 @@ def test_fine_tune_checkpoint_with_a_head_verifies_and_loads(toy, tmp_path):
     assert verify_checkpoint(path) is True
     args = task_args(toy, "mc")
     args[args.index("--init-from") + 1] = str(mc)
-    proc = run_finetune(1, args, FT_BASE + ["train.train_iters=1"], tmp_path)
-    assert f"initialised model weights from {mc}" in proc.stdout + proc.stderr
+    proc = run_finetune(1, args + ["--init-with-head"], FT_BASE + ["train.train_iters=1"], tmp_path)
+    assert f"initialised model weights from {mc} (init_with_head=True)" in proc.stdout + proc.stderr

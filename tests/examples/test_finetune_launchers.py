@@ -35,6 +35,11 @@ SFT = BIOLLM / "sft_70b.sbatch"
 DPO = BIOLLM / "dpo_70b.sbatch"
 LAUNCHERS = [MEDQA, MEDMCQA, PUBMEDQA, BIOASQ, SFT, DPO]
 
+MEDQA_FROM_MEDMCQA = BIOMEDLM / "finetune_medqa_from_medmcqa.sh"
+MMLU_HEAD = BIOMEDLM / "finetune_mmlu_head.sh"
+# BioMedLM's input formats (finetune/formats.py): multiple choice as its code, PubMedQA / BioASQ as its paper.
+INPUT_FORMATS = {MEDQA: "biomedlm-mc", MEDMCQA: "biomedlm-mc", PUBMEDQA: "biomedlm-tokens", BIOASQ: "biomedlm-tokens"}
+
 # launcher: (task, format, world size, TP, PP, DP, max_seq_length)
 EXPECTED = {
     MEDQA: ("mc", "medqa", 8, 1, 1, 8, 512),
@@ -52,7 +57,8 @@ LAUNCHER_VARIABLES = {
     "USE_DISTRIBUTED_OPTIMIZER", "REPO_DIR", "TORCHRUN", "DATA_DIR", "TOKENIZER", "INIT_FROM", "RUN_NAME",
     "CHECKPOINT_DIR", "TENSORBOARD_DIR", "SAVE_INTERVAL", "TRAIN_FILE", "VALID_FILE", "TRAIN_ITEMS",
     "VALID_ITEMS", "EPOCHS", "GLOBAL_BATCH", "LR", "MIN_LR", "WARMUP_RATIO", "SEED", "MEDMCQA_COP_BASE",
-    "DPO_BETA", "DPO_SFT_WEIGHT",
+    "DPO_BETA", "DPO_SFT_WEIGHT", "INPUT_FORMAT", "STAGE", "MEDMCQA_RUN", "MEDQA_RUN", "MEDQA_TRAIN_FILE",
+    "MMLU_DIR", "SUBJECTS",
 }
 
 
@@ -133,6 +139,7 @@ def test_dry_run_plan_matches_the_script(script, tmp_path, capsys):
     assert (plan["world_size"], plan["tensor_model_parallel_size"], plan["pipeline_model_parallel_size"],
             plan["data_parallel_size"]) == (world, tp, pp, dp)
     assert plan["task_options"]["max_seq_length"] == seq
+    assert plan["task_options"]["input_format"] == INPUT_FORMATS.get(script, "plain")
     assert plan["use_distributed_optimizer"] is True and plan["precision"] == "bf16"
     gb = int(default(script, "GLOBAL_BATCH"))
     assert plan["global_batch_size"] == gb
@@ -206,6 +213,34 @@ def test_broken_layout_fails_naming_the_rule(script, env, rules, tmp_path, capsy
     for rule in rules:
         assert rule in err, err
     assert "plan:" not in out
+
+
+# --- BioMedLM's protocols ---------------------------------------------------------------------------------
+
+
+def test_medqa_continues_the_medmcqa_head(tmp_path, capsys):
+    """Stage 2 of finetune_medqa_from_medmcqa.sh: MedQA from the stage-1 checkpoint, its head loaded."""
+    argv = captured_argv(MEDQA_FROM_MEDMCQA, tmp_path, STAGE="medqa")
+    ns = build_arg_parser().parse_args(argv[1:])
+    assert (ns.task, ns.format, ns.init_with_head) == ("mc", "medqa", True)
+    assert ns.init_from == str(ROOT / "runs" / "biomedlm-2.7b-medmcqa" / "checkpoints")
+    plan = plan_from(finetune_in_process(argv, capsys)[1])
+    assert plan["task_options"]["input_format"] == "biomedlm-mc"
+
+
+def test_mmlu_head_trains_on_medmcqa_and_medqa_then_scores_mmlu(tmp_path, capsys):
+    argv = captured_argv(MMLU_HEAD, tmp_path, STAGE="train", MEDQA_TRAIN_FILE="/d/medqa.jsonl")
+    plan = plan_from(finetune_in_process(argv, capsys)[1])
+    assert (plan["task"], plan["task_options"]["format"]) == ("mc", "medmcqa")
+    assert plan["task_options"]["train_files"] == ["medqa:/d/medqa.jsonl"]
+    assert plan["train_iters"] == math.ceil(2 * 193000 / 64)  # EPOCHS x (MedMCQA + MedQA) / GLOBAL_BATCH
+    fake, record = recorder(tmp_path, "evaluate")
+    proc = run_launcher(MMLU_HEAD, STAGE="evaluate", PYTHON=fake, MMLU_DIR="/d/mmlu", SUBJECTS="anatomy")
+    assert proc.returncode == 0, proc.stderr
+    argv = record.read_text().split("\0")[:-1]
+    assert argv[0] == "tools/evaluate.py" and argv[argv.index("--head") + 1] == "mc"
+    assert argv[argv.index("--format") + 1] == "mmlu"
+    assert argv[argv.index("--test-file") + 1] == "/d/mmlu/anatomy_test.csv"
 
 
 # --- what the launchers start ------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from megatron_biomed.config.loading import load_config
 from megatron_biomed.training.tasks import build_task
 
 EOD = 300  # end of document and padding id: above every character id (1..250), below the tiny vocab (512)
+# The added tokens of BioMedLM's input formats (finetune/formats.py), as a vocabulary extension would number them.
+ADDED = {t: EOD + 1 + i for i, t in enumerate(("[PAD]", "[CLS]", "[SEP]", "<|CONTEXT|>", "<|QUESTION1|>",
+                                                "<|QUESTION2|>", "<|ANSWER|>"))}  # fmt: skip
 
 
 def ids(text: str) -> list[int]:
@@ -36,10 +39,13 @@ def chat(prompt: str, response: str) -> list[tuple[str, bool]]:
 
 class CharTokenizer:
     eod_id = EOD
-    vocab_size = EOD + 1
+    vocab_size = EOD + 1 + len(ADDED)
 
     def encode(self, text: str) -> list[int]:
         return ids(text)
+
+    def token_to_id(self, token: str) -> int | None:
+        return ADDED.get(token)
 
 
 FORMATS = {"sft": "sft", "dpo": "preference", "mc": "medqa", "classify": "pubmedqa"}

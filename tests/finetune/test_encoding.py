@@ -11,9 +11,11 @@ from megatron_biomed.finetune.encoding import (
     document_attention_mask,
     encode_choices,
     encode_classification,
+    head_encoding,
     pack_documents,
     sft_document,
 )
+from megatron_biomed.finetune.formats import input_format
 from megatron_biomed.finetune.prompts import PromptError, render_chat, render_choices
 
 
@@ -24,24 +26,28 @@ class CharTokenizer:
         return [ord(c) % 250 + 1 for c in text]
 
 
+def _plain(seq: int):
+    """The ``plain`` input format with the biomedlm template, cut from the left, padded with id 0."""
+    return head_encoding(CharTokenizer(), input_format("plain"), "biomedlm", seq, "left", 0)
+
+
 def test_choices_keep_the_end_when_truncated_and_are_counted():
     item = MultipleChoiceItem(question="q" * 30, options=("red", "blue"), answer=1)
     count = TruncationCount()
-    enc = encode_choices(CharTokenizer(), item, "biomedlm", 16, 0, count)
+    enc = encode_choices(CharTokenizer(), item, _plain(16), count)
     assert enc["tokens"].shape == (2, 16) and int(enc["label"]) == 1
     assert count.sequences == 2 and count.truncated == 2
     tok = CharTokenizer()
     assert enc["tokens"][1].tolist() == tok.encode(("q" * 30 + " blue")[-16:])  # the option survives
     assert enc["last_index"].tolist() == [15, 15]
-    short = encode_choices(tok, MultipleChoiceItem(question="q", options=("a", "bb"), answer=0), "biomedlm", 16, 0,
-                           count)  # fmt: skip
+    short = encode_choices(tok, MultipleChoiceItem(question="q", options=("a", "bb"), answer=0), _plain(16), count)
     assert short["last_index"].tolist() == [2, 3] and short["tokens"][0, 3:].eq(0).all()
 
 
 def test_classification_puts_the_question_last():
     item = ClassificationItem(question="Q?", context="c" * 40, label=2, label_names=("yes", "no", "maybe"))
     count = TruncationCount()
-    enc = encode_classification(CharTokenizer(), item, "biomedlm", 10, 0, count)
+    enc = encode_classification(CharTokenizer(), item, _plain(10), count)
     assert enc["tokens"][0, -2:].tolist() == CharTokenizer().encode("Q?") and count.truncated == 1
 
 

@@ -1,10 +1,16 @@
-"""Starting a fine-tune from a checkpoint (any layout, only --init-from), clear mismatch errors, exact resume."""
+"""Starting a fine-tune from a checkpoint (any layout, only --init-from; a fine-tune with its head), clear mismatch
+errors, exact resume."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 from launch import read_metrics, run_finetune, run_pretrain
 from toydata import FT_BASE, task_args
+
+from megatron_biomed.checkpoint import CheckpointError, load_checkpoint
+from megatron_biomed.config.loading import load_config
+from megatron_biomed.models.heads import ScoringHead, find_head
 
 TP2PP2 = ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
 
@@ -38,13 +44,58 @@ def test_body_saved_at_tp2_pp2_fine_tunes_at_tp1_and_back(toy, tmp_path):
     assert abs(tp1 - tp2pp2) <= 5e-7 * abs(tp1)
 
 
-def test_head_mismatch_is_a_clear_error_naming_the_tensor(toy, tmp_path):
-    """A classification fine-tune (3 labels) cannot start from a multiple-choice one (a 1-output head)."""
+def _saved(root, suffix: str) -> torch.Tensor:
+    """The tensor whose key ends with ``suffix`` in the latest checkpoint under ``root``, read with torch's DCP."""
+    import torch.distributed.checkpoint as dcp
+
+    from megatron_biomed.checkpoint import checkpoint_path
+
+    reader = dcp.FileSystemReader(str(checkpoint_path(str(root))))
+    meta = reader.read_metadata().state_dict_metadata
+    keys = [k for k in meta if k.endswith(suffix) and "optimizer" not in k]  # the weight, not its Adam moments
+    assert len(keys) == 1, sorted(meta)
+    key = keys[0]
+    out = {key: torch.empty(meta[key].size, dtype=meta[key].properties.dtype)}
+    dcp.load(out, storage_reader=reader, no_dist=True)
+    return out[key]
+
+
+def test_continuing_a_fine_tune_carries_its_head_only_when_asked(toy, tmp_path, single_rank_parallel):
+    """--init-from a fine-tune --init-with-head (BioMedLM's MedMCQA -> MedQA head) starts from its trained head,
+    bit for bit (one step at lr 0 saves it unchanged; the seeded fresh head differs). Without the flag the head
+    starts fresh even though the checkpoint holds one; with it, a head of another shape (3 labels from a
+    1-output multiple-choice head) is a clear error naming the tensor."""
+    from inprocess import build
+
     mc = tmp_path / "mc"
     run_finetune(1, task_args(toy, "mc") + ["--save", str(mc)], FT_BASE + ["train.train_iters=1"], tmp_path)
+    args = task_args(toy, "mc")
+    args[args.index("--init-from") + 1] = str(mc)
+    run_finetune(1, args + ["--init-with-head", "--save", str(tmp_path / "next")],
+                 FT_BASE + ["train.train_iters=1", "optimizer.lr=0", "optimizer.min_lr=0"], tmp_path)  # fmt: skip
+    for name in ("head.proj.weight", "head.proj.bias"):
+        assert torch.equal(_saved(tmp_path / "next", name), _saved(mc, name)), name
+    cfg = load_config("tiny-biomedlm")
+    fresh = ScoringHead(cfg.model.hidden_size, 1, bias=True, init_std=cfg.model.init_method_std,
+                        dtype=torch.float32, seed=cfg.train.seed)  # fmt: skip
+    assert not torch.equal(fresh.proj.weight.detach(), _saved(mc, "head.proj.weight"))
+
+    # In this process, the loader the training loop calls: a classification model from the mc checkpoint.
+    cfg = load_config("tiny-biomedlm", overrides=["task.name=classify", f"data.tokenizer={toy['tok']}",
+                                                  f"task.train_file={toy['pubmedqa']}", "task.format=pubmedqa",
+                                                  "task.max_seq_length=32"])  # fmt: skip
+    task, model = build(cfg)
+    head = find_head(model).proj.weight.detach().clone()
+    load_checkpoint(str(mc), [model], weights_only=True, new_params=task.new_parameter_prefixes())
+    assert torch.equal(find_head(model).proj.weight, head)  # fresh: not read from the checkpoint
+    embedding = "embedding.word_embeddings.weight"
+    assert torch.equal(model.state_dict()[embedding], _saved(mc, embedding))  # the body is
+    with pytest.raises(CheckpointError, match=r"head\.proj\.weight.*\(1, 64\), this model \(3, 64\)"):
+        load_checkpoint(str(mc), [model], weights_only=True, new_params=())  # init_with_head
+
     args = task_args(toy, "classify")
     args[args.index("--init-from") + 1] = str(mc)
-    proc = run_finetune(1, args, FT_BASE, tmp_path, check=False)
+    proc = run_finetune(1, args + ["--init-with-head"], FT_BASE, tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "head.proj.weight" in proc.stderr and "(1, 64)" in proc.stderr and "(3, 64)" in proc.stderr
     assert "Traceback" not in proc.stderr
