@@ -78,7 +78,8 @@ _ARTICLE = re.compile(r"^ = [^=].* = $")
 
 
 def wikitext_documents() -> list[tuple[str, str]]:
-    """WikiText-2's articles (split at the ``= Title =`` lines), keyed by title, lines stripped."""
+    """WikiText-2's articles (split at the ``= Title =`` lines), keyed by title (articles whose titles are the
+    same, such as ``<unk>``, fall on the same side of the split), lines stripped."""
     require(WIKITEXT)
     docs, title, lines = [], None, []
     for line in WIKITEXT.read_text(encoding="utf-8").splitlines():

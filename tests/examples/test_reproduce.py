@@ -45,15 +45,19 @@ def test_splits_are_deterministic_and_disjoint():
         assert not set(train) & set(held)
         assert set(common.split(list(reversed(docs)))[1]) == set(held)  # the split does not depend on order
     articles = common.wikitext_documents()
-    assert all(t.startswith("= ") and "\n= " not in t.split("\n", 1)[0][1:] for _, t in articles)
-    assert len({k for k, _ in articles}) == len(articles)
+    assert len(articles) == 60  # WikiText-2 v1 validation: 60 articles
+    assert all(t.split("\n", 1)[0] == f"= {k} =" for k, t in articles)
 
 
 def test_smoke_runs_write_their_results(tmp_path, capsys):
     results = tmp_path / "results"
+    # claim 2 for the Mamba2 family only: its GPT runs are the same driver code with the preset the other two
+    # scripts already run (half of claim 2's launches saved)
+    extra = {"continued_pretraining": ["--families", "mamba2"]}
     for name in ("domain_tokenizer", "continued_pretraining", "finetune_vs_zeroshot"):
         work = tmp_path / name
-        rc = _load(name).main(["--smoke", "--in-process", "--work-dir", str(work), "--results-dir", str(results)])
+        rc = _load(name).main(["--smoke", "--in-process", "--work-dir", str(work), "--results-dir", str(results),
+                               *extra.get(name, [])])
         out = capsys.readouterr().out
         assert rc == 0, out
         assert "wall time" in out and "seed 1234" in out
@@ -66,7 +70,7 @@ def test_smoke_runs_write_their_results(tmp_path, capsys):
             assert all(0 < v < 16 for v in bpb.values())  # a byte is at most 8 bits for a sane model, 16 leaves room
             assert set(r["term_pieces"]) == {"pubmed", "general"}
         elif name == "continued_pretraining":
-            for family in ("mamba2", "gpt"):
+            for family in ("mamba2",):
                 for stage in ("base", "blend", "pubmed_only"):
                     for corpus in ("pubmed", "c4", "wikipedia"):
                         v = r["results"][family][stage][corpus]
