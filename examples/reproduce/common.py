@@ -155,9 +155,10 @@ class Runner:
         log = self.logs / f"{label}.log"
         print(f"  [{time.strftime('%H:%M:%S')}] {label}: tools/{name} ...", flush=True)
         t0 = time.time()
-        rc, output = (self._call(name, argv) if self.in_process else self._spawn(cmd))
+        rc, output = self._call(name, argv) if self.in_process else self._spawn(cmd, log)
         self.seconds[label] = round(time.time() - t0, 1)
-        log.write_text(" ".join(cmd) + "\n\n" + output)
+        if self.in_process:
+            log.write_text(" ".join(cmd) + "\n\n" + output)
         if self.verbose:
             print(output)
         if rc != 0:
@@ -166,11 +167,15 @@ class Runner:
         return output
 
     @staticmethod
-    def _spawn(cmd: list[str]) -> tuple[int, str]:
+    def _spawn(cmd: list[str], log: Path) -> tuple[int, str]:
+        """The command's output goes to ``log`` as it runs (tail it to follow a long step)."""
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return proc.returncode, proc.stdout
+        with log.open("w") as f:
+            f.write(" ".join(cmd) + "\n\n")
+            f.flush()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+        return proc.returncode, log.read_text().split("\n\n", 1)[1]
 
     @staticmethod
     def _call(name: str, argv: list[str]) -> tuple[int, str]:

@@ -51,8 +51,8 @@ LABELS = ("yes", "no", "maybe")  # megatron_biomed/data/tasks: PubMedQA's label 
 # Sizes, all our choice (minutes on 2 CPU cores). BLURB / BioMedLM cross-validate PQA-L in 10 folds; 5 here to
 # halve the fine-tuning runs. Fine-tuning: BioMedLM code's schedule shape (finetune/: warmup ratio 0.5, linear
 # decay to 0, AdamW, no weight decay); its LR, epochs and batch are grid placeholders, ours are below.
-FULL = dict(vocab_size=4096, layers=4, hidden=128, heads=4, seq=256, global_batch=16, iters=300, lr=3e-3,
-            min_lr=3e-4, warmup=30, folds=5, ft_epochs=3, ft_batch=16, ft_lr=5e-4)
+FULL = dict(vocab_size=4096, layers=4, hidden=128, heads=4, seq=256, global_batch=16, iters=150, lr=3e-3,
+            min_lr=3e-4, warmup=15, folds=5, ft_epochs=2, ft_batch=16, ft_lr=5e-4)
 SMOKE = dict(vocab_size=384, layers=1, hidden=32, heads=2, seq=64, global_batch=4, iters=2, lr=3e-3,
              min_lr=3e-4, warmup=1, folds=2, ft_epochs=1, ft_batch=4, ft_lr=5e-4, items=12)
 
