@@ -2,7 +2,7 @@
 """Claim 2 (BioMamba): continued pretraining on the 80/10/10 PubMed / C4 / Wikipedia blend lowers PubMed
 perplexity while general-text perplexity stays close to where it was; continuing on PubMed alone forgets more.
 
-    python examples/reproduce/continued_pretraining.py           # full run (~15 min on 2 idle cores)
+    python examples/reproduce/continued_pretraining.py           # full run (see README for measured wall times)
     python examples/reproduce/continued_pretraining.py --smoke   # seconds; checks the pipeline only
 
 From the shared raw text to the table, with the project's CLIs, for a tiny Mamba2 (BioMamba's family) and a

@@ -2,7 +2,7 @@
 """Claim 1 (BioMedLM paper, arXiv 2403.18421, section 2): a BPE tokenizer trained on PubMed cuts biomedical text
 into fewer tokens than a same-size tokenizer trained on general text, and splits biomedical terms less.
 
-    python examples/reproduce/domain_tokenizer.py            # full run (~10 min on 2 idle cores)
+    python examples/reproduce/domain_tokenizer.py            # full run (26 min measured on a loaded 2-core machine)
     python examples/reproduce/domain_tokenizer.py --smoke    # seconds; checks the pipeline only
 
 From the shared raw text to the table, with the project's CLIs:
