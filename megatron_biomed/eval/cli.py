@@ -52,7 +52,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="held-out text: a .bin/.idx prefix, a .jsonl ('text' field) or a text file")  # fmt: skip
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
                    help="medqa, medmcqa, pubmedqa, bioasq or mmlu_<subject> (log-likelihood), or a generation "
-                        f"task ({', '.join(GENERATION_TASKS)}), with its file")  # fmt: skip
+                        f"task ({', '.join(GENERATION_TASKS.names())}), with its file")  # fmt: skip
     p.add_argument("--fewshot", action="append", default=[], metavar="NAME=PATH", help="exemplar file per benchmark")
     p.add_argument("--num-fewshot", type=int, default=0)
     p.add_argument("--fewshot-seed", type=int, default=1234,
@@ -167,7 +167,7 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
     questions, requests = {}, {}
     for name, path in benches:
         if name in GENERATION_TASKS:
-            task = GENERATION_TASKS[name]
+            task = GENERATION_TASKS.get(name)
             requests[name] = (task, load_requests(task, path, tok, skip_bad=args.skip_bad, limit=args.limit))
             continue
         bench = benchmark(name)

@@ -1,9 +1,9 @@
 """Generative evaluation: greedy answers scored against references (``tools/evaluate.py --benchmark NAME=PATH``).
 
 A :class:`GenerationTask` says how to read its file into :class:`GenerationRequest` rows (a prompt and a
-reference), how many tokens to generate, and how to score the generations; one entry in :data:`TASKS` registers
-it. The generations come from the project's generator (megatron_biomed/inference/generate.py: KV / state cache,
-greedy), prompts batched by length.
+reference), how many tokens to generate, and how to score the generations; one entry in the :data:`TASKS` registry
+registers it. The generations come from the project's generator (megatron_biomed/inference/generate.py: KV /
+state cache, greedy), prompts batched by length.
 
 The tasks here are BioMamba's (LeoYML/BioMamba @ e61db22):
 * ``bioasq_generative`` (and ``pubmedqa_generative``, their run_eval.py ``--dataset pubmedqa``): yes/no(/maybe)
@@ -30,6 +30,7 @@ from megatron_biomed.data.tasks.clinical_notes import (
 )
 from megatron_biomed.errors import BiomedError
 from megatron_biomed.finetune.prompts import EVAL_CONTEXT_CHARS, passages_context, render_instruction
+from megatron_biomed.registry import Registry
 
 
 class GenerationTaskError(BiomedError, ValueError):
@@ -207,20 +208,14 @@ def discharge_requests(path, tok, skip_bad=False, report=None) -> list[Generatio
     return out
 
 
-TASKS: dict[str, GenerationTask] = {
+TASKS: Registry[GenerationTask] = Registry("generation task", {
     # ft_biomamba/config.py EvalConfig: max_new_tokens 8, temperature 0 (greedy).
     "bioasq_generative": GenerationTask("bioasq_generative", _yes_no_requests("bioasq"), _score_yes_no, 8),
     # run_eval.py --dataset pubmedqa: the same prompt, parse and metrics on PubMedQA.
     "pubmedqa_generative": GenerationTask("pubmedqa_generative", _yes_no_requests("pubmedqa"), _score_yes_no, 8),
     "mimic_completion": GenerationTask("mimic_completion", completion_requests, _score_rouge, CLINICAL_NEW_TOKENS),
     "mimic_discharge": GenerationTask("mimic_discharge", discharge_requests, _score_rouge, CLINICAL_NEW_TOKENS),
-}
-
-
-def generation_task(name: str) -> GenerationTask:
-    if name not in TASKS:
-        raise GenerationTaskError(f"unknown generation task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+}, error=GenerationTaskError, plural="generation tasks")  # fmt: skip
 
 
 def load_requests(task: GenerationTask, path, tok, *, skip_bad: bool = False, limit: int | None = None,

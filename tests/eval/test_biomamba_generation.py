@@ -71,8 +71,8 @@ def test_rouge_is_rouge_score_with_their_settings():
     assert hand["rouge1"][0] == pytest.approx(2 / 3) and hand["rouge2"][0] == pytest.approx(4 / 7)
     # the stemmer is on: "running fevers" matches "runs a fever" on two stems
     assert rouge_f1(["running fevers"], ["runs fever"])["rouge1"][0] == pytest.approx(1.0)
-    assert TASKS["mimic_completion"].max_new_tokens == TASKS["mimic_discharge"].max_new_tokens == 128
-    assert TASKS["bioasq_generative"].max_new_tokens == 8
+    assert TASKS.get("mimic_completion").max_new_tokens == TASKS.get("mimic_discharge").max_new_tokens == 128
+    assert TASKS.get("bioasq_generative").max_new_tokens == 8
 
 
 def _write_csv(path: Path, notes: list[tuple[str, str]]) -> Path:
@@ -166,7 +166,7 @@ def test_generative_scoring_end_to_end_equals_transformers(mamba_generator, tmp_
     text = "CHIEF COMPLAINT:\nthe red cat saw the blue dog and the green frog. " * 3
     notes = _write_csv(tmp_path / "notes.csv", [(str(s), f"{text} note {s}.") for s in range(10)])
     for name, path in (("bioasq_generative", bioasq), ("mimic_completion", notes)):
-        task = TASKS[name]
+        task = TASKS.get(name)
         reqs = load_requests(task, path, tok)
         log: list = []
         results = {r.metric: r.value for r in generation_scores(trainer, task, reqs, tok, log=log)}
