@@ -57,6 +57,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-fewshot", type=int, default=0)
     p.add_argument("--fewshot-seed", type=int, default=1234,
                    help="seed of the exemplar draw (MMLU takes the first N rows of its --fewshot file, as the harness)")
+    p.add_argument("--weights", choices=["model", "ema"], default="model",
+                   help="the checkpoint's weights to score: the model's, or their moving average (optimizer.ema_decay; "
+                        "BioMamba's recipe evaluates the average)")  # fmt: skip
     p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
@@ -186,9 +189,9 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
     task = EvaluationTask(cfg, head_task)
     trainer = Trainer(cfg, ctx, None, task, forward_only=True)
     path = checkpoint_path(args.load)
-    load_checkpoint(path, trainer.model, weights_only=True)
+    load_checkpoint(path, trainer.model, weights_only=True, weights_from=args.weights)
     if rank0:
-        log.info("evaluating %s (layout %s)", path, ctx.describe())
+        log.info("evaluating %s, weights %s (layout %s)", path, args.weights, ctx.describe())
     results = []
     samples = {}  # task -> one row per item (--log-samples)
     show = rank0 and not args.no_progress

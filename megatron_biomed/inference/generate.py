@@ -207,6 +207,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--tokenizer", help="tokenizer directory or tokenizer.json (default: data.tokenizer)")
     p.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable: one batch)")
+    p.add_argument("--weights", choices=["model", "ema"], default="model",
+                   help="the checkpoint's weights: the model's, or their moving average (optimizer.ema_decay)")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-k", type=int, default=0)
@@ -245,7 +247,7 @@ def generate_from_checkpoint(args) -> int:
     tok = load_run_tokenizer(cfg, args.tokenizer)
     env = start(cfg, tensor_parallel_over_the_world)
     with parallel_session(cfg, env):
-        model = load_model_chunks(cfg, args.load)[0]
+        model = load_model_chunks(cfg, args.load, weights_from=args.weights)[0]
         printing = env.rank == 0
         streamed: list[int] = []
         shown = [""]

@@ -39,13 +39,14 @@ def fit_vocab_padding(cfg: ExperimentConfig, padded_vocab: int) -> None:
     cfg.model.make_vocab_size_divisible_by = padded_vocab // tp
 
 
-def load_model_chunks(cfg: ExperimentConfig, checkpoint) -> list:
+def load_model_chunks(cfg: ExperimentConfig, checkpoint, weights_from: str = "model") -> list:
     """This rank's model chunks for ``cfg``'s layout (parallel state already started), with the weights of
-    the checkpoint under ``checkpoint``; the vocabulary padding is fitted to the checkpoint's."""
+    the checkpoint under ``checkpoint`` (``weights_from="ema"``: their moving average); the vocabulary padding is
+    fitted to the checkpoint's."""
     path = checkpoint_path(checkpoint)
     fit_vocab_padding(cfg, saved_padded_vocab(path))
     chunks = build_model_chunks(cfg)
-    load_checkpoint(path, chunks, weights_only=True)
+    load_checkpoint(path, chunks, weights_only=True, weights_from=weights_from)
     for c in chunks:
         c.eval()
     return chunks
