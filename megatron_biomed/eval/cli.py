@@ -33,7 +33,7 @@ from megatron_biomed.eval.runner import (
     benchmark_accuracy,
     corpus_perplexity,
     generation_scores,
-    head_accuracy,
+    head_results,
 )
 from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.layout import data_parallel_size
@@ -216,7 +216,7 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
         items = head_task.train_items[: args.limit] if args.limit else head_task.train_items
         update, bar = _progress(show, f"{args.head} head", len(items))
         name = f"{cfg.task.format}:{args.head}"
-        results += head_accuracy(trainer, head_task, items, name, update, log=samples.setdefault(name, []))
+        results += head_results(trainer, head_task, items, name, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     if rank0:

@@ -2,7 +2,7 @@
 
 * :func:`corpus_perplexity` -- rolling log-likelihood of whole documents: perplexity and bits per byte.
 * :func:`benchmark_accuracy` -- multiple-choice log-likelihood scoring (acc, acc_norm).
-* :func:`head_accuracy` -- accuracy (and macro-F1) of a fine-tuned multiple-choice / classification head.
+* :func:`head_results` -- the metrics of a fine-tuned head, as its task scores them.
 * :func:`generation_scores` -- greedy generations scored by their task (eval/generation.py).
 
 Every function returns :class:`Result` rows; every rank computes the same numbers.
@@ -20,6 +20,7 @@ from megatron_biomed.eval.generation import GenerationTask, GenerationTaskError
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount
 from megatron_biomed.inference.generate import SamplingConfig, generate
+from megatron_biomed.data.metrics import mean_stderr
 from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.models.heads import flatten_choices, head_forward
 from megatron_biomed.models.registry import get_family
@@ -62,15 +63,6 @@ class EvaluationTask(Task):
 
     def build_datasets(self, num_samples):  # pragma: no cover - forward-only trainers build no data
         raise NotImplementedError
-
-
-def _mean_stderr(values: list[float]) -> float:
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return math.sqrt(var / n)
 
 
 def _loglik_forward(seq_length: int):
@@ -168,8 +160,8 @@ def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=No
             log.append({"logliks": ll, "answer": q.answer, "pred": pred, "pred_norm": pred_norm})
     n = len(questions)
     return [
-        Result(name, "acc", sum(acc) / n, n, _mean_stderr(acc)),
-        Result(name, "acc_norm", sum(acc_norm) / n, n, _mean_stderr(acc_norm)),
+        Result(name, "acc", sum(acc) / n, n, mean_stderr(acc)),
+        Result(name, "acc_norm", sum(acc_norm) / n, n, mean_stderr(acc_norm)),
     ]
 
 
@@ -190,26 +182,14 @@ def head_scores(trainer, head_task, items, progress=None) -> torch.Tensor:
         trainer.task.head_shapes = False
 
 
-def head_accuracy(trainer, head_task, items, name: str, progress=None, log: list | None = None) -> list[Result]:
-    """Accuracy (and macro-F1 for classification) of a fine-tuned head; ``log``, when given, receives one row
-    per item: the head's scores, the gold index and the pick."""
-    scores = head_scores(trainer, head_task, items, progress)
-    pred = scores.argmax(-1).tolist()
-    gold = [it.answer if hasattr(it, "answer") else it.label for it in items]
+def head_results(trainer, head_task, items, name: str, progress=None, log: list | None = None) -> list[Result]:
+    """The metrics of a fine-tuned head on ``items``, as its task scores them (``head_task.score``: accuracy
+    and macro-F1 for classification, entity F1 for NER, ...); ``log``, when given, receives one row per item
+    (``head_task.sample_rows``)."""
+    outputs = head_scores(trainer, head_task, items, progress)
     if log is not None:
-        log += [{"scores": s, "gold": g, "pred": p} for s, g, p in zip(scores.tolist(), gold, pred)]
-    hits = [float(p == g) for p, g in zip(pred, gold)]
-    n = len(items)
-    out = [Result(name, "acc", sum(hits) / n, n, _mean_stderr(hits))]
-    if hasattr(items[0], "label_names"):
-        f1 = []
-        for c in range(len(items[0].label_names)):
-            tp = sum(1 for p, g in zip(pred, gold) if p == c and g == c)
-            fp = sum(1 for p, g in zip(pred, gold) if p == c and g != c)
-            fn = sum(1 for p, g in zip(pred, gold) if p != c and g == c)
-            f1.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0)
-        out.append(Result(name, "macro_f1", sum(f1) / len(f1), n))
-    return out
+        log += head_task.sample_rows(items, outputs)
+    return [Result(name, s.metric, s.value, len(items), s.stderr) for s in head_task.score(items, outputs)]
 
 
 def generation_scores(trainer, task: GenerationTask, requests, tok, progress=None, log: list | None = None,
@@ -248,5 +228,5 @@ def generation_scores(trainer, task: GenerationTask, requests, tok, progress=Non
             row = {"id": r.uid, "generation": texts[i], "reference": r.reference}
             log.append(row | {name: values[i] for name, _, values in scores if values})
     n = len(requests)
-    return [Result(task.name, name, value, n, _mean_stderr(values) if values else None)
+    return [Result(task.name, name, value, n, mean_stderr(values) if values else None)
             for name, value, values in scores]  # fmt: skip

@@ -19,6 +19,8 @@ from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification, head_encoding
 from megatron_biomed.finetune.formats import InputFormatError, input_format, truncation_side
 from megatron_biomed.finetune.task_base import FinetuneTask
+from megatron_biomed.data.metrics import Score
+from megatron_biomed.data.metrics.choices import accuracy, macro_f1
 from megatron_biomed.models.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
 from megatron_biomed.training.task import metric, move_batch
 
@@ -40,6 +42,9 @@ class HeadTask(FinetuneTask):
 
     metric_names = ("loss", "accuracy")
     per_token_loss = True
+    # The kind of benchmark this head is scored as: the evaluation suite averages its tasks' main metrics per type
+    # (BLURB's macro average): "qa", "ner", "relation", "similarity", "doc_classification".
+    task_type = "qa"
 
     def __init__(self, cfg, tokens=None):
         super().__init__(cfg, tokens)
@@ -77,6 +82,21 @@ class HeadTask(FinetuneTask):
 
     def loss(self, labels, scores):
         return choice_loss(labels, self.width, scores)
+
+    # ---- scoring (tools/evaluate.py --head, the evaluation suite) ----
+    def gold(self, item):
+        """The index of the item's right answer among the head's outputs."""
+        return item.label
+
+    def score(self, items, outputs) -> list[Score]:
+        """The metrics of the head's ``outputs`` ([items, width] scores, from eval/runner.py ``head_scores``) on
+        ``items``, main metric first: accuracy here; subclasses report what their benchmark reports."""
+        return [accuracy(outputs.argmax(-1).tolist(), [self.gold(it) for it in items])]
+
+    def sample_rows(self, items, outputs) -> list[dict]:
+        """One row per item for ``--log-samples``: the head's scores, the gold answer and the pick."""
+        picks = outputs.argmax(-1).tolist()
+        return [{"scores": s, "gold": self.gold(it), "pred": p} for s, it, p in zip(outputs.tolist(), items, picks)]
 
     def forward_step(self, data_iterator, model):
         batch = move_batch(next(data_iterator), model)
@@ -116,6 +136,9 @@ class MultipleChoiceTask(HeadTask):
     def encode(self, item, count):
         return encode_choices(self.tok, item, self.enc, count)
 
+    def gold(self, item):
+        return item.answer
+
     def describe(self) -> str:
         return f"multiple choice ({self.width} options), {len(self.train_items)} training items"
 
@@ -141,6 +164,11 @@ class ClassificationTask(HeadTask):
 
     def encode(self, item, count):
         return encode_classification(self.tok, item, self.enc, count)
+
+    def score(self, items, outputs) -> list[Score]:
+        """Accuracy and macro-F1 over the labels (PubMedQA's and BioASQ's two metrics)."""
+        pred, gold = outputs.argmax(-1).tolist(), [it.label for it in items]
+        return [accuracy(pred, gold), macro_f1(pred, gold, self.width)]
 
     def describe(self) -> str:
         return f"classification over {self.label_names}, {len(self.train_items)} training items"
