@@ -35,6 +35,7 @@ from megatron_biomed.eval.runner import (
     generation_scores,
     head_results,
 )
+from megatron_biomed.inference.generate import SamplingConfig
 from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.layout import data_parallel_size
 from megatron_biomed.tokenizer import load_run_tokenizer
@@ -60,6 +61,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["model", "ema"], default="model",
                    help="the checkpoint's weights to score: the model's, or their moving average (optimizer.ema_decay; "
                         "BioMamba's recipe evaluates the average)")  # fmt: skip
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="generation tasks: new tokens per item (default: the task's own, e.g. 512 for bc5cdr_re)")
+    p.add_argument("--temperature", type=float, default=0.0, help="generation tasks: 0 = greedy (the default)")
+    p.add_argument("--top-k", type=int, default=0, help="generation tasks: sample among the k likeliest (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="generation tasks: nucleus sampling mass (1 = all)")
+    p.add_argument("--seed", type=int, default=1234, help="generation tasks: sampling seed")
     p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
@@ -171,7 +178,8 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
     for name, path in benches:
         if name in GENERATION_TASKS:
             task = GENERATION_TASKS.get(name)
-            requests[name] = (task, load_requests(task, path, tok, skip_bad=args.skip_bad, limit=args.limit))
+            reqs = load_requests(task, path, tok, skip_bad=args.skip_bad, limit=args.limit)
+            requests[name] = (task, reqs, generation_sampling(args, task))
             continue
         bench = benchmark(name)
         qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
@@ -182,6 +190,13 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
         same_split = name in fewshot and Path(fewshot[name]).resolve() == Path(path).resolve()
         questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed, same_split=same_split)
     return tok, docs, questions, requests
+
+
+def generation_sampling(args, task) -> SamplingConfig:
+    """The decoding of a generation task: its own greedy length unless --max-new-tokens, --temperature,
+    --top-k, --top-p, --seed say otherwise (megatron_biomed/inference/generate.py SamplingConfig; no beam search)."""
+    new = task.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+    return SamplingConfig(new, args.temperature, args.top_k, args.top_p, args.seed)
 
 
 def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
@@ -207,9 +222,10 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
         results += benchmark_accuracy(trainer, name, qs, tok, eod, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
-    for name, (task, reqs) in requests.items():
+    for name, (task, reqs, sampling) in requests.items():
         update, bar = _progress(show, f"{name} (generating)", len(reqs))
-        results += generation_scores(trainer, task, reqs, tok, update, log=samples.setdefault(name, []))
+        results += generation_scores(trainer, task, reqs, tok, update, log=samples.setdefault(name, []),
+                                     sampling=sampling)  # fmt: skip
         if bar:
             bar.close()
     if head_task is not None:

@@ -13,7 +13,14 @@ The tasks here are BioMamba's (LeoYML/BioMamba @ e61db22):
   ``prepare_completion_data``); ``mimic_discharge``: the discharge sections from the admission sections
   (``prepare_discharge_data``, mimic_prompts.py ``DISCHARGE_TEMPLATE``). Both on the notes of 10% of the
   patients of a file in MIMIC-IV-Note's discharge.csv layout, at most 500 notes, 128 greedy tokens, and ROUGE-1/2/L
-  F1 (the ``rouge-score`` package with its default tokenizer and the Porter stemmer, as their mimic_evaluate.py).
+  F1 (the ``rouge-score`` package with its default tokenizer and the Porter stemmer, as their mimic_evaluate.py;
+  megatron_biomed/data/metrics/text.py).
+
+And BioGPT's generative end-to-end relation extraction (microsoft/BioGPT examples/RE-* @ 648f7d6):
+``bc5cdr_re``, ``kd_dti_re``, ``ddi_re``: the document in, BioGPT's target sentence out, parsed back into triples
+(data/tasks/relation_text.py) and scored with ``f1``, ``precision``, ``recall`` as BioGPT scores each corpus
+(data/metrics/triples.py). ``meqsum``: a consumer health question in, its one-line summary out, ROUGE-1/2/L.
+Decoding is greedy unless tools/evaluate.py's --temperature/--top-k/--top-p/--seed ask for sampling.
 """
 
 from __future__ import annotations
@@ -22,14 +29,17 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from megatron_biomed.data.metrics.text import rouge
+from megatron_biomed.data.metrics.triples import hard_match_prf, ids_of, micro_prf
 from megatron_biomed.data.tasks import ReadReport, read_task_file
 from megatron_biomed.data.tasks.clinical_notes import (
     admission_and_discharge,
     heldout_patients,
     sample_notes,
 )
+from megatron_biomed.data.tasks.relation_text import TEMPLATES, parse_triples, relation_pairs
 from megatron_biomed.errors import BiomedError
-from megatron_biomed.finetune.prompts import EVAL_CONTEXT_CHARS, passages_context, render_instruction
+from megatron_biomed.finetune.prompts import EVAL_CONTEXT_CHARS, passages_context, render_chat, render_instruction
 from megatron_biomed.registry import Registry
 
 
@@ -39,11 +49,14 @@ class GenerationTaskError(BiomedError, ValueError):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One item: the prompt's text, the reference the generation is scored against, and an id for logs."""
+    """One item: the prompt's text, the reference the generation is scored against, and an id for logs;
+    ``gold``: what the task's scorer compares against where the reference text is not enough (relation triples,
+    ids)."""
 
     prompt: str
     reference: str
     uid: str = ""
+    gold: object = None
 
 
 @dataclass(frozen=True)
@@ -126,29 +139,11 @@ def _score_yes_no(generations: list[str], requests: list[GenerationRequest]):
     return label_scores([yes_no_answer(g) for g in generations], [r.reference for r in requests])
 
 
-# ---- ROUGE ------------------------------------------------------------------------------------------------
-
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-
-
-def rouge_f1(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
-    """Per item ROUGE-1/2/L F1 of each prediction against its reference with ``rouge_score`` (its default
-    tokenizer: lower-cased, non-alphanumerics as spaces; Porter stemmer on), as BioMamba's mimic_evaluate.py;
-    an empty prediction or reference scores 0."""
-    from rouge_score import rouge_scorer  # optional dependency (requirements.txt): only the ROUGE tasks need it
-
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    out: dict[str, list[float]] = {t: [] for t in ROUGE_TYPES}
-    for pred, ref in zip(predictions, references):
-        scores = scorer.score(ref, pred) if pred and ref else None
-        for t in ROUGE_TYPES:
-            out[t].append(scores[t].fmeasure if scores else 0.0)
-    return out
+# ---- ROUGE (megatron_biomed/data/metrics/text.py) ---------------------------------------------------------
 
 
 def _score_rouge(generations: list[str], requests: list[GenerationRequest]):
-    per_item = rouge_f1(generations, [r.reference for r in requests])
-    return [(t, sum(v) / len(v), v) for t, v in per_item.items()]
+    return [(sc.metric, sc.value, list(sc.per_item)) for sc in rouge(generations, [r.reference for r in requests])]
 
 
 # ---- clinical notes (LeoYML/BioMamba ft_biomamba/mimic_*.py @ e61db22) ---------------------------------------
@@ -208,6 +203,76 @@ def discharge_requests(path, tok, skip_bad=False, report=None) -> list[Generatio
     return out
 
 
+# ---- generative relation extraction (microsoft/BioGPT examples/RE-* @ 648f7d6503c038b44e70b7510bf431c7be94e891) ----
+# Prompt and response are the SFT pair of tools/make_generative_sft.py: BioGPT's lower-cased document text, its
+# target sentence. BioGPT puts 9 learned prompt tokens between the two (train.sh --learned-prompt 9); we have none
+# and use the project's plain chat template instead (our choice: the SFT task's default task.chat_template).
+# Decoding: BioGPT's inference.py --beam 1 (greedy), --decoding_length 1024 (prompt and target together). Here
+# 512 new tokens (our choice: target sentences are long -- DDI train median 298 characters, 99th percentile 2,613;
+# KD-DTI valid up to 9,603) and the end-of-text token ends a generation (the SFT example closes with it).
+RE_NEW_TOKENS = 512
+SUMMARY_NEW_TOKENS = 64  # our choice: one short question (longest shared summary: 26 words, 168 characters)
+# Our choice (no published MeQSum prompt for decoder-only SFT): one instruction line before the question.
+SUMMARY_INSTRUCTION = "Summarize the consumer health question in one short question.\n\n"
+
+
+def chat_prompt(user_text: str, template: str = "plain") -> str:
+    """The text before the response of a one-turn SFT example rendered with ``template``: what the model saw
+    before the answer it was fine-tuned to give."""
+    segments = render_chat((("user", user_text), ("assistant", "")), template)
+    return "".join(text for text, is_response in segments if not is_response)
+
+
+def _relation_requests(fmt: str):
+    def load(path, tok, skip_bad=False, report=None) -> list[GenerationRequest]:
+        report = report if report is not None else ReadReport(str(path))
+        docs = read_task_file(path, fmt, skip_bad=skip_bad, report=report)
+        pairs = relation_pairs(docs, fmt, report)
+        if fmt == "bc5cdr_re":  # the split's name -> id tables (BioGPT's test.entities.json): all documents read
+            heads = {n: i for d in docs for n, i in d.head_names}
+            tails = {n: i for d in docs for n, i in d.tail_names}
+            golds = [(frozenset((t.head_id, t.tail_id) for t in d.triples), heads, tails) for _, _, d in pairs]
+        else:
+            golds = [tuple((t.head, t.relation, t.tail) for t in d.triples) for _, _, d in pairs]
+        return [GenerationRequest(chat_prompt(text), target, d.uid, gold)
+                for (text, target, d), gold in zip(pairs, golds)]  # fmt: skip
+
+    return load
+
+
+def _score_cid(generations: list[str], requests: list[GenerationRequest]):
+    """BC5CDR: generated names -> MeSH ids through the split's tables, then corpus-level P/R/F1 of CID pairs
+    against every CID pair of the document (also those without a writable name, as the CDR jar scores them)."""
+    template = TEMPLATES["bc5cdr_re"]
+    pred = [ids_of(parse_triples(g, template), r.gold[1], r.gold[2]) for g, r in zip(generations, requests)]
+    scores = micro_prf(pred, [r.gold[0] for r in requests])
+    return [(sc.metric, sc.value, list(sc.per_item) if sc.per_item else []) for sc in scores]
+
+
+def _score_hard_match(fmt: str):
+    template = TEMPLATES[fmt]
+
+    def score(generations: list[str], requests: list[GenerationRequest]):
+        scores = hard_match_prf([parse_triples(g, template) for g in generations], [r.gold for r in requests])
+        return [(sc.metric, sc.value, list(sc.per_item)) for sc in scores]
+
+    return score
+
+
+# ---- MeQSum question summarisation ---------------------------------------------------------------------------
+
+
+def summary_prompt(source: str) -> str:
+    return SUMMARY_INSTRUCTION + source.strip()
+
+
+def summary_requests(path, tok, skip_bad=False, report=None) -> list[GenerationRequest]:
+    """MeQSum / MEDIQA-QS items: the question in the instruction (plain chat template), the summary the
+    reference."""
+    items = read_task_file(path, "meqsum", skip_bad=skip_bad, report=report)
+    return [GenerationRequest(chat_prompt(summary_prompt(it.source)), it.summary, it.uid) for it in items]
+
+
 TASKS: Registry[GenerationTask] = Registry("generation task", {
     # ft_biomamba/config.py EvalConfig: max_new_tokens 8, temperature 0 (greedy).
     "bioasq_generative": GenerationTask("bioasq_generative", _yes_no_requests("bioasq"), _score_yes_no, 8),
@@ -215,6 +280,12 @@ TASKS: Registry[GenerationTask] = Registry("generation task", {
     "pubmedqa_generative": GenerationTask("pubmedqa_generative", _yes_no_requests("pubmedqa"), _score_yes_no, 8),
     "mimic_completion": GenerationTask("mimic_completion", completion_requests, _score_rouge, CLINICAL_NEW_TOKENS),
     "mimic_discharge": GenerationTask("mimic_discharge", discharge_requests, _score_rouge, CLINICAL_NEW_TOKENS),
+    "bc5cdr_re": GenerationTask("bc5cdr_re", _relation_requests("bc5cdr_re"), _score_cid, RE_NEW_TOKENS, True),
+    "kd_dti_re": GenerationTask("kd_dti_re", _relation_requests("kd_dti_re"), _score_hard_match("kd_dti_re"),
+                                RE_NEW_TOKENS, True),
+    "ddi_re": GenerationTask("ddi_re", _relation_requests("ddi_re"), _score_hard_match("ddi_re"), RE_NEW_TOKENS,
+                             True),
+    "meqsum": GenerationTask("meqsum", summary_requests, _score_rouge, SUMMARY_NEW_TOKENS, True),
 }, error=GenerationTaskError, plural="generation tasks")  # fmt: skip
 
 

@@ -193,8 +193,10 @@ def head_results(trainer, head_task, items, name: str, progress=None, log: list 
 
 
 def generation_scores(trainer, task: GenerationTask, requests, tok, progress=None, log: list | None = None,
-                      batch_size: int | None = None) -> list[Result]:  # fmt: skip
-    """Greedy generations of ``task.max_new_tokens`` tokens for ``requests``, scored by ``task.score``. Prompts
+                      batch_size: int | None = None,
+                      sampling: SamplingConfig | None = None) -> list[Result]:  # fmt: skip
+    """Generations for ``requests``, scored by ``task.score``: greedy, ``task.max_new_tokens`` tokens, unless
+    ``sampling`` says otherwise (tools/evaluate.py --temperature/--top-k/--top-p/--seed/--max-new-tokens). Prompts
     are batched by token length (``batch_size``, default the micro-batch size); one that leaves no room for the
     new tokens under the model's ``seq_length`` keeps its start (as BioMamba's right truncation). Every rank
     generates every request (pipeline parallelism is refused: generation needs the whole model). ``log``, when
@@ -203,15 +205,15 @@ def generation_scores(trainer, task: GenerationTask, requests, tok, progress=Non
     if cfg.parallel.pipeline_model_parallel_size > 1:
         raise GenerationTaskError(f"{task.name}: generation needs the whole model on each rank; evaluate with "
                                   "--set parallel.pipeline_model_parallel_size=1")  # fmt: skip
+    sampling = sampling if sampling is not None else SamplingConfig(max_new_tokens=task.max_new_tokens)
     seq = cfg.model.seq_length
-    room = seq - task.max_new_tokens
+    room = seq - sampling.max_new_tokens
     if room < 1:
-        raise GenerationTaskError(f"{task.name}: {task.max_new_tokens} new tokens do not fit seq_length {seq}")
+        raise GenerationTaskError(f"{task.name}: {sampling.max_new_tokens} new tokens do not fit seq_length {seq}")
     eod = tok.eod_id
     ids = [tok.encode(r.prompt)[:room] or [eod] for r in requests]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     step = batch_size or cfg.train.micro_batch_size
-    sampling = SamplingConfig(max_new_tokens=task.max_new_tokens)
     texts: list[str] = [""] * len(ids)
     model = trainer.model[0]
     for start in range(0, len(order), step):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from megatron_biomed.data.metrics.text import rouge_f1
 from megatron_biomed.eval.generation import (
     TASKS,
     GenerationRequest,
@@ -21,7 +22,6 @@ from megatron_biomed.eval.generation import (
     discharge_requests,
     label_scores,
     load_requests,
-    rouge_f1,
     yes_no_answer,
 )
 

@@ -93,3 +93,40 @@ class PreferenceExample:
     chosen: str
     rejected: str
     uid: str = ""
+
+
+@dataclass(frozen=True)
+class RelationTriple:
+    """One relation of a document: ``head`` -``relation``-> ``tail`` by name (lower-cased as the corpus's
+    target sentences spell them; "" where the corpus gives no name) and, where the corpus has them, the
+    entities' database ids (BC5CDR: MeSH; KD-DTI valid: DrugBank)."""
+
+    head: str
+    relation: str
+    tail: str
+    head_id: str = ""
+    tail_id: str = ""
+
+
+@dataclass(frozen=True)
+class RelationDocument:
+    """A document (title and abstract; DDI has no title) with its relation triples, for generative end-to-end
+    relation extraction (BioGPT's BC5CDR, KD-DTI, DDI). ``head_names`` / ``tail_names``: ``(lower-cased
+    mention, id)`` of every head-type / tail-type mention (BC5CDR's chemicals and diseases; empty elsewhere),
+    BioGPT's ``chemical2id`` / ``disease2id``."""
+
+    uid: str
+    title: str
+    abstract: str
+    triples: tuple[RelationTriple, ...]
+    head_names: tuple[tuple[str, str], ...] = ()
+    tail_names: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """A text and its reference summary (MeQSum: a consumer health question and its short question)."""
+
+    source: str
+    summary: str
+    uid: str = ""

@@ -10,6 +10,8 @@ from megatron_biomed.data.tasks.classification import read_bioasq, read_pubmedqa
 from megatron_biomed.data.tasks.clinical_notes import read_discharge_notes
 from megatron_biomed.data.tasks.errors import TaskDataError
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
+from megatron_biomed.data.tasks.relations import read_bc5cdr_re, read_ddi_re, read_kd_dti_re
+from megatron_biomed.data.tasks.summaries import read_meqsum
 
 READERS: dict[str, Callable[..., list]] = {
     "medqa": read_medqa,
@@ -20,6 +22,10 @@ READERS: dict[str, Callable[..., list]] = {
     "sft": read_sft,
     "preference": read_preferences,
     "mimic_discharge": read_discharge_notes,
+    "bc5cdr_re": read_bc5cdr_re,
+    "kd_dti_re": read_kd_dti_re,
+    "ddi_re": read_ddi_re,
+    "meqsum": read_meqsum,
 }
 
 
