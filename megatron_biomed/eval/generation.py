@@ -273,6 +273,20 @@ def summary_requests(path, tok, skip_bad=False, report=None) -> list[GenerationR
     return [GenerationRequest(chat_prompt(summary_prompt(it.source)), it.summary, it.uid) for it in items]
 
 
+def sft_pairs(fmt: str, path, skip_bad: bool = False, report: ReadReport | None = None) -> list[tuple[str, str, str]]:
+    """``(id, prompt, response)`` SFT pairs of a generation task's file (tools/make_generative_sft.py): the same
+    prompt text the task's requests wrap in the chat template, the reference as response. ``fmt``: ``meqsum`` or
+    a relation corpus (``bc5cdr_re``, ``kd_dti_re``, ``ddi_re``; documents without a writable triple are left
+    out and counted in ``report``)."""
+    if fmt == "meqsum":
+        items = read_task_file(path, fmt, skip_bad=skip_bad, report=report)
+        return [(it.uid, summary_prompt(it.source), it.summary) for it in items]
+    if fmt not in TEMPLATES:
+        raise GenerationTaskError(f"no SFT pairs for format {fmt!r}; known: meqsum, {', '.join(TEMPLATES)}")
+    docs = read_task_file(path, fmt, skip_bad=skip_bad, report=report)
+    return [(d.uid, text, target) for text, target, d in relation_pairs(docs, fmt, report)]
+
+
 TASKS: Registry[GenerationTask] = Registry("generation task", {
     # ft_biomamba/config.py EvalConfig: max_new_tokens 8, temperature 0 (greedy).
     "bioasq_generative": GenerationTask("bioasq_generative", _yes_no_requests("bioasq"), _score_yes_no, 8),

@@ -194,7 +194,10 @@ def _read_biogpt_json(path, skip_bad: bool, report: ReadReport | None, with_titl
 def read_kd_dti_re(path: str | os.PathLike, *, skip_bad: bool = False,
                    report: ReadReport | None = None) -> list[RelationDocument]:  # fmt: skip
     """KD-DTI documents (title, abstract, drug-target-interaction triples) from BioGPT's raw JSON. In the
-    public valid file the drug and target are DrugBank ids (``DrugBank####DB08813``), not names."""
+    public valid file 820 of the 2,225 triples give DrugBank ids (``DrugBank####DB08813``) for both drug and
+    target instead of names (the other 1,405 give names): a target sentence then asks the model to write ids that
+    the text does not contain, so such triples can only be learnt by heart, and a generated name never matches
+    them."""
     return _read_biogpt_json(path, skip_bad, report, with_title=True)
 
 
