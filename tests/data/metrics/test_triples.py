@@ -46,7 +46,8 @@ def test_targets_are_biogpts_relis_sentences():
 
 
 def test_parse_inverts_the_template_and_follows_biogpts_rules():
-    doc = RelationDocument("1", "t", "a", (RelationTriple("a b", "inhibitor", "c"), RelationTriple("d", "agonist", "e")))
+    triples = (RelationTriple("a b", "inhibitor", "c"), RelationTriple("d", "agonist", "e"))
+    doc = RelationDocument("1", "t", "a", triples)
     assert parse_triples(target_sentence(doc, DTI), DTI) == [("a b", "inhibitor", "c"), ("d", "agonist", "e")]
     # prompt tokens and "we have that" prefixes are cut; greedy groups: "x and y and z" -> head "x and y"
     assert parse_triples("learned1 learned2 the relation between x and y and z exists.", CDR) == [
