@@ -228,7 +228,10 @@ def _relation_requests(fmt: str):
         report = report if report is not None else ReadReport(str(path))
         docs = read_task_file(path, fmt, skip_bad=skip_bad, report=report)
         pairs = relation_pairs(docs, fmt, report)
-        if fmt == "bc5cdr_re":  # the split's name -> id tables (BioGPT's test.entities.json): all documents read
+        if fmt == "bc5cdr_re":
+            # The split's name -> id tables (BioGPT's <split>.entities.json): every document's names, a later
+            # document's id winning -- this equals their valid.entities.json on all 981 chemical and 1,257 disease
+            # names of the 499 shared development documents (checked by hand against the BioGPT snapshot).
             heads = {n: i for d in docs for n, i in d.head_names}
             tails = {n: i for d in docs for n, i in d.tail_names}
             golds = [(frozenset((t.head_id, t.tail_id) for t in d.triples), heads, tails) for _, _, d in pairs]
