@@ -67,6 +67,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=0, help="generation tasks: sample among the k likeliest (0 = all)")
     p.add_argument("--top-p", type=float, default=1.0, help="generation tasks: nucleus sampling mass (1 = all)")
     p.add_argument("--seed", type=int, default=1234, help="generation tasks: sampling seed")
+    p.add_argument("--num-beams", type=int, default=1,
+                   help="generation tasks: beam search with this many beams (transformers' num_beams; no KV cache)")
     p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
@@ -194,9 +196,9 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
 
 def generation_sampling(args, task) -> SamplingConfig:
     """The decoding of a generation task: its own greedy length unless --max-new-tokens, --temperature,
-    --top-k, --top-p, --seed say otherwise (megatron_biomed/inference/generate.py SamplingConfig; no beam search)."""
+    --top-k, --top-p, --seed or --num-beams say otherwise (megatron_biomed/inference/generate.py SamplingConfig)."""
     new = task.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
-    return SamplingConfig(new, args.temperature, args.top_k, args.top_p, args.seed)
+    return SamplingConfig(new, args.temperature, args.top_k, args.top_p, args.seed, num_beams=args.num_beams)
 
 
 def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:

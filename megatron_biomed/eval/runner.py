@@ -196,8 +196,8 @@ def generation_scores(trainer, task: GenerationTask, requests, tok, progress=Non
                       batch_size: int | None = None,
                       sampling: SamplingConfig | None = None) -> list[Result]:  # fmt: skip
     """Generations for ``requests``, scored by ``task.score``: greedy, ``task.max_new_tokens`` tokens, unless
-    ``sampling`` says otherwise (tools/evaluate.py --temperature/--top-k/--top-p/--seed/--max-new-tokens). Prompts
-    are batched by token length (``batch_size``, default the micro-batch size); one that leaves no room for the
+    ``sampling`` says otherwise (tools/evaluate.py --temperature, --top-k, --top-p, --seed, --num-beams,
+    --max-new-tokens). Prompts are batched by token length (``batch_size``, default the micro-batch size); one that leaves no room for the
     new tokens under the model's ``seq_length`` keeps its start (as BioMamba's right truncation). Every rank
     generates every request (pipeline parallelism is refused: generation needs the whole model). ``log``, when
     given, receives one row per request: the generation, the reference and the per-item scores."""

@@ -28,6 +28,7 @@ from megatron_biomed.checkpoint import run_experiment_config
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.loading import apply_overrides
 from megatron_biomed.errors import BiomedError
+from megatron_biomed.inference.beam import beam_search
 from megatron_biomed.inference.forward import model_device
 from megatron_biomed.inference.loading import load_model_chunks
 from megatron_biomed.parallel.env import DistEnv
@@ -50,6 +51,7 @@ class SamplingConfig:
     top_p: float = 1.0  # 1 = no nucleus cut
     seed: int = 1234
     stop_strings: Sequence[str] = ()
+    num_beams: int = 1  # > 1: beam search (inference/beam.py, transformers' generate(num_beams=...)), no cache
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0 or self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
@@ -57,6 +59,11 @@ class SamplingConfig:
                 f"sampling: max_new_tokens={self.max_new_tokens}, temperature={self.temperature} and "
                 f"top_k={self.top_k} must be >= 0 and top_p={self.top_p} in (0, 1]"
             )
+        if self.num_beams < 1:
+            raise SamplingError(f"sampling: num_beams={self.num_beams} must be >= 1")
+        if self.num_beams > 1 and (not self.greedy or self.stop_strings):
+            raise SamplingError(f"sampling: num_beams={self.num_beams} is beam search; it takes neither "
+                                f"temperature={self.temperature} / top_k={self.top_k} sampling nor stop strings")
 
     @property
     def greedy(self) -> bool:
@@ -121,6 +128,8 @@ def generate(
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
     model.eval()
+    if sampling.num_beams > 1:
+        return [_beam_generation(model, p, sampling, vocab_size, max_length, eos_id, decode) for p in prompts]
     device = model_device([model])
     b = len(prompts)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
@@ -162,6 +171,17 @@ def generate(
         if decode is not None and r.finish_reason != "stop":
             r.text = decode(r.ids)
     return results
+
+
+def _beam_generation(model, prompt, s: SamplingConfig, vocab_size, max_length, eos_id, decode) -> Generation:
+    new = min(s.max_new_tokens, max_length - len(prompt))
+    if new <= 0:
+        raise ValueError(f"generate: a prompt of {len(prompt)} tokens leaves no room under {max_length}")
+    ids, ended = beam_search(model, prompt, s.num_beams, new, full_vocab=_full_vocab, vocab_size=vocab_size,
+                             eos_id=eos_id)  # fmt: skip
+    g = Generation(prompt_ids=list(prompt), ids=ids, finish_reason="eos" if ended else "length")
+    g.text = decode(ids) if decode is not None else ""
+    return g
 
 
 def _append(r: Generation, token: int, s: SamplingConfig, eos_id, decode, on_token, i: int) -> None:
