@@ -197,8 +197,9 @@ def generation_scores(trainer, task: GenerationTask, requests, tok, progress=Non
                       sampling: SamplingConfig | None = None) -> list[Result]:  # fmt: skip
     """Generations for ``requests``, scored by ``task.score``: greedy, ``task.max_new_tokens`` tokens, unless
     ``sampling`` says otherwise (tools/evaluate.py --temperature, --top-k, --top-p, --seed, --num-beams,
-    --max-new-tokens). Prompts are batched by token length (``batch_size``, default the micro-batch size); one that leaves no room for the
-    new tokens under the model's ``seq_length`` keeps its start (as BioMamba's right truncation). Every rank
+    --max-new-tokens). Prompts are batched by token length (``batch_size``, default the micro-batch size); one
+    that leaves no room for the new tokens under the model's ``seq_length`` keeps its start (as BioMamba's right
+    truncation). Every rank
     generates every request (pipeline parallelism is refused: generation needs the whole model). ``log``, when
     given, receives one row per request: the generation, the reference and the per-item scores."""
     cfg = trainer.cfg
