@@ -91,3 +91,27 @@ def test_tiny_model_learns_the_template_and_the_triples(monkeypatch, tmp_path, s
     after = score(texts, requests)
     assert after[0][0] == "f1" and after[0][1] >= 0.75, (after, texts)
     assert sum(t.startswith("the interaction between ") for t in texts) >= 3, texts
+
+
+def test_make_generative_sft_tool_writes_sft_rows(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import make_generative_sft
+
+    from megatron_biomed.data.tasks import read_sft
+
+    path = tmp_path / "ddi.json"
+    path.write_text(json.dumps(DOCS))
+    out = tmp_path / "sft" / "train.jsonl"
+    assert make_generative_sft.main(["--format", "ddi_re", "--input", str(path), "--output", str(out)]) == 0
+    examples = read_sft(out)
+    assert [e.uid for e in examples] == ["d1", "d2", "d3", "d4"]
+    assert examples[0].messages == (("user", "ab with cd."),
+                                    ("assistant", "the interaction between ab and cd is effect."))  # fmt: skip
+    assert "skipped 1 (1 no triple to write" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"d1": {"abstract": "x"}}')
+    assert make_generative_sft.main(["--format", "ddi_re", "--input", str(bad), "--output", str(out)]) == 1
+    assert "bad.json:1: document 'd1': missing 'triples'" in capsys.readouterr().err
