@@ -16,11 +16,11 @@ from typing import Optional
 
 import torch
 
+from megatron_biomed.data.metrics import mean_stderr
 from megatron_biomed.eval.generation import GenerationTask, GenerationTaskError
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount
 from megatron_biomed.inference.generate import SamplingConfig, generate
-from megatron_biomed.data.metrics import mean_stderr
 from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.models.heads import flatten_choices, head_forward
 from megatron_biomed.models.registry import get_family

@@ -15,12 +15,12 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from megatron_biomed.data.metrics import Score
+from megatron_biomed.data.metrics.choices import accuracy, macro_f1
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification, head_encoding
 from megatron_biomed.finetune.formats import InputFormatError, input_format, truncation_side
 from megatron_biomed.finetune.task_base import FinetuneTask
-from megatron_biomed.data.metrics import Score
-from megatron_biomed.data.metrics.choices import accuracy, macro_f1
 from megatron_biomed.models.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
 from megatron_biomed.training.task import metric, move_batch
 
