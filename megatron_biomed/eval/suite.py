@@ -100,10 +100,14 @@ def _check_head(name: str) -> None:
         raise SuiteError(f"unknown head task {name!r}; known: {', '.join(head_task_names())}")
 
 
-def _generation_metrics(name: str) -> tuple[str, ...]:
-    # A generation task says its metrics only by scoring: one probe item, scored without a model.
+def _generation_metrics(name: str) -> tuple[str, ...] | None:
+    """A generation task says its metrics only by scoring: one probe item, scored without a model. A task whose
+    scorer needs more than a plain request (None) has its metric checked after scoring instead."""
     task = GENERATION_TASKS.get(name)
-    return tuple(row[0] for row in task.score(["probe"], [GenerationRequest("probe", "probe")]))
+    try:
+        return tuple(row[0] for row in task.score(["probe"], [GenerationRequest("probe", "probe")]))
+    except Exception:  # noqa: BLE001 - any scorer failure on the probe only means "not known before running"
+        return None
 
 
 PERPLEXITY_METRICS = ("perplexity", "bits_per_byte", "nll_per_token")  # eval/runner.py corpus_perplexity's rows
@@ -227,7 +231,7 @@ def _entry(path: Path, index: int, row, finetune_all: bool) -> SuiteEntry:
     except SuiteError as e:
         raise bad(runner.key, str(e)) from e
 
-    kind = row.get("type", runner.default_type(task))
+    kind = row["type"] if "type" in row else runner.default_type(task)
     if kind not in TASK_TYPES:
         raise bad("type", f"{kind!r} is not a task type; known: {', '.join(TASK_TYPES)}")
 

@@ -248,3 +248,51 @@ def _compare(x, y, where: str) -> float:
         return d
     assert x == y or (isinstance(x, float) and math.isnan(x)), (where, x, y)
     return 0.0
+
+
+# ---- the example suites ------------------------------------------------------------------------------------------
+
+EXAMPLES = ROOT / "examples" / "eval"
+# Issue 20's names for the parts merged beside this one (tasks, formats, generation tasks and what they report).
+ISSUE20_HEADS = {"ner": "ner", "similarity": "similarity", "multilabel": "doc_classification"}
+ISSUE20_FORMATS = ("conll", "pubtator", "chemprot", "gad", "biosses", "hoc")
+ISSUE20_GENERATION = {"bc5cdr_re": ("f1", "precision", "recall"), "kd_dti_re": ("f1", "precision", "recall"),
+                      "ddi_re": ("f1", "precision", "recall"), "meqsum": ("rouge1", "rouge2", "rougeL")}  # fmt: skip
+
+
+def test_example_suites_load(monkeypatch):
+    """examples/eval/suite_today.yaml loads as it is; biollm_suite.yaml too, with stand-ins for the names of
+    issue 20's other parts that are not registered yet (none once they are merged: then it is checked as is)."""
+    from megatron_biomed.data.tasks import READERS
+    from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
+    from megatron_biomed.eval.generation import GenerationTask
+    from megatron_biomed.finetune.head_tasks import HeadTask
+    from megatron_biomed.training.tasks import TASKS
+
+    if not (ROOT.parent / "shared" / "data" / "bio_ner").is_dir():
+        pytest.skip("../shared/data (the public dev files the example suites name) is not here")
+    today = load_suite(EXAMPLES / "suite_today.yaml")
+    assert {e.runner for e in today.entries} == {"benchmark", "generation", "perplexity"}
+    standins = []
+    with TASKS.scoped(), GENERATION_TASKS.scoped():
+        for name, kind in ISSUE20_HEADS.items():
+            if name not in TASKS:
+                TASKS.register(name, type(f"StandIn_{name}", (HeadTask,), {"name": name, "task_type": kind}))
+                standins.append(name)
+        for name in ISSUE20_FORMATS:
+            if name not in READERS:
+                monkeypatch.setitem(READERS, name, lambda *a, **k: [])
+                standins.append(name)
+        for name, metrics in ISSUE20_GENERATION.items():
+            if name not in GENERATION_TASKS:
+                score = lambda gens, reqs, m=metrics: [(x, 0.0, []) for x in m]  # noqa: E731
+                GENERATION_TASKS.register(name, GenerationTask(name, lambda *a, **k: [], score, 8))
+                standins.append(name)
+        full = load_suite(EXAMPLES / "biollm_suite.yaml")
+    print(f"biollm_suite.yaml: {len(full.entries)} entries; stand-ins for {standins or 'none'}")
+    types = {e.type for e in full.entries}
+    assert types == {"ner", "relation", "similarity", "qa", "generation", "perplexity"}, types
+    heads = [e for e in full.entries if e.runner == "head"]
+    assert heads and all(e.split == "dev" and e.needs_finetune(False) and "train" in e.files for e in heads)
+    for e in full.entries:  # never an official test split (withheld)
+        assert all("test" not in p.name.lower() for p in e.files.values()), e.name
