@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ class Scored:
     rows: list = field(default_factory=list)  # runner.Result rows
     samples: list = field(default_factory=list)
     checkpoint: str = ""
+    seconds: float = 0.0  # wall time of the scoring (the model load not counted)
 
 
 def run_suite(args) -> int:
@@ -222,6 +224,7 @@ def _score_body(suite: Suite, cfg, env, args, tok, inputs, runners=None) -> dict
     eod = tok.eod_id
     out = {}
     for e in entries:
+        start_time = time.perf_counter()
         got = Scored(checkpoint=str(args.load))
         data = inputs[e.name]
         if e.runner == "perplexity":
@@ -236,6 +239,7 @@ def _score_body(suite: Suite, cfg, env, args, tok, inputs, runners=None) -> dict
             got.rows = generation_scores(trainer, task, requests, tok, update, log=got.samples)
         if bar:
             bar.close()
+        got.seconds = time.perf_counter() - start_time
         out[e.name] = got
     return out
 
@@ -245,7 +249,9 @@ def _score_head(job: HeadJob, env, args) -> Scored:
     items = job.task.train_items[: args.limit] if args.limit else job.task.train_items
     update, bar = progress_bar(env.rank == 0 and not args.no_progress, f"{job.entry.name} (head)", len(items))
     got = Scored(checkpoint=str(checkpoint_path(job.load)))
+    start_time = time.perf_counter()
     got.rows = head_results(trainer, job.task, items, job.entry.name, update, log=got.samples)
+    got.seconds = time.perf_counter() - start_time
     if bar:
         bar.close()
     return got
@@ -270,7 +276,10 @@ def suite_report(suite: Suite, scored: dict[str, Scored], meta: dict, layout: st
             row["samples"] = got.samples
         entries.append(row)
     summary = summarize(mains)
-    return {"suite": str(suite.path), "name": suite.name, **meta, "layout": layout, "entries": entries, **summary}
+    # Wall times apart from the scores: they differ from run to run, the scores do not.
+    timing = {e.name: scored[e.name].seconds for e in suite.entries}
+    return {"suite": str(suite.path), "name": suite.name, **meta, "layout": layout, "entries": entries, **summary,
+            "scoring_seconds": timing}  # fmt: skip
 
 
 def format_suite_table(report: dict) -> str:
