@@ -106,8 +106,9 @@ def run_suite(args) -> int:
         if cfg.parallel.pipeline_model_parallel_size > 1 and any(e.runner == "generation" for e in suite.entries):
             scored.update(_score_body(suite, _whole_model_layout(cfg, env), env, args, tok, inputs, ("generation",)))
         layout = ctx.describe()
+    # On every rank (the same numbers everywhere): a main metric that its task did not report fails on all of them.
+    report = suite_report(suite, scored, checkpoint_meta(checkpoint_path(load)), layout, args.log_samples)
     if env.rank == 0:
-        report = suite_report(suite, scored, checkpoint_meta(checkpoint_path(load)), layout, args.log_samples)
         print(format_suite_table(report), flush=True)
         if args.output:
             write_report(args.output, report)
