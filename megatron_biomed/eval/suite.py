@@ -19,6 +19,7 @@ and the report's averages (:func:`summarize`: BLURB's macro average per task typ
       - name: meqsum
         generation: meqsum             # an eval/generation.py TASKS name
         files: {test: meqsum_dev.jsonl}
+        load: ../ckpt/meqsum_sft       # any entry may name its own checkpoint (default: --load)
       - name: pubmed
         perplexity: text               # the JSON field of a .jsonl corpus (a .bin/.idx prefix or text file too)
         files: {test: abstracts.jsonl}
@@ -132,7 +133,8 @@ class Finetune:
 class SuiteEntry:
     """One task of the suite. ``runner``: "benchmark", "generation", "head" or "perplexity"; ``task``: its name
     in the runner's registry (for perplexity: the JSON field of a .jsonl corpus); ``files``: split -> path,
-    resolved against the YAML file's folder; ``split``: the file scored."""
+    resolved against the YAML file's folder; ``split``: the file scored; ``load``: the checkpoint it scores
+    (a head's fine-tune, an SFT model for a generation task; None: the run's ``--load``)."""
 
     name: str
     runner: str
@@ -272,8 +274,6 @@ def _entry(path: Path, index: int, row, finetune_all: bool) -> SuiteEntry:
 
     load = row.get("load")
     if load is not None:
-        if runner.key != "head":
-            raise bad("load", "only head entries load a checkpoint of their own (the rest use --load)")
         load = _resolve(path, load)
         if not load.is_dir():
             raise bad("load", f"{load} is not a checkpoint directory")

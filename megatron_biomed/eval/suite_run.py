@@ -8,7 +8,8 @@ The order of work, on every rank (torchrun, any TP/PP layout, like the rest of e
    ``tools/finetune.py``'s own code (finetune/cli.py ``finetune_config``, training/pretrain.py ``train``), each
    in the suite's process group, and saved under ``--suite-workdir``.
 3. ONE forward-only Trainer holds the body of ``--load``: every benchmark, perplexity and generation entry is scored
-   on it (one model load), batched as the single-task runs batch (eval/runner.py).
+   on it (one model load), batched as the single-task runs batch (eval/runner.py). Entries naming a checkpoint of
+   their own (``load:``, e.g. an SFT model for a generation task) share one load per checkpoint the same way.
 4. Each head entry: a Trainer with its head, its fine-tuned checkpoint loaded, its task's ``score``.
 5. Under pipeline parallelism generation needs the whole model on each rank (eval/runner.py refuses PP > 1): the
    generation entries then run on a second load of the body at PP 1, same TP, the other ranks data-parallel.
@@ -72,6 +73,18 @@ class HeadJob:
 
 
 @dataclass
+class BodyGroup:
+    """The benchmark, perplexity and generation entries that score one checkpoint (``--load``, or the ``load:``
+    they name): one model load for all of them, their inputs read with that checkpoint's tokenizer."""
+
+    load: str
+    cfg: ExperimentConfig
+    tok: Any
+    entries: list[SuiteEntry]
+    inputs: dict = field(default_factory=dict)
+
+
+@dataclass
 class Scored:
     rows: list = field(default_factory=list)  # runner.Result rows
     samples: list = field(default_factory=list)
@@ -90,21 +103,23 @@ def run_suite(args) -> int:
     load = args.load
     cfg = checkpoint_eval_config(read_run_config(load), f"{load}/{RUN_CONFIG}", args.overrides)
     env = start(cfg, global_batch_from_world)
-    tok = load_run_tokenizer(cfg)
-    inputs = {e.name: _body_inputs(e, args, tok) for e in suite.entries if e.runner in BODY_RUNNERS}
+    groups = _body_groups(suite, cfg, env, args)
     heads = [_head_job(e, args, env, workdir) for e in suite.by_runner("head")]
     if env.rank == 0:
         log.info("suite %s: %d entries (%s)", suite.path, len(suite.entries),
                  ", ".join(f"{e.name} [{e.runner} {e.task}]" for e in suite.entries))  # fmt: skip
+    scored: dict[str, Scored] = {}
     with parallel_session(cfg, env) as ctx:
         for job in heads:
             if job.train_cfg is not None:
                 _finetune(job, env)
-        scored = _score_body(suite, cfg, env, args, tok, inputs)
+        for group in groups:
+            scored |= _score_body(group, group.cfg, env, args)
         for job in heads:
             scored[job.entry.name] = _score_head(job, env, args)
-        if cfg.parallel.pipeline_model_parallel_size > 1 and any(e.runner == "generation" for e in suite.entries):
-            scored.update(_score_body(suite, _whole_model_layout(cfg, env), env, args, tok, inputs, ("generation",)))
+        if cfg.parallel.pipeline_model_parallel_size > 1:
+            for group in groups:
+                scored |= _score_body(group, _whole_model_layout(group.cfg, env), env, args, ("generation",))
         layout = ctx.describe()
     # On every rank (the same numbers everywhere): a main metric that its task did not report fails on all of them.
     report = suite_report(suite, scored, checkpoint_meta(checkpoint_path(load)), layout, args.log_samples)
@@ -127,6 +142,28 @@ def _workdir(args, suite: Suite) -> Path | None:
 
 
 # ---- inputs, read and checked before any process group ------------------------------------------------------
+
+
+def _body_groups(suite: Suite, cfg: ExperimentConfig, env, args) -> list[BodyGroup]:
+    """The body entries grouped by the checkpoint they score (``--load`` first), each group's config (the
+    checkpoint's model, this run's layout) and inputs."""
+    by_load: dict[str, list[SuiteEntry]] = {str(args.load): []}
+    for e in suite.entries:
+        if e.runner in BODY_RUNNERS:
+            by_load.setdefault(str(e.load) if e.load is not None else str(args.load), []).append(e)
+    groups = []
+    for load, entries in by_load.items():
+        if not entries:
+            continue
+        if load == str(args.load):
+            gcfg = cfg
+        else:
+            gcfg = checkpoint_eval_config(read_run_config(load), f"{load}/{RUN_CONFIG}", args.overrides)
+            global_batch_from_world(gcfg, env)
+            validate_layout(gcfg, env.world_size)
+        tok = load_run_tokenizer(gcfg)
+        groups.append(BodyGroup(load, gcfg, tok, entries, {e.name: _body_inputs(e, args, tok) for e in entries}))
+    return groups
 
 
 def _body_inputs(entry: SuiteEntry, args, tok):
@@ -213,21 +250,23 @@ def _load_trainer(cfg: ExperimentConfig, env, load, head_task, weights: str, wha
     return trainer
 
 
-def _score_body(suite: Suite, cfg, env, args, tok, inputs, runners=None) -> dict[str, Scored]:
-    """Every body entry of ``runners`` (default: all that this layout can run) on one load of ``--load``."""
+def _score_body(group: BodyGroup, cfg: ExperimentConfig, env, args, runners=None) -> dict[str, Scored]:
+    """The group's entries of ``runners`` (default: all that ``cfg``'s layout can run) on one load of its
+    checkpoint."""
     pp = cfg.parallel.pipeline_model_parallel_size
     runners = runners or tuple(r for r in BODY_RUNNERS if not (r == "generation" and pp > 1))
-    entries = [e for e in suite.entries if e.runner in runners]
+    entries = [e for e in group.entries if e.runner in runners]
     if not entries:
         return {}
-    trainer = _load_trainer(cfg, env, args.load, None, args.weights, f"suite body ({', '.join(runners)})")
+    trainer = _load_trainer(cfg, env, group.load, None, args.weights, f"suite body ({', '.join(runners)})")
     show = env.rank == 0 and not args.no_progress
+    tok = group.tok
     eod = tok.eod_id
     out = {}
     for e in entries:
         start_time = time.perf_counter()
-        got = Scored(checkpoint=str(args.load))
-        data = inputs[e.name]
+        got = Scored(checkpoint=str(checkpoint_path(group.load)))
+        data = group.inputs[e.name]
         if e.runner == "perplexity":
             update, bar = progress_bar(show, f"{e.name} (perplexity)", 0)
             got.rows = corpus_perplexity(trainer, e.name, data, tok, eod, args.stride, update, log=got.samples)

@@ -75,7 +75,7 @@ def test_a_good_suite_resolves_paths_against_its_file_and_fills_defaults(tmp_pat
         ({**PQA, "num_fewshot": 3}, "files", ["needs a 'fewshot' file"]),
         ({**PQA, "num_fewshot": -1}, "num_fewshot", ["a count >= 0"]),
         ({**PQA, "benchmark": "medmcqa"}, "medmcqa_cop_base", ["0 or 1"]),
-        ({**PQA, "load": "../data"}, "load", ["only head entries"]),
+        ({**PQA, "load": "../nowhere"}, "load", ["is not a checkpoint directory"]),
         ({**HEAD, "load": "../nowhere"}, "load", ["is not a checkpoint directory"]),
         ({**HEAD, "files": {"test": "../data/dev.jsonl"}, "split": "test"}, "files", ["needs a 'train' file"]),
         ({**HEAD, "finetune": {"set": ["train.train_iters"]}}, "finetune", ["SECTION.FIELD=VALUE"]),
@@ -164,6 +164,9 @@ def _suite_file(path, toy, corpus, head: dict) -> str:
          "files": {"train": str(toy["mc_train"]), "test": str(toy["mc_valid"])}, **head},
         {"name": "pubmedqa_gen", "generation": "pubmedqa_generative", "files": {"test": str(toy["pubmedqa"])}},
         {"name": "toy_text", "perplexity": "text", "files": {"test": str(corpus)}},
+        # A checkpoint of its own (here the same one, named by its iteration directory): a second body load.
+        {"name": "toy_text_own_load", "perplexity": "text", "files": {"test": str(corpus)},
+         "load": str(toy["pretrained"] / "iter_0000000")},
     ]  # fmt: skip
     path.write_text(yaml.safe_dump({"name": "toy", "entries": entries}))
     return str(path)
@@ -208,12 +211,16 @@ def test_suite_gives_the_numbers_of_the_single_task_runs(toy, suite_run, tmp_pat
               for r in body["results"]}  # fmt: skip
     single |= {("medqa_head", r["metric"]): r for r in head["results"]}
     suite = {(e["name"], m["metric"]): m for e in report["entries"] for m in e["metrics"]}
+    assert entries["toy_text_own_load"]["metrics"] == entries["toy_text"]["metrics"]
+    assert entries["toy_text_own_load"]["checkpoint"].endswith("pretrained/iter_0000000")
+    suite = {k: v for k, v in suite.items() if k[0] != "toy_text_own_load"}
     assert sorted(suite) == sorted(single) and len(suite) == 8
     for key, m in suite.items():
         assert (m["value"], m["n"]) == (single[key]["value"], single[key]["n"]), key
         assert m["stderr"] == single[key]["stderr"] or math.isnan(m["stderr"]), key
     samples = body["samples"] | {"medqa_head": head["samples"]["medqa:mc"]}
     samples["pubmedqa_gen"] = samples.pop("pubmedqa_generative")
+    samples["toy_text_own_load"] = samples["toy_text"]
     for name, e in entries.items():
         assert e["samples"] == samples[name], name
     assert len(entries["medqa_head"]["samples"]) == LIMIT and entries["medqa_head"]["samples"][0]["scores"]
