@@ -154,3 +154,19 @@ def with_fewshot(bench: Benchmark, questions: list[Question], exemplars: list[Qu
             shots = "".join(f"{e.prompt} {e.choices[e.answer]}\n\n" for e in picked)
         out.append(Question(bench.description + shots + q.prompt, q.choices, q.answer))
     return out
+
+
+def prepare_questions(name: str, path: str | Path, fewshot_path: str | Path | None = None, num_fewshot: int = 0,
+                      seed: int = 1234, *, cop_base: int | None = None, skip_bad: bool = False,
+                      limit: int | None = None) -> list[Question]:  # fmt: skip
+    """The questions of benchmark ``name`` in ``path`` (the first ``limit``), each with its ``num_fewshot``
+    exemplars from ``fewshot_path`` (:func:`with_fewshot`): what ``tools/evaluate.py --benchmark`` and a suite's
+    benchmark entry score."""
+    bench = benchmark(name)
+    qs = load_questions(bench, path, cop_base=cop_base, skip_bad=skip_bad)
+    shots = load_questions(bench, fewshot_path, cop_base=cop_base) if fewshot_path else []
+    if num_fewshot and not shots:
+        raise BenchmarkError(f"{name}: {num_fewshot}-shot needs a few-shot file (--fewshot {name}=FILE)")
+    qs = qs[:limit] if limit else qs
+    same_split = bool(fewshot_path) and Path(fewshot_path).resolve() == Path(path).resolve()
+    return with_fewshot(bench, qs, shots, num_fewshot, seed, same_split=same_split)

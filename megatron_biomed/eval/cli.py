@@ -12,22 +12,16 @@ The model (and tokenizer) come from the checkpoint's recorded config; the layout
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
-import os
-import sys
-from pathlib import Path
-
-from tqdm import tqdm
 
 from megatron_biomed.checkpoint import RUN_CONFIG, checkpoint_path, load_checkpoint, read_run_config
 from megatron_biomed.config.experiment import ConfigError, ExperimentConfig
-from megatron_biomed.config.loading import apply_mapping, apply_overrides
-from megatron_biomed.eval.benchmarks import benchmark, load_questions, with_fewshot
+from megatron_biomed.eval.benchmarks import prepare_questions
+from megatron_biomed.eval.config import checkpoint_eval_config, generation_sampling, global_batch_from_world
 from megatron_biomed.eval.corpora import load_documents
 from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
 from megatron_biomed.eval.generation import load_requests
+from megatron_biomed.eval.report import checkpoint_meta, format_table, progress_bar, write_report
 from megatron_biomed.eval.runner import (
     EvaluationTask,
     benchmark_accuracy,
@@ -35,11 +29,10 @@ from megatron_biomed.eval.runner import (
     generation_scores,
     head_results,
 )
-from megatron_biomed.inference.generate import SamplingConfig
-from megatron_biomed.parallel.env import DistEnv
-from megatron_biomed.parallel.layout import data_parallel_size
+from megatron_biomed.eval.suite import head_task_names
+from megatron_biomed.eval.suite_run import run_suite
 from megatron_biomed.tokenizer import load_run_tokenizer
-from megatron_biomed.training.launch import parallel_session, run_main, start, validate_run_config
+from megatron_biomed.training.launch import parallel_session, run_main, start
 from megatron_biomed.training.loop import Trainer
 from megatron_biomed.training.tasks import build_task
 
@@ -49,6 +42,12 @@ log = logging.getLogger("megatron_biomed")
 def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--load", required=True, help="checkpoint directory (any saved TP/PP layout)")
+    p.add_argument("--suite", metavar="FILE",
+                   help="a suite YAML (eval/suite.py): every task it names in one run, one report")  # fmt: skip
+    p.add_argument("--suite-finetune", action="store_true",
+                   help="with --suite: fine-tune every head entry from --load, then score it")  # fmt: skip
+    p.add_argument("--suite-workdir", metavar="DIR",
+                   help="with --suite: where fine-tuned heads are saved (default: <--output>.finetuned)")  # fmt: skip
     p.add_argument("--corpus", action="append", default=[], metavar="NAME=PATH",
                    help="held-out text: a .bin/.idx prefix, a .jsonl ('text' field) or a text file")  # fmt: skip
     p.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
@@ -69,7 +68,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="generation tasks: sampling seed")
     p.add_argument("--num-beams", type=int, default=1,
                    help="generation tasks: beam search with this many beams (transformers' num_beams; no KV cache)")
-    p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
+    p.add_argument("--head", choices=head_task_names(), help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
     p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])
@@ -96,54 +95,9 @@ def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
 
 def eval_config(args) -> tuple[ExperimentConfig, dict]:
     recorded = read_run_config(args.load)
-    cfg = ExperimentConfig()
-    inherited = {"model": recorded.get("model", {}), "data": {"tokenizer": recorded.get("data", {}).get("tokenizer")}}
-    if args.head:
-        inherited["task"] = dict(recorded.get("task", {}))
-    apply_mapping(cfg, inherited, f"{args.load}/{RUN_CONFIG}")
-    cfg.train.micro_batch_size = 4
-    cfg.train.global_batch_size = 0  # 0: micro_batch_size x DP, set once the world size is known
-    apply_overrides(cfg, args.overrides)
-    if args.head:
-        if cfg.task.name != args.head:
-            raise ConfigError(f"{args.load} was fine-tuned as task {cfg.task.name!r}, not {args.head!r}")
-        if not args.test_file:
-            raise ConfigError("--head needs --test-file")
-        # Only the test file: not the fine-tune's other training files (task.train_files). Its input format
-        # (task.input_format, task.truncation) stays the fine-tune's, so a head trained on MedMCQA + MedQA
-        # scores MMLU items laid out as it was trained (--format mmlu).
-        cfg.task.train_file, cfg.task.valid_file, cfg.task.train_files = args.test_file, None, []
-        cfg.task.format = args.format or cfg.task.format
-    return validate_run_config(cfg), recorded
-
-
-def _progress(enabled: bool, what: str, total: int):
-    if not enabled:
-        return None, None
-    bar = tqdm(total=total, desc=what, unit="seq", file=sys.stderr, leave=False)
-
-    def update(done: int):
-        bar.n = done
-        bar.refresh()
-
-    return update, bar
-
-
-def format_table(rows: list[dict]) -> str:
-    head = f"{'task':<28} {'metric':<16} {'value':>10} {'stderr':>8} {'n':>8}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        se = "" if r["stderr"] is None or r["stderr"] != r["stderr"] else f"{r['stderr']:.4f}"
-        lines.append(f"{r['task']:<28} {r['metric']:<16} {r['value']:>10.4f} {se:>8} {r['n']:>8}")
-    return "\n".join(lines)
-
-
-def write_report(path: str, report: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    cfg = checkpoint_eval_config(recorded, f"{args.load}/{RUN_CONFIG}", args.overrides, args.head, args.test_file,
+                                 args.format)  # fmt: skip
+    return cfg, recorded
 
 
 def main(argv=None) -> int:
@@ -152,6 +106,10 @@ def main(argv=None) -> int:
 
 
 def evaluate(args) -> int:
+    if args.suite:
+        return run_suite(args)
+    if args.suite_finetune or args.suite_workdir:
+        raise ConfigError("--suite-finetune / --suite-workdir go with --suite")
     cfg, recorded = eval_config(args)
     corpora = _pairs(args.corpus, "--corpus")
     benches = _pairs(args.benchmark, "--benchmark")
@@ -160,16 +118,11 @@ def evaluate(args) -> int:
         raise ConfigError("nothing to evaluate: give --corpus, --benchmark or --head")
     if args.log_samples and not args.output:
         raise ConfigError("--log-samples writes into the report: give --output")
-    env = start(cfg, _global_batch_from_world)
+    env = start(cfg, global_batch_from_world)
     tok, docs, questions, requests = _prepare_inputs(cfg, args, corpora, benches, fewshot)
     head_task = build_task(cfg, None) if args.head else None
     with parallel_session(cfg, env) as ctx:
         return _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests)
-
-
-def _global_batch_from_world(cfg: ExperimentConfig, env: DistEnv) -> None:
-    if not cfg.train.global_batch_size:  # 0: micro_batch_size x DP
-        cfg.train.global_batch_size = cfg.train.micro_batch_size * max(1, data_parallel_size(cfg, env.world_size))
 
 
 def _prepare_inputs(cfg, args, corpora, benches, fewshot):
@@ -183,22 +136,10 @@ def _prepare_inputs(cfg, args, corpora, benches, fewshot):
             reqs = load_requests(task, path, tok, skip_bad=args.skip_bad, limit=args.limit)
             requests[name] = (task, reqs, generation_sampling(args, task))
             continue
-        bench = benchmark(name)
-        qs = load_questions(bench, path, cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad)
-        shots = load_questions(bench, fewshot[name], cop_base=args.medmcqa_cop_base) if name in fewshot else []
-        if args.num_fewshot and not shots:
-            raise ConfigError(f"--num-fewshot {args.num_fewshot}: give --fewshot {name}=FILE")
-        qs = qs[: args.limit] if args.limit else qs
-        same_split = name in fewshot and Path(fewshot[name]).resolve() == Path(path).resolve()
-        questions[name] = with_fewshot(bench, qs, shots, args.num_fewshot, args.fewshot_seed, same_split=same_split)
+        questions[name] = prepare_questions(name, path, fewshot.get(name), args.num_fewshot, args.fewshot_seed,
+                                            cop_base=args.medmcqa_cop_base, skip_bad=args.skip_bad,
+                                            limit=args.limit)  # fmt: skip
     return tok, docs, questions, requests
-
-
-def generation_sampling(args, task) -> SamplingConfig:
-    """The decoding of a generation task: its own greedy length unless --max-new-tokens, --temperature,
-    --top-k, --top-p, --seed or --num-beams say otherwise (megatron_biomed/inference/generate.py SamplingConfig)."""
-    new = task.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
-    return SamplingConfig(new, args.temperature, args.top_k, args.top_p, args.seed, num_beams=args.num_beams)
 
 
 def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
@@ -214,36 +155,31 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
     show = rank0 and not args.no_progress
     eod = tok.eod_id
     for name, documents in docs.items():
-        update, bar = _progress(show, f"perplexity {name}", 0)
+        update, bar = progress_bar(show, f"perplexity {name}", 0)
         results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update,
                                      log=samples.setdefault(name, []))  # fmt: skip
         if bar:
             bar.close()
     for name, qs in questions.items():
-        update, bar = _progress(show, name, sum(len(q.choices) for q in qs))
+        update, bar = progress_bar(show, name, sum(len(q.choices) for q in qs))
         results += benchmark_accuracy(trainer, name, qs, tok, eod, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     for name, (task, reqs, sampling) in requests.items():
-        update, bar = _progress(show, f"{name} (generating)", len(reqs))
+        update, bar = progress_bar(show, f"{name} (generating)", len(reqs))
         results += generation_scores(trainer, task, reqs, tok, update, log=samples.setdefault(name, []),
                                      sampling=sampling)  # fmt: skip
         if bar:
             bar.close()
     if head_task is not None:
         items = head_task.train_items[: args.limit] if args.limit else head_task.train_items
-        update, bar = _progress(show, f"{args.head} head", len(items))
+        update, bar = progress_bar(show, f"{args.head} head", len(items))
         name = f"{cfg.task.format}:{args.head}"
         results += head_results(trainer, head_task, items, name, update, log=samples.setdefault(name, []))
         if bar:
             bar.close()
     if rank0:
-        config_text = (path / RUN_CONFIG).read_text()
-        meta = {
-            "checkpoint": str(path),
-            "iteration": int(path.name.split("_")[-1]),
-            "config_hash": hashlib.sha256(config_text.encode()).hexdigest()[:16],
-        }
+        meta = checkpoint_meta(path)
         rows = [{"task": r.task, "metric": r.metric, "value": r.value, "n": r.n, "stderr": r.stderr, **meta}
                 for r in results]  # fmt: skip
         print(format_table(rows), flush=True)
