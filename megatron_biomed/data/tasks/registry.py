@@ -9,7 +9,10 @@ from megatron_biomed.data.tasks.alignment import read_preferences, read_sft
 from megatron_biomed.data.tasks.classification import read_bioasq, read_pubmedqa
 from megatron_biomed.data.tasks.clinical_notes import read_discharge_notes
 from megatron_biomed.data.tasks.errors import TaskDataError
+from megatron_biomed.data.tasks.hallmarks import read_hoc
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
+from megatron_biomed.data.tasks.relations import read_chemprot, read_gad
+from megatron_biomed.data.tasks.similarity import read_biosses
 
 READERS: dict[str, Callable[..., list]] = {
     "medqa": read_medqa,
@@ -20,6 +23,10 @@ READERS: dict[str, Callable[..., list]] = {
     "sft": read_sft,
     "preference": read_preferences,
     "mimic_discharge": read_discharge_notes,
+    "chemprot": read_chemprot,
+    "gad": read_gad,
+    "biosses": read_biosses,
+    "hoc": read_hoc,
 }
 
 
