@@ -35,12 +35,13 @@ from megatron_biomed.eval.runner import (
     generation_scores,
     head_results,
 )
+from megatron_biomed.finetune.head_tasks import HeadTask
 from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.layout import data_parallel_size
 from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.launch import parallel_session, run_main, start, validate_run_config
 from megatron_biomed.training.loop import Trainer
-from megatron_biomed.training.tasks import build_task
+from megatron_biomed.training.tasks import TASKS, build_task
 
 log = logging.getLogger("megatron_biomed")
 
@@ -60,7 +61,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["model", "ema"], default="model",
                    help="the checkpoint's weights to score: the model's, or their moving average (optimizer.ema_decay; "
                         "BioMamba's recipe evaluates the average)")  # fmt: skip
-    p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
+    p.add_argument("--head", metavar="TASK",
+                   help="score the checkpoint's fine-tuned head: the head task it was fine-tuned as (mc, classify, "
+                        "similarity, multilabel, ...: training/tasks.py TASKS)")  # fmt: skip
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
     p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])
@@ -96,6 +99,9 @@ def eval_config(args) -> tuple[ExperimentConfig, dict]:
     cfg.train.global_batch_size = 0  # 0: micro_batch_size x DP, set once the world size is known
     apply_overrides(cfg, args.overrides)
     if args.head:
+        heads = [name for name, cls in TASKS.items() if issubclass(cls, HeadTask)]
+        if args.head not in heads:
+            raise ConfigError(f"--head {args.head}: not a head task; head tasks: {', '.join(heads)}")
         if cfg.task.name != args.head:
             raise ConfigError(f"{args.load} was fine-tuned as task {cfg.task.name!r}, not {args.head!r}")
         if not args.test_file:
