@@ -50,9 +50,12 @@ GAD_MASKS = ("@GENE$", "@DISEASE$")
 def _marked(text: str, opening: str, closing: str) -> None:
     start = text.find(opening)
     if start < 0 or text.count(opening) != 1 or text.find(closing, start + len(opening)) < 0:
-        raise BadRecord("bad argument markers", f"'text' must mark its two arguments once each, << ... >> and "
-                                                f"[[ ... ]]; {opening.strip()} ... {closing.strip()} is missing or repeated in "
-                                                f"{short(text)}")  # fmt: skip
+        pair = f"{opening.strip()} ... {closing.strip()}"
+        raise BadRecord(
+            "bad argument markers",
+            f"'text' must mark its two arguments once each, << ... >> and [[ ... ]]; {pair} is missing or repeated "
+            f"in {short(text)}",
+        )
 
 
 def _chemprot_item(row: dict, uid: str) -> ClassificationItem:

@@ -151,9 +151,12 @@ def hoc_doc(pmid, sentences, labels):
 def test_hoc_documents_pool_their_sentences_top_level_hallmarks(write):
     rows = [
         # three sentences: none; two hallmarks joined by AND (one given twice); a subclass path
-        hoc_doc("1", ["First .", "Second .", "Third ."],
-                "< <Resisting cell death--Apoptosis ANDSustaining proliferative signaling--Cell cycle AND "
-                "Resisting cell death--Necrosis<Genomic instability and mutation--DNA damage--Adducts"),
+        hoc_doc(
+            "1",
+            ["First .", "Second .", "Third ."],
+            "< <Resisting cell death--Apoptosis ANDSustaining proliferative signaling--Cell cycle AND "
+            "Resisting cell death--Necrosis<Genomic instability and mutation--DNA damage--Adducts",
+        ),
         hoc_doc("2", ["Only ."], "< NULL"),  # no hallmark: an empty label set, kept
         hoc_doc("3", ["A .", "B ."], "< "),  # two sentences, one label group
         hoc_doc("4", ["A ."], "<Dancing--Ballet"),
