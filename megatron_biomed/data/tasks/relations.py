@@ -16,7 +16,15 @@ maps each label to its BLURB class.
 GAD, dmis-lab BioBERT RE datasets (copied in BioMedBERT/biomedbert datasets/RE/GAD/1/train.tsv @ 9e5e101):
 ``sentence<TAB>label``, no header, the gene and the disease masked as ``@GENE$`` / ``@DISEASE$`` (the masking
 BLURB's preprocessing uses), label ``0`` (no association) or ``1``. BLURB scores GAD by F1 of the positive
-class (micro F1 over the one positive class; Table 3).
+class (micro F1 over the one positive class; Table 3). The staged file is fold 1's train split, of which BLURB's GAD
+dev set is a subset (BLURB's dev indices are not published on GitHub): a held-out check on it must set rows
+aside from training itself; the tests read it whole and learn on fixtures of their own.
+
+DDI as sentence classification (BLURB: every drug pair of a sentence, labels advise / effect / mechanism / int /
+``DDI-false``) has no reader: the staged DDI corpus is BioGPT's document-level form (microsoft/BioGPT
+data/DDI/raw @ 648f7d6: an abstract and its positive triples, no sentence boundaries, no mention offsets, no
+negative pairs), from which neither the candidate pairs nor BLURB's negatives can be rebuilt faithfully. DDI is
+scored generatively (eval/generation.py ``ddi_re``) instead.
 """
 
 from __future__ import annotations
