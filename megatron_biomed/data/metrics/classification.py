@@ -5,8 +5,9 @@
   never a true positive and a negative item predicted as a positive class is a false positive. BLURB
   (arXiv 2007.15779, Table 3: ChemProt, DDI and GAD report micro F1) as BioMedLM's fine-tuning computes it
   (stanford-crfm/BioMedLM finetune/seqcls/run_seqcls_gpt.py @ 9e35fdd, ``metric_name == "PRF1"``: TP = right
-  and not label 0, P over predictions not 0, R over gold not 0); scikit-learn's
-  ``f1_score(average="micro", labels=positives)`` is the same count.
+  and not label 0, P over predictions not 0, R over gold not 0) and as BLUE, BLURB's predecessor, scores ChemProt
+  (ncbi-nlp/BLUE_Benchmark blue/eval_rel.py @ 2b3dc24: micro P/R/F1 over every label but ``false``);
+  scikit-learn's ``f1_score(average="micro", labels=positives)`` is the same count.
 * :func:`binary_f1` -- F1 of one positive class (GAD); equal to :func:`micro_f1` with one positive class.
 * :func:`multilabel_micro_f1` -- micro F1 over the label columns of a multi-label task (HoC): BLURB reports
   "micro F1 across the ten cancer hallmarks" at the abstract level (arXiv 2007.15779 §2.3.5 / Table 3);

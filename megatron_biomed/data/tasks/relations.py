@@ -48,7 +48,8 @@ CHEMPROT_CPR_GROUP = {
     "SUBSTRATE": "CPR:9", "PRODUCT-OF": "CPR:9", "SUBSTRATE_PRODUCT-OF": "CPR:9",
 }  # fmt: skip
 CHEMPROT_LABELS = tuple(CHEMPROT_CPR_GROUP)
-# BLURB's ChemProt classes (arXiv 2007.15779 §2.3.3): the five evaluated groups and the negative class.
+# BLURB's ChemProt classes (arXiv 2007.15779 §2.3.3): the five evaluated groups and the negative class ``false``
+# left out of micro F1 (as BLUE's ChemProt evaluation does: ncbi-nlp/BLUE_Benchmark blue/eval_rel.py @ 2b3dc24).
 BLURB_CHEMPROT_LABELS = ("CPR:3", "CPR:4", "CPR:5", "CPR:6", "CPR:9", "false")
 # GAD's labels as BioBERT's files write them: 0 = no gene-disease association (the negative class), 1 = one.
 GAD_LABELS = ("0", "1")
