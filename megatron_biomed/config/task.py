@@ -13,7 +13,8 @@ CHAT_TEMPLATES = ("plain", "llama2", "chatml", "biomamba")
 @dataclass
 class TaskConfig:
     """``name``: pretrain (the data blend), mc (multiple-choice head), classify (sequence-classification
-    head), sft (loss on response tokens), dpo (preference tuning).
+    head; relation extraction too), similarity (regression head on sentence pairs), multilabel (a sigmoid per
+    label), sft (loss on response tokens), dpo (preference tuning).
 
     The fine-tuning tasks read ``train_file`` (and optionally ``valid_file``) in ``format``; the tokenizer is
     ``data.tokenizer``. Prompt templates are named in megatron_biomed/finetune/prompts.py or given inline.
@@ -44,6 +45,16 @@ class TaskConfig:
     num_labels: int = 0
     # mc: number of options per question (0 = from the data).
     num_choices: int = 0
+    # classify: label names left out of micro F1, the negative class(es) of relation extraction (BLURB: ChemProt
+    # "false", DDI "DDI-false", GAD "0"); with any, micro F1 over the other labels is reported (and is the main metric).
+    negative_labels: list = field(default_factory=list)
+    # Head tasks: the metric reported first (the one the suite averages); empty = the task's own (classify: acc, or
+    # micro_f1 with negative_labels; similarity: pearson; multilabel: micro_f1).
+    main_metric: str = ""
+    # Head tasks: the benchmark type the suite averages this run under ("qa", "ner", "relation", "similarity",
+    # "doc_classification"); empty = the task's own (mc / classify: qa). Relation extraction runs classify with
+    # task.task_type=relation.
+    task_type: str = ""
     # sft: pack several examples into each sequence (documents kept apart by the attention mask).
     pack: bool = True
     # sft / dpo: how chat messages become text ("plain", "llama2", "chatml", "biomamba").

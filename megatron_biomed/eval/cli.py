@@ -68,7 +68,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="generation tasks: sampling seed")
     p.add_argument("--num-beams", type=int, default=1,
                    help="generation tasks: beam search with this many beams (transformers' num_beams; no KV cache)")
-    p.add_argument("--head", choices=head_task_names(), help="score the checkpoint's fine-tuned head")
+    p.add_argument("--head", metavar="TASK", choices=head_task_names(),
+                   help="score the checkpoint's fine-tuned head: the head task it was fine-tuned as (mc, classify, "
+                        "similarity, multilabel, ...: training/tasks.py TASKS)")  # fmt: skip
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
     p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])

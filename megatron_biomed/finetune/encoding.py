@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from megatron_biomed.data.tasks import ClassificationItem, MultipleChoiceItem, PreferenceExample, SFTExample
+from megatron_biomed.data.tasks import (
+    ClassificationItem,
+    MultiLabelItem,
+    MultipleChoiceItem,
+    PreferenceExample,
+    SentencePairItem,
+    SFTExample,
+)
 from megatron_biomed.finetune.formats import InputFormat
 from megatron_biomed.finetune.prompts import CHAT_CLOSES_WITH_EOD, render_chat
 
@@ -142,6 +149,26 @@ def encode_classification(tok, item: ClassificationItem, enc: HeadEncoding, coun
         "last_index": torch.tensor([read_position(ids, enc.pool_id)]),
         "label": torch.tensor(item.label),
     }
+
+
+def _one_sequence(tok, parts, enc: HeadEncoding, count: TruncationCount, label: torch.Tensor) -> dict:
+    ids = encode_parts(tok, parts, enc, count)
+    return {
+        "tokens": _pad(ids, enc.seq_length, enc.pad_id)[None],
+        "last_index": torch.tensor([read_position(ids, enc.pool_id)]),
+        "label": label,
+    }
+
+
+def encode_pair(tok, item: SentencePairItem, enc: HeadEncoding, count: TruncationCount) -> dict:
+    """tokens [1, S], last_index [1], label [] (the gold similarity, float32) for one sentence pair."""
+    return _one_sequence(tok, enc.fmt.pair(item, enc.template), enc, count, torch.tensor(item.score))
+
+
+def encode_text(tok, item: MultiLabelItem, enc: HeadEncoding, count: TruncationCount) -> dict:
+    """tokens [1, S], last_index [1], label [num_labels] (0/1 per label, float32) for one multi-label text."""
+    label = torch.tensor(item.indicator(), dtype=torch.float32)
+    return _one_sequence(tok, enc.fmt.text(item, enc.template), enc, count, label)
 
 
 # ---- SFT / DPO: token ids with a response mask -----------------------------------------------------------

@@ -27,6 +27,18 @@ The BioMedLM formats follow stanford-crfm/BioMedLM finetune/ @ 9e35fddada3e7e563
   run_seqcls_gpt.py show that shape (``"<|CONTEXT|>" + context``, ``"<|QUESTION|>" + question + "<|ANSWER|>"``)
   but name a ``<|QUESTION|>`` token the script never adds; we use the added ``<|QUESTION1|>`` (our choice).
 
+Sentence pairs (the ``similarity`` task, BIOSSES) and single texts (the ``multilabel`` task, HoC abstracts) are
+laid out by the same formats (``pair`` and ``text`` below), the two sentences as the two parts a text pair is
+(so truncation shares the budget between them, as Hugging Face's pair encoding does):
+
+* ``plain`` -- the first sentence, a newline, the second (our choice: a separator a plain tokenizer has); a text
+  as it is; read at the last token.
+* ``biomedlm-pair`` -- the two sentences with nothing between them, as run_seqcls_gpt.py encodes every
+  (sentence1, sentence2) pair, BLURB's BIOSSES included; a text alone.
+* ``biomedlm-tokens`` -- ``<|QUESTION1|>`` first ``<|QUESTION2|>`` second ``<|ANSWER|>`` (the two question
+  tokens BioMedLM's seqcls script adds for sentence pairs), a text as ``<|CONTEXT|>`` text ``<|ANSWER|>``;
+  read at ``<|ANSWER|>``.
+
 Truncation is the Hugging Face tokenizers' ``longest_first`` rule (tokenizers/src/utils/truncation.rs) over
 the parts' text tokens, with one deliberate difference: markers are never cut (so the token the head reads is
 always there), where Hugging Face would cut a part's trailing ``[SEP]`` with its text.
@@ -37,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from megatron_biomed.data.tasks import ClassificationItem, MultipleChoiceItem
+from megatron_biomed.data.tasks import ClassificationItem, MultiLabelItem, MultipleChoiceItem, SentencePairItem
 from megatron_biomed.errors import BiomedError
 from megatron_biomed.finetune.prompts import render_choices, render_classification
 from megatron_biomed.registry import Registry
@@ -65,11 +77,12 @@ class InputFormat:
     """How a scoring-head item becomes token parts, and where the head reads.
 
     ``choices(item, template)``: one ``Parts`` per option; ``classification(item, template)``: the ``Parts`` of
-    the item (``template``: ``task.prompt_template``, used by the ``plain`` format only). ``added_tokens``: the
+    the item (``template``: ``task.prompt_template``, used by the ``plain`` format only); ``pair(item, template)``:
+    a sentence pair's ``Parts``; ``text(item, template)``: a single text's. ``added_tokens``: the
     tokens this format needs in the tokenizer; ``pad_token``: the padding token (None: end of document);
     ``pool_token``: the head reads this token's last occurrence (None: the last real token); ``truncation``:
-    the side cut by default (``task.truncation`` overrides it). A format without ``choices`` (or
-    ``classification``) does not serve the mc (or classify) task."""
+    the side cut by default (``task.truncation`` overrides it). A format without one of the layouts does not
+    serve the tasks that need it (each head task names its ``layout``)."""
 
     name: str
     choices: Callable[[MultipleChoiceItem, str], list[Parts]] | None
@@ -78,12 +91,16 @@ class InputFormat:
     pad_token: str | None = None
     pool_token: str | None = None
     truncation: str = "left"
+    pair: Callable[[SentencePairItem, str], Parts] | None = None
+    text: Callable[[MultiLabelItem, str], Parts] | None = None
 
-    def check_task(self, task: str) -> None:
-        """InputFormatError unless this format lays out items of ``task`` ("mc" or "classify")."""
-        if (self.choices if task == "mc" else self.classification) is None:
-            other = "classify" if task == "mc" else "mc"
-            raise InputFormatError(f"task.input_format={self.name} is for task {other}, not {task}")
+    def check_layout(self, layout: str, task: str) -> None:
+        """InputFormatError unless this format has ``layout`` ("choices", "classification", "pair", "text"), the
+        layout the head task ``task`` needs."""
+        if getattr(self, layout, None) is None:
+            serving = [name for name, f in INPUT_FORMATS.items() if getattr(f, layout, None) is not None]
+            raise InputFormatError(f"task.input_format={self.name} does not lay out the items of task {task} "
+                                   f"({layout}); formats that do: {', '.join(serving)}")  # fmt: skip
 
     def special_ids(self, tok) -> dict[str, int]:
         """{token: id} of the added tokens in ``tok``; InputFormatError naming the missing ones and the fix."""
@@ -137,6 +154,27 @@ def _biomedlm_tokens(item: ClassificationItem, template: str) -> Parts:
             [Marker("<|QUESTION1|>"), item.question, Marker("<|ANSWER|>")]]  # fmt: skip
 
 
+def _plain_pair(item: SentencePairItem, template: str) -> Parts:
+    return [[item.sentence1 + "\n"], [item.sentence2]]
+
+
+def _plain_text(item: MultiLabelItem, template: str) -> Parts:
+    return [[item.text]]
+
+
+def _biomedlm_pair_of_sentences(item: SentencePairItem, template: str) -> Parts:
+    return [[item.sentence1], [item.sentence2]]
+
+
+def _biomedlm_tokens_pair(item: SentencePairItem, template: str) -> Parts:
+    return [[Marker("<|QUESTION1|>"), item.sentence1],
+            [Marker("<|QUESTION2|>"), item.sentence2, Marker("<|ANSWER|>")]]  # fmt: skip
+
+
+def _biomedlm_tokens_text(item: MultiLabelItem, template: str) -> Parts:
+    return [[Marker("<|CONTEXT|>"), item.text, Marker("<|ANSWER|>")]]
+
+
 # BioMedLM's seqcls script adds these five tokens whichever of its two shapes is used.
 BIOMEDLM_SEQCLS_TOKENS = ("[PAD]", "<|CONTEXT|>", "<|QUESTION1|>", "<|QUESTION2|>", "<|ANSWER|>")
 BIOMEDLM_MC_TOKENS = ("[PAD]", "[CLS]", "[SEP]")
@@ -146,18 +184,19 @@ INPUT_FORMATS: Registry[InputFormat] = Registry(
     "input format",
     {
         # Ours before issue 18: task.prompt_template's text, cut from the left, read at the last token.
-        "plain": InputFormat("plain", _plain_choices, _plain_classification),
+        "plain": InputFormat("plain", _plain_choices, _plain_classification, pair=_plain_pair, text=_plain_text),
         "biomedlm-mc": InputFormat(
             "biomedlm-mc", _biomedlm_choices, None, added_tokens=BIOMEDLM_MC_TOKENS,
             pad_token="[PAD]", pool_token="[SEP]", truncation="right",
         ),
         "biomedlm-pair": InputFormat(
             "biomedlm-pair", None, _biomedlm_pair, added_tokens=BIOMEDLM_SEQCLS_TOKENS, pad_token="[PAD]",
-            truncation="right",
+            truncation="right", pair=_biomedlm_pair_of_sentences, text=_plain_text,
         ),
         "biomedlm-tokens": InputFormat(
             "biomedlm-tokens", None, _biomedlm_tokens, added_tokens=BIOMEDLM_SEQCLS_TOKENS,
-            pad_token="[PAD]", pool_token="<|ANSWER|>", truncation="right",
+            pad_token="[PAD]", pool_token="<|ANSWER|>", truncation="right", pair=_biomedlm_tokens_pair,
+            text=_biomedlm_tokens_text,
         ),
     },  # fmt: skip
     error=InputFormatError,

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from megatron_biomed.data.metrics import Score
 from megatron_biomed.data.metrics.choices import accuracy, macro_f1
+from megatron_biomed.data.metrics.classification import micro_f1
+from megatron_biomed.data.tasks import ClassificationItem, MultipleChoiceItem
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification, head_encoding
 from megatron_biomed.finetune.formats import InputFormatError, input_format, truncation_side
@@ -36,6 +38,10 @@ def choice_loss(labels: torch.Tensor, num_choices: int, scores: torch.Tensor):
     return loss, n, {"loss": metric(loss, labels.numel()), "accuracy": metric(correct, labels.numel())}
 
 
+# The benchmark types of head tasks: the evaluation suite macro-averages main metrics per type (BLURB's table).
+TASK_TYPES = ("qa", "ner", "relation", "similarity", "doc_classification")
+
+
 class HeadTask(FinetuneTask):
     """A scoring head on one position of each sequence (multiple choice, classification), laid out by
     ``task.input_format``."""
@@ -43,15 +49,31 @@ class HeadTask(FinetuneTask):
     metric_names = ("loss", "accuracy")
     per_token_loss = True
     # The kind of benchmark this head is scored as: the evaluation suite averages its tasks' main metrics per type
-    # (BLURB's macro average): "qa", "ner", "relation", "similarity", "doc_classification".
+    # (BLURB's macro average): "qa", "ner", "relation", "similarity", "doc_classification". ``task.task_type``
+    # overrides it per run (relation extraction is the classify task with task.task_type=relation).
     task_type = "qa"
+    # The record type the task reads (a reader giving another is a TaskSetupError naming task.format).
+    record_type: type = object
+    # The input format's layout this task's items need (finetune/formats.py InputFormat).
+    layout = "classification"
+    # The metrics ``score`` reports, the default main one first; task.main_metric may move another to the front.
+    score_metrics: tuple[str, ...] = ("acc",)
 
     def __init__(self, cfg, tokens=None):
         super().__init__(cfg, tokens)
         t = cfg.task
+        if t.task_type and t.task_type not in TASK_TYPES:
+            raise TaskSetupError(f"task.task_type={t.task_type!r}: expected one of {', '.join(TASK_TYPES)}")
+        self.task_type = t.task_type or type(self).task_type
+        for what, items in (("train", self.train_items), ("valid", self.valid_items or [])):
+            bad = next((it for it in items if not isinstance(it, self.record_type)), None)
+            if bad is not None:
+                raise TaskSetupError(f"task {self.name} reads {self.record_type.__name__} records; task.format="
+                                     f"{t.format!r} gives {type(bad).__name__} ({what} data): use a format made "
+                                     "for this task")  # fmt: skip
         try:
             fmt = input_format(t.input_format)
-            fmt.check_task(self.name)
+            fmt.check_layout(self.layout, self.name)
             self.enc = head_encoding(self.tok, fmt, t.prompt_template, self.seq, truncation_side(fmt, t.truncation),
                                      self.eod)  # fmt: skip
         except InputFormatError as e:
@@ -60,6 +82,28 @@ class HeadTask(FinetuneTask):
         if self.seq > cfg.model.seq_length:
             raise TaskSetupError(f"task.max_seq_length ({self.seq}) exceeds model.seq_length ({cfg.model.seq_length})")
         self.width = self._width(self.train_items)
+        self.main_metric = self._main_metric(t.main_metric)
+
+    def _main_metric(self, asked: str) -> str:
+        """The metric ``score`` reports first: ``task.main_metric`` if set (one this task reports), else the
+        task's default."""
+        if not asked:
+            return self.default_main_metric()
+        if asked not in self.reported_metrics():
+            raise TaskSetupError(f"task.main_metric={asked!r}: task {self.name} reports "
+                                 f"{', '.join(self.reported_metrics())}")  # fmt: skip
+        return asked
+
+    def default_main_metric(self) -> str:
+        return self.score_metrics[0]
+
+    def reported_metrics(self) -> tuple[str, ...]:
+        """The metric names :meth:`score` returns (any order)."""
+        return self.score_metrics
+
+    def main_first(self, scores: list[Score]) -> list[Score]:
+        """``scores`` with the main metric's row moved to the front."""
+        return sorted(scores, key=lambda s: s.metric != self.main_metric)
 
     def new_parameter_prefixes(self):
         return (HEAD_PREFIX,)
@@ -110,6 +154,8 @@ class MultipleChoiceTask(HeadTask):
 
     name = "mc"
     head_bias = True
+    record_type = MultipleChoiceItem
+    layout = "choices"
 
     def _width(self, items) -> int:
         widths = {len(it.options) for it in items}
@@ -148,6 +194,8 @@ class ClassificationTask(HeadTask):
 
     name = "classify"
     head_bias = False
+    record_type = ClassificationItem
+    score_metrics = ("acc", "macro_f1")
 
     def _width(self, items) -> int:
         names = {it.label_names for it in items}
@@ -157,7 +205,22 @@ class ClassificationTask(HeadTask):
         if self.cfg.task.num_labels and self.cfg.task.num_labels != n:
             raise TaskSetupError(f"task.num_labels={self.cfg.task.num_labels} but the data has {n} labels {names}")
         self.label_names = next(iter(names))
+        unknown = [x for x in self.cfg.task.negative_labels if str(x) not in self.label_names]
+        if unknown:
+            raise TaskSetupError(f"task.negative_labels {unknown} are not labels of {self.cfg.task.train_file} "
+                                 f"({', '.join(self.label_names)})")  # fmt: skip
+        self.negative = tuple(self.label_names.index(str(x)) for x in self.cfg.task.negative_labels)
+        if len(set(self.negative)) == n:
+            raise TaskSetupError(f"task.negative_labels leaves no positive label of {self.label_names}")
         return n
+
+    def reported_metrics(self) -> tuple[str, ...]:
+        return self.score_metrics + ("micro_f1", "precision", "recall")
+
+    def default_main_metric(self) -> str:
+        # BLURB's relation tasks (ChemProt, DDI, GAD) report micro F1 over the positive classes (arXiv 2007.15779
+        # Table 3); PubMedQA and BioASQ accuracy.
+        return "micro_f1" if self.negative else "acc"
 
     def head_outputs(self) -> int:
         return self.width
@@ -166,9 +229,14 @@ class ClassificationTask(HeadTask):
         return encode_classification(self.tok, item, self.enc, count)
 
     def score(self, items, outputs) -> list[Score]:
-        """Accuracy and macro-F1 over the labels (PubMedQA's and BioASQ's two metrics)."""
+        """Accuracy and macro-F1 over the labels (PubMedQA's and BioASQ's two metrics), and micro F1 with its
+        precision and recall over the labels that are not ``task.negative_labels`` (relation extraction, BLURB;
+        with no negative label it equals accuracy); the main metric (``task.main_metric``) first."""
         pred, gold = outputs.argmax(-1).tolist(), [it.label for it in items]
-        return [accuracy(pred, gold), macro_f1(pred, gold, self.width)]
+        rows = [accuracy(pred, gold), macro_f1(pred, gold, self.width)]
+        if self.negative or self.main_metric in ("micro_f1", "precision", "recall"):
+            rows += micro_f1(pred, gold, self.width, self.negative)
+        return self.main_first(rows)
 
     def describe(self) -> str:
         return f"classification over {self.label_names}, {len(self.train_items)} training items"

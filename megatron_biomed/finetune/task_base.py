@@ -54,4 +54,5 @@ class FinetuneTask(Task):
             "truncation": t.truncation, "max_seq_length": t.max_seq_length or cfg.model.seq_length,
             "prompt_template": t.prompt_template, "chat_template": t.chat_template, "pack": t.pack,
             "medmcqa_cop_base": t.medmcqa_cop_base, "dpo_beta": t.dpo_beta, "dpo_sft_weight": t.dpo_sft_weight,
+            "negative_labels": list(t.negative_labels), "main_metric": t.main_metric, "task_type": t.task_type,
         }  # fmt: skip

@@ -14,6 +14,8 @@ TASKS: Registry[type[Task]] = Registry(
         "pretrain": "megatron_biomed.training.lm_task:LanguageModelTask",
         "mc": "megatron_biomed.finetune.head_tasks:MultipleChoiceTask",
         "classify": "megatron_biomed.finetune.head_tasks:ClassificationTask",
+        "similarity": "megatron_biomed.finetune.text_heads:SimilarityTask",
+        "multilabel": "megatron_biomed.finetune.text_heads:MultiLabelTask",
         "sft": "megatron_biomed.finetune.sft:SFTTask",
         "dpo": "megatron_biomed.finetune.dpo:DPOTask",
     },

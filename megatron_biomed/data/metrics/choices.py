@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sklearn.metrics import f1_score
+
 from megatron_biomed.data.metrics.score import Score
 
 
@@ -13,12 +15,12 @@ def accuracy(pred, gold) -> Score:
 
 def macro_f1(pred, gold, num_labels: int) -> Score:
     """Mean over the ``num_labels`` classes of each class's F1 (0 for a class neither predicted nor gold), as
-    PubMedQA and BioASQ report it (scikit-learn's ``f1_score(average="macro", labels=range(num_labels),
-    zero_division=0)``)."""
-    f1 = []
-    for c in range(num_labels):
-        tp = sum(1 for p, g in zip(pred, gold, strict=True) if p == c and g == c)
-        fp = sum(1 for p, g in zip(pred, gold) if p == c and g != c)
-        fn = sum(1 for p, g in zip(pred, gold) if p != c and g == c)
-        f1.append(2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0)
-    return Score("macro_f1", sum(f1) / len(f1))
+    PubMedQA and BioASQ report it: scikit-learn's ``f1_score(average="macro", labels=range(num_labels),
+    zero_division=0)``."""
+    pred, gold = list(pred), list(gold)
+    if len(pred) != len(gold):
+        raise ValueError(f"{len(pred)} predictions for {len(gold)} gold labels")
+    if not gold:
+        return Score("macro_f1", float("nan"))
+    value = f1_score(gold, pred, labels=list(range(num_labels)), average="macro", zero_division=0)
+    return Score("macro_f1", float(value))

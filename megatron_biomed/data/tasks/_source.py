@@ -109,6 +109,24 @@ def iter_jsonl(col: Collector) -> Iterator[tuple[int, dict]]:
             raise col.fatal(line + 1, f"cannot read the file past this line ({e})") from e
 
 
+def iter_tsv(col: Collector) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` for every non-blank line split on tabs (no quoting: the corpora's sentences hold
+    quote characters as text); invalid UTF-8 goes to ``col.bad``."""
+    line = 0
+    with open_text(col.path) as f:
+        try:
+            for line, text in enumerate(f, 1):
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                if has_bad_bytes(text):
+                    col.bad(line, "invalid UTF-8", "line is not valid UTF-8")
+                    continue
+                yield line, text.split("\t")
+        except _READ_ERRORS as e:
+            raise col.fatal(line + 1, f"cannot read the file past this line ({e})") from e
+
+
 def first_line(path: str | os.PathLike) -> str:
     """The first non-blank line of a text file (``""`` if none), to sniff its layout."""
     with open_text(path) as f:

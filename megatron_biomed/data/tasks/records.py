@@ -1,5 +1,6 @@
-"""The typed records the task readers return: multiple-choice and classification items for
-evaluation, chat examples for SFT and preference pairs for DPO."""
+"""The typed records the task readers return: multiple-choice and classification items (relation sentences
+too) for evaluation, sentence pairs with a similarity score, multi-label texts, chat examples for SFT and
+preference pairs for DPO."""
 
 from __future__ import annotations
 
@@ -61,6 +62,39 @@ class ClassificationItem:
     @property
     def label_name(self) -> str:
         return self.label_names[self.label]
+
+
+@dataclass(frozen=True)
+class SentencePairItem:
+    """Two sentences and their gold similarity (BIOSSES: the mean of the annotators' 0-4 scores, kept in
+    ``annotations``)."""
+
+    sentence1: str
+    sentence2: str
+    score: float
+    uid: str = ""
+    annotations: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class MultiLabelItem:
+    """A text with any number of labels out of ``label_names`` (HoC: an abstract and its hallmarks);
+    ``labels`` are sorted label ids, empty for a text with none."""
+
+    text: str
+    labels: tuple[int, ...]
+    label_names: tuple[str, ...]
+    uid: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [i for i in self.labels if not 0 <= i < len(self.label_names)]
+        if bad:
+            raise ValueError(f"{self.uid}: label ids {bad} out of range for {len(self.label_names)} labels")
+        object.__setattr__(self, "labels", tuple(sorted(set(self.labels))))  # frozen: set once, here
+
+    def indicator(self) -> tuple[int, ...]:
+        """0/1 per label, in ``label_names`` order."""
+        return tuple(int(i in self.labels) for i in range(len(self.label_names)))
 
 
 @dataclass(frozen=True)

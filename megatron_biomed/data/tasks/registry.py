@@ -9,8 +9,11 @@ from megatron_biomed.data.tasks.alignment import read_preferences, read_sft
 from megatron_biomed.data.tasks.classification import read_bioasq, read_pubmedqa
 from megatron_biomed.data.tasks.clinical_notes import read_discharge_notes
 from megatron_biomed.data.tasks.errors import TaskDataError
+from megatron_biomed.data.tasks.hallmarks import read_hoc
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
+from megatron_biomed.data.tasks.relation_sentences import read_chemprot, read_gad
 from megatron_biomed.data.tasks.relations import read_bc5cdr_re, read_ddi_re, read_kd_dti_re
+from megatron_biomed.data.tasks.similarity import read_biosses
 from megatron_biomed.data.tasks.summaries import read_meqsum
 
 READERS: dict[str, Callable[..., list]] = {
@@ -26,6 +29,10 @@ READERS: dict[str, Callable[..., list]] = {
     "kd_dti_re": read_kd_dti_re,
     "ddi_re": read_ddi_re,
     "meqsum": read_meqsum,
+    "chemprot": read_chemprot,
+    "gad": read_gad,
+    "biosses": read_biosses,
+    "hoc": read_hoc,
 }
 
 

@@ -73,7 +73,8 @@ def test_read_task_file_dispatch(write):
                                                  "cop": 0}) + "\n")
     assert read_task_file(medmcqa, "medmcqa", cop_base=0)[0].answer == 0
     assert set(READERS) >= {"medqa", "medmcqa", "mmlu", "pubmedqa", "bioasq", "sft", "preference",
-                            "mimic_discharge", "bc5cdr_re", "kd_dti_re", "ddi_re", "meqsum"}
+                            "mimic_discharge", "bc5cdr_re", "kd_dti_re", "ddi_re", "meqsum",
+                            "chemprot", "gad", "biosses", "hoc"}
     with pytest.raises(TaskDataError) as err:
         read_task_file(path, "medqa_v2")
     assert str(err.value) == "unknown task format 'medqa_v2'; known: " + ", ".join(READERS)
