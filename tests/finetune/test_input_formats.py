@@ -131,7 +131,8 @@ def test_format_needs_its_tokens_and_its_task(monkeypatch, tmp_path):
     cfg = char_config(tmp_path, "mc", MC_ROWS, "task.input_format=biomedlm-mc", seq=SEQ)
     with pytest.raises(TaskSetupError, match=r"\[SEP\].*extend_vocab.py"):
         build_task(cfg, None)
-    wrong_layout = r"biomedlm-tokens does not lay out the items of task mc \(choices\); formats that do: plain, biomedlm-mc"
+    wrong_layout = (r"biomedlm-tokens does not lay out the items of task mc \(choices\); "
+                    r"formats that do: plain, biomedlm-mc")
     with pytest.raises(TaskSetupError, match=wrong_layout):
         char_task(monkeypatch, tmp_path, "mc", MC_ROWS, "task.input_format=biomedlm-tokens")
     with pytest.raises(TaskSetupError, match="unknown input format 'nope'"):
