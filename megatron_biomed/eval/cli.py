@@ -68,7 +68,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="generation tasks: sampling seed")
     p.add_argument("--num-beams", type=int, default=1,
                    help="generation tasks: beam search with this many beams (transformers' num_beams; no KV cache)")
-    p.add_argument("--head", metavar="TASK", choices=head_task_names(),
+    p.add_argument("--head", metavar="TASK",
                    help="score the checkpoint's fine-tuned head: the head task it was fine-tuned as (mc, classify, "
                         "similarity, multilabel, ...: training/tasks.py TASKS)")  # fmt: skip
     p.add_argument("--test-file", help="with --head: the items to score")
@@ -96,6 +96,8 @@ def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
 
 
 def eval_config(args) -> tuple[ExperimentConfig, dict]:
+    if args.head and args.head not in head_task_names():
+        raise ConfigError(f"--head {args.head}: not a head task; head tasks: {', '.join(head_task_names())}")
     recorded = read_run_config(args.load)
     cfg = checkpoint_eval_config(recorded, f"{args.load}/{RUN_CONFIG}", args.overrides, args.head, args.test_file,
                                  args.format)  # fmt: skip
