@@ -1,5 +1,5 @@
 """Readers for the fine-tuning and evaluation task files (MedQA, MedMCQA, MMLU, PubMedQA, BioASQ,
-SFT chat data, preference pairs) in the formats they are distributed in.
+CoNLL/BIO and PubTator named entities, SFT chat data, preference pairs) in the formats they are distributed in.
 
 Each reader returns typed records. A bad record raises :class:`TaskDataError` with the message
 ``path:line: problem``; with ``skip_bad=True`` it is skipped and counted by reason in a
@@ -16,6 +16,7 @@ from megatron_biomed.data.tasks.classification import (
     read_pubmedqa,
 )
 from megatron_biomed.data.tasks.clinical_notes import DISCHARGE_COLUMNS, read_discharge_notes
+from megatron_biomed.data.tasks.entities import read_conll, read_pubtator
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError, format_report
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
 from megatron_biomed.data.tasks.records import (
@@ -24,6 +25,7 @@ from megatron_biomed.data.tasks.records import (
     MultipleChoiceItem,
     PreferenceExample,
     SFTExample,
+    TaggedSentence,
 )
 from megatron_biomed.data.tasks.registry import READERS, read_task_file
 
@@ -39,15 +41,18 @@ __all__ = [
     "PreferenceExample",
     "ReadReport",
     "SFTExample",
+    "TaggedSentence",
     "TaskDataError",
     "format_report",
     "read_bioasq",
+    "read_conll",
     "read_discharge_notes",
     "read_medmcqa",
     "read_medqa",
     "read_mmlu",
     "read_preferences",
     "read_pubmedqa",
+    "read_pubtator",
     "read_sft",
     "read_task_file",
 ]

@@ -1,5 +1,5 @@
 """The typed records the task readers return: multiple-choice and classification items for
-evaluation, chat examples for SFT and preference pairs for DPO."""
+evaluation, tagged sentences for named-entity recognition, chat examples for SFT and preference pairs for DPO."""
 
 from __future__ import annotations
 
@@ -93,3 +93,21 @@ class PreferenceExample:
     chosen: str
     rejected: str
     uid: str = ""
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """Words with one BIO tag each (named-entity recognition): a sentence of a CoNLL file, or a sentence or whole
+    abstract of a PubTator document. Tags are ``O``, ``B``/``I`` (untyped) or ``B-Type``/``I-Type`` (IOB2)."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    uid: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.words, tuple):
+            object.__setattr__(self, "words", tuple(self.words))
+        if not isinstance(self.tags, tuple):
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if len(self.words) != len(self.tags):
+            raise ValueError(f"{self.uid}: {len(self.words)} words but {len(self.tags)} tags")
