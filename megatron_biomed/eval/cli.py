@@ -60,7 +60,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["model", "ema"], default="model",
                    help="the checkpoint's weights to score: the model's, or their moving average (optimizer.ema_decay; "
                         "BioMamba's recipe evaluates the average)")  # fmt: skip
-    p.add_argument("--head", choices=["mc", "classify"], help="score the checkpoint's fine-tuned head")
+    p.add_argument("--head", choices=["mc", "classify", "ner"], help="score the checkpoint's fine-tuned head")
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
     p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])
