@@ -131,7 +131,8 @@ def _mention(doc: _Doc, fields: list[str]) -> tuple[int, int, str] | None:
     text = doc.text
     if not 0 <= start < end <= len(text):
         raise BadRecord("offset outside the text", f"offsets {start}..{end} outside the text (0..{len(text)})")
-    if text[start:end] != fields[3]:
+    # Compared without surrounding spaces: NCBI-disease's train file has mention fields with trailing spaces.
+    if text[start:end].strip() != fields[3].strip():
         raise BadRecord("mention text differs", f"the text at {start}..{end} is {short(text[start:end])}, "
                                                 f"not {short(fields[3])}")  # fmt: skip
     return start, end, fields[4].strip()
@@ -158,8 +159,11 @@ def _pubtator_docs(col: Collector) -> Iterator[_Doc]:
             abstract = _ABSTRACT.fullmatch(text)
             if abstract:
                 if abstract.group(1) != doc.pmid or doc.abstract is not None or doc.mentions:
-                    raise BadRecord("misplaced abstract", f"abstract line of {abstract.group(1)} in document "
-                                                          f"{doc.pmid} (one per document, before its mentions)")
+                    raise BadRecord(
+                        "misplaced abstract",
+                        f"abstract line of {abstract.group(1)} in document "
+                        f"{doc.pmid} (one per document, before its mentions)",
+                    )
                 doc.abstract = abstract.group(2)
                 continue
             m = _mention(doc, text.split("\t"))
