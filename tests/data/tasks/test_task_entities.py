@@ -95,7 +95,8 @@ def test_pubtator_mention_inside_a_word_splits_it(write):
 
 def test_pubtator_overlaps_keep_the_longest_and_are_counted(write):
     # "heart failure" nested in "Congestive heart failure"; "failure followed" crosses it; same type and another.
-    path = write("o.txt", pubtator(mention("heart failure", "Disease", 1), mention("Congestive heart failure", "Disease"),
+    path = write("o.txt", pubtator(mention("heart failure", "Disease", 1),
+                                   mention("Congestive heart failure", "Disease"),
                                    mention("failure followed", "Disease"), mention("heart", "Anatomy", 1)))  # fmt: skip
     report = ReadReport(str(path))
     sents = read_pubtator(path, report=report)
@@ -143,8 +144,10 @@ DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 CONLL_COUNTS = {"bc2gm/devel": 2510, "bc5cdr_chem/devel": 4578, "bc5cdr_disease/devel": 4578,
                 "ncbi_disease/train": 5421, "ncbi_disease/devel": 923, "jnlpba/devel": 3835}  # fmt: skip
 # Documents per file, from shared/data/pubmed_abstracts/SOURCE.md ("raw files").
-PUBTATOR_COUNTS = {"bc5cdr/CDR_TrainingSet.PubTator.txt": 500, "bc5cdr/CDR_DevelopmentSet.PubTator.txt": 499,
-                   "ncbi_disease/NCBItrainset_corpus.txt": 593, "ncbi_disease/NCBIdevelopset_corpus.txt": 100}  # fmt: skip
+PUBTATOR_COUNTS = {
+    "bc5cdr/CDR_TrainingSet.PubTator.txt": 500, "bc5cdr/CDR_DevelopmentSet.PubTator.txt": 499,
+    "ncbi_disease/NCBItrainset_corpus.txt": 593, "ncbi_disease/NCBIdevelopset_corpus.txt": 100,
+}  # fmt: skip
 
 
 def need(path: Path) -> Path:
