@@ -73,11 +73,11 @@ def test_read_task_file_dispatch(write):
                                                  "cop": 0}) + "\n")
     assert read_task_file(medmcqa, "medmcqa", cop_base=0)[0].answer == 0
     assert set(READERS) == {"medqa", "medmcqa", "mmlu", "pubmedqa", "bioasq", "sft", "preference",
-                            "mimic_discharge"}
+                            "mimic_discharge", "conll", "pubtator"}
     with pytest.raises(TaskDataError) as err:
         read_task_file(path, "medqa_v2")
     assert str(err.value) == ("unknown task format 'medqa_v2'; known: medqa, medmcqa, mmlu, pubmedqa, bioasq, "
-                              "sft, preference, mimic_discharge")
+                              "sft, preference, mimic_discharge, conll, pubtator")
 
 
 def test_report_accumulates_and_formats(write):
