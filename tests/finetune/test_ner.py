@@ -4,6 +4,7 @@ positions worked out by hand, and a tiny model that learns entities from a slice
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -114,13 +115,13 @@ STEPS = 100
 def test_tiny_model_learns_entities_from_a_dev_slice(tmp_path, single_rank_parallel):
     """16 sentences with a disease of NCBI-disease's dev file, a BPE tokenizer trained on them (so words are few
     tokens, as in a real vocabulary), tiny-biomedlm from its seed, 100 Adam steps of 8 windows: the entity F1 on
-    those sentences (read back through the scoring hooks eval/runner.py uses) exceeds 0.3, where predicting all O
-    scores 0 (measured: 0.61 with seed 1)."""
+    those sentences (finetune/predict.py score_items) exceeds 0.3, where predicting all O scores 0 (measured: 0.61
+    with seed 1); eval/runner.py head_scores gives the same per-word logits."""
     from inprocess import build
 
     from megatron_biomed.config.loading import load_config
-    from megatron_biomed.finetune.encoding import TruncationCount
-    from megatron_biomed.models.heads import flatten_choices, head_forward
+    from megatron_biomed.eval.runner import head_scores
+    from megatron_biomed.finetune.predict import score_items
     from megatron_biomed.tokenizer import TokenizerTrainConfig, train_bpe_tokenizer
 
     if not DEV.exists():
@@ -148,12 +149,29 @@ def test_tiny_model_learns_entities_from_a_dev_slice(tmp_path, single_rank_paral
         opt.step()
     model.eval()
     items = task.train_items
-    with torch.no_grad():
-        windows = collate(task.scoring_samples(items, TruncationCount()))
-        table = head_forward(model, flatten_choices(windows, task.seq)).reshape(len(windows["tokens"]), -1)
-    outputs = task.item_outputs(items, table.double())
+    outputs = score_items(model, task, items)
     assert [len(o) for o in outputs] == [len(it.words) for it in items]
     scores = {s.metric: s.value for s in task.score(items, outputs)}
     assert scores["entity_f1"] > 0.3, scores
     none = task.score(items, [F.one_hot(torch.zeros(len(o), dtype=torch.long), 3).double() for o in outputs])
     assert none[0].value == 0.0
+    # The evaluation runner's path (tools/evaluate.py --head ner): windows in global batches of 8 (the last one
+    # padded), the table gathered, words read back: the same logits.
+    via_runner = head_scores(OneProcessTrainer(model, task), task, items)
+    for a, b in zip(via_runner, outputs, strict=True):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-5)
+
+
+class OneProcessTrainer:
+    """What eval/runner.py head_scores asks of a Trainer, on one process: the global batch size, the task's metric
+    names, the model chunks, and a forward-only pass over one global batch in micro-batches of 4."""
+
+    def __init__(self, model, task, global_batch: int = 8):
+        self.model = [model]
+        self.cfg = SimpleNamespace(train=SimpleNamespace(global_batch_size=global_batch))
+        self.task = SimpleNamespace(metric_names=task.metric_names, head_shapes=False)
+
+    def forward_pass(self, dataset, step_func):
+        for start in range(0, self.cfg.train.global_batch_size, 4):
+            output, record = step_func(iter([collate([dataset[start + i] for i in range(4)])]), self.model[0])
+            record(output)
