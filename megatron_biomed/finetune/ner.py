@@ -2,16 +2,17 @@
 
 Words become tokens with the run's tokenizer one word at a time, the first as written and every later one with a
 leading space. Our choice: that is how the words read in running text, which is what a causal LM was pretrained
-on; Hugging Face's run_ner gives GPT-2/RoBERTa every word a leading space (``add_prefix_space=True``,
-transformers examples/pytorch/token-classification/run_ner.py), which differs only at the first word. A word's
-tag is trained and read on one of its sub-tokens (``task.label_subtoken``): the first, as BERT and run_ner do
-(``label_all_tokens=False``: the other sub-tokens are ignored, label -100), or the last, the only one a causal
-model reads after seeing the whole word.
+on; Hugging Face's run_ner gives GPT-2/RoBERTa/BLOOM every word a leading space (``add_prefix_space=True``,
+huggingface/transformers examples/pytorch/token-classification/run_ner.py @ 0a8c149), which differs only at the
+first word. A word's tag is trained and read on one of its sub-tokens (``task.label_subtoken``): the first, as
+run_ner does by default (``label_all_tokens=False``: the other sub-tokens get -100, ignored), or the last, the
+only one a causal model reads after seeing the whole word.
 
 A sequence longer than the task's ``max_seq_length`` is cut into windows of that length starting every
-``task.window_stride`` tokens; training uses every window. A word's prediction is taken from the window where it
-has the most context (BERT's run_squad ``_check_is_max_context``, google-research/bert run_squad.py); a causal
-model sees only the left context, so that is the earliest window that holds the word's labelled sub-token.
+``task.window_stride`` tokens (run_ner instead truncates at max_seq_length); training uses every window. A word's
+prediction is taken from the window where it has the most context (google-research/bert run_squad.py
+``_check_is_max_context`` @ e13c1f3: the larger of min(left, right) context); a causal model sees only the left
+context, so that is the earliest window that holds the word's labelled sub-token.
 
 The loss is the cross-entropy over labelled tokens, summed and normalised by the number of labelled tokens of the
 global batch (megatron-core's per-token loss path, as HeadTask). The tag set comes from the train file (or

@@ -3,9 +3,9 @@
 An entity counts as found when its type and its first and last word match a gold entity exactly. BLURB reports
 this entity-level (exact-match) F1 for its NER sets (Gu et al., arXiv 2007.15779; section not re-read here); the
 usual fine-tuning code computes it with seqeval in its default mode (conlleval-compatible: an ``I-X`` after ``O`` or
-after another type starts a new entity), e.g. Hugging Face transformers examples/pytorch/token-classification
-run_ner.py through ``evaluate.load("seqeval")``. ``mode="strict"`` (seqeval's IOB2 scheme: such an ``I-X`` is
-no entity) is offered for comparison.
+after another type starts a new entity), e.g. huggingface/transformers examples/pytorch/token-classification
+run_ner.py @ 0a8c149 through ``evaluate.load("seqeval")`` (overall precision / recall / f1).
+``mode="strict"`` (seqeval's IOB2 scheme: such an ``I-X`` is no entity) is offered for comparison.
 """
 
 from __future__ import annotations
