@@ -146,6 +146,14 @@ class NERTask(HeadTask):
             raise TaskSetupError(f"task.window_stride={t.window_stride} must be 1..{seq} (the sequence length), "
                                  "or 0 for half of it")  # fmt: skip
 
+    @classmethod
+    def plan_options(cls, cfg) -> dict:
+        t = cfg.task
+        return super().plan_options(cfg) | {
+            "reader_options": dict(t.reader_options), "labels": list(t.labels), "window_stride": t.window_stride,
+            "label_subtoken": t.label_subtoken,
+        }  # fmt: skip
+
     @property
     def stride(self) -> int:
         return self.cfg.task.window_stride or max(1, self.seq // 2)

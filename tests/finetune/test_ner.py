@@ -106,6 +106,37 @@ def test_label_set_order_is_fixed():
     assert label_set(["B", "O", "I"]) == ["O", "B", "I"]
 
 
+def test_options_are_checked_and_given_labels_keep_their_order(monkeypatch, tmp_path):
+    from chartasks import use_char_tokenizer
+
+    from megatron_biomed.config.loading import load_config
+    from megatron_biomed.finetune.data import TaskSetupError
+    from megatron_biomed.training.tasks import build_task
+
+    use_char_tokenizer(monkeypatch)
+    data = tmp_path / "x.tsv"
+    data.write_text("Aspirin\tB-Chem\nhelps\tO\n\nno\tO\n")
+
+    def task(*sets):
+        return build_task(load_config("tiny-biomedlm", overrides=[
+            "task.name=ner", "data.tokenizer=char", f"task.train_file={data}", "task.format=conll",
+            "task.max_seq_length=16", *sets]), None)  # fmt: skip
+
+    for bad, match in (("task.label_subtoken=middle", "label_subtoken"), ("task.window_stride=17", "window_stride"),
+                       ("task.reader_options={unit: document}", "reader_options")):  # fmt: skip
+        with pytest.raises(TaskSetupError, match=match):
+            task(bad)
+    t = task()
+    assert t.cfg.task.labels == ["O", "B-Chem", "I-Chem"] and t.width == 3
+    # A recorded tag order (as tools/evaluate.py --head reads it back) is kept; tags outside it are not trained.
+    t = task("task.labels=[O, B-Dis, I-Dis, B-Chem, I-Chem]")
+    assert t.label_names == ("O", "B-Dis", "I-Dis", "B-Chem", "I-Chem")
+    first = t.build_datasets((8, 0))[0].samples[0]["tag_ids"][0].tolist()
+    assert first[:8] == [3, *[IGNORE] * 6, 0]  # "Aspirin" (7 characters) then " helps": tags at 0 and 7
+    t = task("task.labels=[O, B-Dis, I-Dis]")
+    assert t.build_datasets((8, 0))[0].samples[0]["tag_ids"][0].tolist()[:8] == [IGNORE] * 7 + [0]
+
+
 # ---- a tiny model learns -----------------------------------------------------------------------------------
 
 DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bio_ner" / "ncbi_disease" / "devel.tsv"
