@@ -28,7 +28,8 @@ class TaskConfig:
     train_files: list = field(default_factory=list)
     # Skip bad records (counted by reason) instead of stopping at the first one.
     skip_bad: bool = False
-    # Options of the task.format reader (data/tasks/registry.py READERS), e.g. for pubtator
+    # Options of the task.format reader (data/tasks/registry.py READERS; not given to task.train_files in other
+    # formats), e.g. for pubtator
     # {types: [Chemical], entity_type: null, unit: sentence}, for conll {first_letter_only: true}.
     reader_options: dict = field(default_factory=dict)
     # MedMCQA's "cop" is 0-based in some releases and 1-based in others: say which (0 or 1).

@@ -48,7 +48,7 @@ def read_items(cfg: ExperimentConfig, path: str, what: str, fmt: str | None = No
     fmt = fmt or t.format
     if not fmt:
         raise TaskSetupError(f"task.format is not set: give the format of {path} (e.g. medqa, pubmedqa, sft)")
-    kw = dict(t.reader_options)
+    kw = dict(t.reader_options) if fmt == t.format else {}  # options of the task.format reader only
     if fmt == "medmcqa":
         if t.medmcqa_cop_base not in (0, 1):
             raise TaskSetupError(
