@@ -213,8 +213,8 @@ def bio_tags(spans: Sequence[tuple[int, int]], mentions: Sequence[tuple[int, int
 
 def sentence_breaks(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[str], title_end: int) -> list[int]:
     """Indices of the words that start a sentence (0 first). Our choice, a simple rule: a new sentence starts at
-    the first abstract word, and after '.', '?' or '!' followed by a word starting with an upper-case letter or
-    a digit; never inside a mention (an ``I-`` word)."""
+    the first abstract word, and after '.', '?' or '!' followed by a space and a word starting with an upper-case
+    letter or a digit; never inside a mention (an ``I-`` word)."""
     starts = [0]
     for i in range(1, len(spans)):
         if tags[i].startswith("I"):
@@ -222,7 +222,8 @@ def sentence_breaks(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[
         prev = text[spans[i - 1][0] : spans[i - 1][1]]
         first = text[spans[i][0]]
         after_title = spans[i - 1][1] <= title_end < spans[i][0]
-        if after_title or (prev in SENTENCE_END and (first.isupper() or first.isdigit())):
+        spaced = spans[i - 1][1] < spans[i][0]  # "0.5" and "e.g." are no sentence ends
+        if after_title or (prev in SENTENCE_END and spaced and (first.isupper() or first.isdigit())):
             starts.append(i)
     return starts
 
