@@ -177,6 +177,13 @@ def head_scores(trainer, head_task, items, progress=None):
         scores = head_forward(model, flatten_choices(batch, seq))
         return scores, lambda out: out.reshape(batch["tokens"].shape[0], -1)
 
+    if progress is not None and len(samples) != len(items):  # the caller counts items; NER scores windows
+        per_item = progress
+
+        def shown(done: int):
+            per_item(len(items) * done // len(samples))
+
+        progress = shown
     trainer.task.head_shapes = True
     try:
         table = score_samples(trainer, samples, head_task.scoring_width, forward, progress)

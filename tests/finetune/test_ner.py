@@ -189,7 +189,9 @@ def test_tiny_model_learns_entities_from_a_dev_slice(tmp_path, single_rank_paral
     assert none[0].value == 0.0
     # The evaluation runner's path (tools/evaluate.py --head ner): windows in global batches of 8 (the last one
     # padded), the table gathered, words read back: the same logits.
-    via_runner = head_scores(OneProcessTrainer(model, task), task, items)
+    shown = []  # progress in items, though windows are scored
+    via_runner = head_scores(OneProcessTrainer(model, task), task, items, progress=shown.append)
+    assert shown == sorted(shown) and shown[-1] == len(items)
     for a, b in zip(via_runner, outputs, strict=True):
         assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-5)
 
