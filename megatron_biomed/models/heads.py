@@ -2,9 +2,8 @@
 (:class:`ScoringHead`), and token classification for named-entity recognition (:class:`TokenHead`).
 
 A scoring head reads the final-norm hidden state of each sequence's last non-pad token; a token head reads every
-position. It is attached to the
-last-pipeline-stage chunk of a megatron-core GPTModel as the submodule ``head`` and called through
-GPTModel's ``output_processor`` hook, so the output layer (logits) is skipped.
+position. A head is attached to the last-pipeline-stage chunk of a megatron-core GPTModel as the submodule
+``head`` and called through GPTModel's ``output_processor`` hook, so the output layer (logits) is skipped.
 
 Tensor parallelism: the head's weight is replicated on every TP rank, and so is its input (the final norm's
 output is the full hidden state on every TP rank). Each rank therefore computes the same head output, the
@@ -54,19 +53,10 @@ class ScoringHead(nn.Module):
         return self.proj(last.to(self.proj.weight.dtype)).float()
 
 
-class TokenHead(nn.Module):
+class TokenHead(ScoringHead):
     """``Linear(hidden, num_tags)`` (with bias, as Hugging Face's GPT2ForTokenClassification) on every position:
-    the tag logits of each token. Replicated over TP ranks and gathered over SP like :class:`ScoringHead`."""
-
-    def __init__(self, hidden_size: int, out_features: int, *, bias: bool, init_std: float, dtype: torch.dtype,
-                 seed: int):  # fmt: skip
-        super().__init__()
-        self.proj = nn.Linear(hidden_size, out_features, bias=bias, dtype=dtype)
-        g = torch.Generator().manual_seed(seed)  # the same initial head whatever the layout (see ScoringHead)
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=g) * init_std)
-            if bias:
-                self.proj.bias.zero_()
+    the tag logits of each token. Initialised, replicated over TP ranks and gathered over SP as
+    :class:`ScoringHead`."""
 
     def forward(self, hidden_states: torch.Tensor, last_index: torch.Tensor | None = None,
                 sequence_parallel: bool = False):  # fmt: skip
@@ -95,7 +85,7 @@ def attach_head(chunks: list, tconfig, out_features: int, *, bias: bool, seed: i
         last.head.cuda(torch.cuda.current_device())
 
 
-def find_head(model) -> ScoringHead | TokenHead | None:
+def find_head(model) -> ScoringHead | None:
     """The head of a (DDP / Float16Module wrapped) chunk; None on chunks that are not the last stage."""
     m = model
     while not hasattr(m, "head"):
