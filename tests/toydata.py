@@ -63,6 +63,25 @@ def pubmedqa_items(n: int, seed: int) -> dict:
     return out
 
 
+def ner_conll(n: int, seed: int) -> str:
+    """A CoNLL/BIO file (token<TAB>tag): animals are entities, a colour just before one starts it ("red cat" ->
+    B-Animal I-Animal); every fourth sentence is long enough (40 words) to be cut into windows at 32 tokens."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = [rng.choice(COLOURS + ANIMALS + ["the", "and", "saw", "a"]) for _ in range(40 if i % 4 == 0 else 8)]
+        tags = []
+        for k, w in enumerate(words):
+            if w in ANIMALS:
+                tags.append("I-Animal" if k and words[k - 1] in COLOURS else "B-Animal")
+            elif w in COLOURS and k + 1 < len(words) and words[k + 1] in ANIMALS:
+                tags.append("B-Animal")
+            else:
+                tags.append("O")
+        out.append("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)))
+    return "\n".join(out)
+
+
 def sft_rows(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
@@ -112,6 +131,8 @@ def make_toy(root: Path) -> dict:
         "pref": write_jsonl(root / "pref.jsonl", preference_rows(32, 5)),
         "pref_valid": write_jsonl(root / "pref_valid.jsonl", preference_rows(16, 6)),
     }
+    (root / "ner.tsv").write_text(ner_conll(24, 7))
+    files["ner"] = root / "ner.tsv"
     pqa = root / "pubmedqa.json"
     pqa.write_text(json.dumps(pubmedqa_items(48, 3)))
     files["pubmedqa"] = pqa
@@ -132,5 +153,6 @@ def task_args(toy: dict, task: str) -> list[str]:
         "classify": ["--train-file", toy["pubmedqa"], "--format", "pubmedqa"],
         "sft": ["--train-file", toy["sft"], "--format", "sft"],
         "dpo": ["--train-file", toy["pref"], "--format", "preference"],
+        "ner": ["--train-file", toy["ner"], "--format", "conll"],
     }[task]
     return ["--task", task, "--init-from", str(toy["pretrained"]), *map(str, data)]

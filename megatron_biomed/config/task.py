@@ -13,8 +13,8 @@ CHAT_TEMPLATES = ("plain", "llama2", "chatml", "biomamba")
 @dataclass
 class TaskConfig:
     """``name``: pretrain (the data blend), mc (multiple-choice head), classify (sequence-classification
-    head; relation extraction too), similarity (regression head on sentence pairs), multilabel (a sigmoid per
-    label), sft (loss on response tokens), dpo (preference tuning).
+    head; relation extraction too), ner (token-classification head), similarity (regression head on sentence
+    pairs), multilabel (a sigmoid per label), sft (loss on response tokens), dpo (preference tuning).
 
     The fine-tuning tasks read ``train_file`` (and optionally ``valid_file``) in ``format``; the tokenizer is
     ``data.tokenizer``. Prompt templates are named in megatron_biomed/finetune/prompts.py or given inline.
@@ -29,6 +29,10 @@ class TaskConfig:
     train_files: list = field(default_factory=list)
     # Skip bad records (counted by reason) instead of stopping at the first one.
     skip_bad: bool = False
+    # Options of the task.format reader (data/tasks/registry.py READERS; not given to task.train_files in other
+    # formats), e.g. for pubtator
+    # {types: [Chemical], entity_type: null, unit: sentence}, for conll {first_letter_only: true}.
+    reader_options: dict = field(default_factory=dict)
     # MedMCQA's "cop" is 0-based in some releases and 1-based in others: say which (0 or 1).
     medmcqa_cop_base: Optional[int] = None
     # mc / classify: how an item becomes tokens and which one the head reads (finetune/formats.py INPUT_FORMATS):
@@ -62,5 +66,13 @@ class TaskConfig:
     # dpo: the sigmoid loss's beta, and the weight of an added SFT (chosen log-likelihood per token) term.
     dpo_beta: float = 0.1
     dpo_sft_weight: float = 0.0
+    # ner: the tags in head-output order; empty = from the train file (O, then B-/I- of each type, sorted), written
+    # here when the task is built so that a checkpoint's run_config.yaml records the order its head was trained in.
+    labels: list = field(default_factory=list)
+    # ner: tokens between the starts of consecutive windows of a sequence longer than max_seq_length (0 = half of it).
+    window_stride: int = 0
+    # ner: the sub-token of each word that carries its tag, "first" (BERT / Hugging Face run_ner) or "last" (the
+    # only one that has seen the whole word in a causal model).
+    label_subtoken: str = "first"
     # Shuffle the training items each epoch with this seed (None = train.seed).
     shuffle_seed: Optional[int] = None

@@ -70,7 +70,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="generation tasks: beam search with this many beams (transformers' num_beams; no KV cache)")
     p.add_argument("--head", metavar="TASK",
                    help="score the checkpoint's fine-tuned head: the head task it was fine-tuned as (mc, classify, "
-                        "similarity, multilabel, ...: training/tasks.py TASKS)")  # fmt: skip
+                        "ner, similarity, multilabel, ...: training/tasks.py TASKS)")  # fmt: skip
     p.add_argument("--test-file", help="with --head: the items to score")
     p.add_argument("--format", help="with --head: the test file's format (default: the fine-tune's task.format)")
     p.add_argument("--medmcqa-cop-base", type=int, choices=[0, 1])

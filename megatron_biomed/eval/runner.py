@@ -165,21 +165,31 @@ def benchmark_accuracy(trainer, name: str, questions, tok, eod: int, progress=No
     ]
 
 
-def head_scores(trainer, head_task, items, progress=None) -> torch.Tensor:
-    """[n, width] scores of a fine-tuned head (option scores or label logits) for ``items``."""
+def head_scores(trainer, head_task, items, progress=None):
+    """A fine-tuned head's outputs for ``items``, as its task lays them out (``head_task.item_outputs``): [n, width]
+    option scores or label logits for multiple choice and classification, per-word tag logits for NER (whose
+    items are split into windows, ``head_task.scoring_samples``)."""
     count = TruncationCount()
-    samples = [head_task.encode(it, count) for it in items]
+    samples = head_task.scoring_samples(items, count)
     seq = head_task.seq_length()
 
     def forward(batch, model):
         scores = head_forward(model, flatten_choices(batch, seq))
-        return scores, lambda out: out.view(batch["tokens"].shape[0], -1)
+        return scores, lambda out: out.reshape(batch["tokens"].shape[0], -1)
 
+    if progress is not None and len(samples) != len(items):  # the caller counts items; NER scores windows
+        per_item = progress
+
+        def shown(done: int):
+            per_item(len(items) * done // len(samples))
+
+        progress = shown
     trainer.task.head_shapes = True
     try:
-        return score_samples(trainer, samples, head_task.width, forward, progress)
+        table = score_samples(trainer, samples, head_task.scoring_width, forward, progress)
     finally:
         trainer.task.head_shapes = False
+    return head_task.item_outputs(items, table)
 
 
 def head_results(trainer, head_task, items, name: str, progress=None, log: list | None = None) -> list[Result]:

@@ -48,7 +48,7 @@ def read_items(cfg: ExperimentConfig, path: str, what: str, fmt: str | None = No
     fmt = fmt or t.format
     if not fmt:
         raise TaskSetupError(f"task.format is not set: give the format of {path} (e.g. medqa, pubmedqa, sft)")
-    kw = {}
+    kw = dict(t.reader_options) if fmt == t.format else {}  # options of the task.format reader only
     if fmt == "medmcqa":
         if t.medmcqa_cop_base not in (0, 1):
             raise TaskSetupError(
@@ -61,6 +61,8 @@ def read_items(cfg: ExperimentConfig, path: str, what: str, fmt: str | None = No
         items = read_task_file(path, fmt, skip_bad=t.skip_bad, report=report, **kw)
     except TaskDataError as e:
         raise TaskSetupError(f"{e} (use task.skip_bad=true to skip bad records)") from e
+    except TypeError as e:  # a task.reader_options key the reader does not take
+        raise TaskSetupError(f"task.reader_options {t.reader_options} do not fit the {fmt} reader: {e}") from e
     log.info("%s data (%s): %s", what, fmt, format_report(report))
     if not items:
         raise TaskSetupError(f"{path}: no usable {fmt} records")

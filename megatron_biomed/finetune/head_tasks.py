@@ -23,7 +23,7 @@ from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, encode_choices, encode_classification, head_encoding
 from megatron_biomed.finetune.formats import InputFormatError, input_format, truncation_side
 from megatron_biomed.finetune.task_base import FinetuneTask
-from megatron_biomed.models.heads import HEAD_PREFIX, attach_head, flatten_choices, head_forward
+from megatron_biomed.models.heads import HEAD_PREFIX, ScoringHead, attach_head, flatten_choices, head_forward
 from megatron_biomed.training.task import metric, move_batch
 
 log = logging.getLogger("megatron_biomed")
@@ -58,6 +58,7 @@ class HeadTask(FinetuneTask):
     layout = "classification"
     # The metrics ``score`` reports, the default main one first; task.main_metric may move another to the front.
     score_metrics: tuple[str, ...] = ("acc",)
+    head_class = ScoringHead
 
     def __init__(self, cfg, tokens=None):
         super().__init__(cfg, tokens)
@@ -110,7 +111,8 @@ class HeadTask(FinetuneTask):
 
     def build_model(self, cfg, tconfig):
         chunks = super().build_model(cfg, tconfig)
-        attach_head(chunks, tconfig, self.head_outputs(), bias=self.head_bias, seed=cfg.train.seed)
+        attach_head(chunks, tconfig, self.head_outputs(), bias=self.head_bias, seed=cfg.train.seed,
+                    head_class=self.head_class)  # fmt: skip
         return chunks
 
     def build_datasets(self, num_samples):
@@ -128,6 +130,22 @@ class HeadTask(FinetuneTask):
         return choice_loss(labels, self.width, scores)
 
     # ---- scoring (tools/evaluate.py --head, the evaluation suite) ----
+    # eval/runner.py head_scores runs the model on ``scoring_samples(items)``, keeps ``scoring_width`` numbers per
+    # sample (the head's output row flattened) and hands that table to ``item_outputs``, whose result ``score``
+    # and ``sample_rows`` read. Here one sample per item and the table itself: [items, width] scores.
+    def scoring_samples(self, items, count) -> list[dict]:
+        """The model inputs that score ``items`` (one per item here)."""
+        return [self.encode(it, count) for it in items]
+
+    @property
+    def scoring_width(self) -> int:
+        """How many numbers the head gives per scoring sample."""
+        return self.width
+
+    def item_outputs(self, items, table):
+        """What ``score`` reads, from the [samples, scoring_width] table of head outputs."""
+        return table
+
     def gold(self, item):
         """The index of the item's right answer among the head's outputs."""
         return item.label

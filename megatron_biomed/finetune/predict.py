@@ -27,13 +27,15 @@ def load_single_process(cfg: ExperimentConfig, task, checkpoint: str):
 
 
 @torch.no_grad()
-def score_items(model, task, items, batch_size: int = 8) -> torch.Tensor:
-    """[n, width] head scores (option scores, or label logits) of ``items``."""
+def score_items(model, task, items, batch_size: int = 8):
+    """The head's outputs for ``items`` as the task lays them out (``task.item_outputs``): [n, width] option scores
+    or label logits for multiple choice and classification, per-word tag logits for NER."""
     out = []
     count = TruncationCount()
-    for start in range(0, len(items), batch_size):
-        enc = [task.encode(it, count) for it in items[start : start + batch_size]]
-        batch = {k: torch.stack([e[k] for e in enc]) for k in ("tokens", "last_index")}
+    samples = task.scoring_samples(items, count)
+    for start in range(0, len(samples), batch_size):
+        enc = samples[start : start + batch_size]
+        batch = {k: torch.stack([e[k] for e in enc]) for k in ("tokens", "last_index") if k in enc[0]}
         batch = flatten_choices(batch, batch["tokens"].shape[-1])
-        out.append(head_forward(model, batch).view(len(enc), -1))
-    return torch.cat(out)
+        out.append(head_forward(model, batch).reshape(len(enc), -1))
+    return task.item_outputs(items, torch.cat(out))

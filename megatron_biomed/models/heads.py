@@ -1,8 +1,9 @@
-"""Scoring heads on a pretrained decoder (BioMedLM's fine-tuning): multiple choice and sequence classification.
+"""Scoring heads on a pretrained decoder (BioMedLM's fine-tuning): multiple choice and sequence classification
+(:class:`ScoringHead`), and token classification for named-entity recognition (:class:`TokenHead`).
 
-A head reads the final-norm hidden state of each sequence's last non-pad token. It is attached to the
-last-pipeline-stage chunk of a megatron-core GPTModel as the submodule ``head`` and called through
-GPTModel's ``output_processor`` hook, so the output layer (logits) is skipped.
+A scoring head reads the final-norm hidden state of each sequence's last non-pad token; a token head reads every
+position. A head is attached to the last-pipeline-stage chunk of a megatron-core GPTModel as the submodule
+``head`` and called through GPTModel's ``output_processor`` hook, so the output layer (logits) is skipped.
 
 Tensor parallelism: the head's weight is replicated on every TP rank, and so is its input (the final norm's
 output is the full hidden state on every TP rank). Each rank therefore computes the same head output, the
@@ -52,17 +53,31 @@ class ScoringHead(nn.Module):
         return self.proj(last.to(self.proj.weight.dtype)).float()
 
 
+class TokenHead(ScoringHead):
+    """``Linear(hidden, num_tags)`` (with bias, as Hugging Face's GPT2ForTokenClassification) on every position:
+    the tag logits of each token. Initialised, replicated over TP ranks and gathered over SP as
+    :class:`ScoringHead`."""
+
+    def forward(self, hidden_states: torch.Tensor, last_index: torch.Tensor | None = None,
+                sequence_parallel: bool = False):  # fmt: skip
+        """``hidden_states`` [s, b, h] (megatron's layout): returns [b, s, out_features] (``last_index`` unused)."""
+        if sequence_parallel:
+            hidden_states = gather_from_sequence_parallel_region(hidden_states, tensor_parallel_output_grad=False)
+        return self.proj(hidden_states.transpose(0, 1).to(self.proj.weight.dtype)).float()
+
+
 def _inner(chunk):
     """The GPTModel inside Float16Module (bf16/fp16) or itself."""
     return getattr(chunk, "module", chunk)
 
 
-def attach_head(chunks: list, tconfig, out_features: int, *, bias: bool, seed: int) -> None:
-    """Give the last-pipeline-stage chunk its head (a no-op on other stages), initialised from ``seed``."""
+def attach_head(chunks: list, tconfig, out_features: int, *, bias: bool, seed: int, head_class=ScoringHead) -> None:
+    """Give the last-pipeline-stage chunk its head (``head_class``, a no-op on other stages), initialised from
+    ``seed``."""
     last = _inner(chunks[-1])
     if not getattr(last, "post_process", False):
         return
-    last.head = ScoringHead(
+    last.head = head_class(
         tconfig.hidden_size, out_features, bias=bias, init_std=tconfig.init_method_std, dtype=tconfig.params_dtype,
         seed=seed,
     )  # fmt: skip
@@ -81,25 +96,27 @@ def find_head(model) -> ScoringHead | None:
 
 
 def flatten_choices(batch: dict, seq_length: int) -> dict:
-    """A micro-batch of items ``tokens`` [m, C, S] / ``last_index`` [m, C] as the model's ``m * C`` rows, with
-    positions and the causal mask."""
+    """A micro-batch of items ``tokens`` [m, C, S] / ``last_index`` [m, C] (absent for a token head) as the
+    model's ``m * C`` rows, with positions and the causal mask."""
     tokens = batch["tokens"]
     rows = tokens.shape[0] * tokens.shape[1]
-    return {
+    flat = {
         "tokens": tokens.reshape(rows, -1),
-        "last_index": batch["last_index"].reshape(rows),
         "position_ids": torch.arange(seq_length, device=tokens.device).expand(rows, -1),
         "attention_mask": causal_attention_mask(seq_length, tokens.device),
     }
+    if "last_index" in batch:
+        flat["last_index"] = batch["last_index"].reshape(rows)
+    return flat
 
 
 def head_forward(model, batch: dict) -> torch.Tensor:
     """Run a chunk on ``batch`` (tokens / position_ids / attention_mask / last_index, rows flattened): the head's
-    scores [rows, out] on the last stage, hidden states elsewhere."""
+    scores ([rows, out], or [rows, S, out] for a token head) on the last stage, hidden states elsewhere."""
     head = find_head(model)
     kwargs = {}
     if head is not None:
-        last_index = batch["last_index"]
+        last_index = batch.get("last_index")
 
         def process(*, hidden_states, config, **_):
             return head(hidden_states, last_index, sequence_parallel=config.sequence_parallel)

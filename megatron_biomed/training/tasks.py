@@ -14,6 +14,7 @@ TASKS: Registry[type[Task]] = Registry(
         "pretrain": "megatron_biomed.training.lm_task:LanguageModelTask",
         "mc": "megatron_biomed.finetune.head_tasks:MultipleChoiceTask",
         "classify": "megatron_biomed.finetune.head_tasks:ClassificationTask",
+        "ner": "megatron_biomed.finetune.ner:NERTask",
         "similarity": "megatron_biomed.finetune.text_heads:SimilarityTask",
         "multilabel": "megatron_biomed.finetune.text_heads:MultiLabelTask",
         "sft": "megatron_biomed.finetune.sft:SFTTask",

@@ -1,5 +1,5 @@
 """Every fine-tuning task trains at TP2 x PP2 (the multiple-choice head also at TP2, PP2 and TP2 with sequence
-parallelism) exactly as on one process.
+parallelism; the NER token head at TP2 with sequence parallelism) exactly as on one process.
 
 From the same pretrained weights (a head, where there is one, initialised from the same seed on the last
 stage), each layout runs 4 steps in fp32 with every step updating the weights (constant lr, no warmup). We
@@ -99,6 +99,8 @@ SP_LAYOUT = (2, ["parallel.tensor_model_parallel_size=2", "parallel.sequence_par
 # CI short. DPO also at TP2 alone: its reference log-probs are gathered over the vocabulary split.
 CASES = [("mc", name) for name in LAYOUTS] + [("mc", "tp2-sequence-parallel")]
 CASES += [(t, "tp2-pp2") for t in TASKS if t != "mc"] + [("dpo", "tp2")]
+# The NER token head reads every position: under sequence parallelism (TP2) its input is gathered along the sequence.
+CASES += [("ner", "tp2-sequence-parallel")]
 
 
 @pytest.mark.parametrize("task,layout", CASES)
@@ -125,5 +127,5 @@ def test_task_layout_matches_single_process(task, layout, toy, reference, tmp_pa
         assert err <= RTOL["tensor"] * max(scale, SCALE_FLOOR), (
             f"{task} {layout} tensor {k}: max error {err:.3e} (scale {scale:.3e})"
         )
-    if task in ("mc", "classify"):
+    if task in ("mc", "classify", "ner"):
         assert any(k.startswith("optimizer.") and "head." in k for k in ref_tensors), "head moments not compared"

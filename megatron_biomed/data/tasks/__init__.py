@@ -1,5 +1,6 @@
 """Readers for the fine-tuning and evaluation task files (MedQA, MedMCQA, MMLU, PubMedQA, BioASQ,
-ChemProt, GAD, BIOSSES, HoC, SFT chat data, preference pairs) in the formats they are distributed in.
+ChemProt, GAD, BIOSSES, HoC, CoNLL/BIO and PubTator named entities, SFT chat data, preference pairs) in the formats
+they are distributed in.
 
 Each reader returns typed records. A bad record raises :class:`TaskDataError` with the message
 ``path:line: problem``; with ``skip_bad=True`` it is skipped and counted by reason in a
@@ -16,6 +17,7 @@ from megatron_biomed.data.tasks.classification import (
     read_pubmedqa,
 )
 from megatron_biomed.data.tasks.clinical_notes import DISCHARGE_COLUMNS, read_discharge_notes
+from megatron_biomed.data.tasks.entities import read_conll, read_pubtator
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError, format_report
 from megatron_biomed.data.tasks.hallmarks import HOC_LABELS, read_hoc
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
@@ -27,6 +29,7 @@ from megatron_biomed.data.tasks.records import (
     PreferenceExample,
     SentencePairItem,
     SFTExample,
+    TaggedSentence,
 )
 from megatron_biomed.data.tasks.registry import READERS, read_task_file
 from megatron_biomed.data.tasks.relation_sentences import CHEMPROT_LABELS, GAD_LABELS, read_chemprot, read_gad
@@ -49,11 +52,13 @@ __all__ = [
     "ReadReport",
     "SFTExample",
     "SentencePairItem",
+    "TaggedSentence",
     "TaskDataError",
     "format_report",
     "read_bioasq",
     "read_biosses",
     "read_chemprot",
+    "read_conll",
     "read_discharge_notes",
     "read_gad",
     "read_hoc",
@@ -62,6 +67,7 @@ __all__ = [
     "read_mmlu",
     "read_preferences",
     "read_pubmedqa",
+    "read_pubtator",
     "read_sft",
     "read_task_file",
 ]

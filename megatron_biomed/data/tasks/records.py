@@ -1,6 +1,6 @@
 """The typed records the task readers return: multiple-choice and classification items (relation sentences
-too) for evaluation, sentence pairs with a similarity score, multi-label texts, chat examples for SFT and
-preference pairs for DPO."""
+too) for evaluation, sentence pairs with a similarity score, multi-label texts, tagged sentences for named-entity
+recognition, documents with relation triples, summaries, chat examples for SFT and preference pairs for DPO."""
 
 from __future__ import annotations
 
@@ -164,3 +164,21 @@ class SummaryItem:
     source: str
     summary: str
     uid: str = ""
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """Words with one BIO tag each (named-entity recognition): a sentence of a CoNLL file, or a sentence or whole
+    abstract of a PubTator document. Tags are ``O``, ``B``/``I`` (untyped) or ``B-Type``/``I-Type`` (IOB2)."""
+
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    uid: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.words, tuple):
+            object.__setattr__(self, "words", tuple(self.words))
+        if not isinstance(self.tags, tuple):
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if len(self.words) != len(self.tags):
+            raise ValueError(f"{self.uid}: {len(self.words)} words but {len(self.tags)} tags")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from megatron_biomed.data.tasks.alignment import read_preferences, read_sft
 from megatron_biomed.data.tasks.classification import read_bioasq, read_pubmedqa
 from megatron_biomed.data.tasks.clinical_notes import read_discharge_notes
+from megatron_biomed.data.tasks.entities import read_conll, read_pubtator
 from megatron_biomed.data.tasks.errors import TaskDataError
 from megatron_biomed.data.tasks.hallmarks import read_hoc
 from megatron_biomed.data.tasks.multiple_choice import read_medmcqa, read_medqa, read_mmlu
@@ -33,6 +34,8 @@ READERS: dict[str, Callable[..., list]] = {
     "gad": read_gad,
     "biosses": read_biosses,
     "hoc": read_hoc,
+    "conll": read_conll,
+    "pubtator": read_pubtator,
 }
 
 

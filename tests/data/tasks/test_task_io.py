@@ -74,7 +74,7 @@ def test_read_task_file_dispatch(write):
     assert read_task_file(medmcqa, "medmcqa", cop_base=0)[0].answer == 0
     assert set(READERS) >= {"medqa", "medmcqa", "mmlu", "pubmedqa", "bioasq", "sft", "preference",
                             "mimic_discharge", "bc5cdr_re", "kd_dti_re", "ddi_re", "meqsum",
-                            "chemprot", "gad", "biosses", "hoc"}
+                            "chemprot", "gad", "biosses", "hoc", "conll", "pubtator"}
     with pytest.raises(TaskDataError) as err:
         read_task_file(path, "medqa_v2")
     assert str(err.value) == "unknown task format 'medqa_v2'; known: " + ", ".join(READERS)
