@@ -50,5 +50,5 @@ def test_similarity_fine_tuned_and_scored_through_the_tools(toy, tmp_path):
     # The reported r is Pearson's r of the logged predictions (scipy), i.e. the task's metric on its outputs.
     assert row["value"] == pytest.approx(pearson([s["pred"] for s in samples], [s["gold"] for s in samples]).value)
 
-    with pytest.raises(ConfigError, match="--head sft: not a head task; head tasks: mc, classify, similarity"):
+    with pytest.raises(ConfigError, match="--head sft: not a head task; head tasks: mc, classify, ner, similarity"):
         evaluate(build_arg_parser().parse_args(["--load", str(ckpt), "--head", "sft", "--test-file", str(test)]))
