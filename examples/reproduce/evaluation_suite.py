@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import sys
 import time
@@ -186,11 +187,13 @@ def make_slices(data: Path, size: dict) -> dict[str, dict[str, Path]]:
         ),
         "dev": CHEMPROT / "dev.jsonl",
     }
-    gad = lines(GAD)  # no header (gad/SOURCE.md)
-    gad_train = [x for x in gad if not is_heldout(x, HELDOUT)]
+    gad = lines(GAD)  # sentence<TAB>label, no header (gad/SOURCE.md)
+    # keyed by the sentence: one that occurs twice (another gene/disease pair) falls on one side of the split
+    held = [x for x in gad if is_heldout(x.rsplit("\t", 1)[0], HELDOUT)]
+    train = [x for x in gad if not is_heldout(x.rsplit("\t", 1)[0], HELDOUT)]
     out["gad"] = {
-        "train": write_text(data / "gad_train.tsv", "\n".join(hash_order(gad_train)[: size["gad_train"]]) + "\n"),
-        "dev": write_text(data / "gad_heldout.tsv", "\n".join(x for x in gad if is_heldout(x, HELDOUT)) + "\n"),
+        "train": write_text(data / "gad_train.tsv", "\n".join(hash_order(train)[: size["gad_train"]]) + "\n"),
+        "dev": write_text(data / "gad_heldout.tsv", "\n".join(held) + "\n"),
     }
     out["biosses"] = {"train": BIOSSES / "train.tsv", "dev": BIOSSES / "dev.tsv"}
     docs = lines(HOC)
@@ -331,7 +334,11 @@ def baselines(entries: list[dict], sft_rows: list[dict], limit: int = 0) -> dict
             label, _ = Counter(x.label for x in train).most_common(1)[0]
             negative = [names.index(x) for x in NEGATIVE.get(name, [])]
             value = micro_f1([label] * len(dev), [x.label for x in dev], len(names), negative)[0].value
-            out[name] = {"value": value, "how": f"majority class of the train slice ({names[label]!r})"}
+            out[name] = {
+                "value": value,
+                "how": f"majority class of the train slice ({names[label]!r})",
+                "label_names": names,
+            }
         elif e.get("head") == "similarity":
             # Pearson's r of a constant prediction is undefined (zero variance); it carries no information: 0.
             out[name] = {"value": 0.0, "how": "constant score (Pearson undefined: taken as 0)"}
@@ -372,6 +379,32 @@ def baselines(entries: list[dict], sft_rows: list[dict], limit: int = 0) -> dict
             value = next(s.value for s in rouge(preds, [x.summary for x in dev]) if s.metric == "rougeL")
             out[name] = {"value": value, "how": f"the question's first {k} words"}
     return out
+
+
+def what_it_predicts(entry: dict, label_names=None) -> dict:
+    """From the entry's logged samples (--log-samples): whether a head answers one thing whatever its input (the
+    share of its most frequent prediction, the spread of its scores), and the first MeQSum generations."""
+    samples = entry.get("samples") or []
+    if not samples:
+        return {}
+    if entry["runner"] == "generation":
+        return {"first_generations": [{"generation": x["generation"][:120], "reference": x["reference"]}
+                                      for x in samples[:3]]}  # fmt: skip
+    preds = [x.get("pred") for x in samples]
+    if entry["task"] == "similarity":
+        mean = sum(preds) / len(preds)
+        return {"prediction_sd": math.sqrt(sum((p - mean) ** 2 for p in preds) / len(preds)),
+                "gold_sd": math.sqrt(sum((x["gold"] - sum(y["gold"] for y in samples) / len(samples)) ** 2
+                                         for x in samples) / len(samples))}  # fmt: skip
+    if entry["task"] == "multilabel":
+        return {"mean_labels_predicted": sum(map(sum, preds)) / len(preds),
+                "mean_labels_gold": sum(sum(x["gold"]) for x in samples) / len(samples)}  # fmt: skip
+    if entry["task"] in ("classify", "mc") or entry["runner"] == "benchmark":
+        top, count = Counter(preds).most_common(1)[0]
+        top = label_names[top] if label_names else top
+        return {"most_frequent_prediction": top, "its_share": count / len(preds),
+                "distinct_predictions": len(set(map(str, preds)))}  # fmt: skip
+    return {}
 
 
 def type_averages(rows: list[tuple[str, float]]) -> tuple[dict[str, float], float]:
@@ -462,6 +495,7 @@ def main(argv=None) -> int:
         "--output",
         report_file,
         "--no-progress",
+        "--log-samples",
         *(["--limit", size["limit"]] if size["limit"] else []),
         *(["--max-new-tokens", size["max_new_tokens"]] if size["max_new_tokens"] else []),
         label="evaluate-suite",
@@ -498,6 +532,7 @@ def main(argv=None) -> int:
                 "baseline_how": base[r["name"]]["how"],
                 "margin": margin,
                 "all_metrics": {m["metric"]: m["value"] for m in r["metrics"]},
+                "predictions": what_it_predicts(r, base[r["name"]].get("label_names")),
             }
         )
     base_types, base_overall = type_averages([(r["type"], base[r["name"]]["value"]) for r in report["entries"]])
@@ -536,6 +571,15 @@ def main(argv=None) -> int:
     )
     print(table(["entry", "type", "metric", "scored", "n", "score", "stderr", "trivial baseline", "margin"], rows))
     print(f"\nabove the trivial baseline: {len(beats)} of {len(result_entries)} ({', '.join(beats) or 'none'})")
+    for e in result_entries:  # heads that answer the same whatever they read
+        d = e["predictions"]
+        if e["runner"] == "head" and d.get("its_share", 0) >= 0.9:
+            print(f"note: {e['name']} predicts {d['most_frequent_prediction']} for {d['its_share']:.0%} of its items")
+        if "mean_labels_predicted" in d and d["mean_labels_predicted"] < 0.1:
+            print(
+                f"note: {e['name']} predicts {d['mean_labels_predicted']:.2f} labels per item "
+                f"(gold {d['mean_labels_gold']:.2f})"
+            )
     print(f"wall time {wall:.0f}s, seed {args.seed}")
     result = {
         "claim": "issue 20's evaluation suite runs end to end on the public dev data; each entry beside its trivial "
@@ -551,7 +595,7 @@ def main(argv=None) -> int:
         "data": {
             "ner_train_slice": "sha256 order of the sentence blocks, first ner_train",
             "chemprot_train_slice": "sha256 order of the train lines, first chemprot_train",
-            "gad": f"train.tsv split by sha256(line): {HELDOUT:.0%} held out and scored, train slice from the rest",
+            "gad": f"train.tsv split by sha256(sentence): {HELDOUT:.0%} held out and scored, train slice from the rest",
             "hoc": f"hoc_train_docs.jsonl split by sha256(pmid): {HELDOUT:.0%} held out and scored",
             "biosses": "train.tsv -> dev.tsv whole",
             "meqsum": "SFT on meqsum_1000 rows (sha256 order, first sft_train), scored on mediqa_qs_2021_validation",

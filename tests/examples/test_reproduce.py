@@ -119,7 +119,8 @@ def test_evaluation_suite_smoke(tmp_path, capsys):
     suite = yaml.safe_load((work / "suite.yaml").read_text())
     for e in suite["entries"]:  # never an official test split (withheld)
         assert all("test" not in Path(p).name.lower() for p in e["files"].values()), e["name"]
-    gad_train, gad_held = (set((work / f"data/gad_{s}.tsv").read_text().splitlines()) for s in ("train", "heldout"))
+    gad_train, gad_held = ({x.rsplit("\t", 1)[0] for x in (work / f"data/gad_{s}.tsv").read_text().splitlines()}
+                           for s in ("train", "heldout"))  # fmt: skip
     hoc_train, hoc_held = ({json.loads(x)["pmid"] for x in (work / f"data/hoc_{s}.jsonl").read_text().splitlines()}
                            for s in ("train", "heldout"))  # fmt: skip
     assert gad_held and hoc_held and not gad_train & gad_held and not hoc_train & hoc_held
