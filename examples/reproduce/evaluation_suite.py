@@ -96,9 +96,10 @@ PRETRAIN_SMOKE_128 = dict(PRETRAIN_SMOKE, seq=128)
 # staged (SciBERT's JSON lines) has only positive pairs, so its micro F1 over the 13 labels equals accuracy.
 NEGATIVE = {"gad": ["0"]}
 
-# Sizes, all our choice (about 15 minutes on 2 shared CPU cores). Every fine-tune: AdamW (no weight decay), linear
-# warmup over the first 10% of the steps then linear decay to 0, batches of `batch` (micro-batches of 8), from the
-# pretrained body with a fresh head. `*_train`: the training slice (records, in hash order); dev files whole.
+# Sizes, all our choice (about 9 minutes on 2 shared CPU cores; 3 more when the pretrained GPT is built). Every
+# fine-tune: AdamW (no weight decay), linear warmup over the first 10% of the steps then linear decay to 0, batches
+# of `batch` (micro-batches of 8), from the pretrained body with a fresh head. `*_train`: the training slice
+# (records, in hash order); dev files whole.
 FULL = dict(
     ner_train=1000,
     ner_iters=250,
@@ -388,22 +389,33 @@ def what_it_predicts(entry: dict, label_names=None) -> dict:
     if not samples:
         return {}
     if entry["runner"] == "generation":
-        return {"first_generations": [{"generation": x["generation"][:120], "reference": x["reference"]}
-                                      for x in samples[:3]]}  # fmt: skip
+        return {
+            "first_generations": [
+                {"generation": x["generation"][:120], "reference": x["reference"]} for x in samples[:3]
+            ]
+        }
     preds = [x.get("pred") for x in samples]
     if entry["task"] == "similarity":
         mean = sum(preds) / len(preds)
-        return {"prediction_sd": math.sqrt(sum((p - mean) ** 2 for p in preds) / len(preds)),
-                "gold_sd": math.sqrt(sum((x["gold"] - sum(y["gold"] for y in samples) / len(samples)) ** 2
-                                         for x in samples) / len(samples))}  # fmt: skip
+        return {
+            "prediction_sd": math.sqrt(sum((p - mean) ** 2 for p in preds) / len(preds)),
+            "gold_sd": math.sqrt(
+                sum((x["gold"] - sum(y["gold"] for y in samples) / len(samples)) ** 2 for x in samples) / len(samples)
+            ),
+        }
     if entry["task"] == "multilabel":
-        return {"mean_labels_predicted": sum(map(sum, preds)) / len(preds),
-                "mean_labels_gold": sum(sum(x["gold"]) for x in samples) / len(samples)}  # fmt: skip
+        return {
+            "mean_labels_predicted": sum(map(sum, preds)) / len(preds),
+            "mean_labels_gold": sum(sum(x["gold"]) for x in samples) / len(samples),
+        }
     if entry["task"] in ("classify", "mc") or entry["runner"] == "benchmark":
         top, count = Counter(preds).most_common(1)[0]
         top = label_names[top] if label_names else top
-        return {"most_frequent_prediction": top, "its_share": count / len(preds),
-                "distinct_predictions": len(set(map(str, preds)))}  # fmt: skip
+        return {
+            "most_frequent_prediction": top,
+            "its_share": count / len(preds),
+            "distinct_predictions": len(set(map(str, preds))),
+        }
     return {}
 
 

@@ -1,7 +1,8 @@
-"""examples/reproduce/: the three reproduction scripts run end to end at their --smoke size (so that they cannot
-rot silently: every tool, flag and report field they use is exercised), and the held-out splits they rely on
-are deterministic and disjoint from the training text. The full runs are not in CI (README: "Reproducing the
-papers' claims in miniature"); at smoke size their numbers mean nothing and are not checked against the claims.
+"""examples/reproduce/: the three reproduction scripts and the evaluation-suite script run end to end at their --smoke
+size (so that they cannot rot silently: every tool, flag and report field they use is exercised), and the held-out
+splits they rely on are deterministic and disjoint from the training text. The full runs are not in CI (README:
+"Reproducing the papers' claims in miniature"); at smoke size their numbers mean nothing and are not checked against
+the claims.
 
 The tools run in this process (``--in-process``: the same argv as the scripts' subprocesses) so that torch and
 megatron-core are imported once rather than once per tool."""
