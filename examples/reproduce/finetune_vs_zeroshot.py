@@ -61,20 +61,13 @@ def fold_of(pmid: str, folds: int) -> int:
     return int.from_bytes(hashlib.sha256(pmid.encode()).digest()[:8], "big") % folds
 
 
-def main(argv=None) -> int:
-    args = base_parser(__doc__).parse_args(argv)
-    size = SMOKE if args.smoke else FULL
-    require(PUBMEDQA)
-    work = Path(args.work_dir or ROOT / "runs" / "reproduce" / (CLAIM + ("-smoke" if args.smoke else "")))
-    shutil.rmtree(work, ignore_errors=True)
-    run = Runner(work, args.verbose, args.in_process)
-    t0 = time.time()
-    load_start = machine()["load_average"]
+def pretrain_gpt(run: Runner, work: Path, size: dict, seed: int, smoke: bool) -> Path:
+    """Step 1: the tiny GPT (a PubMed BPE of ``size['vocab_size']`` tokens, ``size['layers']`` x ``size['hidden']``,
+    seq ``size['seq']``) pretrained on the training split of the shared PubMed abstracts, in ``work``; returns its
+    checkpoint directory (``work/gpt_pretrained``). examples/reproduce/evaluation_suite.py starts from it too."""
     data = work / "data"
-
-    # 1. the pretrained tiny GPT
     pubmed_train, _ = split(pubmed_documents())
-    if args.smoke:
+    if smoke:
         pubmed_train = pubmed_train[:60]
     train_file = write_jsonl(data / "pubmed_train.jsonl", pubmed_train)
     tok = work / "tokenizer"
@@ -89,13 +82,29 @@ def main(argv=None) -> int:
                            f"model.num_attention_heads={size['heads']}", f"model.seq_length={size['seq']}",
                            f"model.vocab_size={vocab}", f"train.train_iters={size['iters']}",
                            f"train.global_batch_size={size['global_batch']}",
-                           f"train.micro_batch_size={min(4, size['global_batch'])}", f"train.seed={args.seed}",
+                           f"train.micro_batch_size={min(4, size['global_batch'])}", f"train.seed={seed}",
                            "train.eval_iters=0", f"optimizer.lr={size['lr']}", f"optimizer.min_lr={size['min_lr']}",
                            f"optimizer.lr_warmup_iters={size['warmup']}", "optimizer.lr_decay_style=cosine",
                            f"data.blend={data / 'pubmed_text_document'}", f"data.tokenizer={tok}", "data.split=100,0,0",
                            f"data.cache_dir={work / 'index-cache'}", f"checkpoint.save={pretrained}",
                            f"logging.log_interval={max(1, size['iters'] // 6)}")
                for a in ("--set", x)], label="pretrain")
+    return pretrained
+
+
+def main(argv=None) -> int:
+    args = base_parser(__doc__).parse_args(argv)
+    size = SMOKE if args.smoke else FULL
+    require(PUBMEDQA)
+    work = Path(args.work_dir or ROOT / "runs" / "reproduce" / (CLAIM + ("-smoke" if args.smoke else "")))
+    shutil.rmtree(work, ignore_errors=True)
+    run = Runner(work, args.verbose, args.in_process)
+    t0 = time.time()
+    load_start = machine()["load_average"]
+    data = work / "data"
+
+    # 1. the pretrained tiny GPT
+    pretrained = pretrain_gpt(run, work, size, args.seed, args.smoke)
 
     # 2. folds of the 500 non-test PQA-L items (the file's own layout, one file per fold and split)
     items = json.loads(PUBMEDQA.read_text(encoding="utf-8"))

@@ -14,13 +14,9 @@ from launch import ROOT, run_tool
 from toydata import FT_BASE, write_jsonl
 
 from megatron_biomed.config.experiment import ConfigError
-from megatron_biomed.data.tasks import READERS
 from megatron_biomed.eval.cli import build_arg_parser, evaluate
-from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
-from megatron_biomed.eval.generation import GenerationTask
 from megatron_biomed.eval.suite import SuiteEntry, SuiteError, load_suite, main_metric, summarize
 from megatron_biomed.finetune.cli import main as finetune_main
-from megatron_biomed.finetune.head_tasks import HeadTask
 from megatron_biomed.training.tasks import TASKS
 
 EVALUATE = ROOT / "tools" / "evaluate.py"
@@ -273,39 +269,25 @@ def _compare(x, y, where: str) -> float:
 # ---- the example suites ------------------------------------------------------------------------------------------
 
 EXAMPLES = ROOT / "examples" / "eval"
-# Issue 20's names for the parts merged beside this one (tasks, formats, generation tasks and what they report).
-ISSUE20_HEADS = {"ner": "ner", "similarity": "similarity", "multilabel": "doc_classification"}
-ISSUE20_FORMATS = ("conll", "pubtator", "chemprot", "gad", "biosses", "hoc")
-ISSUE20_GENERATION = {"bc5cdr_re": ("f1", "precision", "recall"), "kd_dti_re": ("f1", "precision", "recall"),
-                      "ddi_re": ("f1", "precision", "recall"), "meqsum": ("rouge1", "rouge2", "rougeL")}  # fmt: skip
 
 
-def test_example_suites_load(monkeypatch):
-    """examples/eval/suite_today.yaml loads as it is; biollm_suite.yaml too, with stand-ins for the names of
-    issue 20's other parts that are not registered yet (none once they are merged: then it is checked as is)."""
+def test_example_suites_load():
+    """examples/eval/suite_today.yaml and biollm_suite.yaml load as they are (every name they use is registered);
+    each head entry's fine-tune records the type the report averages it under and reports its main metric."""
     if not (ROOT.parent / "shared" / "data" / "bio_ner").is_dir():
         pytest.skip("../shared/data (the public dev files the example suites name) is not here")
     today = load_suite(EXAMPLES / "suite_today.yaml")
     assert {e.runner for e in today.entries} == {"benchmark", "generation", "perplexity"}
-    standins = []
-    with TASKS.scoped(), GENERATION_TASKS.scoped():
-        for name, kind in ISSUE20_HEADS.items():
-            if name not in TASKS:
-                TASKS.register(name, type(f"StandIn_{name}", (HeadTask,), {"name": name, "task_type": kind}))
-                standins.append(name)
-        for name in ISSUE20_FORMATS:
-            if name not in READERS:
-                monkeypatch.setitem(READERS, name, lambda *a, **k: [])
-                standins.append(name)
-        for name, metrics in ISSUE20_GENERATION.items():
-            if name not in GENERATION_TASKS:
-                score = lambda gens, reqs, m=metrics: [(x, 0.0, []) for x in m]  # noqa: E731
-                GENERATION_TASKS.register(name, GenerationTask(name, lambda *a, **k: [], score, 8))
-                standins.append(name)
-        full = load_suite(EXAMPLES / "biollm_suite.yaml")
-    print(f"biollm_suite.yaml: {len(full.entries)} entries; stand-ins for {standins or 'none'}")
+    full = load_suite(EXAMPLES / "biollm_suite.yaml")
     types = {e.type for e in full.entries}
     assert types == {"ner", "relation", "similarity", "qa", "generation", "perplexity"}, types
+    for e in full.by_runner("head"):
+        sets = dict(s.split("=", 1) for s in e.finetune.set)
+        assert sets.get("task.task_type", TASKS.get(e.task).task_type) == e.type, e.name
+        # classify reports micro_f1 only with negative labels or when asked (ClassificationTask.score): an entry
+        # scored by it must ask, or the suite fails after the fine-tune ("not among what classify reported")
+        if e.task == "classify" and e.metric in ("micro_f1", "precision", "recall"):
+            assert "task.negative_labels" in sets or sets.get("task.main_metric") == e.metric, e.name
     heads = [e for e in full.entries if e.runner == "head"]
     assert heads and all(e.split == "dev" and e.needs_finetune(False) and "train" in e.files for e in heads)
     for e in full.entries:  # never an official test split (withheld)

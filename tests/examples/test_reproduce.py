@@ -1,7 +1,8 @@
-"""examples/reproduce/: the three reproduction scripts run end to end at their --smoke size (so that they cannot
-rot silently: every tool, flag and report field they use is exercised), and the held-out splits they rely on
-are deterministic and disjoint from the training text. The full runs are not in CI (README: "Reproducing the
-papers' claims in miniature"); at smoke size their numbers mean nothing and are not checked against the claims.
+"""examples/reproduce/: the three reproduction scripts and the evaluation-suite script run end to end at their --smoke
+size (so that they cannot rot silently: every tool, flag and report field they use is exercised), and the held-out
+splits they rely on are deterministic and disjoint from the training text. The full runs are not in CI (README:
+"Reproducing the papers' claims in miniature"); at smoke size their numbers mean nothing and are not checked against
+the claims.
 
 The tools run in this process (``--in-process``: the same argv as the scripts' subprocesses) so that torch and
 megatron-core are imported once rather than once per tool."""
@@ -12,8 +13,10 @@ import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from launch import ROOT
 
 REPRODUCE = ROOT / "examples" / "reproduce"
@@ -87,3 +90,38 @@ def test_smoke_runs_write_their_results(tmp_path, capsys):
                 hits = sum(v["final_decision"] == f["majority_label"] for v in test.values())
                 assert f["majority_acc"] == pytest.approx(hits / len(test))
                 assert 0 <= f["finetuned_acc"] <= 1 and 0 <= f["zeroshot_acc"] <= 1
+
+
+def test_evaluation_suite_smoke(tmp_path, capsys):
+    """Issue 20's suite reproduction at --smoke size: one tools/evaluate.py --suite run covers every task type, the
+    train slices are disjoint from what is scored, and the trivial baselines are the data's."""
+    module = _load("evaluation_suite")
+    missing = [str(p) for p in module.INPUTS if not p.is_file()]
+    if missing:
+        pytest.skip(f"shared task files not found: {', '.join(missing)}")
+    results = tmp_path / "results"
+    work = tmp_path / "evaluation_suite"
+    rc = module.main(["--smoke", "--in-process", "--work-dir", str(work), "--results-dir",
+                                         str(results)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "wall time" in out and "seed 1234" in out
+    r = json.loads((results / "evaluation_suite.smoke.json").read_text())
+    assert r["smoke"] is True and r["pretrained"]["built_here"] is True
+    by_name = {e["name"]: e for e in r["entries"]}
+    assert {e["type"] for e in r["entries"]} == {"ner", "relation", "similarity", "doc_classification", "qa",
+                                                  "generation"}  # fmt: skip
+    assert by_name["chemprot"]["metric"] == by_name["gad"]["metric"] == "micro_f1"
+    assert by_name["ncbi_disease"]["baseline"] == 0.0 and by_name["mmlu_anatomy"]["baseline"] == 0.25
+    assert by_name["pubmedqa"]["baseline"] == pytest.approx(1 / 3)
+    assert all(0 <= e["value"] <= 1 and e["margin"] == pytest.approx(e["value"] - e["baseline"])
+               for e in r["entries"] if e["type"] != "similarity")  # fmt: skip
+    assert r["overall"] == pytest.approx(sum(t["average"] for t in r["types"].values()) / len(r["types"]))
+    suite = yaml.safe_load((work / "suite.yaml").read_text())
+    for e in suite["entries"]:  # never an official test split (withheld)
+        assert all("test" not in Path(p).name.lower() for p in e["files"].values()), e["name"]
+    gad_train, gad_held = ({x.rsplit("\t", 1)[0] for x in (work / f"data/gad_{s}.tsv").read_text().splitlines()}
+                           for s in ("train", "heldout"))  # fmt: skip
+    hoc_train, hoc_held = ({json.loads(x)["pmid"] for x in (work / f"data/hoc_{s}.jsonl").read_text().splitlines()}
+                           for s in ("train", "heldout"))  # fmt: skip
+    assert gad_held and hoc_held and not gad_train & gad_held and not hoc_train & hoc_held
