@@ -117,6 +117,52 @@ FT_BASE = [
     "task.max_seq_length=32",
 ]
 
+# BIOSSES's columns (../shared/data/biosses/SOURCE.md): gold = the mean of the five annotators' scores.
+BIOSSES_HEADER = "sentence_id\tsentence_1\tsentence_2\tannotator_a\tannotator_b\tannotator_c\tannotator_d\tannotator_e"
+
+
+def biosses_file(path, rows):
+    """A BIOSSES-layout TSV of ``(sentence_1, sentence_2, five scores)`` rows."""
+    lines = [BIOSSES_HEADER] + [f"{i}\t{a}\t{b}\t" + "\t".join(str(v) for v in scores)
+                                for i, (a, b, scores) in enumerate(rows, 1)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def hoc_file(path, docs):
+    """HoC documents of ``(text, label indices)``: each sentence's label group opened by '<' (one sentence per
+    document here)."""
+    from megatron_biomed.data.tasks import HOC_LABELS
+
+    rows = [{"pmid": str(i), "text": text + "\n", "labels": "<" + " AND ".join(HOC_LABELS[j] for j in labels)}
+            for i, (text, labels) in enumerate(docs, 1)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def similarity_pairs(n: int, seed: int) -> list[tuple]:
+    """Pairs of four-animal sentences scored by how many animals they share (0..4, the same from every annotator)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a = rng.sample(ANIMALS, 4)
+        shared = rng.randint(0, 4)
+        b = a[:shared] + rng.sample([x for x in ANIMALS if x not in a], 4 - shared)
+        rows.append((" ".join(a), " ".join(rng.sample(b, 4)), [shared] * 5))
+    return rows
+
+
+def hallmark_docs(n: int, seed: int) -> list[tuple]:
+    """One-sentence documents of three animals and two colours; hallmark j is labelled when ANIMALS[j] is named
+    (j < 10, the number of hallmarks)."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        named = rng.sample(ANIMALS, 3)
+        labels = sorted(ANIMALS.index(x) for x in named if ANIMALS.index(x) < 10)
+        docs.append((" ".join(named + rng.sample(COLOURS, 2)), labels))
+    return docs
+
 
 def make_toy(root: Path) -> dict:
     """Paths of the toy files and of a pretrained (iteration 0) tiny-biomedlm checkpoint that records them."""
@@ -133,6 +179,8 @@ def make_toy(root: Path) -> dict:
     }
     (root / "ner.tsv").write_text(ner_conll(24, 7))
     files["ner"] = root / "ner.tsv"
+    files["biosses"] = biosses_file(root / "biosses.tsv", similarity_pairs(24, 8))
+    files["hoc"] = hoc_file(root / "hoc.jsonl", hallmark_docs(24, 9))
     pqa = root / "pubmedqa.json"
     pqa.write_text(json.dumps(pubmedqa_items(48, 3)))
     files["pubmedqa"] = pqa

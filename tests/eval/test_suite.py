@@ -153,17 +153,31 @@ def test_per_type_macro_average_then_mean_of_types():
 # ---- one run against the single-task runs, and across layouts ---------------------------------------------------
 
 
-def _suite_file(path, toy, corpus, head: dict) -> str:
+# Head entries beside the multiple-choice one: one per other head task type (fine-tuned in the TP1 run, loaded by
+# the TP2 x PP2 run), so that every head the suite scores is compared across layouts.
+OTHER_HEADS = {
+    "ner_head": ("ner", "conll", "ner"),
+    "biosses_head": ("similarity", "biosses", "biosses"),
+    "hoc_head": ("multilabel", "hoc", "hoc"),
+}
+FIRST_ENTRIES = ("pubmedqa", "medqa_head", "pubmedqa_gen", "toy_text", "toy_text_own_load")
+
+
+def _suite_file(path, toy, corpus, head) -> str:
+    """The toy suite; ``head(name)``: the head entry's checkpoint fields (``finetune:`` or ``load:``)."""
     entries = [
         {"name": "pubmedqa", "benchmark": "pubmedqa", "files": {"test": str(toy["pubmedqa"])}},
         {"name": "medqa_head", "head": "mc", "format": "medqa",
-         "files": {"train": str(toy["mc_train"]), "test": str(toy["mc_valid"])}, **head},
+         "files": {"train": str(toy["mc_train"]), "test": str(toy["mc_valid"])}, **head("medqa_head")},
         {"name": "pubmedqa_gen", "generation": "pubmedqa_generative", "files": {"test": str(toy["pubmedqa"])}},
         {"name": "toy_text", "perplexity": "text", "files": {"test": str(corpus)}},
         # A checkpoint of its own (here the same one, named by its iteration directory): a second body load.
         {"name": "toy_text_own_load", "perplexity": "text", "files": {"test": str(corpus)},
          "load": str(toy["pretrained"] / "iter_0000000")},
     ]  # fmt: skip
+    for name, (task, fmt, data) in OTHER_HEADS.items():
+        files = {"train": str(toy[data]), "test": str(toy[data])}
+        entries.append({"name": name, "head": task, "format": fmt, "files": files, **head(name)})
     path.write_text(yaml.safe_dump({"name": "toy", "entries": entries}))
     return str(path)
 
@@ -181,11 +195,11 @@ def suite_run(toy, tmp_path_factory):
     work = tmp_path_factory.mktemp("suite")
     corpus = write_jsonl(work / "corpus.jsonl", [{"text": "the red cat saw the blue dog. " * (3 + 2 * i)}
                                                  for i in range(6)])  # fmt: skip
-    suite = _suite_file(work / "toy.yaml", toy, corpus, {"finetune": {"set": FINETUNE_SETS}})
+    suite = _suite_file(work / "toy.yaml", toy, corpus, lambda name: {"finetune": {"set": FINETUNE_SETS}})
     common = ["--limit", str(LIMIT), "--stride", "40", "--no-progress", "--log-samples"]
     report = _evaluate(["--suite", suite, "--load", str(toy["pretrained"]), "--suite-workdir", str(work / "ft"),
                         *common, "--output", str(work / "tp1.json")])  # fmt: skip
-    return {"work": work, "corpus": corpus, "common": common, "report": report, "finetuned": work / "ft" / "medqa_head"}
+    return {"work": work, "corpus": corpus, "common": common, "report": report, "finetuned": work / "ft"}
 
 
 def test_suite_gives_the_numbers_of_the_single_task_runs(toy, suite_run, tmp_path):
@@ -193,7 +207,8 @@ def test_suite_gives_the_numbers_of_the_single_task_runs(toy, suite_run, tmp_pat
     fine-tuned in the suite, as tools/finetune.py + tools/evaluate.py --head: every metric and every item's
     score equal (the same code on the same micro-batches: exactly)."""
     report, common = suite_run["report"], suite_run["common"]
-    entries = {e["name"]: e for e in report["entries"]}
+    every = {e["name"]: e for e in report["entries"]}
+    entries = {name: every[name] for name in FIRST_ENTRIES}
     body = _evaluate(["--load", str(toy["pretrained"]), "--benchmark", f"pubmedqa={toy['pubmedqa']}", "--benchmark",
                       f"pubmedqa_generative={toy['pubmedqa']}", "--corpus", f"toy_text={suite_run['corpus']}",
                       *common, "--output", str(tmp_path / "body.json")])  # fmt: skip
@@ -206,7 +221,7 @@ def test_suite_gives_the_numbers_of_the_single_task_runs(toy, suite_run, tmp_pat
     single = {("pubmedqa_gen" if r["task"] == "pubmedqa_generative" else r["task"], r["metric"]): r
               for r in body["results"]}  # fmt: skip
     single |= {("medqa_head", r["metric"]): r for r in head["results"]}
-    suite = {(e["name"], m["metric"]): m for e in report["entries"] for m in e["metrics"]}
+    suite = {(name, m["metric"]): m for name, e in entries.items() for m in e["metrics"]}
     assert entries["toy_text_own_load"]["metrics"] == entries["toy_text"]["metrics"]
     assert entries["toy_text_own_load"]["checkpoint"].endswith("pretrained/iter_0000000")
     suite = {k: v for k, v in suite.items() if k[0] != "toy_text_own_load"}
@@ -225,16 +240,25 @@ def test_suite_gives_the_numbers_of_the_single_task_runs(toy, suite_run, tmp_pat
     qa = [entries["pubmedqa"]["value"], entries["medqa_head"]["value"]]
     assert entries["pubmedqa"]["metric"] == "acc" and entries["toy_text"]["metric"] == "perplexity"
     assert report["types"]["qa"]["average"] == sum(qa) / 2
-    assert report["overall"] == (sum(qa) / 2 + entries["pubmedqa_gen"]["value"]) / 2
+    # Each other head type is its one entry, scored by its own task's main metric.
+    for name, kind, metric in (("ner_head", "ner", "entity_f1"), ("biosses_head", "similarity", "pearson"),
+                               ("hoc_head", "doc_classification", "micro_f1")):  # fmt: skip
+        assert (every[name]["type"], every[name]["metric"]) == (kind, metric), name
+        assert report["types"][kind] == {"average": every[name]["value"], "entries": [name]}
+        assert every[name]["checkpoint"].endswith(f"{name}/iter_0000003")
+    kinds = [report["types"][k]["average"] for k in ("qa", "generation", "ner", "similarity", "doc_classification")]
+    assert report["overall"] == pytest.approx(sum(kinds) / len(kinds), rel=1e-12)
 
 
 def test_same_report_at_tp1_and_tp2_pp2(toy, suite_run):
-    """The suite on 4 gloo ranks at TP2 x PP2, its head entry loading the checkpoint the TP1 run fine-tuned:
+    """The suite on 4 gloo ranks at TP2 x PP2, its head entries (multiple choice, NER, similarity, multi-label)
+    loading the checkpoints the TP1 run fine-tuned:
     every metric and item score as at TP1 (to float32 rounding of the TP reductions; measured worst relative
     difference 2.4e-7), the same generations and picks. Generation needs the whole model on a rank, so the
     generation entry runs on a second load at TP2 x PP1 x DP2 (the log says so)."""
     work, tp1 = suite_run["work"], suite_run["report"]
-    suite = _suite_file(work / "toy_load.yaml", toy, suite_run["corpus"], {"load": str(suite_run["finetuned"])})
+    suite = _suite_file(work / "toy_load.yaml", toy, suite_run["corpus"],
+                        lambda name: {"load": str(suite_run["finetuned"] / name)})  # fmt: skip
     out = work / "tp2pp2.json"
     layout = ["--set", "parallel.tensor_model_parallel_size=2", "--set", "parallel.pipeline_model_parallel_size=2"]
     proc = run_tool(EVALUATE, 4, ["--suite", suite, "--load", str(toy["pretrained"]), *suite_run["common"], *layout,

@@ -9,7 +9,6 @@ project's readers; the text is ours (learnable cues), read one token per charact
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -17,35 +16,20 @@ import random
 import pytest
 import torch
 from chartasks import ADDED, EOD, ids, use_char_tokenizer
+from toydata import biosses_file, hoc_file
 
 from megatron_biomed.config.loading import load_config
 from megatron_biomed.data.gpt_dataset import collate
-from megatron_biomed.data.tasks import HOC_LABELS, read_biosses, read_gad, read_hoc
+from megatron_biomed.data.tasks import read_biosses, read_gad, read_hoc
 from megatron_biomed.finetune.data import TaskSetupError
 from megatron_biomed.models.heads import find_head, flatten_choices, head_forward
 from megatron_biomed.training.tasks import build_task
 
-BIOSSES_HEADER = "sentence_id\tsentence_1\tsentence_2\tannotator_a\tannotator_b\tannotator_c\tannotator_d\tannotator_e"
 WORDS = ["cell", "gene", "tumor", "growth", "protein", "signal", "blood", "drug", "dose", "rat"]
 
 
 def gad_file(path, rows):
     path.write_text("".join(f"{s}\t{y}\n" for s, y in rows))
-    return path
-
-
-def biosses_file(path, rows):
-    lines = [BIOSSES_HEADER] + [f"{i}\t{a}\t{b}\t" + "\t".join(str(v) for v in scores)
-                                for i, (a, b, scores) in enumerate(rows, 1)]  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def hoc_file(path, docs):
-    """HoC documents: each sentence's label group opened by '<' (one sentence per document here)."""
-    rows = [{"pmid": str(i), "text": text + "\n", "labels": "<" + " AND ".join(HOC_LABELS[j] for j in labels)}
-            for i, (text, labels) in enumerate(docs, 1)]  # fmt: skip
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
