@@ -55,6 +55,8 @@ from finetune_vs_zeroshot import FULL as PRETRAIN_FULL  # noqa: E402
 from finetune_vs_zeroshot import SMOKE as PRETRAIN_SMOKE  # noqa: E402
 from finetune_vs_zeroshot import pretrain_gpt  # noqa: E402
 
+from megatron_biomed.eval.benchmarks import MMLU_MEDICAL  # noqa: E402
+
 CLAIM = "evaluation_suite"
 NER = {"ncbi_disease": SHARED / "bio_ner" / "ncbi_disease", "bc5cdr_chem": SHARED / "bio_ner" / "bc5cdr_chem"}
 CHEMPROT = SHARED / "chemprot"
@@ -64,14 +66,7 @@ HOC = SHARED / "hoc" / "hoc_train_docs.jsonl"
 MEQSUM_TRAIN = SHARED / "meqsum" / "meqsum_1000.jsonl"
 MEQSUM_DEV = SHARED / "meqsum" / "mediqa_qs_2021_validation.jsonl"
 MMLU_DEV = SHARED / "mmlu_medical" / "dev"
-MMLU = (
-    "anatomy",
-    "clinical_knowledge",
-    "college_biology",
-    "college_medicine",
-    "medical_genetics",
-    "professional_medicine",
-)
+MMLU = MMLU_MEDICAL
 # Every shared file read (the pretraining corpus of claim 3 aside).
 INPUTS = (
     PUBMEDQA,

@@ -21,14 +21,9 @@ from megatron_biomed.eval.config import checkpoint_eval_config, generation_sampl
 from megatron_biomed.eval.corpora import load_documents
 from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
 from megatron_biomed.eval.generation import load_requests
-from megatron_biomed.eval.report import checkpoint_meta, format_table, progress_bar, write_report
-from megatron_biomed.eval.runner import (
-    EvaluationTask,
-    benchmark_accuracy,
-    corpus_perplexity,
-    generation_scores,
-    head_results,
-)
+from megatron_biomed.eval.report import checkpoint_meta, format_table, write_report
+from megatron_biomed.eval.runner import EvaluationTask
+from megatron_biomed.eval.scoring import score_benchmark, score_corpus, score_generation, score_head
 from megatron_biomed.eval.suite import head_task_names
 from megatron_biomed.eval.suite_run import run_suite
 from megatron_biomed.tokenizer import load_run_tokenizer
@@ -157,31 +152,16 @@ def _run(cfg, ctx, env, args, tok, docs, questions, head_task, requests) -> int:
     results = []
     samples = {}  # task -> one row per item (--log-samples)
     show = rank0 and not args.no_progress
-    eod = tok.eod_id
     for name, documents in docs.items():
-        update, bar = progress_bar(show, f"perplexity {name}", 0)
-        results += corpus_perplexity(trainer, name, documents, tok, eod, args.stride, update,
-                                     log=samples.setdefault(name, []))  # fmt: skip
-        if bar:
-            bar.close()
+        results += score_corpus(trainer, name, documents, tok, args.stride, show, samples.setdefault(name, []))
     for name, qs in questions.items():
-        update, bar = progress_bar(show, name, sum(len(q.choices) for q in qs))
-        results += benchmark_accuracy(trainer, name, qs, tok, eod, update, log=samples.setdefault(name, []))
-        if bar:
-            bar.close()
+        results += score_benchmark(trainer, name, qs, tok, show, samples.setdefault(name, []))
     for name, (task, reqs, sampling) in requests.items():
-        update, bar = progress_bar(show, f"{name} (generating)", len(reqs))
-        results += generation_scores(trainer, task, reqs, tok, update, log=samples.setdefault(name, []),
-                                     sampling=sampling)  # fmt: skip
-        if bar:
-            bar.close()
+        results += score_generation(trainer, name, task, reqs, tok, sampling, show, samples.setdefault(name, []))
     if head_task is not None:
         items = head_task.train_items[: args.limit] if args.limit else head_task.train_items
-        update, bar = progress_bar(show, f"{args.head} head", len(items))
         name = f"{cfg.task.format}:{args.head}"
-        results += head_results(trainer, head_task, items, name, update, log=samples.setdefault(name, []))
-        if bar:
-            bar.close()
+        results += score_head(trainer, head_task, items, name, show, samples.setdefault(name, []))
     if rank0:
         meta = checkpoint_meta(path)
         rows = [{"task": r.task, "metric": r.metric, "value": r.value, "n": r.n, "stderr": r.stderr, **meta}

@@ -34,14 +34,9 @@ from megatron_biomed.eval.config import checkpoint_eval_config, generation_sampl
 from megatron_biomed.eval.corpora import load_documents
 from megatron_biomed.eval.generation import TASKS as GENERATION_TASKS
 from megatron_biomed.eval.generation import load_requests
-from megatron_biomed.eval.report import checkpoint_meta, progress_bar, write_report
-from megatron_biomed.eval.runner import (
-    EvaluationTask,
-    benchmark_accuracy,
-    corpus_perplexity,
-    generation_scores,
-    head_results,
-)
+from megatron_biomed.eval.report import checkpoint_meta, write_report
+from megatron_biomed.eval.runner import EvaluationTask
+from megatron_biomed.eval.scoring import score_benchmark, score_corpus, score_generation, score_head
 from megatron_biomed.eval.suite import NOT_IN_OVERALL, Suite, SuiteEntry, SuiteError, load_suite, main_metric, summarize
 from megatron_biomed.finetune.cli import build_arg_parser as finetune_arg_parser
 from megatron_biomed.finetune.cli import finetune_config
@@ -261,25 +256,19 @@ def _score_body(group: BodyGroup, cfg: ExperimentConfig, env, args, runners=None
     trainer = _load_trainer(cfg, env, group.load, None, args.weights, f"suite body ({', '.join(runners)})")
     show = env.rank == 0 and not args.no_progress
     tok = group.tok
-    eod = tok.eod_id
     out = {}
     for e in entries:
         start_time = time.perf_counter()
         got = Scored(checkpoint=str(checkpoint_path(group.load)))
         data = group.inputs[e.name]
         if e.runner == "perplexity":
-            update, bar = progress_bar(show, f"{e.name} (perplexity)", 0)
-            got.rows = corpus_perplexity(trainer, e.name, data, tok, eod, args.stride, update, log=got.samples)
+            got.rows = score_corpus(trainer, e.name, data, tok, args.stride, show, got.samples)
         elif e.runner == "benchmark":
-            update, bar = progress_bar(show, e.name, sum(len(q.choices) for q in data))
-            got.rows = benchmark_accuracy(trainer, e.name, data, tok, eod, update, log=got.samples)
+            got.rows = score_benchmark(trainer, e.name, data, tok, show, got.samples)
         else:
             task, requests = data
-            update, bar = progress_bar(show, f"{e.name} (generating)", len(requests))
-            got.rows = generation_scores(trainer, task, requests, tok, update, log=got.samples,
-                                         sampling=generation_sampling(args, task))  # fmt: skip
-        if bar:
-            bar.close()
+            got.rows = score_generation(trainer, e.name, task, requests, tok, generation_sampling(args, task), show,
+                                        got.samples)  # fmt: skip
         got.seconds = time.perf_counter() - start_time
         out[e.name] = got
     return out
@@ -288,13 +277,11 @@ def _score_body(group: BodyGroup, cfg: ExperimentConfig, env, args, runners=None
 def _score_head(job: HeadJob, env, args) -> Scored:
     trainer = _load_trainer(job.cfg, env, job.load, job.task, args.weights, f"suite entry {job.entry.name}")
     items = job.task.train_items[: args.limit] if args.limit else job.task.train_items
-    update, bar = progress_bar(env.rank == 0 and not args.no_progress, f"{job.entry.name} (head)", len(items))
     got = Scored(checkpoint=str(checkpoint_path(job.load)))
     start_time = time.perf_counter()
-    got.rows = head_results(trainer, job.task, items, job.entry.name, update, log=got.samples)
+    got.rows = score_head(trainer, job.task, items, job.entry.name, env.rank == 0 and not args.no_progress,
+                          got.samples)  # fmt: skip
     got.seconds = time.perf_counter() - start_time
-    if bar:
-        bar.close()
     return got
 
 

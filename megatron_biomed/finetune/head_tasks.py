@@ -106,6 +106,17 @@ class HeadTask(FinetuneTask):
         """``scores`` with the main metric's row moved to the front."""
         return sorted(scores, key=lambda s: s.metric != self.main_metric)
 
+    def label_set(self, items) -> tuple[str, ...]:
+        """The one label set ``items`` share (classification, multi-label), checked against task.num_labels."""
+        names = {it.label_names for it in items}
+        if len(names) != 1:
+            raise TaskSetupError(f"{self.cfg.task.train_file}: items disagree on their label set: {sorted(names)}")
+        labels = next(iter(names))
+        if self.cfg.task.num_labels and self.cfg.task.num_labels != len(labels):
+            raise TaskSetupError(f"task.num_labels={self.cfg.task.num_labels} but the data has {len(labels)} labels "
+                                 f"{names}")  # fmt: skip
+        return labels
+
     def new_parameter_prefixes(self):
         return (HEAD_PREFIX,)
 
@@ -216,13 +227,8 @@ class ClassificationTask(HeadTask):
     score_metrics = ("acc", "macro_f1")
 
     def _width(self, items) -> int:
-        names = {it.label_names for it in items}
-        if len(names) != 1:
-            raise TaskSetupError(f"{self.cfg.task.train_file}: items disagree on their label set: {sorted(names)}")
-        n = len(next(iter(names)))
-        if self.cfg.task.num_labels and self.cfg.task.num_labels != n:
-            raise TaskSetupError(f"task.num_labels={self.cfg.task.num_labels} but the data has {n} labels {names}")
-        self.label_names = next(iter(names))
+        self.label_names = self.label_set(items)
+        n = len(self.label_names)
         unknown = [x for x in self.cfg.task.negative_labels if str(x) not in self.label_names]
         if unknown:
             raise TaskSetupError(f"task.negative_labels {unknown} are not labels of {self.cfg.task.train_file} "

@@ -102,14 +102,9 @@ class MultiLabelTask(HeadTask):
     score_metrics = ("micro_f1", "precision", "recall")
 
     def _width(self, items) -> int:
-        names = {it.label_names for it in items}
-        if len(names) != 1:
-            raise TaskSetupError(f"{self.cfg.task.train_file}: items disagree on their label set: {sorted(names)}")
-        self.label_names = next(iter(names))
+        self.label_names = self.label_set(items)
         n = len(self.label_names)
-        if self.cfg.task.num_labels and self.cfg.task.num_labels != n:
-            raise TaskSetupError(f"task.num_labels={self.cfg.task.num_labels} but the data has {n} labels")
-        if self.valid_items and {it.label_names for it in self.valid_items} != names:
+        if self.valid_items and {it.label_names for it in self.valid_items} != {self.label_names}:
             raise TaskSetupError(f"{self.cfg.task.valid_file}: labels differ from the train file's {self.label_names}")
         return n
 
