@@ -9,6 +9,8 @@ from plant import Plant
 CLASSIFICATION = "megatron_biomed/data/metrics/classification.py"
 SUITE = "megatron_biomed/eval/suite.py"
 NER = "megatron_biomed/finetune/ner.py"
+TEXT_HEADS = "megatron_biomed/finetune/text_heads.py"
+HEADS = "megatron_biomed/models/heads.py"
 
 PLANTS = [
     Plant(
@@ -31,5 +33,26 @@ PLANTS = [
         [(NER, "owner = tuple(next(k for k, s in enumerate(starts) if s <= pos < s + seq) for pos in positions)",
           "owner = tuple(max(k for k, s in enumerate(starts) if s <= pos < s + seq) for pos in positions)")],
         ["tests/finetune/test_ner.py::test_windows_with_stride_label_each_word_and_merge_from_the_most_context"],
+    ),  # fmt: skip
+    Plant(
+        "similarity-loss-averaged",
+        "the BIOSSES regression loss is the micro-batch's mean squared error, not its sum (normalised over the "
+        "global batch's items by the loop)",
+        [(TEXT_HEADS, 'F.mse_loss(pred, gold.float(), reduction="sum")',
+          'F.mse_loss(pred, gold.float(), reduction="mean")')],
+        ["tests/finetune/test_text_heads.py::test_head_forward_and_loss_match_float64"],
+    ),  # fmt: skip
+    Plant(
+        "multilabel-bce-summed-over-labels",
+        "the HoC loss sums the labels' binary cross-entropies instead of averaging them per item",
+        [(TEXT_HEADS, 'reduction="none").mean(-1)', 'reduction="none").sum(-1)')],
+        ["tests/finetune/test_text_heads.py::test_head_forward_and_loss_match_float64"],
+    ),  # fmt: skip
+    Plant(
+        "token-head-reads-the-wrong-position",
+        "the NER head's logits are read one token late (each tag predicted from the next token's hidden state)",
+        [(HEADS, "return self.proj(hidden_states.transpose(0, 1).to(self.proj.weight.dtype)).float()",
+          "return self.proj(hidden_states.roll(-1, 0).transpose(0, 1).to(self.proj.weight.dtype)).float()")],
+        ["tests/finetune/test_ner.py::test_token_head_matches_a_float64_reference"],
     ),  # fmt: skip
 ]
