@@ -76,3 +76,17 @@ def resumed_across_layouts(initial_weights, tmp_path_factory):
     train_until_killed(4, tp2pp2, initial_weights, work)
     metrics = resume_training(2, ["parallel.pipeline_model_parallel_size=2"], work)
     return {"ck": work / "ck", "metrics": metrics}
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real single-node Slurm (tests/slurm_cluster.py), started once for the session and stopped after it.
+    Skips, saying why, only where the packages cannot be installed or the daemons cannot start."""
+    import slurm_cluster
+
+    try:
+        cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+    except slurm_cluster.SlurmUnavailable as e:
+        pytest.skip(f"no real Slurm here: {e}")
+    yield cluster
+    cluster.stop()

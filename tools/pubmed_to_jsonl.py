@@ -24,8 +24,8 @@ if importlib.util.find_spec("megatron_biomed") is None:  # a checkout without `p
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from megatron_biomed.data.cleaning import CleaningConfig, PipelineConfig, expand_inputs, run_pipeline
-from megatron_biomed.data.cleaning.pipeline import FORMATS, REPORT_NAME
-from megatron_biomed.data.readers import BadInputError
+from megatron_biomed.data.cleaning.pipeline import REPORT_NAME
+from megatron_biomed.data.readers import BadInputError, formats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", required=True,
                    help="file, glob or directory (searched recursively); repeat for more")
     p.add_argument("--output-dir", required=True, type=Path)
-    p.add_argument("--format", choices=FORMATS, default="auto",
-                   help="input format; auto decides per file from its root element (default)")
+    p.add_argument("--format", choices=("auto", *formats()), default="auto",
+                   help="input format; auto decides per file from its name, first bytes or XML root element "
+                        "(default)")
     p.add_argument("--workers", type=int, default=1, help="processes converting files in parallel")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip and count broken files/records instead of stopping at the first one")

@@ -15,7 +15,8 @@ from megatron_biomed.data.cleaning import (
     normalize_text,
     text_hash,
 )
-from megatron_biomed.data.cleaning.convert import medline_key, record_key
+from megatron_biomed.data.cleaning.convert import record_key
+from megatron_biomed.data.readers import medline_key
 from megatron_biomed.data.cleaning.reconcile import drop_decisions
 
 WORDS = " ".join(f"word{i}" for i in range(40))

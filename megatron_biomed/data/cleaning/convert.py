@@ -21,11 +21,10 @@ from megatron_biomed.data.readers import (
     BadInputError,
     BadRecord,
     MedlineDeletion,
+    ReaderOptions,
     detect_format,
-    is_tar,
-    iter_medline,
-    iter_pmc,
-    iter_pmc_tar,
+    get_reader,
+    medline_key,
 )
 from megatron_biomed.data.sharding import ShardTask, commit, tmp_path, write_json_atomic
 
@@ -33,26 +32,10 @@ STAGE_DIR = ".stage1"  # inside --output-dir; hidden so `<output-dir>/*.jsonl` s
 NO_KEY = None
 
 
-def medline_key(pmid: str | int, version: int) -> int:
-    """Integer identity of a citation version: ``pmid << 9 | version`` (compact for 36M PMIDs).
-
-    ``key >> 8`` is the same for every version of one PMID, and bit 8 keeps PMC articles apart
-    from MEDLINE citations with the same PMID (an abstract and its full text are not duplicates).
-    """
-    return int(pmid) << 9 | min(int(version), 255)
-
-
 def record_key(record: dict) -> int | None:
-    """Key for version/deletion/PMID bookkeeping; None when a PMC article has no PMID or PMCID."""
-    pmid = record.get("pmid")
-    if record.get("source") == "medline":
-        return medline_key(pmid, record.get("version") or 1)
-    if pmid and str(pmid).isdigit():
-        return int(pmid) << 9 | 256
-    pmcid = str(record.get("pmcid") or "")
-    if pmcid[3:].isdigit():
-        return -(int(pmcid[3:]) << 9 | 256)
-    return NO_KEY
+    """Key for version/deletion/duplicate bookkeeping, from the record's reader; None: no bookkeeping."""
+    reader = get_reader(record["source"])
+    return reader.record_key(record) if reader.record_key is not None else NO_KEY
 
 
 def stage1_digest(cfg: CleaningConfig, fmt: str, skip_bad: bool) -> str:
@@ -83,15 +66,6 @@ def is_converted(task: ShardTask, stage_dir: Path, digest: str) -> bool:
     return meta.get("digest") == digest and all(meta.get(k) == v for k, v in _input_id(task.input).items())
 
 
-def _items(path: Path, fmt: str, cfg: CleaningConfig) -> Iterator:
-    if fmt == "medline":
-        yield from iter_medline(path)
-    elif is_tar(path):
-        yield from iter_pmc_tar(path, cfg.keep_captions)
-    else:
-        yield from iter_pmc(path, cfg.keep_captions)
-
-
 def convert_file(
     task: ShardTask, *, stage_dir: Path, fmt: str, cfg: CleaningConfig, skip_bad: bool, digest: str
 ) -> dict:
@@ -117,7 +91,8 @@ def convert_file(
         if file_fmt == "auto":
             file_fmt = detect_format(path)
         with open(tmp, "w", encoding="utf-8") as out:
-            for item in _items(path, file_fmt, cfg):
+            reader = get_reader(file_fmt)
+            for item in reader.read(Path(path), ReaderOptions(keep_captions=cfg.keep_captions)):
                 if isinstance(item, BadRecord):
                     if not skip_bad:
                         raise BadInputError(path, item.line, item.problem)

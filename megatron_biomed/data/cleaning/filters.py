@@ -2,10 +2,14 @@
 
 Cross-record decisions (versions, deletions, duplicates) are in ``reconcile.py`` and
 ``dedup.py``. Filters run in a fixed order and a dropped record is counted under the first
-reason that applies.
+reason that applies: the literature filters below for MEDLINE and PMC records, then the filters a source
+registers in :data:`SOURCE_FILTERS` (one entry per reader name, each a tuple of ``(reason, drops)`` pairs, where
+``drops(record, cfg)`` is True when the record must go), then the length filter for every source.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
 
@@ -19,6 +23,11 @@ RETRACTION_TYPES = frozenset({"retracted publication", "retraction of publicatio
 
 # Reason names as they appear in the report, in the order the filters run.
 REASONS = ("retracted", "non_english", "no_abstract", "too_short", "noncommercial_license")
+LITERATURE_SOURCES = ("medline", "pmc")
+
+Filter = tuple[str, Callable[[dict, CleaningConfig], bool]]
+# reader name -> its own filters, run after the literature filters and before the length filter
+SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {}
 
 
 def normalize_language(code: str) -> str:
@@ -28,7 +37,9 @@ def normalize_language(code: str) -> str:
 
 def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
     """Name of the first filter that drops ``record`` (a reader record as a dict), else None."""
-    if cfg.drop_retracted:
+    source = record.get("source")
+    literature = source in LITERATURE_SOURCES
+    if literature and cfg.drop_retracted:
         types = {t.lower() for t in record.get("publication_types") or ()}
         if types & RETRACTION_TYPES:
             return "retracted"
@@ -37,10 +48,14 @@ def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
         # a record that states no language is kept: there is nothing to judge it by
         if langs and not langs & {normalize_language(x) for x in cfg.languages}:
             return "non_english"
-    if cfg.drop_no_abstract and not record.get("abstract") and not record.get("sections") and not record.get("body"):
+    if (literature and cfg.drop_no_abstract and not record.get("abstract") and not record.get("sections")
+            and not record.get("body")):
         return "no_abstract"
+    for reason, drops in SOURCE_FILTERS.get(source, ()):
+        if drops(record, cfg):
+            return reason
     if cfg.min_words and len((record.get("text") or "").split()) < cfg.min_words:
         return "too_short"
-    if cfg.commercial_only and record.get("source") == "pmc" and record.get("commercial_use") is not True:
+    if cfg.commercial_only and source == "pmc" and record.get("commercial_use") is not True:
         return "noncommercial_license"
     return None

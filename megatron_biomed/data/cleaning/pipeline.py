@@ -22,11 +22,10 @@ from megatron_biomed.data.cleaning.config import CleaningConfig
 from megatron_biomed.data.cleaning.convert import STAGE_DIR, convert_file, is_converted, stage1_digest
 from megatron_biomed.data.cleaning.reconcile import reconcile
 from megatron_biomed.data.cleaning.report import CleaningReport
+from megatron_biomed.data.readers import formats, input_suffixes
 from megatron_biomed.data.sharding import make_tasks, remove_stale_tmp, run_shards, write_json_atomic
 
 REPORT_NAME = "cleaning_report.json"
-INPUT_SUFFIXES = (".xml", ".xml.gz", ".nxml", ".nxml.gz", ".tar.gz", ".tgz")
-FORMATS = ("auto", "medline", "pmc")
 
 
 @dataclass(frozen=True)
@@ -38,8 +37,8 @@ class PipelineConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"PipelineConfig.format must be one of {FORMATS}, got {self.format!r}")
+        if self.format not in ("auto", *formats()):
+            raise ValueError(f"PipelineConfig.format must be one of {('auto', *formats())}, got {self.format!r}")
         if self.workers < 1:
             raise ValueError(f"PipelineConfig.workers must be >= 1, got {self.workers}")
 
@@ -50,9 +49,10 @@ def expand_inputs(specs: list[str]) -> list[Path]:
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            found = [q for q in p.rglob("*") if q.is_file() and q.name.endswith(INPUT_SUFFIXES)]
+            suffixes = input_suffixes()
+            found = [q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes)]
             if not found:
-                raise FileNotFoundError(f"--input {spec}: directory has no files ending in {INPUT_SUFFIXES}")
+                raise FileNotFoundError(f"--input {spec}: directory has no files ending in {suffixes}")
             paths.extend(found)
         elif p.is_file():
             paths.append(p)

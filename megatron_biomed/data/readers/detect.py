@@ -1,30 +1,29 @@
-"""Tell MEDLINE/PubMed XML from PMC JATS XML by the document's root element."""
+"""``--format auto``: tell an input's source from its name and first bytes, else from its XML root element."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from megatron_biomed.data.readers.medline import MEDLINE_ROOTS
-from megatron_biomed.data.readers.pmc import PMC_ROOTS, is_tar
+from megatron_biomed.data.readers.registry import READERS
 from megatron_biomed.data.readers.xmlstream import BadInputError, root_name
 
-FORMATS = ("medline", "pmc")
+
+def formats() -> tuple[str, ...]:
+    return READERS.names()
 
 
 def detect_format(path: str | Path) -> str:
-    """``"medline"`` or ``"pmc"``; raises :class:`BadInputError` for anything else.
-
-    Tar archives are PMC bulk packages; anything else is judged by its root element.
-    """
-    if is_tar(path):
-        return "pmc"
+    """The name of the registered reader for ``path``; raises :class:`BadInputError` when none recognises it."""
+    path = Path(path)
+    readers = list(READERS.items())
+    for name, reader in readers:
+        if reader.sniff is not None and reader.sniff(path):
+            return name
     root = root_name(path)
-    if root in MEDLINE_ROOTS:
-        return "medline"
-    if root in PMC_ROOTS:
-        return "pmc"
+    for name, reader in readers:
+        if root in reader.roots:
+            return name
+    known = ", ".join(f"<{r}> ({name})" for name, reader in readers for r in reader.roots)
     raise BadInputError(
-        path, 1,
-        f"cannot tell the format from root element <{root}>: expected {MEDLINE_ROOTS} (MEDLINE) "
-        f"or {PMC_ROOTS} (PMC JATS); pass --format to force one",
+        path, 1, f"cannot tell the format from root element <{root}>: expected one of {known}; pass --format to force one",
     )

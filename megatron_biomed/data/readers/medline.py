@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from megatron_biomed.data.readers.registry import ReaderOptions, SourceReader
 from megatron_biomed.data.readers.xmlstream import (
     BadInputError,
     child,
@@ -207,3 +208,30 @@ def latest_citations(paths: Iterable[str | Path]) -> dict[str, MedlineRecord]:
         if pmid not in best or version >= best[pmid].version:
             best[pmid] = rec
     return best
+
+
+def medline_key(pmid: str | int, version: int) -> int:
+    """Integer identity of a citation version: ``pmid << 9 | version`` (compact for 36M PMIDs).
+
+    ``key >> 8`` is the same for every version of one PMID, and bit 8 keeps PMC articles apart
+    from MEDLINE citations with the same PMID (an abstract and its full text are not duplicates).
+    """
+    return int(pmid) << 9 | min(int(version), 255)
+
+
+def _record_key(record: dict) -> int:
+    return medline_key(record["pmid"], record.get("version") or 1)
+
+
+def _read(path: Path, options: ReaderOptions) -> Iterator[MedlineRecord | MedlineDeletion | BadRecord]:
+    return iter_medline(path)
+
+
+READER = SourceReader(
+    name="medline",
+    description="MEDLINE/PubMed XML (NLM baseline and update files), plain or .gz",
+    read=_read,
+    suffixes=(".xml", ".xml.gz"),
+    roots=MEDLINE_ROOTS,
+    record_key=_record_key,
+)

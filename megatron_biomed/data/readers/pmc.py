@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from megatron_biomed.data.readers.registry import ReaderOptions, SourceReader
 from megatron_biomed.data.readers.xmlstream import (
     BadInputError,
     child,
@@ -359,3 +360,32 @@ def iter_pmc_tar(path: str | Path, keep_captions: bool = False) -> Iterator[PmcR
                 yield from iter_pmc(f"{path}::{member.name}", keep_captions, data=data)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise BadInputError(path, 0, f"truncated or corrupt tar archive ({e}); re-download it") from e
+
+
+def _record_key(record: dict) -> int | None:
+    """A PMC article's identity: its PMID with bit 8 set (apart from the MEDLINE citation of the same PMID, see
+    ``medline.medline_key``), else its PMCID negated; None when it has neither."""
+    pmid = record.get("pmid")
+    if pmid and str(pmid).isdigit():
+        return int(pmid) << 9 | 256
+    pmcid = str(record.get("pmcid") or "")
+    if pmcid[3:].isdigit():
+        return -(int(pmcid[3:]) << 9 | 256)
+    return None
+
+
+def _read(path: Path, options: ReaderOptions) -> Iterator[PmcRecord]:
+    if is_tar(path):
+        return iter_pmc_tar(path, options.keep_captions)
+    return iter_pmc(path, options.keep_captions)
+
+
+READER = SourceReader(
+    name="pmc",
+    description="PMC JATS XML: .nxml/.xml articles, OAI-PMH responses, bulk .tar.gz packages",
+    read=_read,
+    suffixes=(".xml", ".xml.gz", ".nxml", ".nxml.gz", ".tar.gz", ".tgz"),
+    roots=PMC_ROOTS,
+    sniff=is_tar,
+    record_key=_record_key,
+)
