@@ -16,8 +16,8 @@ from megatron_biomed.data.cleaning import (
     text_hash,
 )
 from megatron_biomed.data.cleaning.convert import record_key
-from megatron_biomed.data.readers import medline_key
 from megatron_biomed.data.cleaning.reconcile import drop_decisions
+from megatron_biomed.data.readers import medline_key
 
 WORDS = " ".join(f"word{i}" for i in range(40))
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from megatron_biomed.data.cleaning.config import CleaningConfig

@@ -25,5 +25,6 @@ def detect_format(path: str | Path) -> str:
             return name
     known = ", ".join(f"<{r}> ({name})" for name, reader in readers for r in reader.roots)
     raise BadInputError(
-        path, 1, f"cannot tell the format from root element <{root}>: expected one of {known}; pass --format to force one",
+        path, 1, f"cannot tell the format from root element <{root}>: expected one of {known}; "
+        "pass --format to force one",
     )
