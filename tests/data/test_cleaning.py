@@ -134,3 +134,15 @@ def test_report_adds_files_and_formats():
     assert (d["records_read"], d["records_dropped"], d["files_bad"]) == (5, 2, 1)
     text = r.format()
     assert "no_abstract" in text and "x.xml:3: malformed XML" in text
+
+
+def test_ranked_copies_keep_the_highest_rank_whatever_the_file_order():
+    """A reader's rank (a last-update date) decides between copies of one key; equal ranks: the later copy."""
+    cfg = CleaningConfig()
+    metas = [meta("pmc", [["r", 5, 0, 20230101], ["r", 6, 1, 7]]),
+             meta("pmc", [["r", 5, 0, 20220101], ["r", 6, 1, 7], ["r", 5, 2, 20230101]])]
+    assert drop_decisions(metas, cfg) == {(1, 0): "duplicate_pmid", (0, 1): "duplicate_pmid",
+                                          (0, 0): "duplicate_pmid"}
+    # a newer copy that was filtered out (line -1) still retires the older one
+    metas = [meta("pmc", [["r", 5, 0, 1]]), meta("pmc", [["r", 5, -1, 2]])]
+    assert drop_decisions(metas, cfg) == {(0, 0): "duplicate_pmid"}

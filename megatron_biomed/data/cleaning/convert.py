@@ -37,6 +37,12 @@ def record_key(record: dict) -> int | None:
     return reader.record_key(record) if reader.record_key is not None else NO_KEY
 
 
+def record_rank(record: dict) -> list[int]:
+    """``[rank]`` when the record's reader ranks copies of a key (reconcile keeps the highest), else ``[]``."""
+    reader = get_reader(record["source"])
+    return [int(reader.record_rank(record))] if reader.record_rank is not None else []
+
+
 def stage1_digest(cfg: CleaningConfig, fmt: str, skip_bad: bool) -> str:
     """Settings that change a step-1 shard; a rerun redoes shards written under other settings."""
     relevant = {k: v for k, v in cfg.to_dict().items() if not k.startswith(("dedup", "near_dup"))}
@@ -114,7 +120,7 @@ def convert_file(
                 else:
                     dropped[reason] += 1
                     line = -1
-                events.append(["r", record_key(record), line])
+                events.append(["r", record_key(record), line, *record_rank(record)])
     except BadInputError as e:
         Path(tmp).unlink(missing_ok=True)
         if not skip_bad:

@@ -25,39 +25,54 @@ from tqdm import tqdm
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
 from megatron_biomed.data.cleaning.dedup import ExactDeduper, NearDuplicateIndex
+from megatron_biomed.data.readers import READERS, get_reader
 from megatron_biomed.data.sharding import commit, tmp_path
+
+
+def duplicate_reason(fmt: str) -> str:
+    """How a retired copy of a key is counted: the reader's ``duplicate_reason`` (MEDLINE: ``superseded``)."""
+    return get_reader(fmt).duplicate_reason if fmt in READERS else "duplicate_id"
 
 
 def drop_decisions(metas: list[dict], cfg: CleaningConfig) -> dict[tuple[int, int], str]:
     """``{(file position, line): reason}`` for step-1 lines retired by versions/deletions/PMID."""
-    live: dict[int, tuple[int, int]] = {}  # key -> (file position, line); line -1: filtered out
+    live: dict[int, tuple[int, int, int]] = {}  # key -> (file position, line, rank); line -1: filtered out
     drops: dict[tuple[int, int], str] = {}
     for pos, meta in enumerate(metas):
-        dup_reason = "superseded" if meta["format"] == "medline" else "duplicate_pmid"
-        for kind, key, line in meta["events"]:
+        dup_reason = duplicate_reason(meta["format"])
+        for event in meta["events"]:
+            kind, key, line = event[:3]
+            # a reader's rank (e.g. a last-update date) orders copies of one key; equal ranks: the later copy wins
+            rank = event[3] if len(event) > 3 else 0
             if key is None:
                 continue
             old = live.get(key)
             if kind == "d":
                 if old is not None:
                     if old[1] >= 0:
-                        drops[old] = "deleted"
+                        drops[old[:2]] = "deleted"
                     del live[key]
                 continue
             if cfg.dedup_pmid:
+                if old is not None and rank < old[2]:
+                    if line >= 0:
+                        drops[(pos, line)] = dup_reason  # an older copy read after a newer one
+                    continue
                 if old is not None and old[1] >= 0:
-                    drops[old] = dup_reason
-                live[key] = (pos, line)
+                    drops[old[:2]] = dup_reason
+                live[key] = (pos, line, rank)
             elif old is None:
-                live[key] = (pos, line)  # remembered only so a later deletion can find it
+                live[key] = (pos, line, rank)  # remembered only so a later deletion can find it
     if cfg.dedup_pmid:
-        # a newer Version of a citation retires the older versions (see convert.medline_key)
+        # a newer Version of a MEDLINE citation retires the older versions (see readers.medline_key: the
+        # version is in the key's low bits); other sources' keys carry no version
+        medline = {key: v for key, v in live.items() if metas[v[0]]["format"] == "medline"}
         best: dict[int, int] = {}
-        for key in live:
+        for key in medline:
             base = key >> 8
             if base not in best or key > best[base]:
                 best[base] = key
-        for key, (pos, line) in live.items():
+        for key, (pos, line, _rank) in medline.items():
             if best[key >> 8] != key and line >= 0:
                 drops[(pos, line)] = "superseded"
     return drops

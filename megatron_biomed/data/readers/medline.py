@@ -234,4 +234,5 @@ READER = SourceReader(
     suffixes=(".xml", ".xml.gz"),
     roots=MEDLINE_ROOTS,
     record_key=_record_key,
+    duplicate_reason="superseded",
 )

@@ -388,4 +388,5 @@ READER = SourceReader(
     roots=PMC_ROOTS,
     sniff=is_tar,
     record_key=_record_key,
+    duplicate_reason="duplicate_pmid",
 )

@@ -42,6 +42,10 @@ class SourceReader:
     sniff: Callable[[Path], bool] | None = None
     # the integer identity reconcile keeps one record per (None: the record takes part in no version bookkeeping)
     record_key: Callable[[dict], int | None] | None = None
+    # orders copies of one key (higher wins; equal: the later file wins), e.g. a last-update date as YYYYMMDD;
+    # None: every copy ranks the same, so the last one read wins
+    record_rank: Callable[[dict], int] | None = None
+    duplicate_reason: str = "duplicate_id"  # the report's name for a copy retired by a newer one
 
 
 READERS: Registry[SourceReader] = Registry(
