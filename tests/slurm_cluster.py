@@ -59,8 +59,15 @@ def _memory_mib() -> int:
     return 1024
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def write_config(root: Path) -> Path:
-    """``slurm.conf`` for this host under ``root`` (state, spool, pid and log files there too)."""
+    """``slurm.conf`` for this host under ``root`` (state, spool, pid and log files there too). The daemons listen
+    on free ports, so two test sessions on one machine run two independent clusters."""
     host = socket.gethostname().split(".")[0]
     cpus = os.cpu_count() or 1
     for sub in ("state", "spool"):
@@ -68,6 +75,8 @@ def write_config(root: Path) -> Path:
     conf = root / "slurm.conf"
     conf.write_text(f"""ClusterName=local
 SlurmctldHost={host}
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
