@@ -10,7 +10,6 @@ PLANTS = [
         "config.json is not completed by transformers' config class (fields left out lose their defaults)",
         [("megatron_biomed/convert/registry.py", "        return config.to_dict()\n", "        return dict(hf)\n")],
         ["tests/convert/test_hf_configs.py"],
-        fast=True,
     ),
     Plant(
         "export-reads-the-first-layer-everywhere",

@@ -31,7 +31,6 @@ PLANTS = [
         "bits per byte divides by the document's characters, not its UTF-8 bytes",
         [(RUNNER, '        doc_bytes.append(len(text.encode("utf-8")))\n', "        doc_bytes.append(len(text))\n")],
         [BY_HAND + "::test_perplexity_and_bits_per_byte_by_hand"],
-        fast=True,
     ),
     Plant(
         "stride-window-scores-a-token-twice",

@@ -113,7 +113,6 @@ PLANTS = [
         "token ids are not compared with the tokenizer's vocabulary",
         [(PREFLIGHT, "(lo < 0 or hi >= vocab_size)", "(lo < 0 or hi >= vocab_size + 1000)")],
         [PREFLIGHT_TEST + "::test_token_outside_the_vocabulary_is_refused_with_its_place"],
-        fast=True,
     ),
     Plant(
         "stale-cache-unchecked",
