@@ -24,6 +24,7 @@ if importlib.util.find_spec("megatron_biomed") is None:  # a checkout without `p
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from megatron_biomed.data.cleaning import CleaningConfig, PipelineConfig, expand_inputs, run_pipeline
+from megatron_biomed.data.cleaning.config import PHI_AUDIT_MODES
 from megatron_biomed.data.cleaning.pipeline import REPORT_NAME
 from megatron_biomed.data.readers import BadInputError, formats
 
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--near-dup-shingle", type=int, default=d.near_dup_shingle)
     f.add_argument("--keep-captions", action=argparse.BooleanOptionalAction, default=d.keep_captions,
                    help="PMC: keep figure and table captions")
+    f.add_argument("--phi-audit", choices=PHI_AUDIT_MODES, default=d.phi_audit,
+                   help="clinical notes: identifier-like patterns (phone, e-mail, SSN, MRN, full date, URL) are "
+                        "counted per kind under 'flagged' (flag), dropped as phi_<kind> (drop) or not looked for "
+                        "(off); matched text is never shown (default: %(default)s)")
+    f.add_argument("--deid-token", default=d.deid_token,
+                   help="clinical notes: what de-identification placeholders ([** ... **], ___) become; '' keeps "
+                        "them (default: %(default)s)")
     return p
 
 
@@ -83,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> CleaningConfig:
         near_dup_num_perm=args.near_dup_num_perm,
         near_dup_shingle=args.near_dup_shingle,
         keep_captions=args.keep_captions,
+        phi_audit=args.phi_audit,
+        deid_token=args.deid_token,
     )
 
 

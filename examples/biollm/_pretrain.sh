@@ -10,6 +10,29 @@ PUBMED_ABSTRACTS_PREFIX="${PUBMED_ABSTRACTS_PREFIX:-${DATA_DIR}/pubmed_abstracts
 PMC_FULLTEXT_PREFIX="${PMC_FULLTEXT_PREFIX:-${DATA_DIR}/pmc_fulltext_text_document}"
 PUBMED_ABSTRACTS_WEIGHT="${PUBMED_ABSTRACTS_WEIGHT:-0.3}"
 PMC_FULLTEXT_WEIGHT="${PMC_FULLTEXT_WEIGHT:-0.7}"
+# BLEND: biollm-70b (the two prefixes above with the weights above, megatron_biomed/data/blends.py "biollm-70b")
+# or biollm-70b-corpus (five sources, blends.py "biollm-70b-corpus": also set the three prefixes below; the
+# CORPUS_*_WEIGHT defaults mirror that recipe, our choice of weights, its comment says why).
+BLEND="${BLEND:-biollm-70b}"
+CLINICAL_TRIALS_PREFIX="${CLINICAL_TRIALS_PREFIX:-${DATA_DIR}/clinical_trials_text_document}"
+PATENTS_PREFIX="${PATENTS_PREFIX:-${DATA_DIR}/patents_text_document}"
+CLINICAL_NOTES_PREFIX="${CLINICAL_NOTES_PREFIX:-${DATA_DIR}/clinical_notes_text_document}"
+CORPUS_PUBMED_ABSTRACTS_WEIGHT="${CORPUS_PUBMED_ABSTRACTS_WEIGHT:-0.21}"
+CORPUS_PMC_FULLTEXT_WEIGHT="${CORPUS_PMC_FULLTEXT_WEIGHT:-0.49}"
+CORPUS_CLINICAL_TRIALS_WEIGHT="${CORPUS_CLINICAL_TRIALS_WEIGHT:-0.05}"
+CORPUS_PATENTS_WEIGHT="${CORPUS_PATENTS_WEIGHT:-0.15}"
+CORPUS_CLINICAL_NOTES_WEIGHT="${CORPUS_CLINICAL_NOTES_WEIGHT:-0.10}"
+case "${BLEND}" in
+  biollm-70b)
+    DATA_BLEND="${PUBMED_ABSTRACTS_WEIGHT} ${PUBMED_ABSTRACTS_PREFIX} ${PMC_FULLTEXT_WEIGHT} ${PMC_FULLTEXT_PREFIX}" ;;
+  biollm-70b-corpus)
+    DATA_BLEND="${CORPUS_PUBMED_ABSTRACTS_WEIGHT} ${PUBMED_ABSTRACTS_PREFIX} ${CORPUS_PMC_FULLTEXT_WEIGHT}"
+    DATA_BLEND+=" ${PMC_FULLTEXT_PREFIX} ${CORPUS_CLINICAL_TRIALS_WEIGHT} ${CLINICAL_TRIALS_PREFIX}"
+    DATA_BLEND+=" ${CORPUS_PATENTS_WEIGHT} ${PATENTS_PREFIX} ${CORPUS_CLINICAL_NOTES_WEIGHT} ${CLINICAL_NOTES_PREFIX}" ;;
+  *)
+    echo "BLEND=${BLEND}: expected biollm-70b or biollm-70b-corpus (megatron_biomed/data/blends.py)" >&2
+    return 2 2>/dev/null || exit 2 ;;
+esac
 TOKENIZER="${TOKENIZER-${DATA_DIR}/tokenizer}"
 DATA_CACHE_DIR="${DATA_CACHE_DIR:-${DATA_DIR}/index_cache}"
 # Continued pretraining starts from converted LLaMA-2-70B weights (a dist checkpoint directory);
@@ -71,7 +94,7 @@ RECIPE=(
 )
 
 DATA=(
-  --set "data.blend=${PUBMED_ABSTRACTS_WEIGHT} ${PUBMED_ABSTRACTS_PREFIX} ${PMC_FULLTEXT_WEIGHT} ${PMC_FULLTEXT_PREFIX}"
+  --set "data.blend=${DATA_BLEND}"
   --set "data.tokenizer=${TOKENIZER}"
   --set "data.cache_dir=${DATA_CACHE_DIR}"
 )

@@ -82,6 +82,22 @@ BLENDS: dict[str, BlendRecipe] = {
             BlendComponent("pubmed_abstracts", 0.3, "PubMed abstracts"),
             BlendComponent("pmc_fulltext", 0.7, "PubMed Central full text"),
         ), "70B continued pretraining on PubMed abstracts and PMC full text"),
+        # BioLLM-70B's corpus as the project's issue 19 names it (PubMed, PMC, ClinicalTrials.gov, de-identified
+        # EHR, patents); no proportions are published, so the weights are our choice: the literature keeps 70%
+        # split 0.3:0.7 as in "biollm-70b" above; the three new sources get the rest in about the order of their
+        # size (USPTO biomedical CPC subset > MIMIC-IV-Note's ~2.6M notes > ClinicalTrials.gov's ~0.5M studies,
+        # each a few billion tokens or less), so that at the launcher's ~21B tokens (10,000 steps x 2.1M) the small
+        # sources are repeated at most about 4 epochs, what Muennighoff et al. 2023 ("Scaling Data-Constrained
+        # Language Models", arXiv 2305.16264) found nearly as good as new data. Mirrored by BLEND=biollm-70b-corpus
+        # in examples/biollm/_pretrain.sh (change both together).
+        BlendRecipe("biollm-70b-corpus", (
+            BlendComponent("pubmed_abstracts", 0.21, "PubMed abstracts (tools/pubmed_to_jsonl.py --format medline)"),
+            BlendComponent("pmc_fulltext", 0.49, "PubMed Central full text (--format pmc)"),
+            BlendComponent("clinical_trials", 0.05, "ClinicalTrials.gov study records (--format ctgov)"),
+            BlendComponent("patents", 0.15, "USPTO full-text patents, biomedical CPC/IPC subset (--format uspto)"),
+            BlendComponent("clinical_notes", 0.10, "de-identified clinical notes, MIMIC-IV-Note layout "
+                                                   "(--format clinical_notes)"),
+        ), "BioLLM-70B pretraining corpus: PubMed, PMC, ClinicalTrials.gov, patents and de-identified EHR notes"),
         BlendRecipe("pubmed", (BlendComponent("pubmed", 1, "PubMed abstracts"),),
                     "a single biomedical corpus"),
     )

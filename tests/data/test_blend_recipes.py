@@ -3,12 +3,17 @@ the lead's build_gpt_datasets."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from megatron_biomed.data.blends import BLENDS, BlendError, get_blend, parse_blend_spec
 from megatron_biomed.data.indexed import IndexedDatasetWriter
 
+ROOT = Path(__file__).resolve().parents[2]
 N_SAMPLES = 10_000
 SEQ = 16
 
@@ -28,6 +33,29 @@ def test_biomamba_recipe_resolves_to_weighted_prefix_list():
     assert parse_blend_spec("biomedlm:pmc_fulltext=/p,pubmed_abstracts=/a") == [0.18, "/a", 0.82, "/p"]
     for recipe in BLENDS.values():
         assert sum(recipe.weights.values()) == pytest.approx(1.0)
+
+
+def test_biollm_corpus_blend_covers_the_five_sources_as_the_launcher_does():
+    """blends.py's two BioLLM recipes and examples/biollm/_pretrain.sh's BLEND=... give the same data.blend."""
+    corpus = get_blend("biollm-70b-corpus")
+    assert [c.name for c in corpus.components] == [
+        "pubmed_abstracts", "pmc_fulltext", "clinical_trials", "patents", "clinical_notes"]
+    w = corpus.weights
+    assert w["pubmed_abstracts"] / w["pmc_fulltext"] == pytest.approx(0.3 / 0.7)  # the literature split kept
+    for name in ("biollm-70b", "biollm-70b-corpus"):
+        res = subprocess.run(["bash", "-c", 'source examples/biollm/_pretrain.sh && printf "%s" "${DATA_BLEND}"'],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                             env={"PATH": os.environ["PATH"], "REPO_DIR": str(ROOT), "DATA_DIR": "/d", "BLEND": name})
+        assert res.returncode == 0, res.stderr
+        items = res.stdout.split()
+        launcher = [float(x) if i % 2 == 0 else x for i, x in enumerate(items)]
+        recipe = get_blend(name)
+        expected = recipe.resolve({c.name: f"/d/{c.name}_text_document" for c in recipe.components})
+        assert launcher[1::2] == expected[1::2] and launcher[::2] == pytest.approx(expected[::2]), name
+    res = subprocess.run(["bash", "-c", "source examples/biollm/_pretrain.sh"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=False, env={"PATH": os.environ["PATH"], "REPO_DIR": str(ROOT),
+                                                                  "BLEND": "nope"})  # fmt: skip
+    assert res.returncode == 2 and "expected biollm-70b or biollm-70b-corpus" in res.stderr
 
 
 def _corpus(prefix, base: int, n_docs: int, seed: int) -> str:

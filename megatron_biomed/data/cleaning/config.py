@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+PHI_AUDIT_MODES = ("off", "flag", "drop")
+
 
 @dataclass(frozen=True)
 class CleaningConfig:
@@ -24,6 +26,11 @@ class CleaningConfig:
     near_dup_num_perm: int = 128
     near_dup_shingle: int = 5  # words per shingle
     keep_captions: bool = False  # PMC: keep figure and table captions in the body text
+    # clinical notes: identifier-like patterns left in the text (filters_clinical_notes.py) are "off" (not
+    # looked for), "flag" (kept, counted per kind under `flagged` in the report) or "drop" (dropped as
+    # phi_<kind>). Our choice of default: flag, since the patterns also match harmless text (see the report)
+    phi_audit: str = "flag"
+    deid_token: str = "[DEID]"  # clinical notes: what [** ... **] and ___ placeholders become; "" keeps them
 
     def __post_init__(self) -> None:
         if self.min_words < 0:
@@ -34,6 +41,8 @@ class CleaningConfig:
             )
         if self.near_dup_num_perm < 16:
             raise ValueError(f"CleaningConfig.near_dup_num_perm must be >= 16, got {self.near_dup_num_perm}")
+        if self.phi_audit not in PHI_AUDIT_MODES:
+            raise ValueError(f"CleaningConfig.phi_audit must be one of {PHI_AUDIT_MODES}, got {self.phi_audit!r}")
         if self.near_dup_shingle < 1:
             raise ValueError(f"CleaningConfig.near_dup_shingle must be >= 1, got {self.near_dup_shingle}")
 

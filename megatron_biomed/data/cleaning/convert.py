@@ -12,10 +12,11 @@ import hashlib
 import json
 import os
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
-from megatron_biomed.data.cleaning.filters import filter_reason
+from megatron_biomed.data.cleaning.filters import filter_reason, flag_reasons
 from megatron_biomed.data.readers import (
     BadInputError,
     BadRecord,
@@ -41,6 +42,11 @@ def record_rank(record: dict) -> list[int]:
     """``[rank]`` when the record's reader ranks copies of a key (reconcile keeps the highest), else ``[]``."""
     reader = get_reader(record["source"])
     return [int(reader.record_rank(record))] if reader.record_rank is not None else []
+
+
+def reader_options(cfg: CleaningConfig) -> ReaderOptions:
+    """The reader options a cleaning config sets: every :class:`ReaderOptions` field with a same-named config field."""
+    return ReaderOptions(**{f.name: getattr(cfg, f.name) for f in fields(ReaderOptions) if hasattr(cfg, f.name)})
 
 
 def stage1_digest(cfg: CleaningConfig, fmt: str, skip_bad: bool) -> str:
@@ -85,6 +91,7 @@ def convert_file(
     tmp = tmp_path(shard)
     path = task.input
     dropped: Counter = Counter()
+    flagged: Counter = Counter()  # kept records counted by a source's flag checks (never their text)
     events: list[list] = []
     bad_records: list[dict] = []
     records_read = deletions_read = lines = 0
@@ -97,7 +104,7 @@ def convert_file(
             file_fmt = detect_format(path)
         with open(tmp, "w", encoding="utf-8") as out:
             reader = get_reader(file_fmt)
-            for item in reader.read(Path(path), ReaderOptions(keep_captions=cfg.keep_captions)):
+            for item in reader.read(Path(path), reader_options(cfg)):
                 if isinstance(item, BadRecord):
                     if not skip_bad:
                         raise BadInputError(path, item.line, item.problem)
@@ -114,6 +121,7 @@ def convert_file(
                 reason = filter_reason(record, cfg)
                 record.pop("body", None)  # PMC: `text` and `sections` carry the body already
                 if reason is None:
+                    flagged.update(flag_reasons(record, cfg))
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     line = lines
                     lines += 1
@@ -127,7 +135,7 @@ def convert_file(
             raise
         # the file is left out whole, so a rerun with a repaired file is the only way it counts
         bad_file = {"path": e.path, "line": e.line, "problem": e.problem}
-        dropped, events, bad_records = Counter(), [], []
+        dropped, flagged, events, bad_records = Counter(), Counter(), [], []
         records_read = deletions_read = lines = 0
         open(tmp, "w").close()
     except BaseException:
@@ -143,6 +151,7 @@ def convert_file(
         "records_read": records_read,
         "deletions_read": deletions_read,
         "dropped": dict(dropped),
+        "flagged": dict(flagged),
         "bad_file": bad_file,
         "bad_records": bad_records,
         "events": events,

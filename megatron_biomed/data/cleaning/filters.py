@@ -5,12 +5,15 @@ Cross-record decisions (versions, deletions, duplicates) are in ``reconcile.py``
 reason that applies: the literature filters below for MEDLINE and PMC records, then the filters a source
 registers in :data:`SOURCE_FILTERS` (one entry per reader name, each a tuple of ``(reason, drops)`` pairs, where
 ``drops(record, cfg)`` is True when the record must go), then the length filter for every source.
+A source may also register checks in :data:`SOURCE_FLAGS` that keep a record but count it under a reason (the
+report's ``flagged``), e.g. the clinical notes' PHI audit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from megatron_biomed.data.cleaning import filters_clinical_notes
 from megatron_biomed.data.cleaning.config import CleaningConfig
 
 # MEDLINE uses ISO 639-2 (eng, fre, ger); JATS xml:lang uses ISO 639-1 (en, fr, de).
@@ -27,7 +30,14 @@ LITERATURE_SOURCES = ("medline", "pmc")
 
 Filter = tuple[str, Callable[[dict, CleaningConfig], bool]]
 # reader name -> its own filters, run after the literature filters and before the length filter
-SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {}
+SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {
+    "clinical_notes": filters_clinical_notes.FILTERS,
+}
+# reader name -> checks that keep a record but count it (the report's `flagged`), each ``(reason, flags)`` with
+# ``flags(record, cfg)`` True when the record is to be counted under ``reason``; asked of records the filters kept
+SOURCE_FLAGS: dict[str, tuple[Filter, ...]] = {
+    "clinical_notes": filters_clinical_notes.FLAGS,
+}
 
 
 def normalize_language(code: str) -> str:
@@ -59,3 +69,8 @@ def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
     if cfg.commercial_only and source == "pmc" and record.get("commercial_use") is not True:
         return "noncommercial_license"
     return None
+
+
+def flag_reasons(record: dict, cfg: CleaningConfig) -> list[str]:
+    """The reasons a kept record is counted under in the report's ``flagged`` (its source's flag checks)."""
+    return [reason for reason, flags in SOURCE_FLAGS.get(record.get("source"), ()) if flags(record, cfg)]

@@ -22,7 +22,7 @@ from megatron_biomed.data.cleaning.config import CleaningConfig
 from megatron_biomed.data.cleaning.convert import STAGE_DIR, convert_file, is_converted, stage1_digest
 from megatron_biomed.data.cleaning.reconcile import reconcile
 from megatron_biomed.data.cleaning.report import CleaningReport
-from megatron_biomed.data.readers import formats, input_suffixes
+from megatron_biomed.data.readers import formats, input_suffixes, takes
 from megatron_biomed.data.sharding import make_tasks, remove_stale_tmp, run_shards, write_json_atomic
 
 REPORT_NAME = "cleaning_report.json"
@@ -50,7 +50,7 @@ def expand_inputs(specs: list[str]) -> list[Path]:
         p = Path(spec)
         if p.is_dir():
             suffixes = input_suffixes()
-            found = [q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes)]
+            found = [q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes) and takes(q)]
             if not found:
                 raise FileNotFoundError(f"--input {spec}: directory has no files ending in {suffixes}")
             paths.extend(found)

@@ -19,12 +19,16 @@ class CleaningReport:
     records_kept: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> count
     bad_records: list[dict] = field(default_factory=list)  # first few {"path", "line", "problem"}
+    # kept records a source's flag checks counted, by reason (at step 1: a flagged record may still be dropped as a
+    # duplicate in step 2); e.g. clinical notes with --phi-audit flag
+    flagged: Counter = field(default_factory=Counter)
 
     def add_file(self, meta: dict) -> None:
         """Fold in the per-file summary written by the conversion step."""
         self.records_read += meta["records_read"]
         self.deletions_read += meta["deletions_read"]
         self.dropped.update(meta["dropped"])
+        self.flagged.update(meta.get("flagged", {}))
         if meta.get("bad_file"):
             self.bad_files.append(meta["bad_file"])
         for bad in meta.get("bad_records", []):
@@ -41,6 +45,7 @@ class CleaningReport:
             "records_kept": self.records_kept,
             "records_dropped": sum(self.dropped.values()),
             "dropped": dict(sorted(self.dropped.items())),
+            "flagged": dict(sorted(self.flagged.items())),
             "bad_files": self.bad_files,
             "bad_records": self.bad_records,
         }
@@ -53,6 +58,10 @@ class CleaningReport:
             f"records kept: {d['records_kept']}   dropped: {d['records_dropped']}",
         ]
         for reason, n in sorted(self.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {reason:<24}{n:>10}")
+        if self.flagged:
+            lines.append(f"flagged (kept, counted): {sum(self.flagged.values())}")
+        for reason, n in sorted(self.flagged.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason:<24}{n:>10}")
         for bad in self.bad_files:
             lines.append(f"  bad file {bad['path']}:{bad['line']}: {bad['problem']}")

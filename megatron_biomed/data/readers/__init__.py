@@ -4,7 +4,7 @@ Each reader streams one file and yields dataclass records whose ``text`` field i
 tokenizers and language models train on; broken input raises :class:`BadInputError`.
 """
 
-from megatron_biomed.data.readers.detect import detect_format, formats
+from megatron_biomed.data.readers.detect import detect_format, formats, takes
 from megatron_biomed.data.readers.medline import (
     BadRecord,
     MedlineDeletion,
@@ -53,4 +53,5 @@ __all__ = [
     "iter_pmc_tar",
     "latest_citations",
     "medline_key",
+    "takes",
 ]

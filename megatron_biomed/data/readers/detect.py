@@ -12,6 +12,17 @@ def formats() -> tuple[str, ...]:
     return READERS.names()
 
 
+def takes(path: str | Path) -> bool:
+    """Whether some reader would take ``path`` found in a directory given to ``--input``: its name ends in one of
+    the reader's suffixes and, for a reader told by ``sniff`` alone (no XML roots), the sniff recognises it (so
+    e.g. a PMC bulk directory's ``*.filelist.csv`` is not mistaken for an input)."""
+    path = Path(path)
+    for _name, reader in READERS.items():
+        if path.name.endswith(reader.suffixes) and (reader.roots or reader.sniff is None or reader.sniff(path)):
+            return True
+    return False
+
+
 def detect_format(path: str | Path) -> str:
     """The name of the registered reader for ``path``; raises :class:`BadInputError` when none recognises it."""
     path = Path(path)

@@ -28,6 +28,9 @@ class ReaderOptions:
     """Options a reader may honour; field names match the ``tools/pubmed_to_jsonl.py`` flags."""
 
     keep_captions: bool = False  # PMC: keep figure and table captions in the body text
+    # clinical notes: the token de-identification placeholders ([** ... **], ___) become; "" keeps them
+    # (readers/clinical_notes.py DEID_TOKEN; our choice)
+    deid_token: str = "[DEID]"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ READERS: Registry[SourceReader] = Registry(
     {
         "medline": "megatron_biomed.data.readers.medline:READER",
         "pmc": "megatron_biomed.data.readers.pmc:READER",
+        "clinical_notes": "megatron_biomed.data.readers.clinical_notes:READER",
     },
     error=UnknownFormatError,
     plural="formats",
