@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--near-dup-shingle", type=int, default=d.near_dup_shingle)
     f.add_argument("--keep-captions", action=argparse.BooleanOptionalAction, default=d.keep_captions,
                    help="PMC: keep figure and table captions")
+    f.add_argument("--drop-withdrawn", action=argparse.BooleanOptionalAction, default=d.drop_withdrawn,
+                   help="ClinicalTrials.gov: drop withdrawn studies (never enrolled a participant)")
     return p
 
 
@@ -83,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> CleaningConfig:
         near_dup_num_perm=args.near_dup_num_perm,
         near_dup_shingle=args.near_dup_shingle,
         keep_captions=args.keep_captions,
+        drop_withdrawn=args.drop_withdrawn,
     )
 
 

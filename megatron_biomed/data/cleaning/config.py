@@ -24,6 +24,7 @@ class CleaningConfig:
     near_dup_num_perm: int = 128
     near_dup_shingle: int = 5  # words per shingle
     keep_captions: bool = False  # PMC: keep figure and table captions in the body text
+    drop_withdrawn: bool = True  # ClinicalTrials.gov: drop studies whose overall status is Withdrawn
 
     def __post_init__(self) -> None:
         if self.min_words < 0:

@@ -53,6 +53,7 @@ READERS: Registry[SourceReader] = Registry(
     {
         "medline": "megatron_biomed.data.readers.medline:READER",
         "pmc": "megatron_biomed.data.readers.pmc:READER",
+        "ctgov": "megatron_biomed.data.readers.ctgov:READER",
     },
     error=UnknownFormatError,
     plural="formats",
