@@ -253,11 +253,13 @@ def test_bulk_zip_streams_members_and_names_a_broken_one(sample_xml, tmp_path):
         for n in ids:
             zf.writestr(f"{n[:7]}xxxx/{n}.xml", sample_xml[n])
         zf.writestr("NCT0000xxxx/NCT09999999.xml", "<clinical_study><id_info><nct_id>NCT09999999</nct_id>")
+        zf.writestr("NCT0000xxxx/NCT09999998.xml", "<clinical_study><brief_title>No id</brief_title></clinical_study>")
         zf.writestr("NCT0000xxxx/NCT00000134.json", json.dumps(v2_study(xml_study(sample_xml, "NCT00000134"))))
     items = read(z)
     assert [r.nct_id for r in items if not isinstance(r, BadRecord)] == [*ids, "NCT00000134"]
-    (bad,) = [r for r in items if isinstance(r, BadRecord)]
-    assert "NCT09999999.xml" in bad.problem and "malformed XML" in bad.problem
+    broken, no_id = [r for r in items if isinstance(r, BadRecord)]
+    assert "NCT09999999.xml" in broken.problem and "malformed XML" in broken.problem
+    assert no_id.line == 1 and "NCT09999998.xml" in no_id.problem and "<nct_id>" in no_id.problem
 
 
 # -------------------------------------------------------------------------------- the tool, end to end
@@ -304,7 +306,7 @@ def test_legacy_files_and_a_newer_v2_version(sample_xml, tmp_path):
     newer = "Summary as posted in a 2024 update through the API."
     (src / "z_api.json").write_text(page(v2_study(s, last_update="2024-06-30", summary=newer), token=None))
     out = tmp_path / "out"
-    assert run("--input", src, "--output-dir", out) == 0
+    assert run("--input", src, "--output-dir", out, "--format", "ctgov") == 0
     got = kept(out)
     assert set(got) == set(ids) and newer in got["NCT00000108"]["text"]
     assert report(out)["dropped"] == {"superseded_version": 1}
@@ -352,6 +354,7 @@ def test_broken_json_files(tmp_path):
     with pytest.raises(BadInputError, match="empty document"):
         read(empty)
     latin = tmp_path / "latin.ndjson"
-    latin.write_bytes(b'{"protocolSection": {"identificationModule": {"nctId": "NCT00000001", "briefTitle": "caf\xe9"}}}\n')
+    latin.write_bytes(b'{"protocolSection": {"identificationModule": {"nctId": "NCT00000001", '
+                      b'"briefTitle": "caf\xe9"}}}\n')
     (item,) = read(latin)
     assert isinstance(item, BadRecord) and item.line == 1 and "UTF-8" in item.problem

@@ -69,7 +69,6 @@ from megatron_biomed.data.readers.xmlstream import (
     children,
     element_text,
     iter_elements,
-    localname,
     open_binary,
     release,
     root_name,
