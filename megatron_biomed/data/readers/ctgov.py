@@ -69,6 +69,7 @@ from megatron_biomed.data.readers.xmlstream import (
     children,
     element_text,
     iter_elements,
+    localname,
     open_binary,
     release,
     root_name,
@@ -388,53 +389,75 @@ def _textblock(el: etree._Element | None) -> str:
     return "" if block is None else block_text("".join(block.itertext()))
 
 
-def _outcomes(el: etree._Element, name: str) -> list[Outcome]:
+def _outcomes(elements) -> list[Outcome]:
     # public.xsd protocol_outcome_struct: measure, time_frame, description
-    return [Outcome(_text(o, "measure"), _text(o, "time_frame"), _text(o, "description")) for o in children(el, name)]
+    return [Outcome(_text(o, "measure"), _text(o, "time_frame"), _text(o, "description")) for o in elements]
+
+
+def _index(el: etree._Element | None) -> dict[str, list[etree._Element]]:
+    """Direct children by local name, built once: a study has hundreds of children (one per site), and looking
+    each field up by a scan of them was most of the parse time."""
+    out: dict[str, list[etree._Element]] = {}
+    for c in () if el is None else el:
+        name = localname(c.tag)
+        if name:
+            out.setdefault(name, []).append(c)
+    return out
 
 
 def parse_clinical_study(el: etree._Element) -> Study | None:
     """A ``<clinical_study>`` element (public.xsd) as a :class:`Study`; None when it has no NCT number."""
-    id_info = child(el, "id_info")
+    top = _index(el)
+
+    def first(name: str) -> etree._Element | None:
+        found = top.get(name)
+        return found[0] if found else None
+
+    def text(name: str) -> str:
+        return element_text(first(name))
+
+    id_info = first("id_info")
     nct_id = _text(id_info, "nct_id").upper()
     if not nct_id:
         return None
-    eligibility = child(el, "eligibility")
-    last_update = (
-        _text(el, "last_update_posted") or _text(el, "lastchanged_date") or _text(el, "last_update_submitted")
-    )
+    eligibility = first("eligibility")
+    # public.xsd: last_update_posted; files written before 2017 name it lastchanged_date
+    last_update = text("last_update_posted") or text("lastchanged_date") or text("last_update_submitted")
     return Study(
         nct_id=nct_id,
-        brief_title=_text(el, "brief_title"),
-        official_title=_text(el, "official_title"),
-        acronym=_text(el, "acronym"),
-        status=normalize_status(_text(el, "overall_status")),
-        why_stopped=_text(el, "why_stopped"),
-        phases=normalize_phases(_text(el, "phase")),
-        study_type=normalize_study_type(_text(el, "study_type")),
-        conditions=[element_text(c) for c in children(el, "condition")],
-        keywords=[element_text(c) for c in children(el, "keyword")],
-        brief_summary=_textblock(child(el, "brief_summary")),
-        detailed_description=_textblock(child(el, "detailed_description")),
+        brief_title=text("brief_title"),
+        official_title=text("official_title"),
+        acronym=text("acronym"),
+        status=normalize_status(text("overall_status")),
+        why_stopped=text("why_stopped"),
+        phases=normalize_phases(text("phase")),
+        study_type=normalize_study_type(text("study_type")),
+        conditions=[element_text(c) for c in top.get("condition", ())],
+        keywords=[element_text(c) for c in top.get("keyword", ())],
+        brief_summary=_textblock(first("brief_summary")),
+        detailed_description=_textblock(first("detailed_description")),
+        # public.xsd intervention_struct: intervention_type, intervention_name, description, arm_group_label*,
+        # other_name*
         interventions=[
             Intervention(
                 display(_text(i, "intervention_type")), _text(i, "intervention_name"), _text(i, "description"),
                 [element_text(n) for n in children(i, "other_name")],
             )
-            for i in children(el, "intervention")
+            for i in top.get("intervention", ())
         ],
+        # public.xsd arm_group_struct: arm_group_label, arm_group_type, description
         arms=[
             Arm(_text(a, "arm_group_label"), display(_text(a, "arm_group_type")), _text(a, "description"))
-            for a in children(el, "arm_group")
+            for a in top.get("arm_group", ())
         ],
         eligibility=_textblock(child(eligibility, "criteria")),
         study_population=_textblock(child(eligibility, "study_pop")),
-        primary_outcomes=_outcomes(el, "primary_outcome"),
-        secondary_outcomes=_outcomes(el, "secondary_outcome"),
-        other_outcomes=_outcomes(el, "other_outcome"),
+        primary_outcomes=_outcomes(top.get("primary_outcome", ())),
+        secondary_outcomes=_outcomes(top.get("secondary_outcome", ())),
+        other_outcomes=_outcomes(top.get("other_outcome", ())),
         last_update=iso_date(last_update),
-        first_posted=iso_date(_text(el, "study_first_posted") or _text(el, "firstreceived_date")),
-        has_results=child(el, "clinical_results") is not None,
+        first_posted=iso_date(text("study_first_posted") or text("firstreceived_date")),
+        has_results=first("clinical_results") is not None,
         nct_aliases=[element_text(a).upper() for a in children(id_info, "nct_alias")],
     )
 
