@@ -241,6 +241,7 @@ def test_sniff_claims_only_v2_studies(tmp_path, sample_xml):
         z.writestr("ipg230103.xml", "<us-patent-grant/>")
     trials = tmp_path / "AllPublicXML.zip"
     with zipfile.ZipFile(trials, "w") as z:
+        z.writestr("Contents.txt", "NCT00000102")
         z.writestr("NCT0000xxxx/NCT00000102.xml", sample_xml["NCT00000102"])
     assert [READER.sniff(p) for p in (pubmed, other, wrapper, patents)] == [False] * 4
     assert READER.sniff(trials)

@@ -761,17 +761,16 @@ def _record_rank(record: dict) -> int:
 
 
 def is_ctgov_zip(path: Path) -> bool:
-    """A zip whose first file member is named like a study (``NCT01234567.xml`` / ``.json``)."""
+    """A zip with a study-named member (``NCT01234567.xml`` / ``.json``) among its first files (AllPublicXML.zip
+    may start with a ``Contents.txt``; USPTO bulk zips hold one ``ipgYYMMDD.xml``, which is not claimed)."""
     if not path.name.lower().endswith(ZIP_SUFFIXES):
         return False
     try:
         with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                if not info.is_dir():
-                    return bool(_NCT_MEMBER.search(info.filename))
+            files = (info.filename for info in z.infolist() if not info.is_dir())
+            return any(_NCT_MEMBER.search(name) for _, name in zip(range(16), files))
     except (zipfile.BadZipFile, OSError, EOFError):
         return False
-    return False
 
 
 def _looks_like_v2(path: Path, ndjson: bool) -> bool:
