@@ -193,6 +193,9 @@ def test_block_text_and_vocabularies():
                                   "Exclusion Criteria:\n1. Glaucoma")
     assert block_text("Inclusion Criteria:\n\n* Age \\>= 18\n* BMI \\< 30\n\nExclusion:\n\n* none", markdown=True) == (
         "Inclusion Criteria:\n- Age >= 18\n- BMI < 30\nExclusion:\n- none")
+    assert block_text("Line one\\\nline two", markdown=True) == "Line one\nline two"  # CommonMark hard break
+    only_official = to_record(Study("NCT00000001", official_title="Official", brief_summary="Summary."), "json")
+    assert only_official.text == "Official\nBrief summary:\nSummary."
     assert normalize_status("Active, not recruiting") == "ACTIVE_NOT_RECRUITING"
     assert normalize_status("Unknown status") == normalize_status("UNKNOWN") == "UNKNOWN"
     assert normalize_phases("Phase 1/Phase 2") == normalize_phases(["PHASE1", "PHASE2"]) == ["PHASE1", "PHASE2"]

@@ -13,8 +13,7 @@ Imports nothing from ``filters.py`` (which imports this module).
 from __future__ import annotations
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
-
-DESCRIPTION_SECTIONS = ("brief_summary", "detailed_description")  # readers/ctgov.py CtgovRecord.sections keys
+from megatron_biomed.data.readers.ctgov import DESCRIPTION_SECTIONS
 
 
 def withdrawn(record: dict, cfg: CleaningConfig) -> bool:

@@ -232,6 +232,9 @@ def block_text(raw: str | None, markdown: bool = False) -> str:
 
     for line in text.split("\n"):
         s = line.strip()
+        hard_break = markdown and s.endswith("\\")  # CommonMark hard line break: the line ends here
+        if hard_break:
+            s = s[:-1].rstrip()
         if not s:
             flush()
             continue
@@ -244,7 +247,7 @@ def block_text(raw: str | None, markdown: bool = False) -> str:
             current.append(s)
         else:
             current.append(s)
-        if s.endswith(":") and len(s) <= 80:  # a heading line ("Inclusion Criteria:") stands alone
+        if hard_break or (s.endswith(":") and len(s) <= 80):  # a heading line ("Inclusion Criteria:") stands alone
             flush()
     flush()
     return "\n".join(b for b in blocks if b)
@@ -272,7 +275,7 @@ def study_sections(study: Study) -> list[tuple[str, str]]:
     """``(key, text)`` of each non-empty part, in the fixed order of :data:`SECTION_LABELS`."""
     parts: dict[str, str] = {
         "brief_title": study.brief_title or study.official_title,
-        "official_title": study.official_title if study.official_title != study.brief_title else "",
+        "official_title": study.official_title if study.brief_title not in ("", study.official_title) else "",
         "brief_summary": study.brief_summary,
         "detailed_description": study.detailed_description,
         "conditions": "; ".join(c for c in study.conditions if c),
