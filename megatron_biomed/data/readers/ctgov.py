@@ -502,6 +502,12 @@ def _strings(d: object, *keys: str) -> list[str]:
     return [squash(x) for x in _list(d, *keys) if isinstance(x, str) and x.strip()]
 
 
+def _markup(module: object, key: str) -> str:
+    """A ``markup`` field (CommonMark with the API's default markupFormat=markdown) as lines."""
+    v = _get(module, key)
+    return block_text(v, markdown=True) if isinstance(v, str) else ""
+
+
 def _v2_outcomes(module: object, name: str) -> list[Outcome]:
     # ctg-oas-v2.yaml components/schemas/Outcome: measure, description, timeFrame
     return [Outcome(_str(o, "measure"), _str(o, "timeFrame"), _str(o, "description"))
@@ -520,8 +526,6 @@ def parse_v2_study(obj: object) -> Study | str:
     nct_id = _str(ident, "nctId").upper()
     if not nct_id:
         return "study without protocolSection.identificationModule.nctId"
-    markup = {k: _get(m, k) for m, k in ((desc, "briefSummary"), (desc, "detailedDescription"),
-                                         (elig, "eligibilityCriteria"), (elig, "studyPopulation"))}
     return Study(
         nct_id=nct_id,
         brief_title=_str(ident, "briefTitle"),
@@ -533,9 +537,8 @@ def parse_v2_study(obj: object) -> Study | str:
         study_type=normalize_study_type(_str(design, "studyType")),
         conditions=_strings(conds, "conditions"),
         keywords=_strings(conds, "keywords"),
-        brief_summary=block_text(markup["briefSummary"] if isinstance(markup["briefSummary"], str) else "", True),
-        detailed_description=block_text(
-            markup["detailedDescription"] if isinstance(markup["detailedDescription"], str) else "", True),
+        brief_summary=_markup(desc, "briefSummary"),
+        detailed_description=_markup(desc, "detailedDescription"),
         # ctg-oas-v2.yaml components/schemas/Intervention: type, name, description, armGroupLabels, otherNames
         interventions=[
             Intervention(display(_str(i, "type")), _str(i, "name"), _str(i, "description"), _strings(i, "otherNames"))
@@ -544,10 +547,8 @@ def parse_v2_study(obj: object) -> Study | str:
         # components/schemas/ArmGroup: label, type, description, interventionNames
         arms=[Arm(_str(a, "label"), display(_str(a, "type")), _str(a, "description"))
               for a in _list(arms_mod, "armGroups") if isinstance(a, dict)],
-        eligibility=block_text(
-            markup["eligibilityCriteria"] if isinstance(markup["eligibilityCriteria"], str) else "", True),
-        study_population=block_text(
-            markup["studyPopulation"] if isinstance(markup["studyPopulation"], str) else "", True),
+        eligibility=_markup(elig, "eligibilityCriteria"),
+        study_population=_markup(elig, "studyPopulation"),
         primary_outcomes=_v2_outcomes(outcomes, "primaryOutcomes"),
         secondary_outcomes=_v2_outcomes(outcomes, "secondaryOutcomes"),
         other_outcomes=_v2_outcomes(outcomes, "otherOutcomes"),
