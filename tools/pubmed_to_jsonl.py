@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--deid-token", default=d.deid_token,
                    help="clinical notes: what de-identification placeholders ([** ... **], ___) become; '' keeps "
                         "them (default: %(default)s)")
+    f.add_argument("--drop-withdrawn", action=argparse.BooleanOptionalAction, default=d.drop_withdrawn,
+                   help="ClinicalTrials.gov: drop withdrawn studies (never enrolled a participant)")
     return p
 
 
@@ -93,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> CleaningConfig:
         keep_captions=args.keep_captions,
         phi_audit=args.phi_audit,
         deid_token=args.deid_token,
+        drop_withdrawn=args.drop_withdrawn,
     )
 
 

@@ -31,6 +31,7 @@ class CleaningConfig:
     # phi_<kind>). Our choice of default: flag, since the patterns also match harmless text (see the report)
     phi_audit: str = "flag"
     deid_token: str = "[DEID]"  # clinical notes: what [** ... **] and ___ placeholders become; "" keeps them
+    drop_withdrawn: bool = True  # ClinicalTrials.gov: drop studies whose overall status is Withdrawn
 
     def __post_init__(self) -> None:
         if self.min_words < 0:

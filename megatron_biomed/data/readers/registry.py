@@ -57,6 +57,7 @@ READERS: Registry[SourceReader] = Registry(
         "medline": "megatron_biomed.data.readers.medline:READER",
         "pmc": "megatron_biomed.data.readers.pmc:READER",
         "clinical_notes": "megatron_biomed.data.readers.clinical_notes:READER",
+        "ctgov": "megatron_biomed.data.readers.ctgov:READER",
     },
     error=UnknownFormatError,
     plural="formats",
