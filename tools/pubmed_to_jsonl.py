@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--near-dup-shingle", type=int, default=d.near_dup_shingle)
     f.add_argument("--keep-captions", action=argparse.BooleanOptionalAction, default=d.keep_captions,
                    help="PMC: keep figure and table captions")
+    f.add_argument("--patent-classes", default=",".join(d.patent_classes),
+                   help="USPTO: comma-separated IPC/CPC prefixes to keep, e.g. A61K,A61P,C07,C12 for a biomedical "
+                        "subset (default: every class)")
+    f.add_argument("--patent-designs", action=argparse.BooleanOptionalAction, default=d.patent_designs,
+                   help="USPTO: keep design patents (kind S); dropped as patent_design by default")
     return p
 
 
@@ -83,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> CleaningConfig:
         near_dup_num_perm=args.near_dup_num_perm,
         near_dup_shingle=args.near_dup_shingle,
         keep_captions=args.keep_captions,
+        patent_classes=tuple(x.strip() for x in args.patent_classes.split(",") if x.strip()),
+        patent_designs=args.patent_designs,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from megatron_biomed.data.cleaning import filters_uspto
 from megatron_biomed.data.cleaning.config import CleaningConfig
 
 # MEDLINE uses ISO 639-2 (eng, fre, ger); JATS xml:lang uses ISO 639-1 (en, fr, de).
@@ -27,7 +28,9 @@ LITERATURE_SOURCES = ("medline", "pmc")
 
 Filter = tuple[str, Callable[[dict, CleaningConfig], bool]]
 # reader name -> its own filters, run after the literature filters and before the length filter
-SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {}
+SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {
+    "uspto": filters_uspto.FILTERS,
+}
 
 
 def normalize_language(code: str) -> str:

@@ -1,0 +1,465 @@
+"""USPTO full-text patent reader: the weekly bulk files (``ipgYYMMDD.xml`` grants, ``ipaYYMMDD.xml`` applications,
+plain, ``.gz`` or ``.zip``) to one record per patent document.
+
+A bulk file is not one XML document: it concatenates thousands, each with its own ``<?xml ...?>`` declaration and
+``<!DOCTYPE ...>``. :func:`iter_documents` cuts the file at every line that starts with an ``<?xml`` declaration,
+reading line by line, so memory holds one document at a time whatever the file's size. Each document is parsed on
+its own with lxml's safe settings (no DTD loading, no network, no entity resolution).
+
+Named character entities: the DTDs declare ISO 8879 entity sets (``&lsqb;``, ``&ldquo;``, ``&mgr;``, ...). Without
+the DTD lxml keeps them as unresolved references, so before parsing each ``&name;`` the DTD would define is
+rewritten to its numeric character reference: HTML5's table (``html.entities.html5``, which holds the ISO 8879
+names MathML adopted) plus ISO 8879's ISOgrk1 Greek set (``&agr;`` ... ``&OHgr;``, W3C xml-entities isogrk1.ent),
+which HTML5 lacks. XML's five predefined entities stay as they are; a name in neither table is removed (its one
+character is lost; none occurs in the 478-document sample).
+
+Formats: ``us-patent-grant`` and ``us-patent-application`` (Red Book DTD v4.0-v4.5, 2005 on) are read. The older
+formats in the same bulk series (``PATDOC`` ST.32 SGML-XML grants 2001-2004, ``patent-application-publication``
+applications 2001-2004) give a record with ``supported=False`` and no text, which the ``uspto`` cleaning filter
+counts as ``patent_unsupported_format``.
+
+Text (our choice): title, abstract, description, claims, in the order of the printed patent, one block per line;
+the description keeps its own headings ("BACKGROUND OF THE INVENTION") as lines, each claim is one line starting
+with its number ("1. A method ..."); no headings of ours are added. Tables, maths, chemical structure images,
+figures and the claim statement ("What is claimed is:") are left out.
+
+Family: the pre-grant publication (A1, A2, A9) and the grant (B1, B2, E, S1, P2 ...) of one application are one
+family, keyed by the application's country and number; the grant beats any publication and a later publication
+date beats an earlier one (see :func:`record_rank`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html.entities
+import re
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO
+
+from lxml import etree
+
+from megatron_biomed.data.readers.medline import BadRecord
+from megatron_biomed.data.readers.registry import ReaderOptions, SourceReader
+from megatron_biomed.data.readers.xmlstream import (
+    BadInputError,
+    child,
+    children,
+    element_text,
+    find_path,
+    localname,
+    open_binary,
+    squash,
+)
+
+# Red Book DTD v4.x roots (USPTO "Patent Grant Full Text Data/XML Version 4.x" and "Patent Application Full Text
+# Data/XML Version 4.x" documentation)
+USPTO_ROOTS = ("us-patent-grant", "us-patent-application")
+# earlier USPTO full-text formats: ST.32 SGML-XML grants and pap-v1x applications (2001-2004)
+LEGACY_ROOTS = ("PATDOC", "patent-application-publication")
+DOC_TYPES = {"us-patent-grant": "grant", "us-patent-application": "application",
+             "PATDOC": "grant", "patent-application-publication": "application"}
+
+_BOM = b"\xef\xbb\xbf"
+_XML_DECL = b"<?xml"
+_HEAD_BYTES = 4096
+_SNIFF = re.compile(
+    rb"<!DOCTYPE\s+(?:us-patent-grant|us-patent-application|PATDOC|patent-application-publication)\b"
+    rb"|<(?:us-patent-grant|us-patent-application)[\s>]"
+)
+_FILE_ATTR = re.compile(rb'\bfile="([^"]+)"')
+_DOC_NUMBER = re.compile(rb"<(?:doc-number|B110)>\s*(?:<DNUM>\s*<PDAT>)?([^<\s]+)")
+_ROOT_TAG = re.compile(rb"<([A-Za-z][\w.-]*)[\s>/]")
+
+# Elements whose content never becomes training text (Red Book v4.x element names).
+_DROPPED = frozenset({
+    "tables", "table", "maths", "math", "chemistry", "img", "figure", "figures", "drawings",
+    "table-external-doc", "us-sequence-list-doc", "sequence-list-doc", "us-chemistry", "us-math",
+})
+_BLOCK = frozenset({"claim-text", "p", "li", "ul", "ol", "br"})
+_BIBLIO = ("us-bibliographic-data-grant", "us-bibliographic-data-application")
+
+# ----------------------------------------------------------------------------------------- entities
+
+# ISO 8879:1986 ISOgrk1 (W3C xml-entities isogrk1.ent): the Greek letters by transliteration, lower case
+# "<t>gr", upper case "<T>gr"; alpha .. omega in Unicode order without the final sigma.
+_GREEK = ("a", "b", "g", "d", "e", "z", "ee", "th", "i", "k", "l", "m", "n", "x", "o", "p", "r", "s", "t", "u",
+          "ph", "kh", "ps", "oh")
+
+
+def _entity_table() -> dict[bytes, bytes]:
+    table: dict[bytes, bytes] = {}
+    for name, chars in html.entities.html5.items():
+        if name.endswith(";"):
+            table[name[:-1].encode()] = "".join(f"&#x{ord(c):X};" for c in chars).encode()
+    for i, t in enumerate(_GREEK):
+        upper = 0x391 + i + (i >= 17)  # U+03A2 is unassigned (there is no capital final sigma)
+        lower = 0x3B1 + i + (i >= 17)  # U+03C2 is the final sigma, ISOgrk1's "sfgr"
+        table[f"{t}gr".encode()] = f"&#x{lower:X};".encode()
+        table[f"{t.upper()}gr".encode()] = f"&#x{upper:X};".encode()
+    table[b"sfgr"] = b"&#x3C2;"
+    for name in (b"amp", b"lt", b"gt", b"quot", b"apos"):  # XML's own: the parser knows them
+        table[name] = b"&" + name + b";"
+    return table
+
+
+_ENTITIES = _entity_table()
+_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9]*);")
+
+
+def resolve_entities(doc: bytes) -> bytes:
+    """``doc`` with every named entity reference a USPTO DTD would define replaced by numeric references."""
+    if b"&" not in doc:
+        return doc
+    return _ENTITY_REF.sub(lambda m: _ENTITIES.get(m.group(1), b""), doc)
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+@dataclass
+class UsptoRecord:
+    """One patent document. ``text`` = title, abstract, description and claims joined by newlines."""
+
+    doc_number: str  # publication number as printed in the XML, e.g. "08926509", "D0680087", "20060288462"
+    kind: str  # WIPO ST.16 kind code: A1/A2/A9 applications, B1/B2 utility grants, S1 design, P2/P3 plant, E reissue
+    doc_type: str  # "grant" or "application"
+    country: str
+    publication_date: str  # YYYYMMDD
+    application_number: str  # country + application number, e.g. "US12134151"
+    application_date: str
+    appl_type: str  # "utility", "design", "plant", "reissue", ...
+    family_key: str  # what family dedup keys on: the application number
+    file: str  # the document's file= attribute, e.g. "US08926509-20150106.XML"
+    doc_format: str  # root element
+    dtd_version: str
+    supported: bool  # False for the pre-2005 formats, which are counted, not read
+    title: str
+    abstract: str
+    description: str
+    claims: list[str]
+    ipc: list[str]  # e.g. "A61K 31/00"; classifications-ipcr, or classification-ipc (v4.0/v4.1), main first
+    cpc: list[str]  # classifications-cpc: main-cpc first, then further-cpc
+    language: list[str]
+    source: str = "uspto"
+    text: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        parts = (self.title, self.abstract, self.description, "\n".join(self.claims))
+        self.text = "\n".join(p for p in parts if p)
+
+    @property
+    def ipc_subclasses(self) -> list[str]:
+        out: list[str] = []
+        for code in self.ipc:
+            if code[:4] not in out:
+                out.append(code[:4])
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ipc_subclasses"] = self.ipc_subclasses
+        return d
+
+
+def _inline_text(el: etree._Element) -> str:
+    """Text of ``el`` without dropped elements (tables, maths, images); tails are kept."""
+    out: list[str] = []
+
+    def walk(node: etree._Element) -> None:
+        if node.text:
+            out.append(node.text)
+        for c in node:
+            name = localname(c.tag)
+            if name in _BLOCK:
+                out.append(" ")  # nested claim-text and list items are separate phrases
+            if name not in _DROPPED:
+                walk(c)
+            if name in _BLOCK:
+                out.append(" ")
+            if c.tail:
+                out.append(c.tail)
+
+    walk(el)
+    return squash("".join(out))
+
+
+def _blocks(el: etree._Element | None, out: list[str]) -> list[str]:
+    """Headings and paragraphs below ``el`` in document order, one string each."""
+    if el is None:
+        return out
+    for c in el:
+        name = localname(c.tag)
+        if name in ("p", "heading"):
+            text = _inline_text(c)
+            if text:
+                out.append(text)
+        elif name and name not in _DROPPED:
+            _blocks(c, out)  # description-of-drawings, description-of-embodiments, ...
+    return out
+
+
+def _claims(claims: etree._Element | None) -> list[str]:
+    return [t for t in (_inline_text(c) for c in children(claims, "claim")) if t]
+
+
+def _ipcr_symbol(el: etree._Element) -> str:
+    subclass = "".join(element_text(child(el, k)) for k in ("section", "class", "subclass"))
+    group = element_text(child(el, "main-group"))
+    sub = element_text(child(el, "subgroup"))
+    return f"{subclass} {group}/{sub}" if group else subclass
+
+
+def _ipc_edition7(text: str) -> str:
+    """``classification-ipc`` main/further-classification (v4.0, v4.1): subclass in columns 1-4, main group
+    right-aligned in 5-7, subgroup from 8 on ("A45F  504" is A45F 5/04, "C07C24900" C07C 249/00)."""
+    text = text.rstrip()
+    if len(text) < 8:
+        return text.replace(" ", "")
+    return f"{text[:4]} {text[4:7].strip()}/{text[7:].strip()}"
+
+
+def _classifications(biblio: etree._Element | None) -> tuple[list[str], list[str]]:
+    ipc: list[str] = []
+    for el in children(child(biblio, "classifications-ipcr"), "classification-ipcr"):
+        ipc.append(_ipcr_symbol(el))
+    old = child(biblio, "classification-ipc")
+    if old is not None:
+        for el in children(old, "main-classification") + children(old, "further-classification"):
+            if element_text(el):
+                ipc.append(_ipc_edition7(el.text or ""))
+    cpc: list[str] = []
+    cpcs = child(biblio, "classifications-cpc")
+    for part in ("main-cpc", "further-cpc"):
+        for el in children(child(cpcs, part), "classification-cpc"):
+            cpc.append(_ipcr_symbol(el))
+    return list(dict.fromkeys(x for x in ipc if x)), list(dict.fromkeys(x for x in cpc if x))
+
+
+def parse_patent(root: etree._Element, name: str, line: int) -> UsptoRecord | BadRecord:
+    """A record from a parsed v4.x document (or an unsupported-format stub); BadRecord when it has no number."""
+    doc_format = localname(root.tag)
+    doc_type = DOC_TYPES[doc_format]
+    lang = (root.get("lang") or "").lower()
+    if doc_format in LEGACY_ROOTS:
+        number = name if name != "document" else ""
+        return UsptoRecord(number, "", doc_type, "US", "", "", "", "", "", "", doc_format, "", False,
+                           "", "", "", [], [], [], [lang] if lang else [])
+    biblio = next((c for c in (child(root, b) for b in _BIBLIO) if c is not None), None)
+    pub = find_path(biblio, "publication-reference", "document-id")
+    number = element_text(child(pub, "doc-number"))
+    if not number:
+        return BadRecord(line, f"{name} (document at line {line}): no publication-reference/document-id/doc-number")
+    app_ref = child(biblio, "application-reference")
+    app = child(app_ref, "document-id")
+    app_country = element_text(child(app, "country")) or "US"
+    app_number = element_text(child(app, "doc-number"))
+    application_number = f"{app_country}{app_number}" if app_number else ""
+    country = element_text(child(pub, "country")) or "US"
+    ipc, cpc = _classifications(biblio)
+    return UsptoRecord(
+        doc_number=number,
+        kind=element_text(child(pub, "kind")),
+        doc_type=doc_type,
+        country=country,
+        publication_date=element_text(child(pub, "date")) or root.get("date-publ") or "",
+        application_number=application_number,
+        application_date=element_text(child(app, "date")),
+        appl_type=(app_ref.get("appl-type") if app_ref is not None else None) or "",
+        # our choice: without an application number the document is its own family
+        family_key=application_number or f"{country}{number}",
+        file=root.get("file") or "",
+        doc_format=doc_format,
+        dtd_version=root.get("dtd-version") or "",
+        supported=True,
+        title=element_text(child(biblio, "invention-title")),
+        abstract="\n".join(_blocks(child(root, "abstract"), [])),
+        description="\n".join(_blocks(child(root, "description"), [])),
+        claims=_claims(child(root, "claims")),
+        ipc=ipc,
+        cpc=cpc,
+        language=[lang] if lang else [],
+    )
+
+
+# ---------------------------------------------------------------------------------------- splitting
+
+
+@dataclass
+class PatentDocument:
+    line: int  # 1-based line of the bulk file where the document starts
+    data: bytes
+
+    @property
+    def name(self) -> str:
+        """The document's ``file=`` attribute, else its doc-number, else "document" (for error messages)."""
+        head = self.data[:_HEAD_BYTES]
+        m = _FILE_ATTR.search(head) or _DOC_NUMBER.search(self.data[: 4 * _HEAD_BYTES])
+        return m.group(1).decode("utf-8", "replace") if m else "document"
+
+
+def _is_declaration(line: bytes) -> bool:
+    return line.lstrip(b" \t\r\n").startswith(_XML_DECL) or line.startswith(_BOM + _XML_DECL)
+
+
+def split_documents(lines: Iterator[bytes]) -> Iterator[PatentDocument]:
+    """Cut a stream of lines at every line that starts with an ``<?xml`` declaration (and at the start).
+
+    Text before the first declaration counts as a document when it is not blank (a single document may lack the
+    declaration). Only the current document's lines are held.
+    """
+    buf: list[bytes] = []
+    start = 1
+    lineno = 0
+    for lineno, line in enumerate(lines, 1):
+        if buf and _is_declaration(line):
+            data = b"".join(buf)
+            if data.strip():
+                yield PatentDocument(start, data)
+            buf = []
+        if not buf:
+            start = lineno
+        buf.append(line)
+    data = b"".join(buf)
+    if data.strip():
+        yield PatentDocument(start, data)
+
+
+_PARSER = etree.XMLParser(
+    load_dtd=False, no_network=True, resolve_entities=False, huge_tree=True, remove_comments=True,
+    remove_pis=True,  # <?BRFSUM ...?>, <?DETDESC ...?> section markers
+)
+
+
+def parse_document(doc: PatentDocument) -> UsptoRecord | BadRecord:
+    """One document of a bulk file as a record, or a BadRecord naming it and the bulk-file line of the problem."""
+    try:
+        root = etree.fromstring(resolve_entities(doc.data), _PARSER)
+    except etree.XMLSyntaxError as e:
+        line = doc.line + max((e.lineno or 1) - 1, 0)
+        msg = str(e.msg if getattr(e, "msg", None) else e)
+        return BadRecord(line, f"{doc.name} (document at line {doc.line}): malformed XML ({msg})")
+    name = localname(root.tag)
+    if name not in DOC_TYPES:
+        return BadRecord(doc.line, f"{doc.name} (document at line {doc.line}): root element <{name}> is not a "
+                                   f"USPTO patent document (expected one of {USPTO_ROOTS + LEGACY_ROOTS})")
+    return parse_patent(root, doc.name, doc.line)
+
+
+# ------------------------------------------------------------------------------------------- files
+
+
+def is_zip(path: str | Path) -> bool:
+    return str(path).lower().endswith(".zip")
+
+
+def _zip_members(zf: zipfile.ZipFile) -> list[str]:
+    return sorted(n for n in zf.namelist() if n.lower().endswith(".xml"))
+
+
+def _lines(f: IO[bytes], path: str) -> Iterator[bytes]:
+    try:
+        yield from f
+    except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as e:
+        raise BadInputError(path, 0, f"truncated or corrupt compressed stream ({e}); re-download the file") from e
+
+
+def _read_stream(f: IO[bytes], path: str) -> Iterator[UsptoRecord | BadRecord]:
+    seen = False
+    for doc in split_documents(_lines(f, path)):
+        seen = True
+        yield parse_document(doc)
+    if not seen:
+        raise BadInputError(path, 0, "empty file (no patent document found)")
+
+
+def iter_uspto(path: str | Path) -> Iterator[UsptoRecord | BadRecord]:
+    """Stream the documents of one bulk file (plain, gzip by magic bytes, or a .zip of .xml members).
+
+    A broken document gives a :class:`BadRecord` with its bulk-file line; a broken file raises
+    :class:`BadInputError`. Members of a zip are named ``archive::member`` in errors.
+    """
+    if is_zip(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = _zip_members(zf)
+                if not members:
+                    raise BadInputError(path, 0, "zip archive without an .xml member")
+                for member in members:
+                    with zf.open(member) as f:
+                        yield from _read_stream(f, f"{path}::{member}")
+        except zipfile.BadZipFile as e:
+            raise BadInputError(path, 0, f"truncated or corrupt zip archive ({e}); re-download it") from e
+        return
+    with open_binary(path) as f:
+        yield from _read_stream(f, str(path))
+
+
+def _head(path: Path) -> bytes:
+    try:
+        if is_zip(path):
+            with zipfile.ZipFile(path) as zf:
+                members = _zip_members(zf)
+                if not members:
+                    return b""
+                with zf.open(members[0]) as f:
+                    return f.read(_HEAD_BYTES)
+        with open_binary(path) as f:
+            return f.read(_HEAD_BYTES)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile):
+        return b""
+
+
+def sniff(path: str | Path) -> bool:
+    """True for a USPTO full-text file: its first non-blank text is an ``<?xml`` declaration followed by a USPTO
+    patent DOCTYPE or root element (a bulk file is many XML documents, so its root alone cannot tell)."""
+    head = _head(Path(path))
+    if head.startswith(_BOM):
+        head = head[len(_BOM):]
+    head = head.lstrip()
+    return head.startswith(_XML_DECL) and _SNIFF.search(head) is not None
+
+
+# ---------------------------------------------------------------------------------- dedup identity
+
+
+def family_hash(family_key: str) -> int:
+    """A stable 63-bit integer for a family key (blake2b, 8 bytes, shifted right by one)."""
+    return int.from_bytes(hashlib.blake2b(family_key.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def record_key(record: dict) -> int | None:
+    """One copy per patent family (the application number): its grant and its pre-grant publications."""
+    key = record.get("family_key")
+    return family_hash(key) if key else None
+
+
+def record_rank(record: dict) -> int:
+    """Grant over application, then the later publication date (YYYYMMDD): a B2 grant retires its A1
+    publication; a corrected publication (A9, B9 per WIPO ST.16) retires the one it corrects. Our choice, following
+    USPTO kind codes (uspto.gov "Kind Codes Included in the USPTO Patent Documents"): B2 = a grant that had a
+    pre-grant publication of the same application."""
+    date = str(record.get("publication_date") or "")
+    date_rank = int(date) if date.isdigit() and len(date) == 8 else 0
+    return (100_000_000 if record.get("doc_type") == "grant" else 0) + date_rank
+
+
+def _read(path: Path, options: ReaderOptions) -> Iterator[UsptoRecord | BadRecord]:
+    return iter_uspto(path)
+
+
+READER = SourceReader(
+    name="uspto",
+    description="USPTO full-text patent XML: weekly bulk files ipgYYMMDD/ipaYYMMDD (.xml, .xml.gz, .zip)",
+    read=_read,
+    suffixes=(".xml", ".xml.gz", ".zip"),
+    roots=USPTO_ROOTS + LEGACY_ROOTS,
+    sniff=sniff,
+    record_key=record_key,
+    record_rank=record_rank,
+    duplicate_reason="patent_family_duplicate",
+)
