@@ -166,25 +166,27 @@ class UsptoRecord:
         return d
 
 
+def _collect_text(node: etree._Element, out: list[str]) -> None:
+    if node.text:
+        out.append(node.text)
+    for c in node:
+        name = localname(c.tag)
+        if name in _BLOCK:
+            out.append(" ")  # nested claim-text and list items are separate phrases
+        if name not in _DROPPED:
+            _collect_text(c, out)
+        if name in _BLOCK:
+            out.append(" ")
+        if c.tail:
+            out.append(c.tail)
+
+
 def _inline_text(el: etree._Element) -> str:
     """Text of ``el`` without dropped elements (tables, maths, images); tails are kept."""
+    # a module-level walker, not a closure: a closure that calls itself is a reference cycle per call, garbage the
+    # cyclic collector frees only now and then, and memory would creep up over a bulk file
     out: list[str] = []
-
-    def walk(node: etree._Element) -> None:
-        if node.text:
-            out.append(node.text)
-        for c in node:
-            name = localname(c.tag)
-            if name in _BLOCK:
-                out.append(" ")  # nested claim-text and list items are separate phrases
-            if name not in _DROPPED:
-                walk(c)
-            if name in _BLOCK:
-                out.append(" ")
-            if c.tail:
-                out.append(c.tail)
-
-    walk(el)
+    _collect_text(el, out)
     return squash("".join(out))
 
 
