@@ -130,12 +130,18 @@ IPC_DIFFERENCES = {
     "US06837520-20050104.XML": {"B60R"},  # A62B in index.tsv is the IPC of citation 00012 (GB 2020963)
     "US06837544-20050104.XML": {"A47C", "B62D"},
     "US06839175-20050104.XML": {"G02B", "G02F"},
+    # index.tsv has no IPC for the 2001-2004 formats; read by hand: ST.32 <B511>/<B512>, pap-v1x <ipc>
+    "06336130": {"G06F"},  # B511 "G06F 1516", B512 "G06F 1300"
+    "06337117": {"B32B"},  # B511 "B32B  302"
+    "D0435854": set(),  # B511 "1402" is the design's Locarno class, not IPC
+    "20040000002": {"A41B"}, "20010000044": {"G06F"}, "20010000943": {"H01J"}, "20010009014": {"G06F"},
 }
 
 
 @needs_data
 def test_sample_as_bulk_files_matches_index(tmp_path):
-    paths = write_sample_bulk_files(tmp_path)
+    (tmp_path / "in").mkdir()
+    paths = write_sample_bulk_files(tmp_path / "in")
     index = index_rows()
     records = []
     for path in paths:
@@ -148,15 +154,12 @@ def test_sample_as_bulk_files_matches_index(tmp_path):
     assert sum(sniff(p) for p in paths) == len(paths) - 1
     by_id = {r["file"] or r["doc_number"]: r for r in records}
     assert set(by_id) == set(index)
-    formats = collections.Counter((r["doc_type"], r["doc_format"], r["supported"]) for r in records)
-    assert formats == {("grant", "us-patent-grant", True): 467, ("application", "us-patent-application", True): 4,
-                       ("grant", "PATDOC", False): 3, ("application", "patent-application-publication", False): 4}
+    formats = collections.Counter((r["doc_type"], r["doc_format"]) for r in records)
+    assert formats == {("grant", "us-patent-grant"): 467, ("application", "us-patent-application"): 4,
+                       ("grant", "PATDOC"): 3, ("application", "patent-application-publication"): 4}
     for key, row in index.items():
         rec = by_id[key]
         assert rec["doc_type"] == row["doc_type"] and rec["doc_format"] == row["root_element"]
-        if not rec["supported"]:
-            assert rec["text"] == ""
-            continue
         # index.tsv writes a title's character references as they stand in the XML (&#x2018;)
         assert rec["title"] == html.unescape(row["title"]), key
         assert set(rec["ipc_subclasses"]) == IPC_DIFFERENCES.get(key, set(row["ipc_subclasses"].split())), key
@@ -164,8 +167,9 @@ def test_sample_as_bulk_files_matches_index(tmp_path):
         assert rec["text"].startswith(rec["title"] + "\n") and rec["claims"]
         if not rec["kind"].startswith("S"):  # a design patent's one claim has no number
             assert rec["claims"][0].startswith("1"), key
-    kinds = collections.Counter(r["kind"][:1] for r in records if r["supported"])
-    assert kinds["S"] == 259 and kinds["A"] == 4  # design grants, application publications
+    kinds = collections.Counter(r["kind"][:1] for r in records)
+    assert kinds["S"] == 260 and kinds["A"] == 8  # design grants, application publications
+    assert by_id["06337117"]["ipc"] == ["B32B 3/02"] and by_id["20010000943"]["ipc"] == ["H01J 1/62"]
     # no named entity reference survives into the text (the DTD's &lsqb;, &mgr;, ... are mapped)
     assert not [k for k, r in by_id.items() if "&lsqb;" in r["text"] or "&mgr;" in r["text"]]
     cpc = by_id["US08926509-20150106.XML"]["cpc"]
@@ -176,10 +180,19 @@ def test_sample_as_bulk_files_matches_index(tmp_path):
     reasons = collections.Counter(filter_reason(r, cfg) for r in records)
     kept = {k for k, r in by_id.items() if filter_reason(r, cfg) is None}
     assert kept == {k for k, row in index.items() if row["biomedical_ipc"] == "True"}
-    assert reasons == {None: 14, "patent_design": 259, "patent_unsupported_format": 7, "patent_class": 198}
-    # without a class list every readable utility/plant patent is kept; design patents only with the flag
-    assert collections.Counter(filter_reason(r, CleaningConfig()) for r in records)[None] == 212
-    assert collections.Counter(filter_reason(r, CleaningConfig(patent_designs=True)) for r in records)[None] > 212
+    assert reasons == {None: 14, "patent_design": 260, "patent_class": 204}
+    # without a class list every utility/plant patent and application is kept; design patents only with the flag
+    assert collections.Counter(filter_reason(r, CleaningConfig()) for r in records)[None] == 218
+    assert collections.Counter(filter_reason(r, CleaningConfig(patent_designs=True)) for r in records)[None] > 218
+
+    # the same through the CLI: a directory of plain, .gz and .zip bulk files, --format auto
+    out = tmp_path / "out"
+    assert run("--input", tmp_path / "in", "--output-dir", out, "--patent-classes", ",".join(BIOMEDICAL)) == 0
+    report = json.loads((out / "cleaning_report.json").read_text())
+    assert (report["files_total"], report["records_read"], report["records_kept"]) == (len(paths), 478, 14)
+    assert report["dropped"] == {"patent_design": 260, "patent_class": 204}
+    written = [json.loads(ln) for p in out.glob("*.jsonl") for ln in p.read_text().splitlines()]
+    assert {r["file"] for r in written} == kept
 
 
 # --------------------------------------------------------------------------------- text and entities

@@ -2,8 +2,6 @@
 
 Reasons, in the order they run:
 
-- ``patent_unsupported_format``: a pre-2005 document (ST.32 ``PATDOC`` grant, ``patent-application-publication``)
-  that the reader counts but does not read.
 - ``patent_design``: a design patent (kind code S, WIPO ST.16), whose text is a title, a figure list and one
   claim; kept with ``--patent-designs`` (``CleaningConfig.patent_designs``). Our choice: little text, and none of it
   biomedical language.
@@ -22,10 +20,6 @@ def normalize_class(symbol: str) -> str:
     return "".join(symbol.split()).upper()
 
 
-def unsupported_format(record: dict, cfg: CleaningConfig) -> bool:
-    return record.get("supported") is False
-
-
 def design_patent(record: dict, cfg: CleaningConfig) -> bool:
     return not cfg.patent_designs and str(record.get("kind") or "").upper().startswith("S")
 
@@ -39,7 +33,6 @@ def class_mismatch(record: dict, cfg: CleaningConfig) -> bool:
 
 
 FILTERS = (
-    ("patent_unsupported_format", unsupported_format),
     ("patent_design", design_patent),
     ("patent_class", class_mismatch),
 )

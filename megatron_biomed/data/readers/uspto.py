@@ -2,7 +2,7 @@
 plain, ``.gz`` or ``.zip``) to one record per patent document.
 
 A bulk file is not one XML document: it concatenates thousands, each with its own ``<?xml ...?>`` declaration and
-``<!DOCTYPE ...>``. :func:`iter_documents` cuts the file at every line that starts with an ``<?xml`` declaration,
+``<!DOCTYPE ...>``. :func:`split_documents` cuts the file at every line that starts with an ``<?xml`` declaration,
 reading line by line, so memory holds one document at a time whatever the file's size. Each document is parsed on
 its own with lxml's safe settings (no DTD loading, no network, no entity resolution).
 
@@ -13,10 +13,10 @@ names MathML adopted) plus ISO 8879's ISOgrk1 Greek set (``&agr;`` ... ``&OHgr;`
 which HTML5 lacks. XML's five predefined entities stay as they are; a name in neither table is removed (its one
 character is lost; none occurs in the 478-document sample).
 
-Formats: ``us-patent-grant`` and ``us-patent-application`` (Red Book DTD v4.0-v4.5, 2005 on) are read. The older
-formats in the same bulk series (``PATDOC`` ST.32 SGML-XML grants 2001-2004, ``patent-application-publication``
-applications 2001-2004) give a record with ``supported=False`` and no text, which the ``uspto`` cleaning filter
-counts as ``patent_unsupported_format``.
+Formats, one :class:`Layout` each (where the format keeps each field): ``us-patent-grant`` and
+``us-patent-application`` (Red Book DTD v4.0-v4.5, 2005 on), and the older formats of the same bulk series,
+``PATDOC`` (ST.32 SGML-XML grants, 2001-2004) and ``patent-application-publication`` (pap-v1x applications,
+2001-2004). Any other root is a :class:`BadRecord`.
 
 Text (our choice): title, abstract, description, claims, in the order of the printed patent, one block per line;
 the description keeps its own headings ("BACKGROUND OF THE INVENTION") as lines, each claim is one line starting
@@ -36,7 +36,7 @@ import html.entities
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -56,14 +56,6 @@ from megatron_biomed.data.readers.xmlstream import (
     squash,
 )
 
-# Red Book DTD v4.x roots (USPTO "Patent Grant Full Text Data/XML Version 4.x" and "Patent Application Full Text
-# Data/XML Version 4.x" documentation)
-USPTO_ROOTS = ("us-patent-grant", "us-patent-application")
-# earlier USPTO full-text formats: ST.32 SGML-XML grants and pap-v1x applications (2001-2004)
-LEGACY_ROOTS = ("PATDOC", "patent-application-publication")
-DOC_TYPES = {"us-patent-grant": "grant", "us-patent-application": "application",
-             "PATDOC": "grant", "patent-application-publication": "application"}
-
 _BOM = b"\xef\xbb\xbf"
 _XML_DECL = b"<?xml"
 _HEAD_BYTES = 4096
@@ -73,15 +65,6 @@ _SNIFF = re.compile(
 )
 _FILE_ATTR = re.compile(rb'\bfile="([^"]+)"')
 _DOC_NUMBER = re.compile(rb"<(?:doc-number|B110)>\s*(?:<DNUM>\s*<PDAT>)?([^<\s]+)")
-_ROOT_TAG = re.compile(rb"<([A-Za-z][\w.-]*)[\s>/]")
-
-# Elements whose content never becomes training text (Red Book v4.x element names).
-_DROPPED = frozenset({
-    "tables", "table", "maths", "math", "chemistry", "img", "figure", "figures", "drawings",
-    "table-external-doc", "us-sequence-list-doc", "sequence-list-doc", "us-chemistry", "us-math",
-})
-_BLOCK = frozenset({"claim-text", "p", "li", "ul", "ol", "br"})
-_BIBLIO = ("us-bibliographic-data-grant", "us-bibliographic-data-application")
 
 # ----------------------------------------------------------------------------------------- entities
 
@@ -132,18 +115,17 @@ class UsptoRecord:
     publication_date: str  # YYYYMMDD
     application_number: str  # country + application number, e.g. "US12134151"
     application_date: str
-    appl_type: str  # "utility", "design", "plant", "reissue", ...
+    appl_type: str  # v4.x application-reference/@appl-type ("utility", "design", ...); pap-v1x filing type
     family_key: str  # what family dedup keys on: the application number
-    file: str  # the document's file= attribute, e.g. "US08926509-20150106.XML"
-    doc_format: str  # root element
+    file: str  # the document's file= attribute, e.g. "US08926509-20150106.XML" (v4.x only)
+    doc_format: str  # root element: us-patent-grant, us-patent-application, PATDOC, patent-application-publication
     dtd_version: str
-    supported: bool  # False for the pre-2005 formats, which are counted, not read
     title: str
     abstract: str
     description: str
     claims: list[str]
-    ipc: list[str]  # e.g. "A61K 31/00"; classifications-ipcr, or classification-ipc (v4.0/v4.1), main first
-    cpc: list[str]  # classifications-cpc: main-cpc first, then further-cpc
+    ipc: list[str]  # e.g. "A61K 31/00", main first; see Layout.classes for where each format keeps them
+    cpc: list[str]  # classifications-cpc (v4.3+): main-cpc first, then further-cpc
     language: list[str]
     source: str = "uspto"
     text: str = field(init=False)
@@ -154,11 +136,7 @@ class UsptoRecord:
 
     @property
     def ipc_subclasses(self) -> list[str]:
-        out: list[str] = []
-        for code in self.ipc:
-            if code[:4] not in out:
-                out.append(code[:4])
-        return out
+        return list(dict.fromkeys(code[:4] for code in self.ipc))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -166,47 +144,71 @@ class UsptoRecord:
         return d
 
 
-def _collect_text(node: etree._Element, out: list[str]) -> None:
+Path_ = tuple[str, ...]  # child element names from an element, e.g. ("publication-reference", "document-id")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one USPTO full-text format keeps each field (paths of child names below its bibliographic block)."""
+
+    doc_type: str
+    biblio: str  # the bibliographic block, a child of the root
+    number: Path_
+    kind: Path_
+    date: Path_
+    country: Path_ | None  # None: "US"
+    app_number: Path_
+    app_date: Path_
+    app_country: Path_ | None
+    appl_type: Path_ | None  # its appl-type attribute, else its text
+    title: Path_
+    classes: Callable[[etree._Element | None], tuple[list[str], list[str]]]  # biblio -> (ipc, cpc)
+    abstract: str  # children of the root
+    description: str
+    claims: Path_  # from the root to the element holding the claims
+    claim: str
+    blocks: frozenset[str]  # headings and paragraphs: one line of text each
+    phrases: frozenset[str]  # inline elements set off by spaces (nested claim-text, list items)
+    dropped: frozenset[str]  # never text: tables, maths, images, paragraph numbers
+
+
+def _collect_text(node: etree._Element, layout: Layout, out: list[str]) -> None:
     if node.text:
         out.append(node.text)
     for c in node:
         name = localname(c.tag)
-        if name in _BLOCK:
-            out.append(" ")  # nested claim-text and list items are separate phrases
-        if name not in _DROPPED:
-            _collect_text(c, out)
-        if name in _BLOCK:
+        if name in layout.phrases:
+            out.append(" ")
+        if name not in layout.dropped:
+            _collect_text(c, layout, out)
+        if name in layout.phrases:
             out.append(" ")
         if c.tail:
             out.append(c.tail)
 
 
-def _inline_text(el: etree._Element) -> str:
-    """Text of ``el`` without dropped elements (tables, maths, images); tails are kept."""
+def _inline_text(el: etree._Element, layout: Layout) -> str:
+    """Text of ``el`` without dropped elements; tails are kept."""
     # a module-level walker, not a closure: a closure that calls itself is a reference cycle per call, garbage the
     # cyclic collector frees only now and then, and memory would creep up over a bulk file
     out: list[str] = []
-    _collect_text(el, out)
+    _collect_text(el, layout, out)
     return squash("".join(out))
 
 
-def _blocks(el: etree._Element | None, out: list[str]) -> list[str]:
+def _blocks(el: etree._Element | None, layout: Layout, out: list[str]) -> list[str]:
     """Headings and paragraphs below ``el`` in document order, one string each."""
     if el is None:
         return out
     for c in el:
         name = localname(c.tag)
-        if name in ("p", "heading"):
-            text = _inline_text(c)
+        if name in layout.blocks:
+            text = _inline_text(c, layout)
             if text:
                 out.append(text)
-        elif name and name not in _DROPPED:
-            _blocks(c, out)  # description-of-drawings, description-of-embodiments, ...
+        elif name and name not in layout.dropped:
+            _blocks(c, layout, out)  # description-of-drawings, sections, BTEXT, ...
     return out
-
-
-def _claims(claims: etree._Element | None) -> list[str]:
-    return [t for t in (_inline_text(c) for c in children(claims, "claim")) if t]
 
 
 def _ipcr_symbol(el: etree._Element) -> str:
@@ -216,75 +218,155 @@ def _ipcr_symbol(el: etree._Element) -> str:
     return f"{subclass} {group}/{sub}" if group else subclass
 
 
-def _ipc_edition7(text: str) -> str:
-    """``classification-ipc`` main/further-classification (v4.0, v4.1): subclass in columns 1-4, main group
-    right-aligned in 5-7, subgroup from 8 on ("A45F  504" is A45F 5/04, "C07C24900" C07C 249/00)."""
+def _ipc_fixed(text: str) -> str:
+    """IPC edition 7 in fixed columns (v4.0/v4.1 ``classification-ipc``, ST.32 ``B511``): subclass in 1-4, main
+    group right-aligned in 5-7, subgroup from 8 on ("A45F  504" is A45F 5/04, "C07C24900" C07C 249/00)."""
     text = text.rstrip()
     if len(text) < 8:
         return text.replace(" ", "")
     return f"{text[:4]} {text[4:7].strip()}/{text[7:].strip()}"
 
 
-def _classifications(biblio: etree._Element | None) -> tuple[list[str], list[str]]:
-    ipc: list[str] = []
-    for el in children(child(biblio, "classifications-ipcr"), "classification-ipcr"):
-        ipc.append(_ipcr_symbol(el))
+def _ipc_slashed(text: str) -> str:
+    """pap-v1x ``<ipc>``: "H01J001/62" is H01J 1/62."""
+    text = "".join(text.split())
+    if len(text) < 5 or "/" not in text:
+        return text
+    group, sub = text[4:].split("/", 1)
+    return f"{text[:4]} {group.lstrip('0') or '0'}/{sub}"
+
+
+_IPC_SYMBOL = re.compile(r"[A-HY]\d\d[A-Z]\b")  # section, class, subclass (IPC/CPC); Y: CPC's tagging section
+
+
+def _unique(codes: list[str]) -> list[str]:
+    """Codes in order without repeats; what is not an IPC/CPC symbol goes (a design's Locarno class "1402" stands
+    in ST.32's IPC field B511)."""
+    return list(dict.fromkeys(c for c in codes if _IPC_SYMBOL.match(c)))
+
+
+def _v4_classes(biblio: etree._Element | None) -> tuple[list[str], list[str]]:
+    """Red Book v4.x: ``classifications-ipcr`` (IPC 8), or ``classification-ipc`` main/further (edition 7, v4.0 and
+    v4.1); ``classifications-cpc`` main-cpc then further-cpc."""
+    ipc = [_ipcr_symbol(el) for el in children(child(biblio, "classifications-ipcr"), "classification-ipcr")]
     old = child(biblio, "classification-ipc")
-    if old is not None:
-        for el in children(old, "main-classification") + children(old, "further-classification"):
-            if element_text(el):
-                ipc.append(_ipc_edition7(el.text or ""))
-    cpc: list[str] = []
+    ipc += [_ipc_fixed(el.text or "") for el in children(old, "main-classification")
+            + children(old, "further-classification") if element_text(el)]
     cpcs = child(biblio, "classifications-cpc")
-    for part in ("main-cpc", "further-cpc"):
-        for el in children(child(cpcs, part), "classification-cpc"):
-            cpc.append(_ipcr_symbol(el))
-    return list(dict.fromkeys(x for x in ipc if x)), list(dict.fromkeys(x for x in cpc if x))
+    cpc = [_ipcr_symbol(el) for part in ("main-cpc", "further-cpc")
+           for el in children(child(cpcs, part), "classification-cpc")]
+    return _unique(ipc), _unique(cpc)
+
+
+def _patdoc_classes(biblio: etree._Element | None) -> tuple[list[str], list[str]]:
+    """ST.32 ``B510``: B511 main, B512 further (edition 7 fixed columns)."""
+    b510 = find_path(biblio, "B500", "B510")
+    els = children(b510, "B511") + children(b510, "B512")
+    # not element_text: the columns are fixed, so the spaces count ("B32B  302" is B32B 3/02)
+    return _unique([_ipc_fixed("".join(el.itertext()).strip("\n")) for el in els]), []
+
+
+def _pap_classes(biblio: etree._Element | None) -> tuple[list[str], list[str]]:
+    """pap-v1x ``classification-ipc``: primary then secondary ``<ipc>``."""
+    cls = find_path(biblio, "technical-information", "classification-ipc")
+    els = [ipc for part in ("classification-ipc-primary", "classification-ipc-secondary")
+           for holder in children(cls, part) for ipc in children(holder, "ipc")]
+    return _unique([_ipc_slashed(element_text(el)) for el in els]), []
+
+
+_V4_DROPPED = frozenset({
+    "tables", "table", "maths", "math", "chemistry", "img", "figure", "figures", "drawings",
+    "table-external-doc", "us-sequence-list-doc", "sequence-list-doc", "us-chemistry", "us-math",
+})
+_V4 = dict(
+    number=("publication-reference", "document-id", "doc-number"),
+    kind=("publication-reference", "document-id", "kind"),
+    date=("publication-reference", "document-id", "date"),
+    country=("publication-reference", "document-id", "country"),
+    app_number=("application-reference", "document-id", "doc-number"),
+    app_date=("application-reference", "document-id", "date"),
+    app_country=("application-reference", "document-id", "country"),
+    appl_type=("application-reference",),
+    title=("invention-title",),
+    classes=_v4_classes,
+    abstract="abstract", description="description", claims=("claims",), claim="claim",
+    blocks=frozenset({"p", "heading"}),
+    phrases=frozenset({"claim-text", "p", "li", "ul", "ol", "br"}),
+    dropped=_V4_DROPPED,
+)
+# Element names: USPTO Red Book "us-patent-grant-v4x" / "us-patent-application-v4x" DTDs; ST.32 grant DTD
+# ST32-US-Grant-025xml.dtd; pap-v15-2001-01-31.dtd / pap-v16-2002-01-01.dtd (as read from the sample documents).
+LAYOUTS: dict[str, Layout] = {
+    "us-patent-grant": Layout("grant", "us-bibliographic-data-grant", **_V4),
+    "us-patent-application": Layout("application", "us-bibliographic-data-application", **_V4),
+    "PATDOC": Layout(
+        "grant", "SDOBI",
+        number=("B100", "B110"), kind=("B100", "B130"), date=("B100", "B140"), country=("B100", "B190"),
+        app_number=("B200", "B210"), app_date=("B200", "B220"), app_country=None, appl_type=None,
+        title=("B500", "B540"), classes=_patdoc_classes,
+        abstract="SDOAB", description="SDODE", claims=("SDOCL", "CL"), claim="CLM",
+        blocks=frozenset({"PARA", "H"}),
+        phrases=frozenset({"PARA", "CLMSTEP", "PTEXT"}),
+        dropped=frozenset({"CWU", "EMI", "TABLE-US", "TABLE-CALS", "MATH-US", "CHEM-US", "MATHEMATICA", "MATHML"}),
+    ),
+    "patent-application-publication": Layout(
+        "application", "subdoc-bibliographic-information",
+        number=("document-id", "doc-number"), kind=("document-id", "kind-code"), date=("document-id", "document-date"),
+        country=None, app_number=("domestic-filing-data", "application-number", "doc-number"),
+        app_date=("domestic-filing-data", "filing-date"), app_country=None, appl_type=("publication-filing-type",),
+        title=("technical-information", "title-of-invention"), classes=_pap_classes,
+        abstract="subdoc-abstract", description="subdoc-description", claims=("subdoc-claims",), claim="claim",
+        blocks=frozenset({"paragraph", "heading"}),
+        phrases=frozenset({"claim-text", "paragraph"}),
+        dropped=frozenset({"number", "table", "table-cwu", "figure", "image", "math-cwu", "chemistry-cwu"}),
+    ),
+}
+USPTO_ROOTS = tuple(LAYOUTS)
+
+
+def _text_at(el: etree._Element | None, path: Path_ | None) -> str:
+    return element_text(find_path(el, *path)) if path else ""
 
 
 def parse_patent(root: etree._Element, name: str, line: int) -> UsptoRecord | BadRecord:
-    """A record from a parsed v4.x document (or an unsupported-format stub); BadRecord when it has no number."""
+    """A record from one parsed document; BadRecord when it has no publication number."""
     doc_format = localname(root.tag)
-    doc_type = DOC_TYPES[doc_format]
-    lang = (root.get("lang") or "").lower()
-    if doc_format in LEGACY_ROOTS:
-        number = name if name != "document" else ""
-        return UsptoRecord(number, "", doc_type, "US", "", "", "", "", "", "", doc_format, "", False,
-                           "", "", "", [], [], [], [lang] if lang else [])
-    biblio = next((c for c in (child(root, b) for b in _BIBLIO) if c is not None), None)
-    pub = find_path(biblio, "publication-reference", "document-id")
-    number = element_text(child(pub, "doc-number"))
+    layout = LAYOUTS[doc_format]
+    biblio = child(root, layout.biblio)
+    number = _text_at(biblio, layout.number)
     if not number:
-        return BadRecord(line, f"{name} (document at line {line}): no publication-reference/document-id/doc-number")
-    app_ref = child(biblio, "application-reference")
-    app = child(app_ref, "document-id")
-    app_country = element_text(child(app, "country")) or "US"
-    app_number = element_text(child(app, "doc-number"))
-    application_number = f"{app_country}{app_number}" if app_number else ""
-    country = element_text(child(pub, "country")) or "US"
-    ipc, cpc = _classifications(biblio)
+        return BadRecord(line, f"{name} (document at line {line}): no publication number "
+                               f"({layout.biblio}/{'/'.join(layout.number)})")
+    country = _text_at(biblio, layout.country) or "US"
+    app_number = _text_at(biblio, layout.app_number)
+    application_number = f"{_text_at(biblio, layout.app_country) or 'US'}{app_number}" if app_number else ""
+    appl = find_path(biblio, *layout.appl_type) if layout.appl_type else None
+    ipc, cpc = layout.classes(biblio)
+    lang = (root.get("lang") or "").lower()
+    claims = find_path(root, *layout.claims)
+    title = find_path(biblio, *layout.title)
     return UsptoRecord(
         doc_number=number,
-        kind=element_text(child(pub, "kind")),
-        doc_type=doc_type,
+        kind=_text_at(biblio, layout.kind),
+        doc_type=layout.doc_type,
         country=country,
-        publication_date=element_text(child(pub, "date")) or root.get("date-publ") or "",
+        publication_date=_text_at(biblio, layout.date) or root.get("date-publ") or "",
         application_number=application_number,
-        application_date=element_text(child(app, "date")),
-        appl_type=(app_ref.get("appl-type") if app_ref is not None else None) or "",
+        application_date=_text_at(biblio, layout.app_date),
+        appl_type=("" if appl is None else appl.get("appl-type") or element_text(appl)),
         # our choice: without an application number the document is its own family
         family_key=application_number or f"{country}{number}",
         file=root.get("file") or "",
         doc_format=doc_format,
-        dtd_version=root.get("dtd-version") or "",
-        supported=True,
-        title=element_text(child(biblio, "invention-title")),
-        abstract="\n".join(_blocks(child(root, "abstract"), [])),
-        description="\n".join(_blocks(child(root, "description"), [])),
-        claims=_claims(child(root, "claims")),
+        dtd_version=root.get("dtd-version") or root.get("DTD") or "",
+        title=_inline_text(title, layout) if title is not None else "",
+        abstract="\n".join(_blocks(child(root, layout.abstract), layout, [])),
+        description="\n".join(_blocks(child(root, layout.description), layout, [])),
+        claims=[t for t in (_inline_text(c, layout) for c in children(claims, layout.claim)) if t],
         ipc=ipc,
         cpc=cpc,
-        language=[lang] if lang else [],
+        # the v4.x root states lang="EN"; the older formats are English-only publications
+        language=[lang or "en"],
     )
 
 
@@ -346,9 +428,9 @@ def parse_document(doc: PatentDocument) -> UsptoRecord | BadRecord:
         msg = str(e.msg if getattr(e, "msg", None) else e)
         return BadRecord(line, f"{doc.name} (document at line {doc.line}): malformed XML ({msg})")
     name = localname(root.tag)
-    if name not in DOC_TYPES:
+    if name not in LAYOUTS:
         return BadRecord(doc.line, f"{doc.name} (document at line {doc.line}): root element <{name}> is not a "
-                                   f"USPTO patent document (expected one of {USPTO_ROOTS + LEGACY_ROOTS})")
+                                   f"USPTO patent document (expected one of {USPTO_ROOTS})")
     return parse_patent(root, doc.name, doc.line)
 
 
@@ -459,7 +541,7 @@ READER = SourceReader(
     description="USPTO full-text patent XML: weekly bulk files ipgYYMMDD/ipaYYMMDD (.xml, .xml.gz, .zip)",
     read=_read,
     suffixes=(".xml", ".xml.gz", ".zip"),
-    roots=USPTO_ROOTS + LEGACY_ROOTS,
+    roots=USPTO_ROOTS,
     sniff=sniff,
     record_key=record_key,
     record_rank=record_rank,
