@@ -61,7 +61,7 @@ _XML_DECL = b"<?xml"
 _HEAD_BYTES = 4096
 _SNIFF = re.compile(
     rb"<!DOCTYPE\s+(?:us-patent-grant|us-patent-application|PATDOC|patent-application-publication)\b"
-    rb"|<(?:us-patent-grant|us-patent-application)[\s>]"
+    rb"|<(?:us-patent-grant|us-patent-application|PATDOC|patent-application-publication)[\s>]"
 )
 _FILE_ATTR = re.compile(rb'\bfile="([^"]+)"')
 _DOC_NUMBER = re.compile(rb"<(?:doc-number|B110)>\s*(?:<DNUM>\s*<PDAT>)?([^<\s]+)")
