@@ -274,8 +274,9 @@ def test_broken_files_raise_bad_input(tmp_path):
     whole = gzip.compress(patent("07000001").encode() * 3)
     trunc = tmp_path / "ipg2.xml.gz"
     trunc.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(BadInputError, match="truncated or corrupt"):
+    with pytest.raises(BadInputError, match="truncated or corrupt") as err:
         read_all(trunc)
+    assert err.value.path == str(trunc) and err.value.line > 0  # the last line read before the stream broke
     blank = tmp_path / "ipg3.xml"
     blank.write_text("\n\n")
     with pytest.raises(BadInputError, match="no patent document"):

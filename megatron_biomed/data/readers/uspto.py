@@ -328,14 +328,14 @@ def _text_at(el: etree._Element | None, path: Path_ | None) -> str:
     return element_text(find_path(el, *path)) if path else ""
 
 
-def parse_patent(root: etree._Element, name: str, line: int) -> UsptoRecord | BadRecord:
+def parse_patent(root: etree._Element, doc: PatentDocument) -> UsptoRecord | BadRecord:
     """A record from one parsed document; BadRecord when it has no publication number."""
     doc_format = localname(root.tag)
     layout = LAYOUTS[doc_format]
     biblio = child(root, layout.biblio)
     number = _text_at(biblio, layout.number)
     if not number:
-        return BadRecord(line, f"{name} (document at line {line}): no publication number "
+        return BadRecord(doc.line, f"{doc.name} (document at line {doc.line}): no publication number "
                                f"({layout.biblio}/{'/'.join(layout.number)})")
     country = _text_at(biblio, layout.country) or "US"
     app_number = _text_at(biblio, layout.app_number)
@@ -380,9 +380,10 @@ class PatentDocument:
 
     @property
     def name(self) -> str:
-        """The document's ``file=`` attribute, else its doc-number, else "document" (for error messages)."""
-        head = self.data[:_HEAD_BYTES]
-        m = _FILE_ATTR.search(head) or _DOC_NUMBER.search(self.data[: 4 * _HEAD_BYTES])
+        """The document's ``file=`` attribute, else its first doc-number, else "document" (for error messages)."""
+        # the root's start tag comes right after the DOCTYPE in v4.x; ST.32's DOCTYPE may declare hundreds of
+        # image entities, so its number is looked for in the whole document (this runs for broken documents only)
+        m = _FILE_ATTR.search(self.data[:_HEAD_BYTES]) or _DOC_NUMBER.search(self.data)
         return m.group(1).decode("utf-8", "replace") if m else "document"
 
 
@@ -431,7 +432,7 @@ def parse_document(doc: PatentDocument) -> UsptoRecord | BadRecord:
     if name not in LAYOUTS:
         return BadRecord(doc.line, f"{doc.name} (document at line {doc.line}): root element <{name}> is not a "
                                    f"USPTO patent document (expected one of {USPTO_ROOTS})")
-    return parse_patent(root, doc.name, doc.line)
+    return parse_patent(root, doc)
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -446,10 +447,14 @@ def _zip_members(zf: zipfile.ZipFile) -> list[str]:
 
 
 def _lines(f: IO[bytes], path: str) -> Iterator[bytes]:
+    lineno = 0
     try:
-        yield from f
+        for lineno, line in enumerate(f, 1):
+            yield line
     except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as e:
-        raise BadInputError(path, 0, f"truncated or corrupt compressed stream ({e}); re-download the file") from e
+        raise BadInputError(
+            path, lineno, f"truncated or corrupt compressed stream after line {lineno} ({e}); re-download the file"
+        ) from e
 
 
 def _read_stream(f: IO[bytes], path: str) -> Iterator[UsptoRecord | BadRecord]:
@@ -523,10 +528,10 @@ def record_key(record: dict) -> int | None:
 
 
 def record_rank(record: dict) -> int:
-    """Grant over application, then the later publication date (YYYYMMDD): a B2 grant retires its A1
-    publication; a corrected publication (A9, B9 per WIPO ST.16) retires the one it corrects. Our choice, following
-    USPTO kind codes (uspto.gov "Kind Codes Included in the USPTO Patent Documents"): B2 = a grant that had a
-    pre-grant publication of the same application."""
+    """Grant over application, then the later publication date (YYYYMMDD): a B2 grant retires its A1 publication,
+    a republication (A2) or corrected publication (A9) the earlier A1. The rule is our choice (the grant's text is
+    the one examined and allowed); the kind codes are USPTO's (uspto.gov, "Kind Codes Included in the USPTO Patent
+    Documents", after WIPO ST.16): B2 is a grant whose application had a pre-grant publication, B1 one without."""
     date = str(record.get("publication_date") or "")
     date_rank = int(date) if date.isdigit() and len(date) == 8 else 0
     return (100_000_000 if record.get("doc_type") == "grant" else 0) + date_rank
