@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "them (default: %(default)s)")
     f.add_argument("--drop-withdrawn", action=argparse.BooleanOptionalAction, default=d.drop_withdrawn,
                    help="ClinicalTrials.gov: drop withdrawn studies (never enrolled a participant)")
+    f.add_argument("--patent-classes", default=",".join(d.patent_classes),
+                   help="USPTO: comma-separated IPC/CPC prefixes to keep, e.g. A61K,A61P,C07,C12 for a biomedical "
+                        "subset (default: every class)")
+    f.add_argument("--patent-designs", action=argparse.BooleanOptionalAction, default=d.patent_designs,
+                   help="USPTO: keep design patents (kind S); dropped as patent_design by default")
     return p
 
 
@@ -96,6 +101,8 @@ def config_from_args(args: argparse.Namespace) -> CleaningConfig:
         phi_audit=args.phi_audit,
         deid_token=args.deid_token,
         drop_withdrawn=args.drop_withdrawn,
+        patent_classes=tuple(x.strip() for x in args.patent_classes.split(",") if x.strip()),
+        patent_designs=args.patent_designs,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 PHI_AUDIT_MODES = ("off", "flag", "drop")
@@ -32,6 +33,9 @@ class CleaningConfig:
     phi_audit: str = "flag"
     deid_token: str = "[DEID]"  # clinical notes: what [** ... **] and ___ placeholders become; "" keeps them
     drop_withdrawn: bool = True  # ClinicalTrials.gov: drop studies whose overall status is Withdrawn
+    # USPTO: keep patents with an IPC or CPC symbol starting with one of these prefixes (A61K, C07, C12); empty: all
+    patent_classes: tuple[str, ...] = ()
+    patent_designs: bool = False  # USPTO: keep design patents (kind S), dropped as patent_design by default
 
     def __post_init__(self) -> None:
         if self.min_words < 0:
@@ -46,8 +50,15 @@ class CleaningConfig:
             raise ValueError(f"CleaningConfig.phi_audit must be one of {PHI_AUDIT_MODES}, got {self.phi_audit!r}")
         if self.near_dup_shingle < 1:
             raise ValueError(f"CleaningConfig.near_dup_shingle must be >= 1, got {self.near_dup_shingle}")
+        # IPC/CPC symbols start with a section letter A-H (or Y, CPC's tagging section): "A61K", "C07", "C12N15/10"
+        bad = [p for p in self.patent_classes if not re.fullmatch(r"[A-HYa-hy][0-9A-Za-z/ ]*", p)]
+        if bad:
+            raise ValueError(
+                f"CleaningConfig.patent_classes: {bad} are not IPC/CPC prefixes; give them as e.g. A61K,A61P,C07,C12"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["languages"] = list(self.languages)
+        d["patent_classes"] = list(self.patent_classes)
         return d

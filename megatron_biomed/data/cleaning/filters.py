@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from megatron_biomed.data.cleaning import filters_clinical_notes, filters_ctgov
+from megatron_biomed.data.cleaning import filters_clinical_notes, filters_ctgov, filters_uspto
 from megatron_biomed.data.cleaning.config import CleaningConfig
 
 # MEDLINE uses ISO 639-2 (eng, fre, ger); JATS xml:lang uses ISO 639-1 (en, fr, de).
@@ -33,6 +33,7 @@ Filter = tuple[str, Callable[[dict, CleaningConfig], bool]]
 SOURCE_FILTERS: dict[str, tuple[Filter, ...]] = {
     "clinical_notes": filters_clinical_notes.FILTERS,
     "ctgov": filters_ctgov.FILTERS,
+    "uspto": filters_uspto.FILTERS,
 }
 # reader name -> checks that keep a record but count it (the report's `flagged`), each ``(reason, flags)`` with
 # ``flags(record, cfg)`` True when the record is to be counted under ``reason``; asked of records the filters kept

@@ -58,6 +58,7 @@ READERS: Registry[SourceReader] = Registry(
         "pmc": "megatron_biomed.data.readers.pmc:READER",
         "clinical_notes": "megatron_biomed.data.readers.clinical_notes:READER",
         "ctgov": "megatron_biomed.data.readers.ctgov:READER",
+        "uspto": "megatron_biomed.data.readers.uspto:READER",
     },
     error=UnknownFormatError,
     plural="formats",
