@@ -46,6 +46,8 @@ def staged(texts: list[str], p: MinHashParams, tmp: Path, tasks: int, groups: in
         sp = run / f"sig{t}.mhsig"
         assert write_signatures(((i, texts[i]) for i in part), sp, p) == len(part)
         sig_paths.insert(0, sp)
+    write_signatures([], run / "empty.mhsig", p)  # a task whose slice held no documents
+    sig_paths.append(run / "empty.mhsig")
     docs = np.concatenate([read_signatures(sp, p)[0] for sp in sig_paths])
     sigs = np.concatenate([read_signatures(sp, p)[1] for sp in sig_paths])
     assert np.array_equal(sigs[np.argsort(docs)], signatures(texts, p))  # a doc's signature: whichever task

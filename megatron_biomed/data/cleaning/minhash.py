@@ -13,6 +13,15 @@ definition here, so on the same documents in the same order both drop the same s
    dropped is kept).
 4. Filtering (the caller, e.g. the job arrays): skip the indices ``read_duplicates`` returns.
 
+The four stages follow huggingface/datatrove src/datatrove/pipeline/dedup/minhash.py @ a649de79
+(MinhashDedupSignature / Buckets / Cluster / Filter); its Cluster stage is union-find (one document
+kept per connected component), which would also drop C in a chain A~B~C where only A~B and B~C
+collide; we apply keep-first instead, so the result equals the single-process one.
+
+Memory: ``write_buckets`` holds 8 + 4 * rows * len(bands) bytes per document (all signature files,
+the group's bands), plus a sort index; more band groups make each task smaller. ``find_duplicates``
+holds only the members of buckets with two or more documents.
+
 Documents are named by their global index: the position in the order the single-process tool feeds
 them. Every file is a compact little-endian binary file with a 64-byte header, written under a
 temporary name and published atomically; equal inputs give equal bytes (bucket and duplicate files do
