@@ -18,9 +18,10 @@ The four stages follow huggingface/datatrove src/datatrove/pipeline/dedup/minhas
 kept per connected component), which would also drop C in a chain A~B~C where only A~B and B~C
 collide; we apply keep-first instead, so the result equals the single-process one.
 
-Memory: ``write_buckets`` holds 8 + 4 * rows * len(bands) bytes per document (all signature files,
-the group's bands), plus a sort index; more band groups make each task smaller. ``find_duplicates``
-holds only the members of buckets with two or more documents.
+Memory: ``write_buckets`` works one band at a time over all documents, about 16 + 8 * rows bytes per
+document (doc index, sort index, the band's values and their sorted copy) plus the buckets it keeps;
+more band groups make more, shorter tasks, not smaller ones. ``find_duplicates`` holds only the
+members of buckets with two or more documents.
 
 Documents are named by their global index: the position in the order the single-process tool feeds
 them. Every file is a compact little-endian binary file with a 64-byte header, written under a
@@ -302,15 +303,10 @@ def write_buckets(
             f"num_perm={params.num_perm}, got {list(bands)}"
         )
     r = params.rows
-    doc_parts, key_parts = [], []
-    for sp in signature_paths:
-        d, sig = read_signatures(sp, params)
-        doc_parts.append(np.asarray(d, dtype=np.int64))
-        key_parts.append(np.stack([np.asarray(sig[:, b * r : (b + 1) * r]) for b in band_list], axis=1))
-    docs = np.concatenate(doc_parts) if doc_parts else np.zeros(0, dtype=np.int64)
-    keys = np.concatenate(key_parts) if key_parts else np.zeros((0, len(band_list), r), dtype=np.uint32)
+    files = [read_signatures(sp, params) for sp in signature_paths]
+    docs = np.concatenate([np.asarray(d, dtype=np.int64) for d, _ in files] or [np.zeros(0, dtype=np.int64)])
     order = np.argsort(docs, kind="stable")
-    docs, keys = docs[order], keys[order]
+    docs = docs[order]
     if len(docs) and (docs[0] < 0 or np.any(docs[1:] == docs[:-1])):
         bad = int(docs[0]) if docs[0] < 0 else int(docs[1:][docs[1:] == docs[:-1]][0])
         raise ValueError(
@@ -319,8 +315,11 @@ def write_buckets(
         )
     table, payload = [], []
     members = 0
-    for j, band in enumerate(tqdm(band_list, desc="minhash buckets", unit="band", disable=not progress)):
-        mdocs, sizes = _multi_buckets(keys[:, j, :], docs)
+    for band in tqdm(band_list, desc="minhash buckets", unit="band", disable=not progress):
+        # one band at a time (re-reading the memory-mapped files) keeps a task at ~8 + 8 * rows bytes per doc
+        parts = [np.asarray(sig[:, band * r : (band + 1) * r]) for _, sig in files]
+        keys = np.concatenate(parts or [np.zeros((0, r), dtype=np.uint32)])[order]
+        mdocs, sizes = _multi_buckets(keys, docs)
         table.append(_BKT_BAND.pack(band, 0, len(sizes), len(mdocs)))
         payload += [mdocs.astype("<i8").tobytes(), sizes.astype("<i8").tobytes()]
         members += len(mdocs)
@@ -363,23 +362,23 @@ def keep_first_duplicates(member_docs: np.ndarray, bucket_ids: np.ndarray, n_buc
     itself dropped still drop a later copy of a kept one.
     """
     order = np.lexsort((bucket_ids, member_docs))
-    d = member_docs[order].tolist()
+    d = member_docs[order]
     b = bucket_ids[order].tolist()
+    if len(d) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], d[1:] != d[:-1])))
+    ends = np.append(starts[1:], len(d)).tolist()
     has_kept = bytearray(n_buckets)
     dropped = []
-    i, n = 0, len(d)
-    while i < n:
-        doc = d[i]
-        j = i + 1
-        while j < n and d[j] == doc:
-            j += 1
-        mine = b[i:j]
-        if any(has_kept[x] for x in mine):
-            dropped.append(doc)
+    for doc, s, e in zip(d[starts].tolist(), starts.tolist(), ends):
+        mine = b[s:e]
+        for x in mine:  # a plain loop: twice as fast as any() over a generator here
+            if has_kept[x]:
+                dropped.append(doc)
+                break
         else:
             for x in mine:
                 has_kept[x] = 1
-        i = j
     return np.asarray(dropped, dtype=np.int64)
 
 
