@@ -180,14 +180,14 @@ def test_pubmed_abstracts_with_planted_near_copies(tmp_path):
         pytest.skip(f"shared PubMed abstracts not staged at {PUBMED}")
     rng = random.Random(19)
     with open(PUBMED, encoding="utf-8") as f:
-        lines = [json.loads(line) for _, line in zip(range(1500), f)]
+        lines = [json.loads(line) for _, line in zip(range(1000), f)]
     texts = [f"{d.get('title') or ''}\n{d.get('abstract') or ''}" for d in lines]
-    for _ in range(150):  # a near copy (1-3 words changed) of an earlier or later abstract, anywhere
+    for _ in range(100):  # a near copy (1-3 words changed) of an earlier or later abstract, anywhere
         words = texts[rng.randrange(len(texts))].split()
         for _ in range(rng.randint(1, 3)):
             words[rng.randrange(len(words))] = "edited"
         texts.insert(rng.randrange(len(texts) + 1), " ".join(words))
     p = MinHashParams()
     want = sequential(texts, p)
-    assert len(want) >= 100  # short abstracts with 3 words changed fall below 0.8, as they should
+    assert len(want) >= 70  # short abstracts with 3 words changed fall below 0.8, as they should
     assert staged(texts, p, tmp_path, 3, 3)[0] == want
