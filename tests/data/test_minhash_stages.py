@@ -170,6 +170,14 @@ def test_bad_inputs_are_named(tmp_path):
         find_duplicates([tmp_path / "a.mhsig"], tmp_path / "d.mhdup")
     docs, sig = read_signatures(tmp_path / "a.mhsig", p)
     assert docs.tolist() == [0, 1] and sig.shape == (2, p.num_perm)
+
+    def broken():
+        yield 0, "a b c"
+        raise OSError("input file vanished")
+
+    with pytest.raises(OSError):
+        write_signatures(broken(), tmp_path / "c.mhsig", p)
+    assert not (tmp_path / "c.mhsig").exists() and not list(tmp_path.glob("*.tmp"))
     (tmp_path / "cut.mhsig").write_bytes((tmp_path / "a.mhsig").read_bytes()[:-4])
     with pytest.raises(ValueError, match="truncated"):
         read_signatures(tmp_path / "cut.mhsig")

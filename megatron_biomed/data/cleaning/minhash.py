@@ -196,27 +196,31 @@ def write_signatures(
     dtype = _sig_dtype(params.num_perm)
     tmp = tmp_path(path)
     n = 0
-    with open(tmp, "wb") as f:
-        f.write(b"\0" * _HEADER_SIZE)
-        batch: list[tuple[int, str]] = []
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * _HEADER_SIZE)
+            batch: list[tuple[int, str]] = []
 
-        def flush() -> None:
-            rec = np.empty(len(batch), dtype=dtype)
-            rec["doc"] = [d for d, _ in batch]
-            rec["sig"] = signatures((t for _, t in batch), params)
-            rec.tofile(f)
+            def flush() -> None:
+                rec = np.empty(len(batch), dtype=dtype)
+                rec["doc"] = [d for d, _ in batch]
+                rec["sig"] = signatures((t for _, t in batch), params)
+                rec.tofile(f)
 
-        for item in tqdm(docs, desc="minhash signatures", unit="doc", disable=not progress):
-            batch.append(item)
-            if len(batch) >= _SIG_BATCH_DOCS:
+            for item in tqdm(docs, desc="minhash signatures", unit="doc", disable=not progress):
+                batch.append(item)
+                if len(batch) >= _SIG_BATCH_DOCS:
+                    flush()
+                    n += len(batch)
+                    batch = []
+            if batch:
                 flush()
                 n += len(batch)
-                batch = []
-        if batch:
-            flush()
-            n += len(batch)
-        f.seek(0)
-        f.write(_pad(_SIG_HEADER.pack(_SIG_MAGIC, params.num_perm, params.shingle, params.seed, n)))
+            f.seek(0)
+            f.write(_pad(_SIG_HEADER.pack(_SIG_MAGIC, params.num_perm, params.shingle, params.seed, n)))
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed task leaves nothing a rerun could mistake for output
+        raise
     commit(tmp, path)
     return n
 
