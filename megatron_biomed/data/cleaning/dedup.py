@@ -7,16 +7,9 @@ records (the pipeline feeds them in file-name order).
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def normalize_text(text: str) -> str:
-    """Case-, punctuation- and whitespace-insensitive form used for duplicate checks."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _NON_WORD.sub(" ", text).strip()
+from megatron_biomed.data.cleaning.minhash import MinHashParams, signatures
+from megatron_biomed.data.cleaning.textnorm import normalize_text
 
 
 def text_hash(text: str) -> int:
@@ -40,12 +33,20 @@ class ExactDeduper:
 
 
 class NearDuplicateIndex:
-    """MinHash LSH over word shingles; ``seen_before`` is True when a similar text was added."""
+    """MinHash LSH over word shingles; ``seen_before`` is True when a similar text was added.
+
+    Keep-first: a text is reported (and not added) when it shares a band with an added text. The
+    signature, shingles and band layout are ``minhash.py``'s, which the staged dedup (``write_signatures``
+    -> ``write_buckets`` -> ``find_duplicates``) shares, so both drop the same documents.
+    """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, seed: int = 1):
         from datasketch import MinHash, MinHashLSH  # only needed when near-dedup is switched on
 
+        self.params = MinHashParams(threshold, num_perm, shingle, seed)
         self._minhash = MinHash
+        self._permutations = self.params.permutations()
+        # datasketch picks the band layout itself here; MinHashParams.bands/rows reproduce it for the stages
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.num_perm = num_perm
         self.shingle = shingle
@@ -53,12 +54,13 @@ class NearDuplicateIndex:
         self._n = 0
 
     def _signature(self, text: str):
-        words = normalize_text(text).split()
-        k = self.shingle
-        grams = {" ".join(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
-        m = self._minhash(num_perm=self.num_perm, seed=self.seed)
-        m.update_batch([g.encode("utf-8") for g in grams])
-        return m
+        # datasketch 2.0.0's default scheme, named so that a later default cannot change the result
+        return self._minhash(
+            seed=self.seed,
+            hashvalues=signatures([text], self.params)[0],
+            permutations=self._permutations,
+            scheme="affine32",
+        )
 
     def seen_before(self, text: str) -> bool:
         sig = self._signature(text)
