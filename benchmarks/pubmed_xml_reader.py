@@ -8,7 +8,8 @@ until ``--articles`` articles. Same bytes for every contender; gzip because NLM 
 ``.xml.gz`` and pubmed-parser opens its input with ``gzip.open``.
 
 Contenders, all in this one process, each run ``--rounds`` times interleaved (A B C A B C ...,
-so load from other processes on the machine hits each side alike), best-of-N wall time:
+so load from other processes on the machine hits each side alike), best-of-N wall time, and
+best-of-N CPU time of the process (steadier than wall time on a shared machine):
 
   pubmed-parser   ``pubmed_parser.parse_medline_xml(path)`` with its defaults, records consumed.
                   Extracts per article: pmid, title, abstract (NLM labels), journal, pubdate (year),
