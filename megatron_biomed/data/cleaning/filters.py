@@ -47,6 +47,12 @@ def normalize_language(code: str) -> str:
     return _ISO1_TO_ISO2.get(code, code)
 
 
+def word_count_below(text: str, n: int) -> bool:
+    """``len(text.split()) < n`` without splitting a whole article: ``split(None, n)`` stops after n
+    words and returns min(words, n + 1) pieces (the last one the unsplit rest)."""
+    return len(text.split(None, n)) < n
+
+
 def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
     """Name of the first filter that drops ``record`` (a reader record as a dict), else None."""
     source = record.get("source")
@@ -66,7 +72,7 @@ def filter_reason(record: dict, cfg: CleaningConfig) -> str | None:
     for reason, drops in SOURCE_FILTERS.get(source, ()):
         if drops(record, cfg):
             return reason
-    if cfg.min_words and len((record.get("text") or "").split()) < cfg.min_words:
+    if cfg.min_words and word_count_below(record.get("text") or "", cfg.min_words):
         return "too_short"
     if cfg.commercial_only and source == "pmc" and record.get("commercial_use") is not True:
         return "noncommercial_license"

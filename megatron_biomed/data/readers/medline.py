@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lxml import etree
@@ -53,7 +53,13 @@ class MedlineRecord:
         self.text = self.title + "\n" + self.abstract if self.abstract else self.title
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # what dataclasses.asdict gives (same keys in the same order, lists copied), without its generic
+        # deep-copy recursion, which showed in the step-1 profile
+        return {name: list(v) if isinstance(v, list) else v
+                for name in _RECORD_FIELDS for v in (getattr(self, name),)}
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(MedlineRecord))
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,16 @@ def _year(article: etree._Element | None) -> int | None:
 
 def _doi(article: etree._Element | None, pubmed_data: etree._Element | None) -> str | None:
     for loc in children(article, "ELocationID"):
-        if loc.get("EIdType") == "doi" and element_text(loc):
-            return element_text(loc)
+        if loc.get("EIdType") == "doi" and (doi := element_text(loc)):
+            return doi
     for aid in children(child(pubmed_data, "ArticleIdList"), "ArticleId"):
-        if aid.get("IdType") == "doi" and element_text(aid):
-            return element_text(aid)
+        if aid.get("IdType") == "doi" and (doi := element_text(aid)):
+            return doi
     return None
+
+
+def _nonempty(texts: Iterable[str]) -> list[str]:
+    return [t for t in texts if t]
 
 
 def parse_citation(
@@ -129,17 +139,14 @@ def parse_citation(
         abstract=abstract_text(child(article, "Abstract")),
         journal=element_text(find_path(article, "Journal", "Title")),
         year=_year(article),
-        language=[element_text(x) for x in children(article, "Language") if element_text(x)],
-        mesh_terms=[
+        language=_nonempty(element_text(x) for x in children(article, "Language")),
+        mesh_terms=_nonempty(
             element_text(child(h, "DescriptorName"))
             for h in children(child(citation, "MeshHeadingList"), "MeshHeading")
-            if element_text(child(h, "DescriptorName"))
-        ],
-        publication_types=[
-            element_text(x)
-            for x in children(child(article, "PublicationTypeList"), "PublicationType")
-            if element_text(x)
-        ],
+        ),
+        publication_types=_nonempty(
+            element_text(x) for x in children(child(article, "PublicationTypeList"), "PublicationType")
+        ),
         doi=_doi(article, pubmed_data),
     )
 
