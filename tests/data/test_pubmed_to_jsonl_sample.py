@@ -4,7 +4,6 @@ command turns it into JSONL with every filter showing up in the report."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import random
@@ -13,19 +12,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from tool_scripts import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "data" / "sample_pubmed.xml.gz"
 
 
-def _load_tool(name: str):
-    """Import tools/<name>.py (tools/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-make_sample_pubmed = _load_tool("make_sample_pubmed")
+make_sample_pubmed = load_tool("make_sample_pubmed")
 
 
 def test_committed_sample_is_reproducible_and_small():

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool, run_pubmed_to_jsonl
 
 from megatron_biomed.data.cleaning import CleaningConfig, expand_inputs, filter_reason
 from megatron_biomed.data.cleaning.filters import flag_reasons
@@ -27,9 +27,7 @@ MTSAMPLES = DATA / "mtsamples_first401_train.jsonl"
 # MIMIC-IV-Note 2.2 discharge.csv's columns, shuffled: the reader takes them by name
 HEADER = ["text", "note_seq", "subject_id", "note_id", "storetime", "charttime", "note_type", "hadm_id"]
 
-_spec = importlib.util.spec_from_file_location("pubmed_to_jsonl", ROOT / "tools" / "pubmed_to_jsonl.py")
-pubmed_to_jsonl = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pubmed_to_jsonl)
+pubmed_to_jsonl = load_tool("pubmed_to_jsonl")
 
 
 def _deid_notes() -> list[dict]:
@@ -48,8 +46,7 @@ def write_notes_csv(path: Path, notes: list[dict], field: str) -> Path:
     return path
 
 
-def run(*args) -> int:
-    return pubmed_to_jsonl.main([*map(str, args), "--no-progress"])
+run = run_pubmed_to_jsonl
 
 
 def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:

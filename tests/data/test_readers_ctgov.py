@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import re
 import zipfile
@@ -12,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tool_scripts import run_pubmed_to_jsonl
 
 from megatron_biomed.data.cleaning import CleaningConfig, filter_reason
 from megatron_biomed.data.readers import BadInputError, BadRecord, detect_format, get_reader
@@ -33,18 +33,11 @@ SAMPLE = SAMPLE_DIR / "ctgov_legacy_xml_sample.jsonl.gz"
 READER = get_reader("ctgov")
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-pubmed_to_jsonl = _load_tool("pubmed_to_jsonl")
 
 
-def run(*args) -> int:
-    return pubmed_to_jsonl.main([*map(str, args), "--no-progress"])
+run = run_pubmed_to_jsonl
 
 
 def report(out: Path) -> dict:

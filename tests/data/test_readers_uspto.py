@@ -6,13 +6,13 @@ from __future__ import annotations
 import collections
 import gzip
 import html
-import importlib.util
 import json
 import tracemalloc
 import zipfile
 from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool, run_pubmed_to_jsonl
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
 from megatron_biomed.data.cleaning.filters import filter_reason
@@ -35,18 +35,12 @@ needs_data = pytest.mark.skipif(
 BIOMEDICAL = ("A61K", "A61P", "C07", "C12")  # index.tsv's biomedical_ipc column
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
-pubmed_to_jsonl = _load_tool("pubmed_to_jsonl")
+pubmed_to_jsonl = load_tool("pubmed_to_jsonl")
 
 
-def run(*args) -> int:
-    return pubmed_to_jsonl.main([*map(str, args), "--no-progress"])
+run = run_pubmed_to_jsonl
 
 
 # ------------------------------------------------------------------------------ documents of our own
