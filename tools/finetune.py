@@ -9,7 +9,6 @@
 import sys
 
 from megatron_biomed.console import quiet_third_party_notices
-
 from megatron_biomed.training.signals import catch_early  # noqa: E402
 
 catch_early()  # a preemption signal during start-up is honoured after the first step, not fatal

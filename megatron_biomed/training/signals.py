@@ -38,9 +38,16 @@ def catch_early(signals=DEFAULT_SIGNALS) -> None:
             signal.signal(sig, _on_early_signal)
 
 
+def take_early_signal() -> int | None:
+    """The signal ``catch_early`` recorded (None if none), handed over once."""
+    global _early_received
+    received, _early_received = _early_received, None
+    return received
+
+
 class PreemptionHandler:
     def __init__(self, signals=DEFAULT_SIGNALS):
-        self.received: int | None = _early_received
+        self.received: int | None = take_early_signal()
         self._previous = {}
         for sig in signals:
             self._previous[sig] = signal.getsignal(sig)
