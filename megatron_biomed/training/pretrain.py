@@ -98,7 +98,7 @@ def train(cfg: ExperimentConfig, ctx, env: DistEnv, tokens: TokenInfo, task: Tas
                 log.info("final validation metrics: %s", " | ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         if summary.get("preempted"):
             log.info("stopped for preemption at iteration %d; resume with checkpoint.load", summary["iteration"])
-            if cfg.checkpoint.save:
+            if cfg.checkpoint.save and summary["iteration"] < cfg.train.train_iters:  # else: nothing to resume
                 marker = write_preempted_marker(cfg.checkpoint.save, summary["iteration"], summary["preempt_signal"])
                 log.info("preemption marker: %s", marker)
     return 0
