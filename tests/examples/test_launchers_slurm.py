@@ -89,6 +89,9 @@ def requeue_and_release(slurm, job_id: int) -> None:
     wait_for(lambda: job(slurm, job_id).get("Restarts") == "1" and job(slurm, job_id)["JobState"] == "PENDING",
              f"job {job_id} to requeue itself")  # fmt: skip
     assert job(slurm, job_id)["Reason"] == "BeginTime"
+    # slurmd refuses a credential issued in the same second as the requeue revoked the old one ("Job credential
+    # revoked", the job then fails): start it no earlier than 2 s after.
+    time.sleep(2)
     slurm.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
@@ -107,7 +110,7 @@ def test_srun_tasks_port_output_and_kill_on_bad_exit(slurm, tmp_path):
     fake.write_text(
         "#!/usr/bin/env bash\n"
         'echo "$SLURM_PROCID $SLURM_NTASKS $SLURM_LOCALID $MASTER_PORT ${RANK:-none} $1"'
-        f' > {tmp_path}/task.$SLURM_PROCID\n'
+        f' > {tmp_path}/task.$SLURM_JOB_ID.$SLURM_PROCID\n'
         'if [[ "${FAIL_TASK:-}" == "$SLURM_PROCID" ]]; then exit 3; fi\n'
         '[[ -z "${FAIL_TASK:-}" ]] || sleep 120\n'
     )
@@ -120,7 +123,7 @@ def test_srun_tasks_port_output_and_kill_on_bad_exit(slurm, tmp_path):
                  CHECKPOINT_DIR=tmp_path / "ck2", TENSORBOARD_DIR=tmp_path / "tb2")
     info = finished(slurm, ok, timeout=60)
     assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0")
-    rows = sorted((tmp_path / f"task.{r}").read_text().split() for r in (0, 1))
+    rows = sorted((tmp_path / f"task.{ok}.{r}").read_text().split() for r in (0, 1))
     port = str(10000 + ok % 20000)
     assert rows == [["0", "2", "0", port, "none", "tools/pretrain.py"], ["1", "2", "1", port, "none",
                                                                           "tools/pretrain.py"]]
