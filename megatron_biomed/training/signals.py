@@ -58,8 +58,9 @@ class PreemptionHandler:
 
     def should_stop(self) -> bool:
         """True on every rank when any rank got a signal (a collective: call it on all ranks)."""
+        # torch is heavy: this module is imported by the tools before anything else, to catch an early signal
         import torch
-        import torch.distributed as dist
+        import torch.distributed as dist  # torch, as above
 
         # nccl reduces CUDA tensors only; gloo takes CPU ones.
         device = "cuda" if torch.cuda.is_available() else "cpu"
