@@ -47,6 +47,18 @@ launch_torchrun() {
 # One task per GPU; srun starts them and megatron_biomed.parallel.env reads SLURM_PROCID / SLURM_NTASKS /
 # SLURM_LOCALID / SLURM_NODELIST (the first node is the rendezvous host). SUBMIT_COMMAND (default
 # `sbatch <this launcher>`) is how the error outside SLURM says to submit.
+#
+# Preemption and resubmission. SLURM's warning signal (#SBATCH --signal=USR1@120: SIGUSR1 to every task 120 s,
+# give or take slurmctld's periodic time-limit check, before the limit) or `scancel --signal=USR1 <job>` makes
+# the trainer save at the next step boundary, leave CHECKPOINT_DIR/preempted.json (the iteration saved) and
+# exit 0 (megatron_biomed/training/signals.py). After srun:
+#   - RESUBMIT_ON_PREEMPT=1 (exported to the job): the job requeues itself (`scontrol requeue`, as
+#     Lightning's SLURM auto-requeue does), keeping its id, options, arguments and log (--open-mode=append);
+#     the next run resumes from CHECKPOINT_DIR. At most MAX_RESUBMITS (default 100) times
+#     (SLURM_RESTART_COUNT). SLURM holds a requeued job for its credential lifetime before it starts again
+#     (slurm.conf AuthInfo cred_expire, 120 s by default).
+#   - otherwise the job ends (exit 0) with a line saying so: submit the same command again to resume.
+# A trainer that fails exits non-zero and the job fails with it; that is never requeued.
 launch_srun() {
   local tool="$1"
   shift
@@ -67,6 +79,29 @@ launch_srun() {
   unset RANK WORLD_SIZE LOCAL_RANK
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
   mkdir -p "${CHECKPOINT_DIR}" "${TENSORBOARD_DIR}"
+  local marker="${CHECKPOINT_DIR}/preempted.json" status=0
   srun --ntasks-per-node="${GPUS_PER_NODE}" --kill-on-bad-exit=1 \
-    "${PYTHON}" "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@"
+    "${PYTHON}" "${tool}" "${RECIPE[@]}" "${LAYOUT[@]}" "${DATA[@]}" "${OUTPUTS[@]}" "$@" || status=$?
+  if [[ "${status}" != 0 || ! -f "${marker}" ]]; then
+    return "${status}"
+  fi
+  local restarts="${SLURM_RESTART_COUNT:-0}"
+  echo "job ${SLURM_JOB_ID}: the trainer stopped for preemption ($(cat "${marker}")); it resumes from" \
+    "${CHECKPOINT_DIR}"
+  if [[ "${RESUBMIT_ON_PREEMPT:-0}" != "1" ]]; then
+    echo "job ${SLURM_JOB_ID}: submit the same command again to resume (or submit with RESUBMIT_ON_PREEMPT=1" \
+      "to have the job requeue itself)"
+  elif (( restarts >= ${MAX_RESUBMITS:-100} )); then
+    echo "job ${SLURM_JOB_ID}: not requeued: it already ran ${restarts} times after the first" \
+      "(MAX_RESUBMITS=${MAX_RESUBMITS:-100}); submit it again to go on" >&2
+  else
+    echo "job ${SLURM_JOB_ID}: requeueing (restart $((restarts + 1)); RESUBMIT_ON_PREEMPT=1)"
+    # The requeue ends this batch script; the job runs again with the same id, options and arguments.
+    if ! scontrol requeue "${SLURM_JOB_ID}"; then
+      echo "job ${SLURM_JOB_ID}: scontrol requeue failed (is requeueing allowed here? #SBATCH --requeue," \
+        "slurm.conf JobRequeue); submit the same command again to resume" >&2
+      return 1
+    fi
+    sleep 300  # SLURM ends this script for the requeue
+  fi
 }

@@ -9,7 +9,9 @@
 import sys
 
 from megatron_biomed.console import quiet_third_party_notices
+from megatron_biomed.training.signals import catch_early  # noqa: E402
 
+catch_early()  # a preemption signal during start-up is honoured after the first step, not fatal
 quiet_third_party_notices()  # before the library imports megatron-core, which warns while importing
 from megatron_biomed.finetune.cli import main  # noqa: E402
 

@@ -150,3 +150,6 @@ class TrainingConfig:
     # (0 = never), in a job's first attempt only (see training/faults.py); inject_kill_rank: that rank, -1 = all.
     inject_kill_at: int = 0
     inject_kill_rank: int = -1
+    # Fault injection for tests of preemption under a time limit: every step takes at least this many seconds
+    # longer (a sleep after it; 0 = none), so a short run is still training when SLURM's signal comes.
+    inject_step_delay_s: float = 0.0

@@ -415,6 +415,8 @@ class Trainer:
                 start = time.perf_counter()
                 result = self.train_step(data_iter, self.state.iteration + 1)
                 elapsed = time.perf_counter() - start
+                if t.inject_step_delay_s:
+                    time.sleep(t.inject_step_delay_s)  # after the timing: a slow step, not a slow measurement
                 self.state.iteration += 1
                 self.state.consumed_samples += t.global_batch_size
                 ran += 1
@@ -464,11 +466,13 @@ class Trainer:
                 if preempt.should_stop():
                     if self.rank0:
                         log.warning(
-                            "preemption signal received: saving at iteration %d and exiting", self.state.iteration
-                        )
+                            "preemption signal received (%s): saving at iteration %d and exiting",
+                            preempt.signal_name(), self.state.iteration,
+                        )  # fmt: skip
                     if ck.save and not (ck.save_interval and self.state.iteration % ck.save_interval == 0):
                         self.save()
                     summary["preempted"] = True
+                    summary["preempt_signal"] = preempt.signal_name()
                     break
                 if t.exit_after_iters and ran >= t.exit_after_iters:
                     break

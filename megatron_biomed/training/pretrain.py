@@ -16,6 +16,7 @@ from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.dry_run import dry_run
 from megatron_biomed.training.launch import load_run_config, parallel_session, run_main, start
 from megatron_biomed.training.loop import Trainer, TrainingStopped
+from megatron_biomed.training.signals import clear_preempted_marker, write_preempted_marker
 from megatron_biomed.training.task import Task
 from megatron_biomed.training.tasks import build_task
 
@@ -81,6 +82,8 @@ def train(cfg: ExperimentConfig, ctx, env: DistEnv, tokens: TokenInfo, task: Tas
                 restarts, os.environ.get("TORCHELASTIC_MAX_RESTARTS", "?"), cfg.checkpoint.load,
             )  # fmt: skip
         log.info("task: %s", task.describe())
+    if env.rank == 0 and cfg.checkpoint.save:
+        clear_preempted_marker(cfg.checkpoint.save)  # a marker from an earlier, preempted job of this run
     try:
         summary = Trainer(cfg, ctx, tokens, task).train()
     except TrainingStopped as e:
@@ -95,4 +98,7 @@ def train(cfg: ExperimentConfig, ctx, env: DistEnv, tokens: TokenInfo, task: Tas
                 log.info("final validation metrics: %s", " | ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         if summary.get("preempted"):
             log.info("stopped for preemption at iteration %d; resume with checkpoint.load", summary["iteration"])
+            if cfg.checkpoint.save and summary["iteration"] < cfg.train.train_iters:  # else: nothing to resume
+                marker = write_preempted_marker(cfg.checkpoint.save, summary["iteration"], summary["preempt_signal"])
+                log.info("preemption marker: %s", marker)
     return 0

@@ -276,7 +276,8 @@ def test_torchrun_command_line(tmp_path):
 def test_sbatch_header_and_srun(script, job, tmp_path):
     text = script.read_text()
     directives = [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("#SBATCH")]
-    for d in (f"--job-name={job}", "--nodes=32", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@120"):
+    for d in (f"--job-name={job}", "--nodes=32", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@120",
+              "--requeue", "--open-mode=append"):
         assert d in directives
     proc = run_launcher(script)
     assert proc.returncode == 1

@@ -1,6 +1,6 @@
 """The recipe launchers in examples/: their dry-run plans at full scale, the exact configuration they
-pass to tools/pretrain.py, layout errors, the torchrun command line, and a short real run of the SLURM
-script through a stand-in srun.
+pass to tools/pretrain.py, layout errors and the torchrun command line. The .sbatch scripts' real runs (real
+sbatch and srun, tiny models, preemption and resubmission) are test_launchers_slurm.py.
 
 Most tests run the launcher with bash for real but with a PYTHON (or TORCHRUN) that records its
 arguments; the recorded ``tools/pretrain.py ...`` command line then goes through the same ``main`` in this
@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shlex
-import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from launch import CHILD_ENV, ROOT, read_metrics
+from launch import CHILD_ENV, ROOT
 
 from megatron_biomed.config import load_config
 from megatron_biomed.models.registry import count_parameters
@@ -232,7 +230,8 @@ def test_biollm_recipe_is_llama2_70b(script, tmp_path):
 def test_sbatch_header(script, nodes):
     text = script.read_text()
     directives = [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("#SBATCH")]
-    for d in (f"--nodes={nodes}", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@120"):
+    for d in (f"--nodes={nodes}", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@120", "--requeue",
+              "--open-mode=append"):
         assert d in directives
     assert "set -euo pipefail" in text
     assert "srun " in text and "tools/pretrain.py" in text and '"$@"' in text
@@ -250,7 +249,7 @@ def test_sbatch_outside_slurm_does_not_train():
 @pytest.mark.parametrize("script, nodes", [(BIOMEDLM_SH, 1), (BIOLLM_SH, 32)], ids=["biomedlm", "biollm"])
 def test_torchrun_command_line(script, nodes, tmp_path):
     """What the .sh launchers start, read back with torchrun's own argument parser (real tiny training
-    through the launcher is test_sbatch_launcher_trains_under_slurm_variables)."""
+    through the .sbatch launchers is test_launchers_slurm.py)."""
     from torch.distributed.run import get_args_parser
 
     record = tmp_path / "torchrun.argv"
@@ -270,46 +269,3 @@ def test_torchrun_command_line(script, nodes, tmp_path):
     assert cfg.train.train_iters == 3  # the caller's --set comes last and wins
     assert cfg.checkpoint.save == cfg.checkpoint.load == str(tmp_path / "ck")
     assert (tmp_path / "ck").is_dir() and (tmp_path / "tb").is_dir()
-
-
-def _free_slurm_job_id() -> int:
-    """A job id whose derived port (10000 + id % 20000, as the sbatch script computes it) is free here."""
-    for _ in range(100):
-        job = random.randrange(1, 10**6)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", 10000 + job % 20000))
-            except OSError:
-                continue
-        return job
-    raise RuntimeError("no free port in 10000-29999")
-
-
-def test_sbatch_launcher_trains_under_slurm_variables(tmp_path):
-    """The sbatch script as SLURM would run it, with a stand-in srun that starts the one task here."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    srun = bin_dir / "srun"
-    srun.write_text(
-        "#!/usr/bin/env bash\n"
-        "# stand-in for srun: drop srun's own options, record the rendezvous port, run one task\n"
-        "while [[ $# -gt 0 && $1 == -* ]]; do shift; done\n"
-        f"echo \"$MASTER_PORT\" > {shlex.quote(str(tmp_path / 'port'))}\n"
-        "export SLURM_PROCID=0 SLURM_LOCALID=0\n"
-        'exec "$@"\n'
-    )
-    srun.chmod(srun.stat().st_mode | stat.S_IEXEC)
-    job = _free_slurm_job_id()
-    ck = tmp_path / "ck"
-    proc = run_launcher(
-        BIOMEDLM_SBATCH, *TINY, "--set", f"logging.metrics_file={tmp_path / 'm.jsonl'}",
-        PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID=job, SLURM_NTASKS=1, SLURM_JOB_NUM_NODES=1,
-        SLURM_NODELIST="localhost", SLURM_SUBMIT_DIR=ROOT, GPUS_PER_NODE=1, MICRO_BATCH_SIZE=1, TOKENIZER="",
-        DATA_CACHE_DIR=tmp_path / "cache", CHECKPOINT_DIR=ck, TENSORBOARD_DIR=tmp_path / "tb", SAVE_INTERVAL=0,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "(slurm, gloo)" in proc.stdout
-    assert int((tmp_path / "port").read_text()) == 10000 + job % 20000
-    assert sorted(read_metrics(tmp_path / "m.jsonl")) == [1, 2]
-    assert (ck / "latest_checkpointed_iteration.txt").read_text().strip() == "2" and (ck / "iter_0000002").is_dir()

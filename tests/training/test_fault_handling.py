@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,31 @@ def test_sigusr1_on_one_rank_stops_all_ranks(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     saved = latest_iteration(tmp_path / "ck")
     assert saved is not None and saved == max(read_metrics(metrics))
+
+
+def test_signal_during_start_up_is_kept_for_the_loop(tmp_path):
+    """A SLURM warning signal that lands while the tool is still importing does not end it (SIGUSR1's default
+    action); the training loop's handler gets it once, and the preemption marker names the saved iteration."""
+    from megatron_biomed.training import signals as sig
+
+    before = {s: signal.getsignal(s) for s in sig.DEFAULT_SIGNALS}
+    try:
+        for s in sig.DEFAULT_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        sig.catch_early()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        handler = sig.PreemptionHandler()
+        assert handler.received == signal.SIGUSR1 and handler.signal_name() == "SIGUSR1"
+        handler.restore()
+        assert sig.PreemptionHandler().received is None  # handed over once
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    path = sig.write_preempted_marker(tmp_path, 7, "SIGUSR1")
+    assert json.loads(path.read_text())["iteration"] == 7 and path.name == sig.PREEMPTED_MARKER
+    sig.clear_preempted_marker(tmp_path)
+    sig.clear_preempted_marker(tmp_path / "absent")
+    assert not path.exists()
 
 
 def test_nonfinite_loss_is_skipped_and_counted(tmp_path):
