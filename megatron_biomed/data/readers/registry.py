@@ -53,6 +53,7 @@ READERS: Registry[SourceReader] = Registry(
     {
         "medline": "megatron_biomed.data.readers.medline:READER",
         "pmc": "megatron_biomed.data.readers.pmc:READER",
+        "jsonl": "megatron_biomed.data.readers.jsonl:READER",
     },
     error=UnknownFormatError,
     plural="formats",
