@@ -10,9 +10,11 @@ import shutil
 import pytest
 from conftest import assert_identical, same_bytes
 
+from megatron_biomed.data.indexed.format import read_index
 from megatron_biomed.data.jobs import StageNotReady, plan, run_task, save_spec
 from megatron_biomed.data.jobs.local import run_local
 from megatron_biomed.data.jobs.markers import marker_path, read_marker
+from megatron_biomed.data.jobs.token_stages import group_by_size, outputs
 from megatron_biomed.data.readers import BadInputError
 
 
@@ -75,3 +77,16 @@ def test_a_stage_never_starts_on_missing_markers_and_a_failed_task_leaves_none(c
     with pytest.raises(StageNotReady, match=rf"stage 'convert' task\(s\) {bad_task} have no valid completion marker"):
         run_task(spec.work, "decide", 0)
     assert not (spec.work / "out_text_document.bin").exists()
+
+
+def test_merge_cuts_files_at_the_target_size_in_order(corpus, tmp_path):
+    ref = corpus.reference(near_dup=False)
+    spec = corpus.spec(tmp_path / "w", 3, near_dup=False, target_file_size=1)  # every partial its own file
+    save_spec(spec)
+    run_local(spec, log=lambda m: None)
+    outs = outputs(spec)
+    assert [o["prefix"] for o in outs] == [str(tmp_path / "w" / f"out_{i:05d}_text_document") for i in range(3)]
+    joined = b"".join(open(o["prefix"] + ".bin", "rb").read() for o in outs)
+    assert joined == (ref / "ref_text_document.bin").read_bytes()
+    assert sum(o["documents"] for o in outs) == read_index(str(ref / "ref_text_document")).num_documents
+    assert group_by_size([o["prefix"] for o in outs], 10**12) == [[o["prefix"] for o in outs]]
