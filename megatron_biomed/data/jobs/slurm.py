@@ -5,6 +5,14 @@ whose inputs are complete (``--array=1,4``), and whole arrays (each task skippin
 stages after them. ``--kill-on-invalid-dep=yes`` makes Slurm drop the later stages when a task fails or is
 cancelled, so nothing waits forever; the task of the next stage would refuse to start anyway (task.py).
 Logs: ``<log-dir>/<stage>/<array job id>_<task>.log``.
+
+The model is datatrove's Slurm executor (huggingface/datatrove src/datatrove/executor/slurm.py @ ba1c6f5: an array
+per step, ``%workers`` throttle, ``afterok`` on the step before, completed ranks skipped on relaunch). We call sbatch
+ourselves instead of using it: its steps pass datatrove ``Document``s and write its own formats (its tokenizer
+writes its own files, not megatron-core's ``.bin/.idx``), while byte identity with our single-process tools needs
+our own convert/reconcile/indexed code in every task; it pickles the executor (dill) into each job; and its
+completion files carry no digest of settings or inputs, so a changed input would not rerun. It would also be a
+new dependency for what is here a short module.
 """
 
 from __future__ import annotations
