@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--array-throttle", type=int, help="at most N tasks of a stage at once (--array=...%%N)")
     g.add_argument("--log-dir", help="default <work-dir>/logs; one file per task: <stage>/<jobid>_<task>.log")
     g.add_argument("--job-name", default="preprocess")
+    g.add_argument("--python", default=sys.executable,
+                   help="the Python each task runs (must exist on the compute nodes; default: this one)")
     g.add_argument("--sbatch-arg", action="append", default=[], help="passed to every sbatch; repeat for more")
     g.add_argument("--wait", action="store_true", help="slurm: wait for the jobs, then report (exit 1 if unfinished)")
     return p
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time,
                                 cpus_per_task=args.cpus_per_task, mem=args.mem, array_throttle=args.array_throttle,
-                                log_dir=args.log_dir, job_name=args.job_name, sbatch_args=tuple(args.sbatch_arg))
+                                log_dir=args.log_dir, job_name=args.job_name, sbatch_args=tuple(args.sbatch_arg), python=args.python)
             jobs = submit(spec, opts)
             if not jobs:
                 print("nothing to do: every stage is complete")
