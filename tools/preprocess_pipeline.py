@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             opts = SlurmOptions(partition=args.partition, account=args.account, time=args.time,
                                 cpus_per_task=args.cpus_per_task, mem=args.mem, array_throttle=args.array_throttle,
-                                log_dir=args.log_dir, job_name=args.job_name, sbatch_args=tuple(args.sbatch_arg), python=args.python)
+                                log_dir=args.log_dir, job_name=args.job_name, sbatch_args=tuple(args.sbatch_arg),
+                                python=args.python)
             jobs = submit(spec, opts)
             if not jobs:
                 print("nothing to do: every stage is complete")
