@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import assert_identical, same_bytes
+from pipeline_corpus import assert_identical, same_bytes
 
 from megatron_biomed.data.indexed.format import read_index
 from megatron_biomed.data.jobs import StageNotReady, plan, run_task, save_spec

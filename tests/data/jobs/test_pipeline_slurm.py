@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from conftest import assert_identical
+from pipeline_corpus import assert_identical
 
 from megatron_biomed.data.jobs import plan, save_spec
 from megatron_biomed.data.jobs.markers import read_marker
