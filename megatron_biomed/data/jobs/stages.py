@@ -6,7 +6,8 @@
     buckets     G  band buckets, one task per group of bands                      (near dedup only)
     near        1  near duplicates: the keep-first rule over all buckets          (near dedup only)
     tokenize    N  filter, write the cleaned JSONL, tokenize into a partial .bin/.idx (data/indexed)
-    merge       1  the partials, in order, into files of --target-file-size; the cleaning report
+    merge       N  the partials, in order, into files of --target-file-size: task g writes file g (if there is one)
+    publish     1  outputs.json (the merged files in order) and the cleaning report
     index_cache 1  megatron-core's GPTDataset index cache for the blend          (with --index-cache-samples)
 
 N is ``--tasks``; G is min(N, MinHash bands). A task function takes (spec, task index) and returns a dict that is
@@ -60,7 +61,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("buckets", f"{_M}.near_stages:buckets", band_groups, _near),
     Stage("near", f"{_M}.near_stages:near", _one, _near),
     Stage("tokenize", f"{_M}.token_stages:tokenize", _per_task),
-    Stage("merge", f"{_M}.token_stages:merge", _one),
+    Stage("merge", f"{_M}.token_stages:merge", _per_task),
+    Stage("publish", f"{_M}.token_stages:publish", _one),
     Stage("index_cache", f"{_M}.cache_stage:index_cache", _one, lambda spec: spec.index_cache is not None),
 )
 

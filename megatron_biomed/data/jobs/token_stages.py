@@ -1,6 +1,7 @@
-"""Stages ``tokenize`` (per task) and ``merge`` (one task): the cleaned JSONL of each input, a partial ``.bin/.idx``
-per task (data/indexed, one process, as tools/preprocess_data.py --workers 1), then the partials merged in task order
-into files of about ``--target-file-size`` bytes each (data/indexed/merge.py)."""
+"""Stages ``tokenize`` (per task), ``merge`` (per output file) and ``publish`` (one task): the cleaned JSONL of each
+input, a partial ``.bin/.idx`` per task (data/indexed, one process, as tools/preprocess_data.py --workers 1), then the
+partials merged in task order into files of about ``--target-file-size`` bytes each (data/indexed/merge.py), each file
+by its own task, and the list of files and the cleaning report."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from megatron_biomed.data.indexed.merge import merge_datasets
 from megatron_biomed.data.indexed.preprocess import PreprocessConfig, preprocess
 from megatron_biomed.data.jobs import paths
 from megatron_biomed.data.jobs.clean_stages import decisions, kept_documents, load_meta
+from megatron_biomed.data.jobs.markers import read_marker
 from megatron_biomed.data.jobs.near_stages import duplicates_path
 from megatron_biomed.data.jobs.spec import PipelineSpec
 from megatron_biomed.data.sharding import commit, tmp_path, write_json_atomic
@@ -70,24 +72,43 @@ def group_by_size(prefixes: list[str], target: int) -> list[list[str]]:
     return groups
 
 
+def output_groups(spec: PipelineSpec, key: str) -> list[tuple[str, list[str]]]:
+    """(final prefix, partials) of each merged file, from the partials' sizes (all there once tokenize is complete)."""
+    parts = [output_prefix_for(paths.part_prefix(spec, k), key, LEVEL) for k in range(spec.tasks)]
+    groups = group_by_size(parts, spec.target_file_size)
+    # one file: the single-process tool's name; several: numbered in order
+    bases = [spec.output_prefix] if len(groups) == 1 else [f"{spec.output_prefix}_{i:05d}" for i in range(len(groups))]
+    return [(output_prefix_for(b, key, LEVEL), g) for b, g in zip(bases, groups)]
+
+
 def merge(spec: PipelineSpec, task: int) -> dict:
+    """Merged file number ``task`` of each key (there are at most as many files as tasks; a task past the last file
+    has nothing to do), so the files are written in parallel."""
     t0 = time.time()
-    outputs: dict[str, list[dict]] = {}
+    written: dict[str, dict | None] = {}
     for key in spec.json_keys:
-        parts = [output_prefix_for(paths.part_prefix(spec, k), key, LEVEL) for k in range(spec.tasks)]
-        groups = group_by_size(parts, spec.target_file_size)
-        outputs[key] = []
-        for i, group in enumerate(groups):
-            # one file: the single-process tool's name; several: numbered in order
-            base = spec.output_prefix if len(groups) == 1 else f"{spec.output_prefix}_{i:05d}"
-            final = output_prefix_for(base, key, LEVEL)
-            docs, _ = merge_datasets(group, final)
-            outputs[key].append({"prefix": final, "documents": docs, "bytes": os.path.getsize(final + ".bin"),
-                                 "parts": len(group)})
-    merge_seconds = time.time() - t0
-    write_json_atomic(paths.merge_manifest(spec), {"outputs": outputs})
+        groups = output_groups(spec, key)
+        if task >= len(groups):
+            written[key] = None
+            continue
+        final, group = groups[task]
+        docs, _ = merge_datasets(group, final)
+        written[key] = {"prefix": final, "documents": docs, "bytes": os.path.getsize(final + ".bin"),
+                        "parts": len(group)}
+    return {"outputs": written, "merge_seconds": round(time.time() - t0, 3)}
+
+
+def publish(spec: PipelineSpec, task: int) -> dict:
+    """``<work>/outputs.json`` (the merged files, in order) and the cleaning report."""
+    outs: dict[str, list[dict]] = {key: [] for key in spec.json_keys}
+    for k in range(spec.tasks):
+        marker = read_marker(spec.work, "merge", k)
+        for key in spec.json_keys:
+            if marker["outputs"][key] is not None:
+                outs[key].append(marker["outputs"][key])
+    write_json_atomic(paths.merge_manifest(spec), {"outputs": outs})
     _write_report(spec)
-    return {"outputs": outputs, "merge_seconds": round(merge_seconds, 3)}
+    return {"outputs": outs}
 
 
 def _write_report(spec: PipelineSpec) -> None:

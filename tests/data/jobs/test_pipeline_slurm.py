@@ -32,7 +32,7 @@ def test_scancel_one_array_task_then_relaunch_reruns_only_it(corpus, slurm, tmp_
     opts = SlurmOptions(partition="debug", array_throttle=3, log_dir=str(tmp_path / "logs"), job_name="t19")
     # convert task 1 sleeps before it works, so it is cancelled mid-run, deterministically
     first = submit(spec, opts, env={**slurm.env, SLOW_ENV: "convert:1:120"}, log=lambda m: None)
-    assert [s.stage for s in first] == ["convert", "decide", "tokenize", "merge"]
+    assert [s.stage for s in first] == ["convert", "decide", "tokenize", "merge", "publish"]
     convert_job = first[0].job_id
     _wait_running(slurm, f"{convert_job}_1")
     slurm.run("scancel", f"{convert_job}_1")
@@ -43,7 +43,7 @@ def test_scancel_one_array_task_then_relaunch_reruns_only_it(corpus, slurm, tmp_
 
     second = submit(spec, opts, env=slurm.env, log=lambda m: None)
     assert [(s.stage, s.array) for s in second] == [("convert", "1"), ("decide", "0"), ("tokenize", "0-2"),
-                                                     ("merge", "0")]
+                                                     ("merge", "0-2"), ("publish", "0")]
     slurm.wait(*[s.job_id for s in second], timeout=180)
     assert plan(spec).complete, plan(spec).describe()
     assert_identical(spec.work / "out_text_document", ref)
