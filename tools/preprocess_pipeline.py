@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -89,9 +90,12 @@ def spec_from_args(args, rest: list[str]) -> PipelineSpec:
         cache = IndexCacheSpec(samples=tuple(args.index_cache_samples), seq_length=args.index_cache_seq_length,
                                seed=args.index_cache_seed, split=args.index_cache_split,
                                cache_dir=args.index_cache_dir, blend=tuple(args.index_cache_blend or ()))
-    inputs = tuple(str(p) for p in expand_inputs(args.input))
-    return PipelineSpec(inputs=inputs, work_dir=str(args.work_dir), output_prefix=args.output_prefix,
-                        tokenizer=args.tokenizer, tasks=args.tasks, format=fmt, skip_bad=skip_bad, cleaning=cfg,
+    # absolute paths: tasks may run on other nodes. The index-cache blend and cache dir stay as given: megatron-core
+    # names its cache files by the prefix string, so they must be the training run's, launched from the same directory
+    inputs = tuple(os.path.abspath(p) for p in expand_inputs(args.input))
+    return PipelineSpec(inputs=inputs, work_dir=os.path.abspath(args.work_dir),
+                        output_prefix=os.path.abspath(args.output_prefix), tokenizer=os.path.abspath(args.tokenizer),
+                        tasks=args.tasks, format=fmt, skip_bad=skip_bad, cleaning=cfg,
                         json_keys=tuple(args.json_keys), append_eod=args.append_eod,
                         tokenizer_backend=args.tokenizer_backend,
                         target_file_size=max(1, int(args.target_file_size * GB)), index_cache=cache)

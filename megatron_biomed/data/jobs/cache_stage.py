@@ -2,7 +2,9 @@
 indices, ``.npy`` files named by an MD5 of the dataset description) for the blend once, before training, so thousands
 of ranks do not build or race on it at start-up. It goes through the same builder training uses
 (data/gpt_dataset.build_gpt_datasets), so the cache file names, and the sidecar data/index_cache.py checks, are
-exactly the ones the training run will look for, provided the IndexCacheSpec values are the run's."""
+exactly the ones the training run will look for, provided the IndexCacheSpec values are the run's, prefixes as the
+same strings (megatron-core hashes the prefix as given: megatron/core/datasets/megatron_dataset.py, 0.19.2,
+``unique_identifiers["dataset_path"]`` in the MD5 that names the files)."""
 
 from __future__ import annotations
 

@@ -124,8 +124,8 @@ def submit(spec: PipelineSpec, opts: SlurmOptions, env: dict | None = None, log=
             continue
         script = write_script(spec, sp.name, opts)
         args = _sbatch_args(spec, sp.name, tasks, opts, after)
-        proc = subprocess.run([*args, str(script)], env=env, capture_output=True, text=True, timeout=120,
-                              cwd=spec.work)
+        # submitted from here, so tasks start in the launch directory (what relative index-cache prefixes mean)
+        proc = subprocess.run([*args, str(script)], env=env, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise SlurmError(f"{' '.join(args)} {script} failed ({proc.returncode}): {proc.stderr.strip()}")
         after = int(proc.stdout.strip().split(";")[0])
