@@ -29,7 +29,8 @@ REPORT_NAME = "cleaning_report.json"
 def tokenize(spec: PipelineSpec, task: int) -> dict:
     d = decisions(spec)
     first = dict(zip(d["stems"], d["first_doc"]))
-    near = read_duplicates(duplicates_path(spec)) if spec.cleaning.near_dup else set()
+    # a set whatever read_duplicates returns (the brief allows a set or an ndarray; `in` on an ndarray is a scan)
+    near = {int(i) for i in read_duplicates(duplicates_path(spec))} if spec.cleaning.near_dup else set()
     out = paths.jsonl_dir(spec)
     out.mkdir(parents=True, exist_ok=True)
     paths.parts_dir(spec).mkdir(parents=True, exist_ok=True)
