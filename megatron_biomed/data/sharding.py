@@ -34,7 +34,7 @@ class ShardTask:
 def shard_stem(path: str | Path) -> str:
     """``pubmed25n0001.xml.gz`` -> ``pubmed25n0001``; ``oa_comm.PMC000xxxxxx.tar.gz`` -> ``oa_comm.PMC000xxxxxx``."""
     name = Path(path).name
-    for suffix in (".gz", ".tgz", ".tar", ".xml", ".nxml"):
+    for suffix in (".gz", ".tgz", ".tar", ".xml", ".nxml", ".jsonl", ".json"):
         if name.endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
     return name

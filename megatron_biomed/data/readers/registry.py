@@ -59,6 +59,7 @@ READERS: Registry[SourceReader] = Registry(
         "clinical_notes": "megatron_biomed.data.readers.clinical_notes:READER",
         "ctgov": "megatron_biomed.data.readers.ctgov:READER",
         "uspto": "megatron_biomed.data.readers.uspto:READER",
+        "jsonl": "megatron_biomed.data.readers.jsonl:READER",
     },
     error=UnknownFormatError,
     plural="formats",
