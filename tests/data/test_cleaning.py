@@ -139,10 +139,10 @@ def test_report_adds_files_and_formats():
 def test_ranked_copies_keep_the_highest_rank_whatever_the_file_order():
     """A reader's rank (a last-update date) decides between copies of one key; equal ranks: the later copy."""
     cfg = CleaningConfig()
+    # key 5: the newer copy is read first and must stay; key 6: equal ranks, the later copy wins
     metas = [meta("pmc", [["r", 5, 0, 20230101], ["r", 6, 1, 7]]),
-             meta("pmc", [["r", 5, 0, 20220101], ["r", 6, 1, 7], ["r", 5, 2, 20230101]])]
-    assert drop_decisions(metas, cfg) == {(1, 0): "duplicate_pmid", (0, 1): "duplicate_pmid",
-                                          (0, 0): "duplicate_pmid"}
+             meta("pmc", [["r", 5, 0, 20220101], ["r", 6, 1, 7]])]
+    assert drop_decisions(metas, cfg) == {(1, 0): "duplicate_pmid", (0, 1): "duplicate_pmid"}
     # a newer copy that was filtered out (line -1) still retires the older one
     metas = [meta("pmc", [["r", 5, 0, 1]]), meta("pmc", [["r", 5, -1, 2]])]
     assert drop_decisions(metas, cfg) == {(0, 0): "duplicate_pmid"}

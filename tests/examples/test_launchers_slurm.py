@@ -95,6 +95,20 @@ def requeue_and_release(slurm, job_id: int) -> None:
     slurm.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
+def preempt_requeue_and_finish(slurm, job_id: int, out: Path, metrics: Path, after: int) -> tuple[str, int]:
+    """Once the run has logged ``after`` iterations: SIGUSR1 by scancel, then the job must requeue itself (exit 0
+    after a save, RESUBMIT_ON_PREEMPT=1) and complete on its second run. Returns its log and the iteration saved."""
+    wait_for(lambda: iterations(metrics) >= after, f"the run to reach iteration {after}")
+    slurm.run("scancel", "--signal=USR1", str(job_id))
+    requeue_and_release(slurm, job_id)
+    info = finished(slurm, job_id)
+    log = log_of(out, job_id)
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), log[-3000:]
+    stopped = int(re.search(r"stopped for preemption at iteration (\d+)", log).group(1))
+    assert after <= stopped
+    return log, stopped
+
+
 def saved_iteration(ck: Path) -> int:
     return int((ck / "latest_checkpointed_iteration.txt").read_text())
 
@@ -200,14 +214,8 @@ def test_biollm_pretrain_sft_dpo_preempted_requeue_and_resume(slurm, toy, tmp_pa
                                                         "train.inject_step_delay_s=0.3"]),
                     options=["--time=5"], RESUBMIT_ON_PREEMPT=1, CHECKPOINT_DIR=pre / "ck",
                     TENSORBOARD_DIR=pre / "tb", **env)  # fmt: skip
-    wait_for(lambda: iterations(pre / "m.jsonl") >= 3, "pretraining to reach iteration 3")
-    slurm.run("scancel", "--signal=USR1", str(job_id))
-    requeue_and_release(slurm, job_id)
-    info = finished(slurm, job_id)
-    log = log_of(out, job_id)
-    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), log[-3000:]
-    stopped = int(re.search(r"stopped for preemption at iteration (\d+)", log).group(1))
-    assert 3 <= stopped < iters
+    log, stopped = preempt_requeue_and_finish(slurm, job_id, out, pre / "m.jsonl", after=3)
+    assert stopped < iters
     # One log, both runs (--open-mode=append): the stop, the requeue, the resume, the end.
     assert "requeueing (restart 1; RESUBMIT_ON_PREEMPT=1)" in log
     assert f"at iteration {stopped} (consumed samples {4 * stopped})" in log
@@ -223,14 +231,8 @@ def test_biollm_pretrain_sft_dpo_preempted_requeue_and_resume(slurm, toy, tmp_pa
                                                       "train.inject_step_delay_s=0.3"]),
                     options=["--time=5"], RESUBMIT_ON_PREEMPT=1, INIT_FROM=pre / "ck", TRAIN_FILE=toy["sft"],
                     CHECKPOINT_DIR=sft / "ck", TENSORBOARD_DIR=sft / "tb", **ft_env)  # fmt: skip
-    wait_for(lambda: iterations(sft / "m.jsonl") >= 2, "SFT to reach iteration 2")
-    slurm.run("scancel", "--signal=USR1", str(job_id))
-    requeue_and_release(slurm, job_id)
-    info = finished(slurm, job_id)
-    log = log_of(out, job_id)
-    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), log[-3000:]
-    stopped = int(re.search(r"stopped for preemption at iteration (\d+)", log).group(1))
-    assert 2 <= stopped < 6 and "resumed from" in log
+    log, stopped = preempt_requeue_and_finish(slurm, job_id, out, sft / "m.jsonl", after=2)
+    assert stopped < 6 and "resumed from" in log
     assert saved_iteration(sft / "ck") == 6 and sorted(read_metrics(sft / "m.jsonl")) == list(range(1, 7))
 
     # DPO from the SFT checkpoint, to the end.

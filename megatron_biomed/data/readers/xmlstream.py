@@ -68,7 +68,7 @@ def squash(text: str | None) -> str:
     """Collapse runs of whitespace to one space and strip.
 
     ``str.split()`` splits on exactly the characters ``re``'s ``\\s`` and ``str.strip()`` match (the 29
-    code points where ``str.isspace()``; tests/data/test_xmlstream.py checks all of Unicode), so this
+    code points where ``str.isspace()``; tests/data/test_medline_reference.py checks all of Unicode), so this
     is ``re.sub(r"\\s+", " ", text).strip()``, done in C without the regex engine (a hot spot of the
     MEDLINE reader's profile).
     """
