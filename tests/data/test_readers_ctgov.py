@@ -15,16 +15,16 @@ from tool_scripts import run_pubmed_to_jsonl
 
 from megatron_biomed.data.cleaning import CleaningConfig, filter_reason
 from megatron_biomed.data.readers import BadInputError, BadRecord, detect_format, get_reader
-from megatron_biomed.data.readers.ctgov import (
+from megatron_biomed.data.readers.ctgov import nct_key
+from megatron_biomed.data.readers.ctgov_study import (
     Study,
     block_text,
     iso_date,
-    nct_key,
     normalize_phases,
     normalize_status,
-    parse_clinical_study,
     to_record,
 )
+from megatron_biomed.data.readers.ctgov_xml import parse_clinical_study
 from megatron_biomed.data.readers.xmlstream import iter_elements
 
 ROOT = Path(__file__).resolve().parents[2]

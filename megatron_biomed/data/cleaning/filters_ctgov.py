@@ -13,7 +13,7 @@ Imports nothing from ``filters.py`` (which imports this module).
 from __future__ import annotations
 
 from megatron_biomed.data.cleaning.config import CleaningConfig
-from megatron_biomed.data.readers.ctgov import DESCRIPTION_SECTIONS
+from megatron_biomed.data.readers.ctgov_study import DESCRIPTION_SECTIONS
 
 
 def withdrawn(record: dict, cfg: CleaningConfig) -> bool:
