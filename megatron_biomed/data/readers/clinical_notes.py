@@ -3,7 +3,7 @@
 * CSV (plain or gzip): a header naming at least :data:`NOTE_COLUMNS` (any order, any case; other columns such as
   MIMIC-IV-Note's ``note_seq`` and ``storetime`` are ignored), then one note per CSV record; ``text`` holds
   newlines inside quotes. Read record by record with the task readers' CSV plumbing
-  (``data/tasks/_source.py`` ``iter_csv``), so memory stays flat, and every problem names the line the record
+  (``data/tasks/source_files.py`` ``iter_csv``), so memory stays flat, and every problem names the line the record
   starts on. A record with the wrong number of fields or invalid UTF-8 is a :class:`BadRecord` (``--skip-bad``
   counts it as ``bad_record``); a missing header column, an unterminated quote or a truncated gzip stream
   breaks the file (:class:`BadInputError`).
@@ -29,8 +29,8 @@ from pathlib import Path
 from megatron_biomed.data.readers.medline import BadRecord
 from megatron_biomed.data.readers.registry import ReaderOptions, SourceReader
 from megatron_biomed.data.readers.xmlstream import BadInputError
-from megatron_biomed.data.tasks._source import Collector, has_bad_bytes, iter_csv, open_text
 from megatron_biomed.data.tasks.errors import TaskDataError
+from megatron_biomed.data.tasks.source_files import Collector, has_bad_bytes, iter_csv, open_text
 
 NAME = "clinical_notes"
 # MIMIC-IV-Note 2.2 note/discharge.csv and note/radiology.csv (physionet.org/content/mimic-iv-note/2.2): the

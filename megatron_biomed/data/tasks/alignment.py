@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from megatron_biomed.data.tasks._fields import BadRecord, check_text, json_kind, record_uid, require_text, short
-from megatron_biomed.data.tasks._source import Collector, iter_jsonl
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import PreferenceExample, SFTExample
+from megatron_biomed.data.tasks.source_files import Collector, iter_jsonl
 
 CHAT_ROLES = ("system", "user", "assistant")
 

@@ -15,9 +15,9 @@ from megatron_biomed.data.tasks._fields import (
     require_text,
     short,
 )
-from megatron_biomed.data.tasks._source import Collector, JsonDocument, first_line, iter_jsonl
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError
 from megatron_biomed.data.tasks.records import ClassificationItem
+from megatron_biomed.data.tasks.source_files import Collector, JsonDocument, first_line, iter_jsonl
 
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
 BIOASQ_YESNO_LABELS = ("yes", "no")

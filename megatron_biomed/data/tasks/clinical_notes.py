@@ -11,9 +11,9 @@ import re
 import numpy as np
 
 from megatron_biomed.data.tasks._fields import BadRecord
-from megatron_biomed.data.tasks._source import Collector, has_bad_bytes, iter_csv
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import ClinicalNote
+from megatron_biomed.data.tasks.source_files import Collector, has_bad_bytes, iter_csv
 
 # MIMIC-IV-Note 2.2 note/discharge.csv.gz, in its order (physionet.org/content/mimic-iv-note/2.2).
 DISCHARGE_COLUMNS = ("note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text")

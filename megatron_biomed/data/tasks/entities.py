@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterator, Sequence
 
 from megatron_biomed.data.tasks._fields import BadRecord, short
-from megatron_biomed.data.tasks._source import Collector, has_bad_bytes, open_text
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError
 from megatron_biomed.data.tasks.records import TaggedSentence
+from megatron_biomed.data.tasks.source_files import Collector, has_bad_bytes, open_text
 
 # IOB2 tags as the MTL-Bioinformatics-2016 files write them (B-Disease, I-Chemical, O) and the BioBERT JNLPBA
 # copy's untyped B / I / O.

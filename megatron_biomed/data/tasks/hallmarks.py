@@ -21,9 +21,9 @@ import os
 import re
 
 from megatron_biomed.data.tasks._fields import BadRecord, check_text, json_kind, record_uid, require_text, short
-from megatron_biomed.data.tasks._source import Collector, first_line, iter_jsonl, iter_tsv
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import MultiLabelItem
+from megatron_biomed.data.tasks.source_files import Collector, first_line, iter_jsonl, iter_tsv
 
 HOC_LABELS = (
     "activating invasion and metastasis", "avoiding immune destruction", "cellular energetics",

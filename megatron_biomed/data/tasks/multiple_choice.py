@@ -14,9 +14,9 @@ from megatron_biomed.data.tasks._fields import (
     require_text,
     short,
 )
-from megatron_biomed.data.tasks._source import Collector, has_bad_bytes, iter_csv, iter_jsonl
 from megatron_biomed.data.tasks.errors import ReadReport, TaskDataError
 from megatron_biomed.data.tasks.records import LETTERS, MultipleChoiceItem
+from megatron_biomed.data.tasks.source_files import Collector, has_bad_bytes, iter_csv, iter_jsonl
 
 MEDQA_NUM_OPTIONS = (4, 5)
 MEDMCQA_OPTION_KEYS = ("opa", "opb", "opc", "opd")

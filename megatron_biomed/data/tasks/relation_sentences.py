@@ -32,9 +32,9 @@ from __future__ import annotations
 import os
 
 from megatron_biomed.data.tasks._fields import BadRecord, check_text, json_kind, short
-from megatron_biomed.data.tasks._source import Collector, iter_jsonl, iter_tsv
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import ClassificationItem
+from megatron_biomed.data.tasks.source_files import Collector, iter_jsonl, iter_tsv
 
 # The ChemProt relation types of the evaluated groups, grouped and ordered as the BioCreative VI ChemProt
 # guidelines list them (Krallinger et al. 2017, ChemProt track overview, Table 1): CPR:3 up-regulation, CPR:4

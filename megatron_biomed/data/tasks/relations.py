@@ -26,9 +26,9 @@ import ast
 import os
 
 from megatron_biomed.data.tasks._fields import BadRecord, json_kind, optional_text, require_text, short
-from megatron_biomed.data.tasks._source import Collector, JsonDocument, open_text
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import RelationDocument, RelationTriple
+from megatron_biomed.data.tasks.source_files import Collector, JsonDocument, open_text
 
 # ---- BC5CDR (PubTator) ---------------------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import math
 import os
 
 from megatron_biomed.data.tasks._fields import BadRecord, check_text, short
-from megatron_biomed.data.tasks._source import Collector, iter_tsv
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import SentencePairItem
+from megatron_biomed.data.tasks.source_files import Collector, iter_tsv
 
 BIOSSES_COLUMNS = ("sentence_id", "sentence_1", "sentence_2", "annotator_a", "annotator_b", "annotator_c",
                    "annotator_d", "annotator_e")  # fmt: skip

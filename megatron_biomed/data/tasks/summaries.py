@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 from megatron_biomed.data.tasks._fields import BadRecord, record_uid, require_text
-from megatron_biomed.data.tasks._source import Collector, iter_jsonl
 from megatron_biomed.data.tasks.errors import ReadReport
 from megatron_biomed.data.tasks.records import SummaryItem
+from megatron_biomed.data.tasks.source_files import Collector, iter_jsonl
 
 # The source text's key in each layout, tried in this order: MeQSum's consumer health question, MEDIQA-QS's.
 SOURCE_KEYS = ("chq", "question")
