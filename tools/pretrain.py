@@ -9,11 +9,14 @@
 import sys
 
 from megatron_biomed.console import quiet_third_party_notices
-from megatron_biomed.training.signals import catch_early  # noqa: E402
+from megatron_biomed.training.signals import catch_early
 
-catch_early()  # a preemption signal during start-up is honoured after the first step, not fatal
-quiet_third_party_notices()  # before the library imports megatron-core, which warns while importing
-from megatron_biomed.training.pretrain import main  # noqa: E402
+# The library is imported under the guard, not at the top: dist_checkpointing's writer starts a spawn-mode
+# multiprocessing Manager at the first save, and its child process re-imports this file as __mp_main__; imported
+# at the top, torch and megatron-core would be imported again there (2-4 s per process, measured on CPU).
+if __name__ == "__main__":
+    catch_early()  # a preemption signal during start-up is honoured after the first step, not fatal
+    quiet_third_party_notices()  # before the library imports megatron-core, which warns while importing
+    from megatron_biomed.training.pretrain import main
 
-if __name__ == "__main__":  # dist_checkpointing starts spawn-mode helpers: the guard is required
     sys.exit(main())
