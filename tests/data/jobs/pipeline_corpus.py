@@ -4,17 +4,16 @@ decision of the single-process tools is exercised."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from tool_scripts import load_tool
 
 from megatron_biomed.data.cleaning import CleaningConfig
 from megatron_biomed.data.indexed.sample_text import synthetic_abstracts
 from megatron_biomed.data.jobs import PipelineSpec
 from megatron_biomed.tokenizer import TokenizerTrainConfig, train_bpe_tokenizer
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cite(pmid: int, abstract: str, version: int = 1) -> str:
@@ -71,13 +70,6 @@ def make_corpus(root: Path, n_xml: int = 6, n_jsonl: int = 4, per_file: int = 12
         files.append(root / name)
     return files
 
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Corpus:
