@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import platform
 import re
+import runpy
 import subprocess
 import sys
 import time
@@ -179,16 +179,22 @@ class Runner:
 
     @staticmethod
     def _call(name: str, argv: list[str]) -> tuple[int, str]:
-        spec = importlib.util.spec_from_file_location(f"reproduce_tool_{Path(name).stem}", ROOT / "tools" / name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        """Run ``tools/<name>`` in this process as its own ``__main__`` (the tools import the library under their
+        ``__main__`` guard), with ``argv`` as its command line; its exit code and output."""
+        path = ROOT / "tools" / name
         out = io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            try:
-                rc = module.main(argv)
-            except SystemExit as e:
-                rc = e.code if isinstance(e.code, int) else 1
-        return rc or 0, out.getvalue()
+        saved_argv = sys.argv
+        sys.argv = [str(path), *argv]
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                try:
+                    runpy.run_path(str(path), run_name="__main__")
+                    rc = 0
+                except SystemExit as e:
+                    rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            sys.argv = saved_argv
+        return rc, out.getvalue()
 
 
 def eval_report(path: Path) -> dict[tuple[str, str], float]:
