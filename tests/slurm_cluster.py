@@ -135,7 +135,9 @@ class SlurmCluster:
         out = {}
         for line in proc.stdout.splitlines():
             fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
-            key = fields.get("JobId", "")
+            if not fields.get("JobId") or not fields.get("JobState"):
+                continue  # not a job record (a blank or message line): it says nothing about the job's state
+            key = fields["JobId"]
             if fields.get("ArrayTaskId"):
                 key = f"{fields.get('ArrayJobId')}_{fields['ArrayTaskId']}"
             out[key] = fields.get("JobState", "")
@@ -146,8 +148,9 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         active = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
         while time.monotonic() < deadline:
-            states = [s for j in job_ids for s in self.state(j).values()]
-            if states and not any(s in active for s in states):
+            # every job must be seen, and every record of it (each array task) in a state it does not leave
+            seen = [self.state(j) for j in job_ids]
+            if all(seen) and not any(s in active for states in seen for s in states.values()):
                 return
             time.sleep(0.3)
         raise TimeoutError(f"jobs {job_ids} still active after {timeout} s: {[self.state(j) for j in job_ids]}")
