@@ -21,6 +21,9 @@ from pathlib import Path
 PACKAGES = ("slurm-wlm", "munge")
 BINARIES = ("sbatch", "srun", "squeue", "scancel", "sacct", "scontrol", "slurmctld", "slurmd", "munged")
 START_TIMEOUT_S = 30
+# Slurm's job states a job does not leave (squeue(1) "JOB STATE CODES"; requeued jobs go back to PENDING first)
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                          "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"})
 
 
 class SlurmUnavailable(Exception):
@@ -102,6 +105,18 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubsc
     return conf
 
 
+def job_fields(line: str) -> dict[str, str]:
+    """One ``scontrol -o show job`` record as ``{field: value}``. The first occurrence of a name wins: the record's
+    own fields come before ``Command=``, whose value carries the batch script's arguments (``--set a=b``), which
+    would otherwise override them."""
+    fields: dict[str, str] = {}
+    for token in line.split():
+        key, eq, value = token.partition("=")
+        if eq and key not in fields:
+            fields[key] = value
+    return fields
+
+
 @dataclass
 class SlurmCluster:
     """A started single-node cluster. ``env`` is the environment its client commands need (``SLURM_CONF``)."""
@@ -134,7 +149,7 @@ class SlurmCluster:
         proc = self.run("scontrol", "-o", "show", "job", str(job_id), check=False)
         out = {}
         for line in proc.stdout.splitlines():
-            fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            fields = job_fields(line)
             if not fields.get("JobId") or not fields.get("JobState"):
                 continue  # not a job record (a blank or message line): it says nothing about the job's state
             key = fields["JobId"]
@@ -146,11 +161,12 @@ class SlurmCluster:
     def wait(self, *job_ids: int, timeout: float = 300) -> None:
         """Until every job (all its array tasks) has left the PENDING/RUNNING/... states."""
         deadline = time.monotonic() + timeout
-        active = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
         while time.monotonic() < deadline:
-            # every job must be seen, and every record of it (each array task) in a state it does not leave
+            # every job must be seen, and every record of it (each array task) in a state it does not leave: a
+            # list of the ends, not of the active states, since a running job passes through transient ones
+            # (SIGNALING while slurmctld delivers --signal, STAGE_OUT, REQUEUE_HOLD, ...)
             seen = [self.state(j) for j in job_ids]
-            if all(seen) and not any(s in active for states in seen for s in states.values()):
+            if all(seen) and all(s in FINAL_STATES for states in seen for s in states.values()):
                 return
             time.sleep(0.3)
         raise TimeoutError(f"jobs {job_ids} still active after {timeout} s: {[self.state(j) for j in job_ids]}")

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from launch import CHILD_ENV, ROOT, read_metrics
+from slurm_cluster import job_fields
 
 BIOMEDLM = ROOT / "examples" / "biomedlm" / "pretrain_2.7b.sbatch"
 BIOLLM = ROOT / "examples" / "biollm" / "pretrain_70b.sbatch"
@@ -55,8 +56,7 @@ def submit(slurm, script: Path, out: Path, *args: str, options: list[str] = (), 
 
 
 def job(slurm, job_id: int) -> dict[str, str]:
-    line = slurm.run("scontrol", "-o", "show", "job", str(job_id)).stdout
-    return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    return job_fields(slurm.run("scontrol", "-o", "show", "job", str(job_id)).stdout)
 
 
 def finished(slurm, job_id: int, timeout: float = 240) -> dict[str, str]:
