@@ -1,0 +1,60 @@
+// The arguments of one flash-attention call, shared by the host launchers, every kernel (scalar fp32 and tensor-core
+// bf16/fp16, forward and backward) and the torch-free API (csrc/cuda/ops_api.h). Plain C++: no CUDA types.
+//
+// Tensors are strided in their first three dimensions (elements, not bytes) with a contiguous last dimension:
+//   q, out, dout, dq : [batch, seqlen_q, num_heads,    head_dim]
+//   k, v, dk, dv     : [batch, seqlen_k, num_kv_heads, head_dim]
+//   lse, delta       : [batch, num_heads, seqlen_q] float32, contiguous
+// so megatron-core's [seq, batch, heads, dim] tensors are passed as they are (batch stride = heads * dim, row
+// stride = batch * heads * dim): no transposes around the kernels. The tensor-core kernels copy 16 bytes at a time:
+// their pointers must be 16-byte aligned and their strides multiples of 8 elements (checked by the launcher).
+#pragma once
+
+#include <stdint.h>
+
+namespace mbk {
+namespace flash {
+
+struct Strides {
+  int64_t batch = 0, row = 0, head = 0;
+};
+
+// Strides of a contiguous [batch, seqlen, heads, head_dim] tensor.
+inline Strides contiguous_strides(int seqlen, int heads, int head_dim) {
+  Strides s;
+  s.head = head_dim;
+  s.row = static_cast<int64_t>(heads) * head_dim;
+  s.batch = static_cast<int64_t>(seqlen) * s.row;
+  return s;
+}
+
+struct FlashParams {
+  // forward inputs
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  // forward outputs, backward inputs (out, lse)
+  void* out = nullptr;
+  float* lse = nullptr;
+  // backward
+  const void* dout = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  float* delta = nullptr;  // workspace: batch * num_heads * seqlen_q floats
+
+  Strides q_strides, k_strides, v_strides, out_strides, dout_strides, dq_strides, dk_strides, dv_strides;
+
+  int batch = 0, seqlen_q = 0, seqlen_k = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float softmax_scale = 1.0f;
+  bool causal = false;  // bottom-right aligned: query i sees key j iff j <= i + seqlen_k - seqlen_q
+
+  // Attention dropout on the probabilities (mbk/philox.cuh): p = 0 disables it. The backward must be given the
+  // forward's seed and offset.
+  float dropout_p = 0.0f;
+  uint64_t dropout_seed = 0;
+  uint32_t dropout_offset = 0;
+};
+
+}  // namespace flash
+}  // namespace mbk
