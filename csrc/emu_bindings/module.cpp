@@ -17,6 +17,10 @@ MBK_DECLARE_FAMILY(test_kernels)
 MBK_DECLARE_FAMILY(layer_norm)
 MBK_DECLARE_FAMILY(softmax)
 MBK_DECLARE_FAMILY(flash_attention)
+MBK_DECLARE_FAMILY(tensor_core_tests)
+MBK_DECLARE_FAMILY(philox_tests)
+MBK_DECLARE_FAMILY(flash_mma_fwd)
+MBK_DECLARE_FAMILY(flash_mma_bwd)
 #undef MBK_DECLARE_FAMILY
 
 namespace {
@@ -66,5 +70,9 @@ PYBIND11_MODULE(_emu, m) {
   if (register_layer_norm) { register_layer_norm(m); families.append("layer_norm"); }
   if (register_softmax) { register_softmax(m); families.append("softmax"); }
   if (register_flash_attention) { register_flash_attention(m); families.append("flash_attention"); }
+  if (register_tensor_core_tests) { register_tensor_core_tests(m); families.append("tensor_core_tests"); }
+  if (register_philox_tests) { register_philox_tests(m); families.append("philox_tests"); }
+  if (register_flash_mma_fwd) { register_flash_mma_fwd(m); families.append("flash_mma_fwd"); }
+  if (register_flash_mma_bwd) { register_flash_mma_bwd(m); families.append("flash_mma_bwd"); }
   m.attr("families") = families;
 }
