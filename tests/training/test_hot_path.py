@@ -1,0 +1,203 @@
+"""The step loop's host syncs: one read per step (loss finite + preemption request), the window's scalars read
+once at the log interval, every step's record still written; the prefetched batches are the iterator's."""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from megatron_biomed.data.gpt_dataset import MicroBatchIterator
+from megatron_biomed.data.prefetch import Prefetcher
+from megatron_biomed.training import loop
+
+ROOT = str(Path(loop.__file__).resolve().parents[1])
+OURS = {"loop.py", "metrics.py", "signals.py", "prefetch.py", "lm_task.py", "task.py", "gpt_dataset.py"}
+# Reads megatron-core (and torch's AdamW under it) makes on CPU, none of them the loop's: the grad norm where
+# Transformer Engine's multi-tensor kernels are missing (clip_grads.py get_grad_norm_fp32, utils.py's l2-norm
+# fallback), torch.optim.AdamW's step counts (host tensors when the optimizer is not fused), and a flag read once
+# and cached (optimizer.py has_grad_norm_group).
+MEGATRON_CORE_CPU_READS = {"clip_grads.py:get_grad_norm_fp32", "utils.py:local_multi_tensor_l2_norm",
+                           "optimizer.py:step_with_ready_grads", "optimizer.py:has_grad_norm_group"}  # fmt: skip
+
+
+def _site() -> str:
+    """Innermost frame of our package or of megatron-core: ``file:function``."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = frame.filename
+        if path.endswith("parallel/cpu.py"):  # the CPU compatibility mode passes every call through
+            continue
+        if path.startswith(ROOT) or "/megatron/core/" in path:
+            return f"{Path(path).name}:{frame.name}"
+    return "other"
+
+
+class HostSyncs(TorchDispatchMode):
+    """Counts device->host reads: every ``aten._local_scalar_dense`` (``.item()``, ``float(t)``, ``bool(t)``,
+    ``if t:``) at the dispatcher, and ``Tensor.tolist`` / ``.cpu()`` / ``.numpy()`` calls (host-side C++ on CPU,
+    so counted at the Python method), each with the site that made it."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[tuple[str, str]] = []  # (phase, site)
+        self.phase = "setup"
+        self._patched = {}
+        self._inside = 0  # in a counted method: its own scalar reads are that one read
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default and not self._inside:
+            self.events.append((self.phase, _site()))
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        for name in ("tolist", "cpu", "numpy"):
+            original = getattr(torch.Tensor, name)
+            self._patched[name] = original
+
+            def counted(t, *a, _original=original, **k):
+                if threading.current_thread() is not threading.main_thread():
+                    return _original(t, *a, **k)
+                if not self._inside:
+                    self.events.append((self.phase, _site()))
+                self._inside += 1
+                try:
+                    return _original(t, *a, **k)
+                finally:
+                    self._inside -= 1
+
+            setattr(torch.Tensor, name, counted)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for name, original in self._patched.items():
+            setattr(torch.Tensor, name, original)
+        return super().__exit__(*exc)
+
+
+def _trainer(tmp_path, **sets):
+    from megatron_biomed.config.loading import load_config
+    from megatron_biomed.parallel.env import DistEnv, find_free_port
+    from megatron_biomed.parallel.initialize import initialize_parallel
+    from megatron_biomed.training.pretrain import token_info
+
+    base = {"data.mock": "true", "train.train_iters": 7, "train.global_batch_size": 2, "train.micro_batch_size": 1,
+            "train.eval_iters": 0, "train.precision": "fp32", "logging.log_interval": 3,
+            "logging.metrics_file": tmp_path / "m.jsonl", "model.num_layers": 1, "model.seq_length": 32}  # fmt: skip
+    cfg = load_config("tiny-biomedlm", overrides=[f"{k}={v}" for k, v in {**base, **sets}.items()])
+    ctx = initialize_parallel(cfg, DistEnv(0, 1, 0, "127.0.0.1", find_free_port(), "single"))
+    return loop.Trainer(cfg, ctx, token_info(cfg))
+
+
+def _phased(trainer, counter: HostSyncs):
+    """Label each sync with the step it happened in, and whether inside the log window's flush."""
+    step, flush = trainer.train_step, loop._LogWindow.flush
+
+    def train_step(data_iter, iteration, **kw):
+        counter.phase = f"step {iteration}"
+        return step(data_iter, iteration, **kw)
+
+    def flushing(window):
+        before, counter.phase = counter.phase, counter.phase + " flush"
+        try:
+            return flush(window)
+        finally:
+            counter.phase = before
+
+    trainer.train_step = train_step
+    return flushing
+
+
+def test_one_host_read_per_step_and_one_log_read_per_window(tmp_path, monkeypatch):
+    from megatron_biomed.parallel.initialize import shutdown_parallel
+
+    trainer = _trainer(tmp_path, **{"train.inject_nonfinite_loss_at": "[5]"})
+    try:
+        counter = HostSyncs()
+        monkeypatch.setattr(loop._LogWindow, "flush", _phased(trainer, counter))
+        with counter:
+            summary = trainer.train()
+    finally:
+        shutdown_parallel()
+    assert summary["iteration"] == 7
+    ours = Counter(phase for phase, site in counter.events if site.split(":")[0] in OURS)
+    for it in range(1, 8):
+        # The step's one read: the loss is finite and nobody asked to stop (loop.py _step_decisions); on the
+        # skipped step 5 the warning prints the loss (one more read, only then).
+        assert ours[f"step {it}"] == (2 if it == 5 else 1), counter.events
+        # The window's one read, at the log iterations (log_interval 3, the first, the last).
+        assert ours[f"step {it} flush"] == (1 if it in (1, 3, 6, 7) else 0), counter.events
+    assert Counter(site for _, site in counter.events)["loop.py:_step_decisions"] == 7
+    theirs = {site for _, site in counter.events if site.split(":")[0] not in OURS}
+    assert theirs <= MEGATRON_CORE_CPU_READS, theirs
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == list(range(1, 8))  # every step's record, in order
+    assert [r["skipped"] for r in records] == [0, 0, 0, 0, 1, 1, 1]
+    assert records[4]["loss"] != records[4]["loss"] and all(r["loss"] > 0 for i, r in enumerate(records) if i != 4)
+    assert records[5]["lr"] == records[4]["lr"]  # the skipped step did not advance the schedule
+    assert all(r["step_time_s"] > 0 and r["tokens_per_s"] > 0 for r in records)
+
+
+class _Numbered:
+    """Batches ``{"x": [i, i]}`` for i < n, then a ValueError with ``fail`` (if given) or the end."""
+
+    def __init__(self, n: int, fail: str | None = None):
+        self.n, self.i, self.fail = n, 0, fail
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.i == self.n:
+            if self.fail:
+                raise ValueError(self.fail)
+            raise StopIteration
+        self.i += 1
+        return {"x": torch.full((2,), self.i - 1), "meta": self.i - 1}
+
+
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
+
+
+def test_prefetched_batches_are_the_iterators_in_order(tmp_path):
+    from megatron_biomed.data.gpt_dataset import build_gpt_datasets
+    from megatron_biomed.data.gpt_dataset import TokenInfo
+
+    ds = build_gpt_datasets([], seq_length=16, seed=3, num_samples=(12, 0, 0), tokens=TokenInfo(64, 63), mock=True,
+                            cache_dir=str(tmp_path))[0]  # fmt: skip
+    plain = MicroBatchIterator(ds, 2, dp_rank=1, dp_size=2, consumed_samples=4)
+    fetched = Prefetcher(MicroBatchIterator(ds, 2, dp_rank=1, dp_size=2, consumed_samples=4), "cpu", depth=2)
+    for _ in range(9):  # past the dataset's end: MicroBatchIterator wraps around
+        want, got = next(plain), next(fetched)
+        assert want.keys() == got.keys()
+        for k in want:
+            assert torch.equal(want[k], got[k]) and got[k].device.type == "cpu"
+    fetched.close()
+    assert not _prefetch_threads()
+
+
+def test_prefetcher_ends_and_raises_the_sources_error():
+    assert [b["meta"] for b in Prefetcher(_Numbered(5), "cpu", depth=3)] == [0, 1, 2, 3, 4]
+    failing = Prefetcher(_Numbered(2, fail="shard 7 is truncated"), "cpu")
+    assert [next(failing)["meta"], next(failing)["meta"]] == [0, 1]
+    with pytest.raises(ValueError, match="^shard 7 is truncated$"):
+        next(failing)
+    with pytest.raises(StopIteration):
+        next(failing)
+    with pytest.raises(ValueError, match="depth=0"):
+        Prefetcher(_Numbered(1), "cpu", depth=0)
+    dropped = Prefetcher(_Numbered(10**6), "cpu", depth=1)  # a thread blocked on a full queue
+    next(dropped)
+    del dropped  # stops its thread
+    import gc
+
+    gc.collect()
+    for t in _prefetch_threads():
+        t.join(timeout=2)
+    assert not _prefetch_threads()
