@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from megatron_biomed.data.gpt_dataset import MicroBatchIterator
+from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo, build_gpt_datasets
 from megatron_biomed.data.prefetch import Prefetcher
 from megatron_biomed.training import loop
 
@@ -166,9 +166,6 @@ def _prefetch_threads():
 
 
 def test_prefetched_batches_are_the_iterators_in_order(tmp_path):
-    from megatron_biomed.data.gpt_dataset import build_gpt_datasets
-    from megatron_biomed.data.gpt_dataset import TokenInfo
-
     ds = build_gpt_datasets([], seq_length=16, seed=3, num_samples=(12, 0, 0), tokens=TokenInfo(64, 63), mock=True,
                             cache_dir=str(tmp_path))[0]  # fmt: skip
     plain = MicroBatchIterator(ds, 2, dp_rank=1, dp_size=2, consumed_samples=4)
