@@ -3,21 +3,19 @@ once at the log interval, every step's record still written; the prefetched batc
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
-import traceback
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from host_syncs import HostSyncs
 
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo, build_gpt_datasets
 from megatron_biomed.data.prefetch import Prefetcher
 from megatron_biomed.training import loop
 
-ROOT = str(Path(loop.__file__).resolve().parents[1])
 OURS = {"loop.py", "metrics.py", "signals.py", "prefetch.py", "lm_task.py", "task.py", "gpt_dataset.py"}
 # Reads megatron-core (and torch's AdamW under it) makes on CPU, none of them the loop's: the grad norm where
 # Transformer Engine's multi-tensor kernels are missing (clip_grads.py get_grad_norm_fp32, utils.py's l2-norm
@@ -25,59 +23,6 @@ OURS = {"loop.py", "metrics.py", "signals.py", "prefetch.py", "lm_task.py", "tas
 # and cached (optimizer.py has_grad_norm_group).
 MEGATRON_CORE_CPU_READS = {"clip_grads.py:get_grad_norm_fp32", "utils.py:local_multi_tensor_l2_norm",
                            "optimizer.py:step_with_ready_grads", "optimizer.py:has_grad_norm_group"}  # fmt: skip
-
-
-def _site() -> str:
-    """Innermost frame of our package or of megatron-core: ``file:function``."""
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        path = frame.filename
-        if path.endswith("parallel/cpu.py"):  # the CPU compatibility mode passes every call through
-            continue
-        if path.startswith(ROOT) or "/megatron/core/" in path:
-            return f"{Path(path).name}:{frame.name}"
-    return "other"
-
-
-class HostSyncs(TorchDispatchMode):
-    """Counts device->host reads: every ``aten._local_scalar_dense`` (``.item()``, ``float(t)``, ``bool(t)``,
-    ``if t:``) at the dispatcher, and ``Tensor.tolist`` / ``.cpu()`` / ``.numpy()`` calls (host-side C++ on CPU,
-    so counted at the Python method), each with the site that made it."""
-
-    def __init__(self):
-        super().__init__()
-        self.events: list[tuple[str, str]] = []  # (phase, site)
-        self.phase = "setup"
-        self._patched = {}
-        self._inside = 0  # in a counted method: its own scalar reads are that one read
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default and not self._inside:
-            self.events.append((self.phase, _site()))
-        return func(*args, **(kwargs or {}))
-
-    def __enter__(self):
-        for name in ("tolist", "cpu", "numpy"):
-            original = getattr(torch.Tensor, name)
-            self._patched[name] = original
-
-            def counted(t, *a, _original=original, **k):
-                if threading.current_thread() is not threading.main_thread():
-                    return _original(t, *a, **k)
-                if not self._inside:
-                    self.events.append((self.phase, _site()))
-                self._inside += 1
-                try:
-                    return _original(t, *a, **k)
-                finally:
-                    self._inside -= 1
-
-            setattr(torch.Tensor, name, counted)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        for name, original in self._patched.items():
-            setattr(torch.Tensor, name, original)
-        return super().__exit__(*exc)
 
 
 def _trainer(tmp_path, **sets):
@@ -192,8 +137,6 @@ def test_prefetcher_ends_and_raises_the_sources_error():
     dropped = Prefetcher(_Numbered(10**6), "cpu", depth=1)  # a thread blocked on a full queue
     next(dropped)
     del dropped  # stops its thread
-    import gc
-
     gc.collect()
     for t in _prefetch_threads():
         t.join(timeout=2)
