@@ -47,8 +47,13 @@ def _produce(source: Iterator, out: queue.Queue, stop: threading.Event, pin: boo
             return
 
 
-def _shutdown(stop: threading.Event, thread: threading.Thread) -> None:
+def _shutdown(stop: threading.Event, out: queue.Queue, thread: threading.Thread) -> None:
     stop.set()
+    try:  # free the thread from a put into a full queue now, not at its next timeout
+        while True:
+            out.get_nowait()
+    except queue.Empty:
+        pass
     if thread is not threading.current_thread():
         thread.join(timeout=5)
 
@@ -69,7 +74,7 @@ class Prefetcher:
             target=_produce, args=(iter(source), self._queue, self._stop, self.cuda), name="batch-prefetch", daemon=True
         )
         self._thread.start()
-        self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._thread)
+        self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._queue, self._thread)
         self._stream = torch.cuda.Stream(device=self.device) if self.cuda else None
         self._staged = None  # (batch on the device, the copy's event) or an end/failure item
         self._done = False

@@ -141,3 +141,41 @@ def test_prefetcher_ends_and_raises_the_sources_error():
     for t in _prefetch_threads():
         t.join(timeout=2)
     assert not _prefetch_threads()
+
+
+def test_step_timer_reads_cuda_events_with_one_synchronisation(monkeypatch):
+    """On CUDA a step's time is its events' elapsed time, read with one synchronize (on the newest event) per
+    window; on CPU the host clock. (No GPU here: events that keep a fake device clock.)"""
+    from megatron_biomed.training.metrics import StepTimer
+
+    clock, synced = [0.0], []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+
+        def record(self):
+            self.at = clock[0]
+
+        def synchronize(self):
+            synced.append(self)
+
+        def elapsed_time(self, end):  # milliseconds, as CUDA's
+            return (end.at - self.at) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    timer = StepTimer(torch.device("cuda", 0))
+    for seconds in (0.5, 2.0, 0.25):
+        timer.start()
+        clock[0] += seconds
+        timer.stop()
+        clock[0] += 7.0  # between steps (logging, saves): not a step's time
+    assert timer.collect() == [0.5, 2.0, 0.25] and len(synced) == 1 and synced[0].at == clock[0] - 7.0
+    assert timer.collect() == [] and len(synced) == 1
+    cpu = StepTimer(torch.device("cpu"))
+    cpu.start()
+    cpu.stop()
+    (elapsed,) = cpu.collect()
+    assert 0 <= elapsed < 1
+    with pytest.raises(RuntimeError, match="without start"):
+        cpu.stop()
