@@ -579,10 +579,11 @@ class _LogWindow:
 
     def flush(self) -> None:
         tr = self.trainer
-        times = self.timer.collect()
         if not tr.rank0:  # only rank 0 writes: the other ranks never wait for these numbers
+            self.timer.discard()
             self.records.clear()
             return
+        times = self.timer.collect()
         world = tr.ctx.env.world_size
         peak = tr.cfg.logging.peak_flops_per_rank
         main = tr.task.metric_names[0]

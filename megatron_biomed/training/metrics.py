@@ -116,6 +116,10 @@ class StepTimer:
         self._steps.append((self._start, self._now()))
         self._start = None
 
+    def discard(self) -> None:
+        """Forget the stopped steps without reading them (no synchronisation)."""
+        self._steps = []
+
     def collect(self) -> list[float]:
         """Each stopped step's seconds, oldest first (a device synchronisation on CUDA), and forget them."""
         steps, self._steps = self._steps, []
