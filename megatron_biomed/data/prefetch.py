@@ -25,9 +25,18 @@ class _Failure:
         self.error = error
 
 
-def _produce(source: Iterator, out: queue.Queue, stop: threading.Event, pin: bool) -> None:
-    """The thread's body: ``source``'s batches into ``out`` (pinned with ``pin``) until it ends, fails or
-    ``stop`` is set. Holds no reference to the Prefetcher, so dropping it stops the thread."""
+def _produce(source: Iterator, out: queue.Queue, stop: threading.Event, pin_for: torch.device | None) -> None:
+    """The thread's body: ``source``'s batches into ``out`` (pinned for the CUDA device ``pin_for``) until it
+    ends, fails or ``stop`` is set. Holds no reference to the Prefetcher, so dropping it stops the thread."""
+    pin = pin_for is not None
+    if pin:
+        # A new thread's current device is GPU 0: pinning there would open a CUDA context on GPU 0 for every rank
+        # of the node (as PyTorch's DataLoader pin thread, set this rank's device first).
+        try:
+            torch.cuda.set_device(pin_for)
+        except BaseException as e:  # the consumer waits on the queue: it gets the error instead of hanging
+            out.put(_Failure(e))
+            return
     while not stop.is_set():
         try:
             item = next(source)
@@ -71,7 +80,10 @@ class Prefetcher:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=_produce, args=(iter(source), self._queue, self._stop, self.cuda), name="batch-prefetch", daemon=True
+            target=_produce,
+            args=(iter(source), self._queue, self._stop, self.device if self.cuda else None),
+            name="batch-prefetch",
+            daemon=True,
         )
         self._thread.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._queue, self._thread)
