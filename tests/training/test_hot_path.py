@@ -3,7 +3,6 @@ once at the log interval, every step's record still written; the prefetched batc
 
 from __future__ import annotations
 
-import gc
 import json
 import threading
 from collections import Counter
@@ -12,7 +11,7 @@ import pytest
 import torch
 from host_syncs import HostSyncs
 
-from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo, build_gpt_datasets
+from megatron_biomed.data.gpt_dataset import MicroBatchIterator
 from megatron_biomed.data.prefetch import Prefetcher
 from megatron_biomed.training import loop
 
@@ -110,9 +109,10 @@ def _prefetch_threads():
     return [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
 
 
-def test_prefetched_batches_are_the_iterators_in_order(tmp_path):
-    ds = build_gpt_datasets([], seq_length=16, seed=3, num_samples=(12, 0, 0), tokens=TokenInfo(64, 63), mock=True,
-                            cache_dir=str(tmp_path))[0]  # fmt: skip
+def test_prefetched_batches_are_the_iterators_in_order():
+    gen = torch.Generator().manual_seed(3)
+    ds = [{"tokens": torch.randint(0, 64, (16,), generator=gen), "loss_mask": torch.rand(16, generator=gen)}
+          for _ in range(12)]  # fmt: skip
     plain = MicroBatchIterator(ds, 2, dp_rank=1, dp_size=2, consumed_samples=4)
     fetched = Prefetcher(MicroBatchIterator(ds, 2, dp_rank=1, dp_size=2, consumed_samples=4), "cpu", depth=2)
     for _ in range(9):  # past the dataset's end: MicroBatchIterator wraps around
@@ -136,8 +136,7 @@ def test_prefetcher_ends_and_raises_the_sources_error():
         Prefetcher(_Numbered(1), "cpu", depth=0)
     dropped = Prefetcher(_Numbered(10**6), "cpu", depth=1)  # a thread blocked on a full queue
     next(dropped)
-    del dropped  # stops its thread
-    gc.collect()
+    del dropped  # stops its thread (nothing else holds the prefetcher: no cycle, no gc needed)
     for t in _prefetch_threads():
         t.join(timeout=2)
     assert not _prefetch_threads()
