@@ -62,6 +62,7 @@ class DPOTask(FinetuneTask):
         super().__init__(cfg, tokens)
         # split name -> [N, 2] reference log-probs (chosen, rejected); filled by prepare().
         self.reference: dict[str, torch.Tensor] = {}
+        self._device_reference: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # split -> (table, its copy)
         self._split = "train"
 
     def check_options(self, cfg) -> None:
@@ -162,7 +163,7 @@ class DPOTask(FinetuneTask):
 
     def _loss(self, loss_mask, index, split, token_losses):
         logps = sequence_logps(token_losses, loss_mask).view(2, -1)
-        ref = self.reference[split][index.cpu()].to(logps.device).float()
+        ref = self._reference_on(split, logps.device)[index.to(logps.device)].float()
         tokens_c = loss_mask.view(2, -1, loss_mask.shape[-1])[0].sum(-1)
         loss, rc, rr = dpo_loss(logps[0], logps[1], ref[:, 0], ref[:, 1], self.cfg.task.dpo_beta,
                                 self.cfg.task.dpo_sft_weight, tokens_c)  # fmt: skip
@@ -176,6 +177,15 @@ class DPOTask(FinetuneTask):
             "reward_rejected": metric(rr.sum(), pairs),
         }
         return total, torch.tensor(pairs, dtype=torch.int, device=total.device), report
+
+    def _reference_on(self, split: str, device: torch.device) -> torch.Tensor:
+        """The split's reference table on ``device``, copied there once: indexing it by the batch's (device)
+        indices then needs no host read per micro-batch."""
+        table = self.reference[split]
+        cached = self._device_reference.get(split)
+        if cached is None or cached[0] is not table or cached[1].device != device:
+            cached = self._device_reference[split] = (table, table.to(device))
+        return cached[1]
 
     def describe(self) -> str:
         return f"DPO (beta {self.cfg.task.dpo_beta}) on {len(self.train_items)} preference pairs"

@@ -6,7 +6,9 @@ megatron-core's ``StaticInferenceContext`` (its per-layer KV memory), so a new t
 forward, not the prefix's. Prompts of different lengths share positions: the first forward covers the
 shortest prompt, and at each later position a sequence whose prompt is not used up is given its own prompt
 token instead of the sampled one (Megatron's static-batching rule) -- so every sequence is decoded exactly as
-it would be alone, with no padding mask. Every input tensor is made on the model's device.
+it would be alone, with no padding mask. Every input tensor is made on the model's device, and the decoding
+state (eos, counts, done) stays there: the host waits for the device every ``STOP_CHECK_EVERY`` tokens and at
+the end, or every token only where streaming or stop strings need each token on the host.
 
 Runs on one process or with tensor parallelism over several ranks (logits gathered over TP, every rank samples
 the same token from the same seed); pipeline parallelism is not supported here (load at PP = 1: dist
@@ -35,6 +37,10 @@ from megatron_biomed.parallel.env import DistEnv
 from megatron_biomed.parallel.initialize import set_model_only_layout
 from megatron_biomed.tokenizer import load_run_tokenizer
 from megatron_biomed.training.launch import load_run_config, parallel_session, run_main, start, validate_run_config
+
+# Without streaming or stop strings the host asks "is every sequence done?" every this many tokens (one read),
+# not every token; the few tokens decoded after the last one ended are dropped.
+STOP_CHECK_EVERY = 8
 
 
 class SamplingError(BiomedError, ValueError):
@@ -132,23 +138,38 @@ def generate(
         return [_beam_generation(model, p, sampling, vocab_size, max_length, eos_id, decode) for p in prompts]
     device = model_device([model])
     b = len(prompts)
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    if int(lengths.max()) >= max_length:
-        raise ValueError(f"generate: a prompt of {int(lengths.max())} tokens leaves no room under {max_length}")
-    total = min(int(lengths.max()) + sampling.max_new_tokens, max_length)
-    tokens = torch.zeros(b, total, dtype=torch.long, device=device)
+    longest, shortest = max(len(p) for p in prompts), min(len(p) for p in prompts)
+    if longest >= max_length:
+        raise ValueError(f"generate: a prompt of {longest} tokens leaves no room under {max_length}")
+    total = min(longest + sampling.max_new_tokens, max_length)
+    host_tokens = torch.zeros(b, total, dtype=torch.long)
     for i, p in enumerate(prompts):
-        tokens[i, : len(p)] = torch.tensor(list(p), dtype=torch.long, device=device)
+        host_tokens[i, : len(p)] = torch.tensor(list(p), dtype=torch.long)
+    tokens = host_tokens.to(device)
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
     results = [Generation(prompt_ids=list(p)) for p in prompts]
-    done = [sampling.max_new_tokens == 0] * b
     generator = None
     if not sampling.greedy:
         generator = torch.Generator(device=device).manual_seed(sampling.seed)
     context = StaticInferenceContext(b, total) if use_cache else None
+    # The decoding state lives on the device: which positions hold a new token, which sequences met eos, which
+    # are done. The host reads it every STOP_CHECK_EVERY tokens (all done?) and once at the end -- or every token
+    # where the caller needs each token on the host (streaming, stop strings).
+    appended = torch.zeros(b, total, dtype=torch.bool, device=device)
+    ended_eos = torch.zeros(b, dtype=torch.bool, device=device)
+    count = torch.zeros(b, dtype=torch.long, device=device)
+    done = torch.full((b,), sampling.max_new_tokens == 0, dtype=torch.bool, device=device)
+    per_token = on_token is not None or bool(sampling.stop_strings and decode is not None)
+    texts: list[list[int]] = [[] for _ in prompts]  # the new ids so far, with ``per_token``
+    running: list[torch.Tensor] = []  # per step: was any sequence still going (trims keep_logits at the end)
+    kept_before = len(keep_logits) if keep_logits is not None else 0
     start = 0
-    for cur in range(int(lengths.min()), total):
-        if all(done):
+    for cur in range(shortest, total):
+        if sampling.max_new_tokens == 0:
             break
+        if not per_token and (cur - shortest) % STOP_CHECK_EVERY == 0 and cur > shortest and bool(done.all()):
+            break
+        running.append(~done.all())
         first = start if use_cache else 0
         window = tokens[:, first:cur]
         positions = torch.arange(first, cur, device=device).unsqueeze(0).expand(b, -1)
@@ -162,11 +183,34 @@ def generate(
         in_prompt = cur < lengths
         tokens[:, cur] = torch.where(in_prompt, tokens[:, cur], chosen)
         start = cur
-        for i in range(b):
-            if done[i] or bool(in_prompt[i]):
-                continue
-            _append(results[i], int(tokens[i, cur]), sampling, eos_id, decode, on_token, i)
-            done[i] = results[i].finish_reason != "length" or len(results[i].ids) >= sampling.max_new_tokens
+        active = ~in_prompt & ~done
+        is_eos = tokens[:, cur] == eos_id if eos_id is not None else torch.zeros_like(active)
+        appended[:, cur] = active & ~is_eos
+        ended_eos |= active & is_eos
+        count += appended[:, cur].long()
+        done |= ended_eos | (count >= sampling.max_new_tokens)
+        if per_token:
+            new, added, finished = torch.stack([tokens[:, cur], appended[:, cur].long(), done.long()]).tolist()
+            for i in range(b):
+                if added[i] and _stream_token(results[i], texts[i], new[i], sampling, decode, on_token, i):
+                    done[i] = True  # a stop string: this sequence ends here
+                    finished[i] = 1
+            if all(finished):
+                break
+    # The end: one read of the whole state.
+    state = [tokens.flatten(), appended.flatten().long(), ended_eos.long()]
+    state += [torch.stack(running).long()] if running else []
+    flat = torch.cat(state).tolist()
+    n = b * total
+    ids = [flat[i * total : (i + 1) * total] for i in range(b)]
+    added = [flat[n + i * total : n + (i + 1) * total] for i in range(b)]
+    eos_flags, alive = flat[2 * n : 2 * n + b], flat[2 * n + b :]
+    if keep_logits is not None:  # the steps taken after every sequence was done (between two checks) dropped
+        del keep_logits[kept_before + sum(alive) :]
+    for i, r in enumerate(results):
+        r.ids = [t for t, a in zip(ids[i], added[i]) if a]
+        if r.finish_reason != "stop":
+            r.finish_reason = "eos" if eos_flags[i] else "length"
     for r in results:
         if decode is not None and r.finish_reason != "stop":
             r.text = decode(r.ids)
@@ -184,18 +228,19 @@ def _beam_generation(model, prompt, s: SamplingConfig, vocab_size, max_length, e
     return g
 
 
-def _append(r: Generation, token: int, s: SamplingConfig, eos_id, decode, on_token, i: int) -> None:
-    if eos_id is not None and token == eos_id:
-        r.finish_reason = "eos"
-        return
-    r.ids.append(token)
+def _stream_token(r: Generation, so_far: list[int], token: int, s: SamplingConfig, decode, on_token, i: int) -> bool:
+    """A new token of prompt ``i`` (not eos) on the host: streamed, and checked for a stop string (True: one
+    ended the sequence; ``r.text`` is cut before it)."""
+    so_far.append(token)
     if on_token is not None:
         on_token(i, token)
     if s.stop_strings and decode is not None:
-        text = decode(r.ids)
+        text = decode(so_far)
         hits = [text.index(stop) for stop in s.stop_strings if stop in text]
         if hits:
             r.text, r.finish_reason = text[: min(hits)], "stop"
+            return True
+    return False
 
 
 def greedy_generate(

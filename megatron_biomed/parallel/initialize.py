@@ -14,7 +14,7 @@ from megatron.core import parallel_state as ps
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.parallel import cpu
-from megatron_biomed.parallel.env import DistEnv, find_free_port, read_dist_env
+from megatron_biomed.parallel.env import DistEnv, LaunchEnvError, find_free_port, read_dist_env
 from megatron_biomed.parallel.layout import data_parallel_size, validate_layout
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
     backend = p.backend if p.backend != "auto" else ("nccl" if use_cuda else "gloo")
     if not use_cuda:
         cpu.apply_cpu_patches()
+    device = rank_device(env) if use_cuda else torch.device("cpu")
     if use_cuda:
-        torch.cuda.set_device(env.local_rank)
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         # The rendezvous waits up to init_timeout_s for every rank to arrive; each collective afterwards up to
         # collective_timeout_s (gloo and nccl take the process group's timeout for both unless split so).
@@ -87,7 +88,26 @@ def initialize_parallel(cfg: ExperimentConfig, env: DistEnv | None = None) -> Pa
         pp=p.pipeline_model_parallel_size,
         vpp=p.virtual_pipeline_model_parallel_size,
         dp=data_parallel_size(cfg, env.world_size),
-        device=torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu"),
+        device=device,
+    )
+
+
+def rank_device(env: DistEnv) -> torch.device:
+    """This rank's GPU: ``cuda:LOCAL_RANK``, one GPU per rank. Fewer GPUs visible than ranks on the node raises
+    LaunchEnvError naming both numbers and what to do (on every rank of the node when the launcher says how many
+    ranks it started here, so none waits at the rendezvous for the ones that failed)."""
+    visible = torch.cuda.device_count()
+    ranks_here = env.local_world_size
+    if env.local_rank < visible and (ranks_here is None or ranks_here <= visible):
+        return torch.device("cuda", env.local_rank)
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    where = f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else ""
+    started = f"{ranks_here} ranks on this node" if ranks_here is not None else f"local rank {env.local_rank}"
+    raise LaunchEnvError(
+        f"{started} but {visible} GPU(s) visible{where}: each rank needs a GPU of its own (rank {env.rank} has "
+        f"LOCAL_RANK {env.local_rank}). Start at most {visible} rank(s) per node (torchrun --nproc-per-node "
+        f"{visible}, srun --ntasks-per-node {visible}) with a layout for that many, or run the ranks on CPU with "
+        "gloo: CUDA_VISIBLE_DEVICES= (no GPU visible) and parallel.backend=auto or gloo."
     )
 
 

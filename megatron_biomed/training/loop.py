@@ -4,6 +4,13 @@ One ``Trainer`` per process. Build it from an ExperimentConfig and a :class:`~me
 (pretraining by default) after ``initialize_parallel``; ``train()`` runs to ``train.train_iters`` with logging,
 validation, checkpoints, preemption and non-finite-loss handling. The task decides the model, data, forward
 step, loss and metrics; nothing here knows which objective is trained.
+
+The host waits for the device once per step, and only for what must be decided before the optimizer step: one
+two-value read (is the global loss finite -- else the step is skipped --, and did any rank get a preemption
+signal), both carried by the step's one metrics all-reduce. Losses, metrics and grad norms stay on the device
+until the log interval, when one read fetches the window's (metrics.ScalarWindow) and the step times are taken
+from CUDA events (metrics.StepTimer). megatron-core's optimizer step adds its own reads where it has them (the
+fp16 loss scaler's found-inf flag; the grad norm without Transformer Engine's multi-tensor kernels).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from megatron_biomed.checkpoint import (
 )
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.data.gpt_dataset import MicroBatchIterator, TokenInfo
+from megatron_biomed.data.prefetch import Prefetcher
 from megatron_biomed.errors import BiomedError
 from megatron_biomed.models.common import transformer_config
 from megatron_biomed.models.registry import flops_per_token
@@ -39,7 +47,7 @@ from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import faults
 from megatron_biomed.training.ema import EMA_KEY, WeightEMA
 from megatron_biomed.training.lm_task import LanguageModelTask
-from megatron_biomed.training.metrics import MetricsWriter, format_train_line, mfu
+from megatron_biomed.training.metrics import MetricsWriter, ScalarWindow, StepTimer, format_train_line, mfu
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
 from megatron_biomed.training.signals import PreemptionHandler
 from megatron_biomed.training.task import Task
@@ -53,11 +61,16 @@ class TrainingStopped(BiomedError, RuntimeError):
 
 @dataclass
 class StepResult:
-    loss: float
-    grad_norm: float
+    """One training step. ``loss``, ``grad_norm`` and the ``metrics`` values may be device tensors (0-d): read
+    them at the log interval, not every step. ``skipped`` (non-finite global loss: no update) and ``stop`` (a rank
+    got a preemption signal) are host booleans, the same on every rank."""
+
+    loss: torch.Tensor | float
+    grad_norm: torch.Tensor | float
     lr: float
     skipped: bool
     metrics: dict
+    stop: bool = False
 
 
 def _with_injected_nonfinite(forward_step_func):
@@ -138,8 +151,13 @@ class Trainer:
             raise TrainingStopped(f"task {self.task.name!r}: no training data")
 
     def _iterators(self, dataset, consumed: int):
+        """Micro-batches of ``dataset`` from sample ``consumed``, one iterator per model chunk, each prefetched
+        (data/prefetch.py: collated on a thread, pinned and copied ahead on a side stream on CUDA)."""
         it = [
-            MicroBatchIterator(dataset, self.cfg.train.micro_batch_size, self.dp_rank, self.ctx.dp, consumed)
+            Prefetcher(
+                MicroBatchIterator(dataset, self.cfg.train.micro_batch_size, self.dp_rank, self.ctx.dp, consumed),
+                self.ctx.device,
+            )
             for _ in self.model
         ]
         return it[0] if len(it) == 1 else it
@@ -147,13 +165,18 @@ class Trainer:
     # ---- one step ----------------------------------------------------------------------------------
     def _run_schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False, step_func=None) -> dict:
         """One global batch through megatron-core's schedule with the task's forward step (or ``step_func``);
-        returns the task's metrics over it."""
+        returns the task's metrics over it (floats: a host read)."""
+        losses = self._schedule(data_iter, forward_only, inject_nonfinite, step_func)
+        return self._metric_values(self._global_sums(losses))
+
+    def _schedule(self, data_iter, forward_only: bool, inject_nonfinite: bool = False, step_func=None) -> list:
+        """One global batch through megatron-core's schedule: the loss functions' reports of this rank."""
         fb = get_forward_backward_func()
         t = self.cfg.train
         step_func = step_func or self.task.forward_step
         if inject_nonfinite:
             step_func = _with_injected_nonfinite(step_func)
-        losses = fb(
+        return fb(
             forward_step_func=step_func,
             data_iterator=data_iter,
             model=self.model if len(self.model) > 1 else self.model[0],
@@ -162,31 +185,43 @@ class Trainer:
             micro_batch_size=t.micro_batch_size * self.task.rows_per_sample(),
             forward_only=forward_only,
         )
-        return self._global_metrics(losses)
 
     def forward_pass(self, dataset, step_func=None) -> dict:
         """One global batch of ``dataset`` (from its start), forward only, with the task's forward step or
         ``step_func``; the task's metrics over it. For callers that record their own per-sample numbers."""
         return self._run_schedule(self._iterators(dataset, 0), forward_only=True, step_func=step_func)
 
-    def _global_metrics(self, losses) -> dict:
-        """Each metric's numerator / denominator summed over micro-batches and data-parallel ranks (the same
-        numbers on every rank). The first is the task's loss."""
+    def _global_sums(self, losses, stop_requested: bool = False) -> torch.Tensor:
+        """``[n_metrics + 1, 2]`` float64 on the device the collective takes: each metric's numerator and
+        denominator summed over micro-batches and data-parallel ranks (the same numbers on every rank; the first
+        is the task's loss), and a last row whose first value counts the ranks with ``stop_requested``. One
+        all-reduce, no host read."""
         names = list(self.task.metric_names)
-        local = torch.zeros(len(names), 2, dtype=torch.float64)
+        # nccl reduces device tensors, gloo host ones.
+        device = self.ctx.device if self.ctx.backend == "nccl" else torch.device("cpu")
+        local = torch.zeros(len(names) + 1, 2, dtype=torch.float64, device=device)
         if self.is_last_stage and losses:
-            for report in losses:
-                for i, name in enumerate(names):
-                    local[i] += report[name].double().cpu().view(2)
+            reports = [torch.stack([report[name].view(2) for name in names]) for report in losses]
+            local[: len(names)] += torch.stack(reports).sum(0).to(device, torch.float64)
+        if stop_requested:
+            local[len(names), 0] = 1.0
         if dist.is_initialized():
-            dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-            local = local.to(dev)
             dist.all_reduce(local)  # TP copies multiply numerator and denominator alike
-            local = local.cpu()
-        return {name: float(local[i, 0] / local[i, 1]) if local[i, 1] > 0 else float("nan")
-                for i, name in enumerate(names)}  # fmt: skip
+        return local
 
-    def train_step(self, data_iter, iteration: int) -> StepResult:
+    def _metric_ratios(self, sums: torch.Tensor) -> dict:
+        """``{name: 0-d tensor}`` numerator / denominator of each metric (NaN where nothing was counted)."""
+        ratios = torch.where(sums[:, 1] > 0, sums[:, 0] / sums[:, 1].clamp_min(1e-300), float("nan"))
+        return {name: ratios[i] for i, name in enumerate(self.task.metric_names)}
+
+    def _metric_values(self, sums: torch.Tensor) -> dict:
+        """The metrics as floats (one host read)."""
+        ratios = self._metric_ratios(sums)
+        return dict(zip(ratios, torch.stack(list(ratios.values())).tolist()))
+
+    def train_step(self, data_iter, iteration: int, stop_requested: bool = False) -> StepResult:
+        """One optimizer step over a global batch (skipped, grads dropped, when the global loss is not finite).
+        ``stop_requested``: this rank got a preemption signal; ``StepResult.stop`` says whether any rank did."""
         for m in self.model:
             m.zero_grad_buffer()
         self.optimizer.zero_grad()
@@ -198,14 +233,17 @@ class Trainer:
         # The rate this step uses (of the groups on the configured schedule: not a layer-wise decayed one).
         groups = self.optimizer.param_groups
         lr = next((g["lr"] for g in groups if g.get("default_config", True)), groups[0]["lr"])
-        metrics = self._run_schedule(data_iter, forward_only=False, inject_nonfinite=inject, step_func=step_func)
+        losses = self._schedule(data_iter, forward_only=False, inject_nonfinite=inject, step_func=step_func)
+        sums = self._global_sums(losses, stop_requested)
+        metrics = self._metric_ratios(sums)
         loss = metrics[self.task.metric_names[0]]
-        if not math.isfinite(loss):
+        finite, stop = self._step_decisions(loss, sums)
+        if not finite:
             # Every rank sees the same global loss, so all skip together; the grads are dropped.
             for m in self.model:
                 m.zero_grad_buffer()
             self.optimizer.zero_grad()
-            return StepResult(loss, float("nan"), lr, skipped=True, metrics=metrics)
+            return StepResult(loss, float("nan"), lr, skipped=True, metrics=metrics, stop=stop)
         ok, grad_norm, _ = self.optimizer.step()
         if ok:
             self.scheduler.step(increment=1)
@@ -216,8 +254,16 @@ class Trainer:
                     for m in self.model:
                         m.start_param_sync(force_sync=True)
                 self.ema.update(self.model)
-        grad_norm = float(grad_norm if grad_norm is not None else float("nan"))
-        return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics)
+        if grad_norm is None:
+            grad_norm = float("nan")
+        return StepResult(loss, grad_norm, lr, skipped=not ok, metrics=metrics, stop=stop)
+
+    @staticmethod
+    def _step_decisions(loss: torch.Tensor, sums: torch.Tensor) -> tuple[bool, bool]:
+        """(global loss finite, some rank asked to stop): the step's one host read, needed before the optimizer
+        step (a non-finite loss must not update the weights; megatron-core's optimizers decide on the host)."""
+        finite, stop = torch.stack([torch.isfinite(loss), sums[-1, 0] > 0]).tolist()
+        return bool(finite), bool(stop)
 
     def evaluate(self, dataset=None) -> dict:
         """The task's metrics over ``eval_iters`` global batches of the validation set (or ``dataset``; each the
@@ -398,23 +444,21 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------
     def train(self) -> dict:
-        cfg, t, ck = self.cfg, self.cfg.train, self.cfg.checkpoint
+        t, ck = self.cfg.train, self.cfg.checkpoint
         self.load()
         self.task.prepare(self)
         preempt = PreemptionHandler()
-        tokens_per_iter = t.global_batch_size * self.task.rows_per_sample() * self.task.seq_length()
-        flops_per_iter = flops_per_token(cfg.model) * tokens_per_iter
-        world = self.ctx.env.world_size
         data_iter = self._iterators(self.train_ds, self.state.consumed_samples)
+        self._window = _LogWindow(self, StepTimer(self.ctx.device))
         consecutive_bad = 0
         ran = 0
         summary: dict = {"preempted": False}
         finished = False
         try:
             while self.state.iteration < t.train_iters:
-                start = time.perf_counter()
-                result = self.train_step(data_iter, self.state.iteration + 1)
-                elapsed = time.perf_counter() - start
+                self._window.timer.start()
+                result = self.train_step(data_iter, self.state.iteration + 1, stop_requested=preempt.requested)
+                self._window.timer.stop()
                 if t.inject_step_delay_s:
                     time.sleep(t.inject_step_delay_s)  # after the timing: a slow step, not a slow measurement
                 self.state.iteration += 1
@@ -427,11 +471,12 @@ class Trainer:
                         log.warning(
                             "iteration %d: non-finite loss (%s), step skipped (%d in a row, %d in total)",
                             self.state.iteration,
-                            result.loss,
+                            float(result.loss),  # a host read, on a skipped step only
                             consecutive_bad,
                             self.state.skipped_nonfinite,
                         )
                     if consecutive_bad >= t.max_consecutive_nonfinite:
+                        self._window.add(self.state.iteration, result)
                         raise TrainingStopped(
                             f"{consecutive_bad} consecutive non-finite losses "
                             f"(last at iteration {self.state.iteration}); "
@@ -439,31 +484,18 @@ class Trainer:
                         )
                 else:
                     consecutive_bad = 0
-                tflops = flops_per_iter / max(elapsed, 1e-9) / world / 1e12
-                scalars = {
-                    "loss": result.loss,
-                    "lr": result.lr,
-                    "grad_norm": result.grad_norm,
-                    "tokens_per_s": tokens_per_iter / max(elapsed, 1e-9),
-                    "tflops_per_rank": tflops,
-                    "mfu": mfu(tflops, cfg.logging.peak_flops_per_rank),
-                    "skipped": self.state.skipped_nonfinite,
-                    "step_time_s": elapsed,
-                    **{k: v for k, v in result.metrics.items() if k != self.task.metric_names[0]},
-                }
-                self.writer.write(self.state.iteration, scalars)
-                if self.rank0 and (self.state.iteration % cfg.logging.log_interval == 0 or self.state.iteration == 1):
-                    line = format_train_line(
-                        self.state.iteration, t.train_iters, scalars, loss_name=self.task.metric_names[0]
-                    )
-                    extra = [f"{k} {result.metrics[k]:.4f}" for k in self.task.metric_names[1:]]
-                    log.info(" | ".join([line, *extra]))
-                if t.eval_interval and self.state.iteration % t.eval_interval == 0:
+                self._window.add(self.state.iteration, result)
+                exiting = bool(t.exit_after_iters and ran >= t.exit_after_iters)
+                last = self.state.iteration >= t.train_iters or result.stop or exiting
+                evaluating = t.eval_interval and self.state.iteration % t.eval_interval == 0
+                if self._is_log_iteration(self.state.iteration) or last or evaluating:
+                    self._window.flush()  # the log interval's host read (before validation writes its own record)
+                if evaluating:
                     self._log_eval()
                 self.poll_saves()
                 if ck.save and ck.save_interval and self.state.iteration % ck.save_interval == 0:
                     self.save()
-                if preempt.should_stop():
+                if result.stop:
                     if self.rank0:
                         log.warning(
                             "preemption signal received (%s): saving at iteration %d and exiting",
@@ -482,6 +514,7 @@ class Trainer:
             finished = True
         finally:
             preempt.restore()
+            self._window.flush_quietly()  # the steps of a window an error cut short still reach the metrics
             if finished:
                 self.finish_saves()
             else:
@@ -499,6 +532,10 @@ class Trainer:
         summary["iteration"] = self.state.iteration
         self.writer.close()
         return summary
+
+    def _is_log_iteration(self, iteration: int) -> bool:
+        """A console line at this iteration (logging.log_interval, and the first)."""
+        return iteration % self.cfg.logging.log_interval == 0 or iteration == 1
 
     def _log_eval(self) -> dict:
         result = self.evaluate()
@@ -518,3 +555,58 @@ class Trainer:
             if "ppl" in result:
                 extra = f" | perplexity {result['ppl']:.4f}" + extra
             log.info("%s at iteration %d | %s %.6e%s", what, self.state.iteration, main, result[main], extra)
+
+
+class _LogWindow:
+    """The steps since the last log point: their results (device tensors) and times, read with one
+    synchronisation at the log interval, then written to the metrics sinks (every step's record, as before)
+    and, at a log iteration, the console line."""
+
+    def __init__(self, trainer: Trainer, timer: StepTimer):
+        self.trainer, self.timer = trainer, timer
+        self.records = ScalarWindow()
+        cfg = trainer.cfg
+        self.tokens_per_iter = cfg.train.global_batch_size * trainer.task.rows_per_sample() * trainer.task.seq_length()
+        self.flops_per_iter = flops_per_token(cfg.model) * self.tokens_per_iter
+
+    def add(self, iteration: int, result: StepResult) -> None:
+        main = self.trainer.task.metric_names[0]
+        self.records.add(iteration, {
+            "loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm,
+            "skipped": self.trainer.state.skipped_nonfinite,
+            **{k: v for k, v in result.metrics.items() if k != main},
+        })  # fmt: skip
+
+    def flush(self) -> None:
+        tr = self.trainer
+        if not tr.rank0:  # only rank 0 writes: the other ranks never wait for these numbers
+            self.timer.discard()
+            self.records.clear()
+            return
+        times = self.timer.collect()
+        world = tr.ctx.env.world_size
+        peak = tr.cfg.logging.peak_flops_per_rank
+        main = tr.task.metric_names[0]
+        for (iteration, s), elapsed in zip(self.records.drain(), times):
+            tflops = self.flops_per_iter / max(elapsed, 1e-9) / world / 1e12
+            extra = {k: v for k, v in s.items() if k not in ("loss", "lr", "grad_norm", "skipped")}
+            scalars = {
+                "loss": s["loss"], "lr": s["lr"], "grad_norm": s["grad_norm"],
+                "tokens_per_s": self.tokens_per_iter / max(elapsed, 1e-9), "tflops_per_rank": tflops,
+                "mfu": mfu(tflops, peak), "skipped": s["skipped"], "step_time_s": elapsed, **extra,
+            }  # fmt: skip
+            tr.writer.write(iteration, scalars)
+            if tr._is_log_iteration(iteration):
+                line = format_train_line(iteration, tr.cfg.train.train_iters, scalars, loss_name=main)
+                log.info(" | ".join([line, *(f"{k} {extra[k]:.4f}" for k in tr.task.metric_names[1:])]))
+
+    def flush_quietly(self) -> None:
+        """``flush`` on the way out of a run that may be failing: its own error is logged, never raised over
+        the one ending the run."""
+        if not len(self.records):
+            return
+        try:
+            self.flush()
+        except Exception as e:  # the device may be gone with the error that ends the run
+            log.error("the metrics of the last %d steps were lost (%s: %s)", len(self.records), type(e).__name__, e)
+            self.records.clear()

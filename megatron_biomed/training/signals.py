@@ -56,18 +56,11 @@ class PreemptionHandler:
     def _on_signal(self, signum, frame):
         self.received = signum
 
-    def should_stop(self) -> bool:
-        """True on every rank when any rank got a signal (a collective: call it on all ranks)."""
-        # torch is heavy: this module is imported by the tools before anything else, to catch an early signal
-        import torch
-        import torch.distributed as dist  # torch, as above
-
-        # nccl reduces CUDA tensors only; gloo takes CPU ones.
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        flag = torch.tensor([1 if self.received is not None else 0], dtype=torch.int32, device=device)
-        if dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+    @property
+    def requested(self) -> bool:
+        """Whether this rank got a signal. The loop folds it into each step's metrics all-reduce (any rank's
+        request stops every rank at the same step boundary) instead of a collective and a host read of its own."""
+        return self.received is not None
 
     def signal_name(self) -> str:
         """The signal this rank received ("SIGUSR1"), or "another rank's signal"."""
