@@ -85,7 +85,9 @@ def test_kernel_mask_is_the_philox_mask_with_binomial_statistics(emu):
     n = keep.numel()
     kept = keep.sum().item()
     bound = 5 * math.sqrt(n * p * (1 - p))  # 5 sigma of Binomial(n, 1 - p)
-    assert abs(kept - n * (1 - p)) <= bound, f"seed={seed}: kept {kept} of {n}, expected {n * (1 - p):.0f} +- {bound:.0f}"
+    assert abs(kept - n * (1 - p)) <= bound, (
+        f"seed={seed}: kept {kept} of {n}, expected {n * (1 - p):.0f} +- {bound:.0f}"
+    )
     # a different offset draws a different mask; the same (seed, offset) the same one
     other, _ = emu.flash_attention_fwd(to_numpy(q), to_numpy(k), to_numpy(v), False, 1.0, None, p, key, offset ^ 1)
     again, _ = emu.flash_attention_fwd(to_numpy(q), to_numpy(k), to_numpy(v), False, 1.0, None, p, key, offset)
@@ -105,7 +107,9 @@ def test_forward_backward_equal_float64_with_the_same_mask(emu, case):
     b, sq, sk, h, hkv, d, causal, p = case
     seed = fresh_seed()
     g = torch.Generator().manual_seed(seed)
-    q, k, v, dout = (torch.randn(shape, generator=g) for shape in ((b, sq, h, d), (b, sk, hkv, d), (b, sk, hkv, d), (b, sq, h, d)))
+    q, k, v, dout = (
+        torch.randn(shape, generator=g) for shape in ((b, sq, h, d), (b, sk, hkv, d), (b, sk, hkv, d), (b, sq, h, d))
+    )
     key, offset = random.Random(seed).getrandbits(64), random.Random(seed).getrandbits(32)
     scale = 1.0 / math.sqrt(d)
     got = run(emu, q, k, v, dout, causal, scale, p, key, offset)
@@ -146,10 +150,17 @@ def test_strided_views_equal_contiguous_bitwise(emu):
 
 @pytest.fixture(scope="module")
 def bound_ops():
-    sys.path.insert(0, str(ROOT / "csrc"))
-    import build_cuda
+    """The torch bindings on the emulator (build_cuda.build_torch_emu), with csrc_ops' fakes registered."""
+    from megatron_biomed.kernels import csrc_ops
 
-    torch.ops.load_library(str(build_cuda.build_torch_emu(ROOT, jobs=int(os.environ.get("MAX_JOBS", "2")))))
+    try:  # already loaded this session (test_cuda_build.py, test_gpt_with_kernels.py): same sources, same build
+        torch.ops.megatron_biomed_emu.flash_attn_fwd
+    except (AttributeError, RuntimeError):
+        sys.path.insert(0, str(ROOT / "csrc"))
+        import build_cuda
+
+        torch.ops.load_library(str(build_cuda.build_torch_emu(ROOT, jobs=int(os.environ.get("MAX_JOBS", "2")))))
+    csrc_ops._register_fakes("megatron_biomed_emu")
     return torch.ops.megatron_biomed_emu
 
 
@@ -181,6 +192,19 @@ def test_torch_bindings_strided_dropout_autograd(bound_ops):
     assert rel_err(out, ref.detach()) <= TOL, f"seed={seed}"
     for got, leaf in zip(grads, leaves):
         assert rel_err(got, leaf.grad.transpose(0, 1)) <= TOL, f"seed={seed}"
+    # the fake (meta) implementations allocate the outputs in the same layouts as the bindings
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    real = bound_ops.flash_attn_fwd(*(t.transpose(0, 1) for t in base), 0.125, True, p, 1, 2)
+    real_grads = bound_ops.flash_attn_bwd(real[0], *(t.transpose(0, 1) for t in base), *real, 0.125, True, p, 1, 2)
+    with FakeTensorMode() as mode:
+        fake_base = [mode.from_tensor(t) for t in base]
+        fake = bound_ops.flash_attn_fwd(*(t.transpose(0, 1) for t in fake_base), 0.125, True, p, 1, 2)
+        fake_grads = bound_ops.flash_attn_bwd(
+            fake[0], *(t.transpose(0, 1) for t in fake_base), *fake, 0.125, True, p, 1, 2
+        )
+    for r, f in zip((*real, *real_grads), (*fake, *fake_grads)):
+        assert (r.shape, r.stride(), r.dtype) == (f.shape, f.stride(), f.dtype)
     with pytest.raises(RuntimeError, match="offset"):
         bound_ops.flash_attn_fwd(*(t.transpose(0, 1) for t in base), 0.125, True, 0.1, 1, 2**32)
     with pytest.raises(RuntimeError, match="contiguous last dimension"):
@@ -209,7 +233,11 @@ def test_module_dropout_takes_the_fused_path(single_rank_parallel, emu_module):
     unfused = KernelDotProductAttention(**args, attn_mask_type=AttnMaskType.padding, kernels="emu")
     s, b = 16, 2
     g = torch.Generator().manual_seed(fresh_seed())
-    q, k, v = torch.randn(s, b, 2, 64, generator=g), torch.randn(s, b, 1, 64, generator=g), torch.randn(s, b, 1, 64, generator=g)
+    q, k, v = (
+        torch.randn(s, b, 2, 64, generator=g),
+        torch.randn(s, b, 1, 64, generator=g),
+        torch.randn(s, b, 1, 64, generator=g),
+    )
     causal = torch.triu(torch.ones(s, s, dtype=torch.bool), 1).view(1, 1, s, s)
     tracker = tensor_parallel.get_cuda_rng_tracker()
     states = tracker.get_states()
@@ -224,6 +252,9 @@ def test_module_dropout_takes_the_fused_path(single_rank_parallel, emu_module):
     ref = flash_attention(*(t.transpose(0, 1) for t in (q, k, v)), causal=True, softmax_scale=0.125,
                           dropout_p=0.1, seed=seed, offset=offset, kernels="torch")  # fmt: skip
     assert rel_err(out, ref.transpose(0, 1).reshape(s, b, 128)) <= TOL
+    tracker.set_states(dict(states))
+    on_torch = KernelDotProductAttention(**args, attn_mask_type=AttnMaskType.causal, kernels="csrc")  # CPU: PyTorch
+    assert rel_err(on_torch(q, k, v, causal), out) <= TOL  # the same draw and mask without a GPU
     tracker.set_states(dict(states))
     padded = unfused(q, k, v, causal.expand(b, 1, s, s).contiguous())
     assert unfused._logged_paths == {"fused softmax"}
