@@ -8,11 +8,7 @@ namespace api {
 
 template <DType dt>
 static void flash_fwd_impl(const FlashArgs& a, Stream stream) {
-  using T = ctype_t<dt>;
-  flash::flash_attention_fwd<T>(static_cast<const T*>(a.q), static_cast<const T*>(a.k),
-                                static_cast<const T*>(a.v), static_cast<T*>(a.out_mut), a.lse,
-                                a.batch, a.seqlen_q, a.seqlen_k, a.num_heads, a.num_kv_heads,
-                                a.head_dim, a.softmax_scale, a.causal, to_stream(stream));
+  flash::flash_attention_fwd<ctype_t<dt>>(a, to_stream(stream));
 }
 
 MBK_API_DEFINE_DTYPES(flash_attention_fwd, FlashArgs, flash_fwd_impl)

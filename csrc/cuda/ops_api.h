@@ -11,6 +11,8 @@
 
 #include <cstddef>
 
+#include "kernels/flash_params.h"
+
 namespace mbk {
 namespace api {
 
@@ -89,24 +91,11 @@ MBK_API_DECLARE_DTYPES(scaled_causal_softmax_fwd, SoftmaxArgs)
 MBK_API_DECLARE_DTYPES(scaled_softmax_bwd, SoftmaxArgs)
 
 // ---- flash attention (csrc/kernels/flash_attention_launch.h) --------------------------------
-// q, out, dout, dq [B, Sq, H, D]; k, v, dk, dv [B, Sk, Hkv, D]; lse [B, H, Sq] float32;
-// delta: workspace of B * H * Sq floats (backward only).
-struct FlashArgs {
-  const void* q = nullptr;
-  const void* k = nullptr;
-  const void* v = nullptr;
-  const void* out = nullptr;   // backward input
-  const void* dout = nullptr;  // backward input
-  void* out_mut = nullptr;     // forward output
-  float* lse = nullptr;        // forward output, backward input
-  void* dq = nullptr;
-  void* dk = nullptr;
-  void* dv = nullptr;
-  float* delta = nullptr;
-  int batch = 0, seqlen_q = 0, seqlen_k = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  float softmax_scale = 1.0f;
-  bool causal = false;
-};
+// The kernels' own argument struct (plain C++, no CUDA types): strided q, k, v, out, dout, dq, dk, dv
+// ([B, S, heads, D] with per-tensor Strides, contiguous last dim), lse [B, H, Sq] float32, delta
+// workspace of B * H * Sq floats (backward only), attention dropout (dropout_p, dropout_seed,
+// dropout_offset; the backward takes the forward's).
+using FlashArgs = flash::FlashParams;
 
 template <DType dt>
 void flash_attention_fwd(const FlashArgs& a, Stream stream);

@@ -3,10 +3,12 @@
 // Compiled by nvcc for real GPUs and by g++ through the CPU emulator; everything CUDA-specific
 // comes from "mbk/portability.cuh". Host launchers live in flash_attention_launch.h.
 //
-// Layout (all contiguous, row-major):
+// Arguments: mbk::flash::FlashParams (flash_params.h). Layout, strided in the first three dimensions
+// (per-tensor Strides in elements) with a contiguous last dimension:
 //   q, out, dout, dq : [batch, seqlen_q, num_heads,    head_dim]
 //   k, v, dk, dv     : [batch, seqlen_k, num_kv_heads, head_dim]
-//   lse, delta       : [batch, num_heads, seqlen_q] float32
+//   lse, delta       : [batch, num_heads, seqlen_q] float32, contiguous
+// so megatron-core's [seq, batch, heads, dim] tensors are read and written in place.
 // Grouped-query attention: query head h reads kv head h / (num_heads / num_kv_heads).
 // Causal masking is bottom-right aligned (as in flash-attention >= 2.1): query i sees key j iff
 // j <= i + (seqlen_k - seqlen_q). A query row that sees no key gets out = 0 and lse = -inf.
@@ -23,17 +25,29 @@
 //     dQ: one block per (query tile, head, batch); recomputes P from lse like the forward.
 // Inputs may be float, __half or __nv_bfloat16; all arithmetic and shared tiles are float32.
 //
+// Attention dropout (FlashParams::dropout_p > 0): the mask of mbk/philox.cuh (dropout_keep of
+// (b * num_heads + h, i, j)), a pure function of (seed, offset, coordinates), so the backward
+// regenerates the forward's mask. With Z_ij = keep_ij / (1 - p) (0 where dropped) and P = softmax:
+//   forward:  out = (P o Z) V; lse is that of P (before dropout), as flash-attention saves it.
+//   backward: dV = (P o Z)^T dO; dP = Z o (dO V^T); dS = P o (dP - delta) with delta_i = rowsum(dO_i o out_i)
+//             (= sum_j P_ij dP_ij); dQ = scale dS K, dK = scale dS^T Q.
+// Without dropout Z = 1 exactly, so results are bitwise those of the dropout-free kernels.
+//
 // Shared memory tiles that are read both "one element per lane" and "one row broadcast" are
 // stored transposed with an XOR swizzle (column j of row d lives at j ^ (d & 31)), which makes
 // both access patterns bank-conflict free without padding, so head dim 128 fits in 48 KB of
 // static shared memory.
 //
-// Resources (nvcc 13.0 -Xptxas -v, all dtypes and head dims): 64-114 registers, no spills, 24-48 KB
-// static shared memory on sm_80 and sm_90. The shuffle-broadcast loops are unrolled only 4x and
-// the kernels declare __launch_bounds__(128, 1): with full unrolling dK/dV at head dim 64 took 236
-// registers, and with __launch_bounds__(128) alone ptxas spilled a few bytes in the fp16 dQ kernel.
+// Resources (nvcc 13.0 -Xptxas -v, all dtypes and head dims, sm_80 and sm_90): no spills, 24-48 KB static
+// shared memory; registers: forward 69-116, dK/dV 92-147, dQ 89-117, delta 21-26 (with strides and dropout;
+// before them 64-102: the 64-bit strided offsets cost most of the difference, Philox the rest at head dim
+// 64). The shuffle-broadcast loops are unrolled only 4x and the kernels declare __launch_bounds__(128, 1):
+// with full unrolling dK/dV at head dim 64 took 236 registers, and with __launch_bounds__(128) alone ptxas
+// spilled a few bytes in the fp16 dQ kernel.
 #pragma once
 
+#include "kernels/flash_params.h"
+#include "mbk/philox.cuh"
 #include "mbk/portability.cuh"
 
 namespace mbk {
@@ -88,10 +102,37 @@ __device__ __forceinline__ float warp_sum(float x) {
 // Column of a swizzled [D][32] tile.
 __device__ __forceinline__ int swz(int d, int j) { return j ^ (d & (kWarpSize - 1)); }
 
-// Offset of element (b, s, h, d) in a contiguous [batch, seqlen, heads, D] tensor.
-__device__ __forceinline__ long long bshd_offset(int b, int s, int h, int seqlen, int heads,
-                                                 int D) {
-  return ((static_cast<long long>(b) * seqlen + s) * heads + h) * D;
+// Offset (elements) of row (b, s, h) of a strided [batch, seqlen, heads, D] tensor.
+__device__ __forceinline__ long long row_offset(const Strides& st, int b, int s, int h) {
+  return b * st.batch + s * st.row + h * st.head;
+}
+
+// Dropout of one kernel launch: the launcher converts dropout_p to the integer threshold and the
+// scale of kept elements (host-only functions of mbk/philox.cuh).
+struct DropoutArgs {
+  uint64_t seed = 0;
+  uint32_t offset = 0;
+  uint32_t threshold = 0;
+  float scale = 1.f;  // 1 / (1 - p); exactly 1 without dropout
+  bool enabled = false;
+};
+
+inline DropoutArgs make_dropout_args(const FlashParams& p) {
+  DropoutArgs d;
+  d.enabled = p.dropout_p > 0.f;
+  if (d.enabled) {
+    d.seed = p.dropout_seed;
+    d.offset = p.dropout_offset;
+    d.threshold = dropout_threshold(p.dropout_p);
+    d.scale = dropout_scale(p.dropout_p);
+  }
+  return d;
+}
+
+// Z_ij of the header comment: the factor of probability (bh, i, j) after dropout.
+__device__ __forceinline__ float dropout_factor(const DropoutArgs& drop, int bh, int i, int j) {
+  if (!drop.enabled) return 1.f;
+  return dropout_keep(drop.seed, drop.offset, drop.threshold, bh, i, j) ? drop.scale : 0.f;
 }
 
 // Whether query i may attend key j.
@@ -108,29 +149,28 @@ __device__ __forceinline__ int causal_key_end(int m0, int rows, int seqlen_q, in
   return end < seqlen_k ? end : seqlen_k;
 }
 
-// Loads `rows` rows of a [.., seqlen, heads, D] tensor starting at row r0 into a row-major
-// float tile [rows][D] (multiplied by `mul`), zero-filling rows past seqlen.
+// Loads `rows` rows of a strided [.., seqlen, heads, D] tensor starting at row r0 into a
+// row-major float tile [rows][D] (multiplied by `mul`), zero-filling rows past seqlen.
 template <typename T, int D>
-__device__ __forceinline__ void load_rows(float* tile, const T* src, int b, int r0, int rows,
-                                          int h, int seqlen, int heads, float mul) {
+__device__ __forceinline__ void load_rows(float* tile, const T* src, const Strides& st, int b,
+                                          int r0, int rows, int h, int seqlen, float mul) {
   for (int idx = threadIdx.x; idx < rows * D; idx += kThreads) {
     const int r = idx / D;
     const int d = idx - r * D;
     const int s = r0 + r;
-    tile[idx] = s < seqlen ? to_float(src[bshd_offset(b, s, h, seqlen, heads, D) + d]) * mul : 0.f;
+    tile[idx] = s < seqlen ? to_float(src[row_offset(st, b, s, h) + d]) * mul : 0.f;
   }
 }
 
 // Loads 32 rows starting at r0 into a transposed, swizzled float tile [D][32].
 template <typename T, int D>
-__device__ __forceinline__ void load_rows_transposed(float* tile, const T* src, int b, int r0,
-                                                     int h, int seqlen, int heads, float mul) {
+__device__ __forceinline__ void load_rows_transposed(float* tile, const T* src, const Strides& st,
+                                                     int b, int r0, int h, int seqlen, float mul) {
   for (int idx = threadIdx.x; idx < kWarpSize * D; idx += kThreads) {
     const int r = idx / D;
     const int d = idx - r * D;
     const int s = r0 + r;
-    const float x =
-        s < seqlen ? to_float(src[bshd_offset(b, s, h, seqlen, heads, D) + d]) * mul : 0.f;
+    const float x = s < seqlen ? to_float(src[row_offset(st, b, s, h) + d]) * mul : 0.f;
     tile[d * kWarpSize + swz(d, r)] = x;
   }
 }
@@ -138,10 +178,7 @@ __device__ __forceinline__ void load_rows_transposed(float* tile, const T* src, 
 // ---------------------------------------------------------------------------------------------
 // Forward. grid = (ceil(seqlen_q / kBlockRows), num_heads, batch), block = kThreads.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restrict__ q, const T* __restrict__ k,
-                                 const T* __restrict__ v, T* __restrict__ out,
-                                 float* __restrict__ lse, int seqlen_q, int seqlen_k,
-                                 int num_heads, int num_kv_heads, float scale, bool causal) {
+__global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const FlashParams params, const DropoutArgs drop) {
   using Cfg = FlashConfig<D>;
   constexpr int R = Cfg::kRows;
   constexpr int BM = Cfg::kBlockRows;
@@ -152,14 +189,21 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restr
   MBK_SHARED float s_kt[D * BN];  // K tile transposed + swizzled
   MBK_SHARED float s_v[BN * D];   // V tile row-major
 
+  const T* __restrict__ q = static_cast<const T*>(params.q);
+  const T* __restrict__ k = static_cast<const T*>(params.k);
+  const T* __restrict__ v = static_cast<const T*>(params.v);
+  const int seqlen_q = params.seqlen_q, seqlen_k = params.seqlen_k;
+  const bool causal = params.causal;
+
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int m0 = blockIdx.x * BM;
   const int h = blockIdx.y;
   const int b = blockIdx.z;
-  const int hk = h / (num_heads / num_kv_heads);
+  const int hk = h / (params.num_heads / params.num_kv_heads);
+  const int bh = b * params.num_heads + h;
 
-  load_rows<T, D>(s_q, q, b, m0, BM, h, seqlen_q, num_heads, scale);
+  load_rows<T, D>(s_q, q, params.q_strides, b, m0, BM, h, seqlen_q, params.softmax_scale);
 
   float acc[R][DL];
   float row_max[R];
@@ -175,8 +219,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restr
   const int key_end = causal_key_end(m0, BM, seqlen_q, seqlen_k, causal);
   for (int n0 = 0; n0 < key_end; n0 += BN) {
     __syncthreads();  // everyone is done with the previous K/V tile (and s_q is written)
-    load_rows_transposed<T, D>(s_kt, k, b, n0, hk, seqlen_k, num_kv_heads, 1.f);
-    load_rows<T, D>(s_v, v, b, n0, BN, hk, seqlen_k, num_kv_heads, 1.f);
+    load_rows_transposed<T, D>(s_kt, k, params.k_strides, b, n0, hk, seqlen_k, 1.f);
+    load_rows<T, D>(s_v, v, params.v_strides, b, n0, BN, hk, seqlen_k, 1.f);
     __syncthreads();
 
     const int j = n0 + lane;
@@ -194,13 +238,15 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restr
       const float m_ref = m_new == -INFINITY ? 0.f : m_new;
       const float p = expf(s - m_ref);
       const float alpha = expf(row_max[r] - m_ref);
-      row_sum[r] = row_sum[r] * alpha + warp_sum(p);
+      row_sum[r] = row_sum[r] * alpha + warp_sum(p);  // lse of P, before dropout
       row_max[r] = m_new;
+      // Dropped probabilities leave the output; the kept ones' 1 / (1 - p) is applied at the end.
+      const float p_out = (drop.enabled && !dropout_keep(drop.seed, drop.offset, drop.threshold, bh, i, j)) ? 0.f : p;
       MBK_PRAGMA_UNROLL
       for (int c = 0; c < DL; ++c) acc[r][c] *= alpha;
       MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
       for (int jj = 0; jj < BN; ++jj) {
-        const float pj = __shfl_sync(kFullMask, p, jj);
+        const float pj = __shfl_sync(kFullMask, p_out, jj);
         MBK_PRAGMA_UNROLL
         for (int c = 0; c < DL; ++c) {
           const int d = lane + c * kWarpSize;
@@ -210,19 +256,20 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restr
     }
   }
 
+  T* __restrict__ out = static_cast<T*>(params.out);
   MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
     if (i >= seqlen_q) continue;
-    const float inv = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;
-    T* out_row = out + bshd_offset(b, i, h, seqlen_q, num_heads, D);
+    const float inv = row_sum[r] > 0.f ? drop.scale / row_sum[r] : 0.f;
+    T* out_row = out + row_offset(params.out_strides, b, i, h);
     MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
       if (d < D) out_row[d] = from_float<T>(acc[r][c] * inv);
     }
     if (lane == 0) {
-      lse[(static_cast<long long>(b) * num_heads + h) * seqlen_q + i] =
+      params.lse[static_cast<long long>(bh) * seqlen_q + i] =
           row_sum[r] > 0.f ? row_max[r] + logf(row_sum[r]) : -INFINITY;
     }
   }
@@ -232,30 +279,25 @@ __global__ void __launch_bounds__(kThreads, 1) flash_fwd_kernel(const T* __restr
 // Backward pre-pass: delta[b, h, i] = sum_d dout[b, i, h, d] * out[b, i, h, d].
 // grid = (ceil(seqlen_q / kWarps), num_heads, batch), block = kThreads; one warp per row.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) flash_bwd_delta_kernel(const T* __restrict__ out, const T* __restrict__ dout,
-                                       float* __restrict__ delta, int seqlen_q, int num_heads) {
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_delta_kernel(const FlashParams params) {
   const int lane = threadIdx.x % kWarpSize;
   const int i = blockIdx.x * kWarps + threadIdx.x / kWarpSize;
   const int h = blockIdx.y;
   const int b = blockIdx.z;
-  if (i >= seqlen_q) return;  // whole warp leaves together
-  const long long off = bshd_offset(b, i, h, seqlen_q, num_heads, D);
+  if (i >= params.seqlen_q) return;  // whole warp leaves together
+  const T* __restrict__ out = static_cast<const T*>(params.out) + row_offset(params.out_strides, b, i, h);
+  const T* __restrict__ dout = static_cast<const T*>(params.dout) + row_offset(params.dout_strides, b, i, h);
   float x = 0.f;
-  for (int d = lane; d < D; d += kWarpSize) x += to_float(dout[off + d]) * to_float(out[off + d]);
+  for (int d = lane; d < D; d += kWarpSize) x += to_float(dout[d]) * to_float(out[d]);
   x = warp_sum(x);
-  if (lane == 0) delta[(static_cast<long long>(b) * num_heads + h) * seqlen_q + i] = x;
+  if (lane == 0) params.delta[(static_cast<long long>(b) * params.num_heads + h) * params.seqlen_q + i] = x;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward dK, dV. grid = (ceil(seqlen_k / kBwdBlockRows), num_kv_heads, batch), block = kThreads.
-// dS_ij = P_ij (dP_ij - delta_i), dV_j = sum_i P_ij dO_i, dK_j = scale * sum_i dS_ij q_i.
+// dS_ij = P_ij (Z_ij dPd_ij - delta_i), dV_j = sum_i P_ij Z_ij dO_i, dK_j = scale * sum_i dS_ij q_i.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __restrict__ q, const T* __restrict__ k,
-                                      const T* __restrict__ v, const T* __restrict__ dout,
-                                      const float* __restrict__ lse,
-                                      const float* __restrict__ delta, T* __restrict__ dk,
-                                      T* __restrict__ dv, int seqlen_q, int seqlen_k,
-                                      int num_heads, int num_kv_heads, float scale, bool causal) {
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const FlashParams params, const DropoutArgs drop) {
   using Cfg = FlashConfig<D>;
   constexpr int R = Cfg::kBwdRows;
   constexpr int BN = Cfg::kBwdBlockRows;  // keys owned by the block
@@ -267,15 +309,20 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __
   MBK_SHARED float s_qt[D * BM];   // Q tile * scale, transposed + swizzled
   MBK_SHARED float s_dot[D * BM];  // dO tile, transposed + swizzled
 
+  const T* __restrict__ q = static_cast<const T*>(params.q);
+  const T* __restrict__ dout = static_cast<const T*>(params.dout);
+  const int seqlen_q = params.seqlen_q, seqlen_k = params.seqlen_k, num_heads = params.num_heads;
+  const bool causal = params.causal;
+
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int n0 = blockIdx.x * BN;
   const int hk = blockIdx.y;
   const int b = blockIdx.z;
-  const int group = num_heads / num_kv_heads;
+  const int group = num_heads / params.num_kv_heads;
 
-  load_rows<T, D>(s_k, k, b, n0, BN, hk, seqlen_k, num_kv_heads, 1.f);
-  load_rows<T, D>(s_v, v, b, n0, BN, hk, seqlen_k, num_kv_heads, 1.f);
+  load_rows<T, D>(s_k, static_cast<const T*>(params.k), params.k_strides, b, n0, BN, hk, seqlen_k, 1.f);
+  load_rows<T, D>(s_v, static_cast<const T*>(params.v), params.v_strides, b, n0, BN, hk, seqlen_k, 1.f);
 
   float dk_acc[R][DL];
   float dv_acc[R][DL];
@@ -293,16 +340,17 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __
   }
 
   for (int h = hk * group; h < (hk + 1) * group; ++h) {
-    const long long stat_base = (static_cast<long long>(b) * num_heads + h) * seqlen_q;
+    const int bh = b * num_heads + h;
+    const long long stat_base = static_cast<long long>(bh) * seqlen_q;
     for (int m0 = m_begin; m0 < seqlen_q; m0 += BM) {
       __syncthreads();  // previous Q/dO tile consumed (and s_k/s_v written)
-      load_rows_transposed<T, D>(s_qt, q, b, m0, h, seqlen_q, num_heads, scale);
-      load_rows_transposed<T, D>(s_dot, dout, b, m0, h, seqlen_q, num_heads, 1.f);
+      load_rows_transposed<T, D>(s_qt, q, params.q_strides, b, m0, h, seqlen_q, params.softmax_scale);
+      load_rows_transposed<T, D>(s_dot, dout, params.dout_strides, b, m0, h, seqlen_q, 1.f);
       __syncthreads();
 
       const int i = m0 + lane;
-      const float lse_i = i < seqlen_q ? lse[stat_base + i] : 0.f;
-      const float delta_i = i < seqlen_q ? delta[stat_base + i] : 0.f;
+      const float lse_i = i < seqlen_q ? params.lse[stat_base + i] : 0.f;
+      const float delta_i = i < seqlen_q ? params.delta[stat_base + i] : 0.f;
       MBK_PRAGMA_UNROLL
       for (int r = 0; r < R; ++r) {
         const int row = warp * R + r;
@@ -316,10 +364,12 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __
           dp += s_dot[col] * s_v[row * D + d];
         }
         const float p = attend(i, j, seqlen_q, seqlen_k, causal) ? expf(s - lse_i) : 0.f;
-        const float ds = p * (dp - delta_i);
-      MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
-      for (int ii = 0; ii < BM; ++ii) {
-          const float p_i = __shfl_sync(kFullMask, p, ii);
+        const float z = dropout_factor(drop, bh, i, j);
+        const float pz = p * z;
+        const float ds = p * (dp * z - delta_i);
+        MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
+        for (int ii = 0; ii < BM; ++ii) {
+          const float p_i = __shfl_sync(kFullMask, pz, ii);
           const float ds_i = __shfl_sync(kFullMask, ds, ii);
           MBK_PRAGMA_UNROLL
           for (int c = 0; c < DL; ++c) {
@@ -334,17 +384,20 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __
     }
   }
 
+  T* __restrict__ dk = static_cast<T*>(params.dk);
+  T* __restrict__ dv = static_cast<T*>(params.dv);
   MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int j = n0 + warp * R + r;
     if (j >= seqlen_k) continue;
-    const long long off = bshd_offset(b, j, hk, seqlen_k, num_kv_heads, D);
+    T* dk_row = dk + row_offset(params.dk_strides, b, j, hk);
+    T* dv_row = dv + row_offset(params.dv_strides, b, j, hk);
     MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
       if (d < D) {
-        dk[off + d] = from_float<T>(dk_acc[r][c]);
-        dv[off + d] = from_float<T>(dv_acc[r][c]);
+        dk_row[d] = from_float<T>(dk_acc[r][c]);
+        dv_row[d] = from_float<T>(dv_acc[r][c]);
       }
     }
   }
@@ -354,12 +407,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dkdv_kernel(const T* __
 // Backward dQ. grid = (ceil(seqlen_q / kBwdBlockRows), num_heads, batch), block = kThreads.
 // dQ_i = scale * sum_j dS_ij k_j.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __restrict__ q, const T* __restrict__ k,
-                                    const T* __restrict__ v, const T* __restrict__ dout,
-                                    const float* __restrict__ lse,
-                                    const float* __restrict__ delta, T* __restrict__ dq,
-                                    int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads,
-                                    float scale, bool causal) {
+__global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const FlashParams params, const DropoutArgs drop) {
   using Cfg = FlashConfig<D>;
   constexpr int R = Cfg::kBwdRows;
   constexpr int BM = Cfg::kBwdBlockRows;
@@ -371,16 +419,23 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __re
   MBK_SHARED float s_kt[D * BN];  // transposed + swizzled
   MBK_SHARED float s_vt[D * BN];  // transposed + swizzled
 
+  const T* __restrict__ k = static_cast<const T*>(params.k);
+  const T* __restrict__ v = static_cast<const T*>(params.v);
+  const int seqlen_q = params.seqlen_q, seqlen_k = params.seqlen_k;
+  const bool causal = params.causal;
+  const float scale = params.softmax_scale;
+
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int m0 = blockIdx.x * BM;
   const int h = blockIdx.y;
   const int b = blockIdx.z;
-  const int hk = h / (num_heads / num_kv_heads);
-  const long long stat_base = (static_cast<long long>(b) * num_heads + h) * seqlen_q;
+  const int hk = h / (params.num_heads / params.num_kv_heads);
+  const int bh = b * params.num_heads + h;
+  const long long stat_base = static_cast<long long>(bh) * seqlen_q;
 
-  load_rows<T, D>(s_q, q, b, m0, BM, h, seqlen_q, num_heads, scale);
-  load_rows<T, D>(s_do, dout, b, m0, BM, h, seqlen_q, num_heads, 1.f);
+  load_rows<T, D>(s_q, static_cast<const T*>(params.q), params.q_strides, b, m0, BM, h, seqlen_q, scale);
+  load_rows<T, D>(s_do, static_cast<const T*>(params.dout), params.dout_strides, b, m0, BM, h, seqlen_q, 1.f);
 
   float dq_acc[R][DL];
   float lse_r[R];
@@ -388,8 +443,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __re
   MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
-    lse_r[r] = i < seqlen_q ? lse[stat_base + i] : 0.f;
-    delta_r[r] = i < seqlen_q ? delta[stat_base + i] : 0.f;
+    lse_r[r] = i < seqlen_q ? params.lse[stat_base + i] : 0.f;
+    delta_r[r] = i < seqlen_q ? params.delta[stat_base + i] : 0.f;
     MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) dq_acc[r][c] = 0.f;
   }
@@ -397,8 +452,8 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __re
   const int key_end = causal_key_end(m0, BM, seqlen_q, seqlen_k, causal);
   for (int n0 = 0; n0 < key_end; n0 += BN) {
     __syncthreads();
-    load_rows_transposed<T, D>(s_kt, k, b, n0, hk, seqlen_k, num_kv_heads, 1.f);
-    load_rows_transposed<T, D>(s_vt, v, b, n0, hk, seqlen_k, num_kv_heads, 1.f);
+    load_rows_transposed<T, D>(s_kt, k, params.k_strides, b, n0, hk, seqlen_k, 1.f);
+    load_rows_transposed<T, D>(s_vt, v, params.v_strides, b, n0, hk, seqlen_k, 1.f);
     __syncthreads();
 
     const int j = n0 + lane;
@@ -415,7 +470,7 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __re
         dp += s_do[row * D + d] * s_vt[col];
       }
       const float p = attend(i, j, seqlen_q, seqlen_k, causal) ? expf(s - lse_r[r]) : 0.f;
-      const float ds = p * (dp - delta_r[r]);
+      const float ds = p * (dp * dropout_factor(drop, bh, i, j) - delta_r[r]);
       MBK_FLASH_UNROLL_N(4)  // fully unrolled, these loops cost 100+ registers
       for (int jj = 0; jj < BN; ++jj) {
         const float ds_j = __shfl_sync(kFullMask, ds, jj);
@@ -428,15 +483,16 @@ __global__ void __launch_bounds__(kThreads, 1) flash_bwd_dq_kernel(const T* __re
     }
   }
 
+  T* __restrict__ dq = static_cast<T*>(params.dq);
   MBK_PRAGMA_UNROLL
   for (int r = 0; r < R; ++r) {
     const int i = m0 + warp * R + r;
     if (i >= seqlen_q) continue;
-    const long long off = bshd_offset(b, i, h, seqlen_q, num_heads, D);
+    T* dq_row = dq + row_offset(params.dq_strides, b, i, h);
     MBK_PRAGMA_UNROLL
     for (int c = 0; c < DL; ++c) {
       const int d = lane + c * kWarpSize;
-      if (d < D) dq[off + d] = from_float<T>(dq_acc[r][c] * scale);
+      if (d < D) dq_row[d] = from_float<T>(dq_acc[r][c] * scale);
     }
   }
 }

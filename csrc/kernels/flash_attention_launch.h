@@ -1,33 +1,24 @@
-// Host launchers for the FlashAttention-2 kernels in flash_attention.cuh.
-// Compiled unchanged by nvcc (torch extension) and by g++ (CPU emulator module).
+// Host launchers for the FlashAttention-2 kernels. Compiled unchanged by nvcc (torch extension) and
+// by g++ (CPU emulator module).
 //
-// Signatures (T = float, __half or __nv_bfloat16; head_dim in {64, 80, 96, 128}):
-//
-//   template <typename T>
-//   void mbk::flash::flash_attention_fwd(
-//       const T* q, const T* k, const T* v,      // q [B, Sq, H, D]; k, v [B, Sk, Hkv, D]
-//       T* out, float* lse,                      // out [B, Sq, H, D]; lse [B, H, Sq] float32
-//       int batch, int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-//       float softmax_scale, bool causal, mbk_stream_t stream);
-//
-//   template <typename T>
-//   void mbk::flash::flash_attention_bwd(
-//       const T* q, const T* k, const T* v, const T* out, const T* dout,  // dout like out
-//       const float* lse,                        // from the forward
-//       T* dq, T* dk, T* dv,                     // dq like q; dk, dv like k (overwritten)
-//       float* delta,                            // workspace: B * H * Sq floats
-//       int batch, int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-//       float softmax_scale, bool causal, mbk_stream_t stream);
-//
+//   template <typename T> void mbk::flash::flash_attention_fwd(const FlashParams& p, mbk_stream_t stream);
+//     reads q, k, v; writes out and lse.
+//   template <typename T> void mbk::flash::flash_attention_bwd(const FlashParams& p, mbk_stream_t stream);
+//     reads q, k, v, out, dout, lse (the forward's) and the forward's dropout seed/offset; writes dq, dk, dv
+//     (every element: no pre-zeroing needed) using p.delta as workspace.
 //   size_t mbk::flash::flash_attention_bwd_workspace_floats(batch, num_heads, seqlen_q);
 //
-// All tensors are contiguous. num_kv_heads must divide num_heads. causal is bottom-right
-// aligned (query i sees key j iff j <= i + Sk - Sq). Every output element is written (no
-// pre-zeroing needed); the backward is deterministic (no atomics). Invalid arguments throw
-// std::invalid_argument before anything is launched; a failed launch throws std::runtime_error
-// (MBK_CHECK_LAUNCH). Kernels run asynchronously on `stream` (emulator: pass nullptr).
-// Arithmetic is float32 whatever T is; softmax_scale multiplies q.k (usually 1/sqrt(head_dim)).
-// batch and num_heads are grid dimensions: at most 65535. Kernel resources: see the .cuh.
+// T = float, __half or __nv_bfloat16; FlashParams (flash_params.h): strided tensors with a contiguous last
+// dimension, head_dim in {64, 80, 96, 128}, num_kv_heads dividing num_heads, causal bottom-right aligned
+// (query i sees key j iff j <= i + Sk - Sq), attention dropout (mbk/philox.cuh) with 0 <= dropout_p <= 1.
+// The backward is deterministic (no atomics). Invalid arguments throw std::invalid_argument before anything
+// is launched; a failed launch throws std::runtime_error (MBK_CHECK_LAUNCH). Kernels run asynchronously on
+// `stream` (emulator: pass nullptr). Arithmetic is float32 whatever T is; softmax_scale multiplies q.k
+// (usually 1/sqrt(head_dim)). batch and num_heads are grid dimensions: at most 65535.
+//
+// Each entry point checks its arguments once and runs ONE dispatch function, flash_fwd_dispatch<T> /
+// flash_bwd_dispatch<T>, which picks the kernels for a call: today the scalar FlashAttention-2 kernels of
+// flash_attention.cuh for every dtype (fp32 keeps them for good). Kernel resources: see the .cuh.
 //
 // Use from a torch binding compiled by g++ and linked with an nvcc object: define MBK_CUDA_HOST
 // before including this header; it then only declares the launchers. In the .cu, include it
@@ -39,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/flash_params.h"
 #include "mbk/portability.cuh"
 
 namespace mbk {
@@ -49,15 +41,10 @@ inline size_t flash_attention_bwd_workspace_floats(int batch, int num_heads, int
 }
 
 template <typename T>
-void flash_attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int batch,
-                         int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-                         float softmax_scale, bool causal, mbk_stream_t stream);
+void flash_attention_fwd(const FlashParams& p, mbk_stream_t stream);
 
 template <typename T>
-void flash_attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout,
-                         const float* lse, T* dq, T* dk, T* dv, float* delta, int batch,
-                         int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-                         float softmax_scale, bool causal, mbk_stream_t stream);
+void flash_attention_bwd(const FlashParams& p, mbk_stream_t stream);
 
 }  // namespace flash
 }  // namespace mbk
@@ -69,137 +56,139 @@ void flash_attention_bwd(const T* q, const T* k, const T* v, const T* out, const
 namespace mbk {
 namespace flash {
 
-inline void flash_check_args(const char* fn, int batch, int seqlen_q, int seqlen_k,
-                             int num_heads, int num_kv_heads, int head_dim) {
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(std::string(fn) + ": " + what);
+inline void flash_check_params(const char* fn, const FlashParams& p, bool backward) {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(std::string(fn) + ": " + what); };
+  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
+  if (p.num_heads <= 0 || p.num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
+  if (p.num_heads % p.num_kv_heads != 0) {
+    fail("num_kv_heads (" + std::to_string(p.num_kv_heads) + ") must divide num_heads (" +
+         std::to_string(p.num_heads) + ")");
+  }
+  if (p.head_dim != 64 && p.head_dim != 80 && p.head_dim != 96 && p.head_dim != 128) {
+    fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 80, 96 or 128)");
+  }
+  if (p.num_heads > 65535 || p.batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
+  if (!(p.dropout_p >= 0.f && p.dropout_p <= 1.f)) {
+    fail("dropout_p " + std::to_string(p.dropout_p) + " must be in [0, 1]");
+  }
+  const bool has_q = p.batch > 0 && p.seqlen_q > 0, has_k = p.batch > 0 && p.seqlen_k > 0;
+  auto need = [&](const void* ptr, bool needed, const char* name) {
+    if (needed && ptr == nullptr) fail(std::string(name) + " is null");
   };
-  if (batch < 0 || seqlen_q < 0 || seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
-  if (num_heads <= 0 || num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
-  if (num_heads % num_kv_heads != 0) {
-    fail("num_kv_heads (" + std::to_string(num_kv_heads) + ") must divide num_heads (" +
-         std::to_string(num_heads) + ")");
+  need(p.q, has_q, "q");
+  need(p.k, has_q && has_k, "k");
+  need(p.v, has_q && has_k, "v");
+  need(p.out, has_q, "out");
+  need(p.lse, has_q, "lse");
+  if (backward) {
+    need(p.dout, has_q, "dout");
+    need(p.delta, has_q, "delta");
+    need(p.dq, has_q, "dq");
+    need(p.dk, has_k, "dk");
+    need(p.dv, has_k, "dv");
   }
-  if (head_dim != 64 && head_dim != 80 && head_dim != 96 && head_dim != 128) {
-    fail("head_dim " + std::to_string(head_dim) + " is not supported (64, 80, 96 or 128)");
-  }
-  if (num_heads > 65535 || batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
 }
 
 inline int flash_ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// ---- the scalar FlashAttention-2 kernels (flash_attention.cuh) --------------------------------
+
 template <typename T, int D>
-void flash_attention_fwd_hdim(const T* q, const T* k, const T* v, T* out, float* lse, int batch,
-                              int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads,
-                              float softmax_scale, bool causal, mbk_stream_t stream) {
-  const dim3 grid(flash_ceil_div(seqlen_q, FlashConfig<D>::kBlockRows), num_heads, batch);
-  const dim3 block(kThreads);
+void flash_fwd_scalar_hdim(const FlashParams& p, mbk_stream_t stream) {
+  const dim3 grid(flash_ceil_div(p.seqlen_q, FlashConfig<D>::kBlockRows), p.num_heads, p.batch);
   // Through a pointer: a template-id with a comma cannot be a macro argument.
   auto kernel = flash_fwd_kernel<T, D>;
-  MBK_LAUNCH(kernel, grid, block, 0, stream, q, k, v, out, lse, seqlen_q, seqlen_k, num_heads,
-             num_kv_heads, softmax_scale, causal);
+  MBK_LAUNCH(kernel, grid, dim3(kThreads), 0, stream, p, make_dropout_args(p));
   MBK_CHECK_LAUNCH("flash_attention_fwd");
 }
 
 template <typename T, int D>
-void flash_attention_bwd_hdim(const T* q, const T* k, const T* v, const T* out, const T* dout,
-                              const float* lse, T* dq, T* dk, T* dv, float* delta, int batch,
-                              int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads,
-                              float softmax_scale, bool causal, mbk_stream_t stream) {
+void flash_bwd_scalar_hdim(const FlashParams& p, mbk_stream_t stream) {
   const dim3 block(kThreads);
-  const float* delta_in = delta;
+  const DropoutArgs drop = make_dropout_args(p);
   // Empty grids are skipped: with seqlen_k == 0 the dQ kernel writes zeros (no key is
   // visible); with seqlen_q == 0 the dK/dV kernel writes zeros (no query contributes).
-  if (seqlen_q > 0) {
+  if (p.seqlen_q > 0) {
     auto delta_kernel = flash_bwd_delta_kernel<T, D>;
-    MBK_LAUNCH(delta_kernel, dim3(flash_ceil_div(seqlen_q, kWarps), num_heads, batch), block, 0,
-               stream, out, dout, delta, seqlen_q, num_heads);
+    MBK_LAUNCH(delta_kernel, dim3(flash_ceil_div(p.seqlen_q, kWarps), p.num_heads, p.batch), block, 0, stream, p);
     MBK_CHECK_LAUNCH("flash_attention_bwd (delta)");
   }
-  if (seqlen_k > 0) {
+  if (p.seqlen_k > 0) {
     auto dkdv_kernel = flash_bwd_dkdv_kernel<T, D>;
-    MBK_LAUNCH(dkdv_kernel,
-               dim3(flash_ceil_div(seqlen_k, FlashConfig<D>::kBwdBlockRows), num_kv_heads, batch),
-               block, 0, stream, q, k, v, dout, lse, delta_in, dk, dv, seqlen_q, seqlen_k,
-               num_heads, num_kv_heads, softmax_scale, causal);
+    MBK_LAUNCH(dkdv_kernel, dim3(flash_ceil_div(p.seqlen_k, FlashConfig<D>::kBwdBlockRows), p.num_kv_heads, p.batch),
+               block, 0, stream, p, drop);
     MBK_CHECK_LAUNCH("flash_attention_bwd (dk, dv)");
   }
-  if (seqlen_q > 0) {
+  if (p.seqlen_q > 0) {
     auto dq_kernel = flash_bwd_dq_kernel<T, D>;
-    MBK_LAUNCH(dq_kernel,
-               dim3(flash_ceil_div(seqlen_q, FlashConfig<D>::kBwdBlockRows), num_heads, batch),
-               block, 0, stream, q, k, v, dout, lse, delta_in, dq, seqlen_q, seqlen_k, num_heads,
-               num_kv_heads, softmax_scale, causal);
+    MBK_LAUNCH(dq_kernel, dim3(flash_ceil_div(p.seqlen_q, FlashConfig<D>::kBwdBlockRows), p.num_heads, p.batch),
+               block, 0, stream, p, drop);
     MBK_CHECK_LAUNCH("flash_attention_bwd (dq)");
   }
 }
 
 template <typename T>
-void flash_attention_fwd(const T* q, const T* k, const T* v, T* out, float* lse, int batch,
-                         int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-                         float softmax_scale, bool causal, mbk_stream_t stream) {
-  flash_check_args("flash_attention_fwd", batch, seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                   head_dim);
-  if (batch == 0 || seqlen_q == 0) return;
-  // seqlen_k == 0 still launches: every row is fully masked, so out = 0 and lse = -inf.
-  switch (head_dim) {
-    case 64:
-      return flash_attention_fwd_hdim<T, 64>(q, k, v, out, lse, batch, seqlen_q, seqlen_k,
-                                             num_heads, num_kv_heads, softmax_scale, causal,
-                                             stream);
-    case 80:
-      return flash_attention_fwd_hdim<T, 80>(q, k, v, out, lse, batch, seqlen_q, seqlen_k,
-                                             num_heads, num_kv_heads, softmax_scale, causal,
-                                             stream);
-    case 96:
-      return flash_attention_fwd_hdim<T, 96>(q, k, v, out, lse, batch, seqlen_q, seqlen_k,
-                                             num_heads, num_kv_heads, softmax_scale, causal,
-                                             stream);
-    default:
-      return flash_attention_fwd_hdim<T, 128>(q, k, v, out, lse, batch, seqlen_q, seqlen_k,
-                                              num_heads, num_kv_heads, softmax_scale, causal,
-                                              stream);
+void flash_fwd_scalar(const FlashParams& p, mbk_stream_t stream) {
+  switch (p.head_dim) {
+    case 64: return flash_fwd_scalar_hdim<T, 64>(p, stream);
+    case 80: return flash_fwd_scalar_hdim<T, 80>(p, stream);
+    case 96: return flash_fwd_scalar_hdim<T, 96>(p, stream);
+    default: return flash_fwd_scalar_hdim<T, 128>(p, stream);
   }
 }
 
 template <typename T>
-void flash_attention_bwd(const T* q, const T* k, const T* v, const T* out, const T* dout,
-                         const float* lse, T* dq, T* dk, T* dv, float* delta, int batch,
-                         int seqlen_q, int seqlen_k, int num_heads, int num_kv_heads, int head_dim,
-                         float softmax_scale, bool causal, mbk_stream_t stream) {
-  flash_check_args("flash_attention_bwd", batch, seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                   head_dim);
-  if (batch == 0) return;
-  switch (head_dim) {
-    case 64:
-      return flash_attention_bwd_hdim<T, 64>(q, k, v, out, dout, lse, dq, dk, dv, delta, batch,
-                                             seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                                             softmax_scale, causal, stream);
-    case 80:
-      return flash_attention_bwd_hdim<T, 80>(q, k, v, out, dout, lse, dq, dk, dv, delta, batch,
-                                             seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                                             softmax_scale, causal, stream);
-    case 96:
-      return flash_attention_bwd_hdim<T, 96>(q, k, v, out, dout, lse, dq, dk, dv, delta, batch,
-                                             seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                                             softmax_scale, causal, stream);
-    default:
-      return flash_attention_bwd_hdim<T, 128>(q, k, v, out, dout, lse, dq, dk, dv, delta, batch,
-                                              seqlen_q, seqlen_k, num_heads, num_kv_heads,
-                                              softmax_scale, causal, stream);
+void flash_bwd_scalar(const FlashParams& p, mbk_stream_t stream) {
+  switch (p.head_dim) {
+    case 64: return flash_bwd_scalar_hdim<T, 64>(p, stream);
+    case 80: return flash_bwd_scalar_hdim<T, 80>(p, stream);
+    case 96: return flash_bwd_scalar_hdim<T, 96>(p, stream);
+    default: return flash_bwd_scalar_hdim<T, 128>(p, stream);
   }
+}
+
+// ---- THE dispatch: which kernels run a (checked, non-empty) call ------------------------------
+//
+// MERGE POINT (issue 21): for T = __half and __nv_bfloat16 the lead points these at the tensor-core
+// kernels, mbk::flash::flash_mma_fwd<T> / flash_mma_bwd<T> (flash_attention_mma_{fwd,bwd}.cuh, instantiated
+// in csrc/cuda/flash_attention_mma_{fwd,bwd}.cu), e.g.
+//     if constexpr (!std::is_same<T, float>::value) return flash_mma_fwd<T>(p, stream);
+// taking the same FlashParams (strides and dropout included; same mask definition, mbk/philox.cuh). Where
+// the mma launcher refuses a call (alignment: 16-byte pointers, strides multiple of 8 elements), falling back
+// to the scalar kernels here keeps strided views that are not aligned working. float keeps the scalar kernels.
+
+template <typename T>
+void flash_fwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
+  flash_fwd_scalar<T>(p, stream);
+}
+
+template <typename T>
+void flash_bwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
+  flash_bwd_scalar<T>(p, stream);
+}
+
+// ---- the entry points ------------------------------------------------------------------------
+
+template <typename T>
+void flash_attention_fwd(const FlashParams& p, mbk_stream_t stream) {
+  flash_check_params("flash_attention_fwd", p, false);
+  if (p.batch == 0 || p.seqlen_q == 0) return;
+  // seqlen_k == 0 still launches: every row is fully masked, so out = 0 and lse = -inf.
+  flash_fwd_dispatch<T>(p, stream);
+}
+
+template <typename T>
+void flash_attention_bwd(const FlashParams& p, mbk_stream_t stream) {
+  flash_check_params("flash_attention_bwd", p, true);
+  if (p.batch == 0) return;
+  flash_bwd_dispatch<T>(p, stream);
 }
 
 }  // namespace flash
 }  // namespace mbk
 
-#define MBK_FLASH_ATTENTION_INSTANTIATE(T)                                                      \
-  template void mbk::flash::flash_attention_fwd<T>(const T*, const T*, const T*, T*, float*, int, \
-                                                   int, int, int, int, int, float, bool,        \
-                                                   mbk_stream_t);                               \
-  template void mbk::flash::flash_attention_bwd<T>(const T*, const T*, const T*, const T*,       \
-                                                   const T*, const float*, T*, T*, T*, float*,  \
-                                                   int, int, int, int, int, int, float, bool,   \
-                                                   mbk_stream_t)
+#define MBK_FLASH_ATTENTION_INSTANTIATE(T)                                                            \
+  template void mbk::flash::flash_attention_fwd<T>(const mbk::flash::FlashParams&, mbk_stream_t); \
+  template void mbk::flash::flash_attention_bwd<T>(const mbk::flash::FlashParams&, mbk_stream_t)
 
 #endif  // kernel definitions

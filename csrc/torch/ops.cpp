@@ -14,11 +14,14 @@ MBK_TORCH_LIBRARY(MBK_TORCH_NS, m) {
   m.def("scaled_masked_softmax_fwd(Tensor x, Tensor? mask, float scale) -> Tensor");
   m.def("scaled_causal_softmax_fwd(Tensor x, float scale) -> Tensor");
   m.def("scaled_softmax_bwd(Tensor dy, Tensor y, float scale) -> Tensor");
-  // q [b, s_q, h, d]; k, v [b, s_k, h_kv, d]; lse float32 [b, h, s_q].
-  m.def("flash_attn_fwd(Tensor q, Tensor k, Tensor v, float softmax_scale, bool causal) -> (Tensor, Tensor)");
+  // q [b, s_q, h, d]; k, v [b, s_k, h_kv, d] (strided, contiguous last dim); lse float32 [b, h, s_q].
+  // Attention dropout: dropout_p, seed (64 bits as int64), offset in [0, 2^32); the backward takes the forward's.
+  m.def(
+      "flash_attn_fwd(Tensor q, Tensor k, Tensor v, float softmax_scale, bool causal, float dropout_p=0., "
+      "int seed=0, int offset=0) -> (Tensor, Tensor)");
   m.def(
       "flash_attn_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, float softmax_scale, "
-      "bool causal) -> (Tensor, Tensor, Tensor)");
+      "bool causal, float dropout_p=0., int seed=0, int offset=0) -> (Tensor, Tensor, Tensor)");
 }
 
 #ifndef MBK_TORCH_EMU

@@ -13,6 +13,8 @@ class; nothing else decides what a choice does.
 * ``modules.py``   -- megatron-core modules on those ops: ``KernelNorm``, ``KernelDotProductAttention``;
   layer specs in ``megatron_biomed.models.gpt.specs``.
 * ``csrc_ops.py`` / ``emu_ops.py`` -- the primitives of ``megatron_biomed._C`` (CUDA) and ``megatron_biomed._emu``.
+* ``philox.py``    -- Philox4x32-10 and the attention-dropout mask of ``mbk/philox.cuh`` in PyTorch, and the
+  per-call ``(seed, offset)`` draw.
 * ``errors.py``    -- ``KernelError`` and its subclasses.
 
 This package imports nothing here, so reading the choices (kernels/registry.py) costs neither torch nor

@@ -109,15 +109,33 @@ def check_softmax_args(op: str, x: torch.Tensor, mask: torch.Tensor | None, caus
         )
 
 
-def check_flash_args(op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+def check_flash_args(
+    op: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, offset: int = 0
+) -> None:
     _check(q.dtype in FLASH_DTYPES, f"{op}: dtype {q.dtype} is not one of {FLASH_DTYPES}")
     _check(k.dtype == q.dtype and v.dtype == q.dtype, f"{op}: q, k, v must share a dtype")
     _check(q.dim() == 4 and k.dim() == 4 and v.dim() == 4, f"{op}: q, k, v must be [batch, seqlen, heads, head_dim]")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check(t.stride(3) == 1 or t.shape[3] <= 1, f"{op}: {name} must have a contiguous last dimension")
     b, _, h, d = q.shape
     _check(k.shape == v.shape, f"{op}: k {tuple(k.shape)} and v {tuple(v.shape)} differ")
     _check(k.shape[0] == b and k.shape[3] == d, f"{op}: k/v {tuple(k.shape)} do not match q {tuple(q.shape)}")
     _check(h % k.shape[2] == 0, f"{op}: query heads {h} must be a multiple of kv heads {k.shape[2]}")
     _check(d in FLASH_HEAD_DIMS, f"{op}: head_dim {d} is not one of {FLASH_HEAD_DIMS}")
+    _check(0.0 <= dropout_p <= 1.0, f"{op}: dropout_p {dropout_p} must be in [0, 1]")
+    _check(0 <= offset <= 0xFFFFFFFF, f"{op}: dropout offset {offset} must be in [0, 2^32)")
+
+
+def empty_in_layout_of(like: torch.Tensor) -> torch.Tensor:
+    """A new ``[b, s, h, d]`` tensor like ``like`` whose first three dims lie in memory in the order of
+    ``like``'s strides (largest first, ties in dim order), densely packed: where the flash ops put their
+    outputs (out, dq like q; dk like k; dv like v), as csrc/torch/flash_attention.cpp does."""
+    order = sorted(range(3), key=lambda i: -like.stride(i))
+    t = like.new_empty([like.shape[i] for i in order] + [like.shape[3]])
+    inverse = [0, 0, 0, 3]
+    for pos, dim in enumerate(order):
+        inverse[dim] = pos
+    return t.permute(inverse)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,21 +203,18 @@ def _register_fakes(namespace: str = "megatron_biomed") -> None:
         return torch.empty_like(y, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake(lib + "flash_attn_fwd")
-    def _(q, k, v, softmax_scale, causal):
-        check_flash_args("flash_attn_fwd", q, k, v)
+    def _(q, k, v, softmax_scale, causal, dropout_p=0.0, seed=0, offset=0):
+        check_flash_args("flash_attn_fwd", q, k, v, dropout_p, offset)
         b, sq, h, _ = q.shape
-        return torch.empty_like(q, memory_format=torch.contiguous_format), q.new_empty((b, h, sq), dtype=torch.float32)
+        return empty_in_layout_of(q), q.new_empty((b, h, sq), dtype=torch.float32)
 
     @torch.library.register_fake(lib + "flash_attn_bwd")
-    def _(dout, q, k, v, out, lse, softmax_scale, causal):
-        check_flash_args("flash_attn_bwd", q, k, v)
+    def _(dout, q, k, v, out, lse, softmax_scale, causal, dropout_p=0.0, seed=0, offset=0):
+        check_flash_args("flash_attn_bwd", q, k, v, dropout_p, offset)
         _check(dout.shape == q.shape and out.shape == q.shape, "flash_attn_bwd: dout/out must match q")
+        _check(dout.stride(3) == 1 or dout.shape[3] <= 1, "flash_attn_bwd: dout must have a contiguous last dimension")
         _check(
             lse.shape == (q.shape[0], q.shape[2], q.shape[1]) and lse.dtype == torch.float32,
             "flash_attn_bwd: lse must be float32 [batch, heads, seqlen_q]",
         )
-        return (
-            torch.empty_like(q, memory_format=torch.contiguous_format),
-            torch.empty_like(k, memory_format=torch.contiguous_format),
-            torch.empty_like(v, memory_format=torch.contiguous_format),
-        )
+        return empty_in_layout_of(q), empty_in_layout_of(k), empty_in_layout_of(v)

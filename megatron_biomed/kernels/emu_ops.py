@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from megatron_biomed.kernels.csrc_ops import empty_in_layout_of
+from megatron_biomed.kernels.philox import MASK64
+
 _DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
@@ -38,10 +41,13 @@ def _dtype_name(t: torch.Tensor, op: str) -> str:
         raise RuntimeError(f"{op}: dtype {t.dtype} is not one of {tuple(_DTYPE_NAMES)}") from None
 
 
-def to_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+def to_numpy(t: torch.Tensor | None, *, keep_strides: bool = False) -> np.ndarray | None:
+    """``t`` as a numpy array (bfloat16 as uint16 bits); contiguous unless ``keep_strides`` (a view then)."""
     if t is None:
         return None
-    t = t.detach().contiguous()
+    t = t.detach()
+    if not keep_strides or t.stride(-1) != 1:
+        t = t.contiguous()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(np.uint16)
     return t.numpy()
@@ -99,28 +105,38 @@ def rms_norm_bwd(dy, x, weight, rstd):
 # ---- flash attention: q [b, s_q, h, d], k/v [b, s_k, h_kv, d] ----------------------------------
 
 
-def flash_attn_fwd(q, k, v, softmax_scale, causal):
+def _in_layout_of(like: torch.Tensor, a: np.ndarray) -> torch.Tensor:
+    """The kernel's contiguous result, placed in the layout the csrc op allocates (``empty_in_layout_of``)."""
+    return empty_in_layout_of(like).copy_(from_numpy(a, like.dtype))
+
+
+def flash_attn_fwd(q, k, v, softmax_scale, causal, dropout_p=0.0, seed=0, offset=0):
     name = _dtype_name(q, "flash_attn_fwd")
     out, lse = _module().flash_attention_fwd(
-        to_numpy(q), to_numpy(k), to_numpy(v), causal=bool(causal), softmax_scale=float(softmax_scale), dtype=name
+        *(to_numpy(t, keep_strides=True) for t in (q, k, v)),
+        causal=bool(causal),
+        softmax_scale=float(softmax_scale),
+        dtype=name,
+        dropout_p=float(dropout_p),
+        seed=int(seed) & MASK64,
+        offset=int(offset),
     )
-    return from_numpy(out, q.dtype), torch.from_numpy(np.ascontiguousarray(lse))
+    return _in_layout_of(q, out), torch.from_numpy(np.ascontiguousarray(lse))
 
 
-def flash_attn_bwd(dout, q, k, v, out, lse, softmax_scale, causal):
+def flash_attn_bwd(dout, q, k, v, out, lse, softmax_scale, causal, dropout_p=0.0, seed=0, offset=0):
     name = _dtype_name(q, "flash_attn_bwd")
     dq, dk, dv = _module().flash_attention_bwd(
-        to_numpy(q),
-        to_numpy(k),
-        to_numpy(v),
-        to_numpy(out),
-        to_numpy(dout),
+        *(to_numpy(t, keep_strides=True) for t in (q, k, v, out, dout)),
         to_numpy(lse),
         causal=bool(causal),
         softmax_scale=float(softmax_scale),
         dtype=name,
+        dropout_p=float(dropout_p),
+        seed=int(seed) & MASK64,
+        offset=int(offset),
     )
-    return from_numpy(dq, q.dtype), from_numpy(dk, q.dtype), from_numpy(dv, q.dtype)
+    return _in_layout_of(q, dq), _in_layout_of(k, dk), _in_layout_of(v, dv)
 
 
 # ---- fused softmax: x [b, h, sq, sk] ------------------------------------------------------------

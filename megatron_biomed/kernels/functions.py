@@ -11,7 +11,10 @@ primitives (``"torch"``, and ``"csrc"`` on CPU tensors) runs plain PyTorch with 
   with True = masked out (megatron's convention), softmax of ``scale * x`` in float32;
 * flash attention: ``q [batch, seqlen_q, heads, head_dim]``, ``k, v [batch, seqlen_k, kv_heads,
   head_dim]`` (grouped-query attention when kv_heads < heads); causal masking is bottom-right
-  aligned (query i sees key j iff j <= i + seqlen_k - seqlen_q).
+  aligned (query i sees key j iff j <= i + seqlen_k - seqlen_q). Any strides with a contiguous last
+  dimension (megatron's ``[s, b, h, d]`` transposed to ``[b, s, h, d]`` is passed as it is); the output
+  has q's layout. Attention dropout ``dropout_p`` draws the Philox mask of ``mbk/philox.cuh`` from
+  ``(seed, offset)`` in every backend (kernels/philox.py in PyTorch), so all backends agree on it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from megatron_biomed.kernels import philox
 from megatron_biomed.kernels.registry import provider_class
 
 
@@ -86,20 +90,31 @@ class ScaledSoftmaxFunction(torch.autograd.Function):
         return ctx.prims.scaled_softmax_bwd(dy.contiguous(), y, ctx.scale), None, None, None, None
 
 
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    # The kernels take any strides but a contiguous last dimension.
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 class FlashAttentionFunction(torch.autograd.Function):
+    """Flash attention on a provider's primitives; ``seed`` is a 64-bit value in int64 (the op schemas' int).
+    The backward reruns the kernels' dropout from the saved ``(seed, offset)``: no mask is stored."""
+
     @staticmethod
-    def forward(ctx, q, k, v, softmax_scale, causal, prims):
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        out, lse = prims.flash_attn_fwd(q, k, v, softmax_scale, causal)
+    def forward(ctx, q, k, v, softmax_scale, causal, prims, dropout_p=0.0, seed=0, offset=0):
+        q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+        out, lse = prims.flash_attn_fwd(q, k, v, softmax_scale, causal, dropout_p, seed, offset)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.prims, ctx.softmax_scale, ctx.causal = prims, softmax_scale, causal
+        ctx.dropout = (dropout_p, seed, offset)
         return out
 
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse = ctx.saved_tensors
-        dq, dk, dv = ctx.prims.flash_attn_bwd(dout.contiguous(), q, k, v, out, lse, ctx.softmax_scale, ctx.causal)
-        return dq, dk, dv, None, None, None
+        dq, dk, dv = ctx.prims.flash_attn_bwd(
+            _last_dim_contiguous(dout), q, k, v, out, lse, ctx.softmax_scale, ctx.causal, *ctx.dropout
+        )
+        return dq, dk, dv, None, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,12 +179,24 @@ def scaled_causal_softmax(x: torch.Tensor, scale: float = 1.0, *, kernels: str =
     return ScaledSoftmaxFunction.apply(x, None, scale, True, prims)
 
 
-def _torch_attention(q, k, v, causal: bool, softmax_scale: float) -> torch.Tensor:
+def _torch_attention(q, k, v, causal: bool, softmax_scale: float, dropout=(0.0, 0, 0)) -> torch.Tensor:
     sq, h = q.shape[1], q.shape[2]
     sk, hkv = k.shape[1], k.shape[2]
     qt, kt, vt = (t.transpose(1, 2) for t in (q, k, v))  # [b, heads, s, d]
     if h != hkv:
         kt, vt = kt.repeat_interleave(h // hkv, dim=1), vt.repeat_interleave(h // hkv, dim=1)
+    dropout_p, seed, offset = dropout
+    if dropout_p > 0.0:  # the kernels' Philox mask on explicit probabilities (SDPA draws its own)
+        s = torch.matmul(qt.float(), kt.float().transpose(-1, -2)) * softmax_scale
+        if causal:  # rows that see no key: zeros (a softmax of zeros, multiplied away), not NaN
+            allowed = ~causal_mask(sq, sk, q.device)
+            empty = ~allowed.any(dim=-1, keepdim=True)
+            s = s.masked_fill(~allowed & ~empty, float("-inf"))
+        probs = torch.softmax(s, dim=-1)
+        if causal:
+            probs = probs.masked_fill(empty, 0.0)
+        probs = philox.apply_dropout(probs, dropout_p, seed, offset)
+        return torch.matmul(probs, vt.float()).to(q.dtype).transpose(1, 2)
     if causal and sq != sk:  # SDPA's is_causal is top-left aligned; ours is bottom-right
         allowed = ~causal_mask(sq, sk, q.device)
         out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=allowed, scale=softmax_scale)
@@ -186,11 +213,27 @@ def flash_attention(
     *,
     causal: bool = False,
     softmax_scale: float | None = None,
+    dropout_p: float = 0.0,
+    seed: int | None = None,
+    offset: int = 0,
     kernels: str = "csrc",
 ) -> torch.Tensor:
-    """Attention ``softmax(scale * q k^T) v`` on ``[batch, seqlen, heads, head_dim]`` tensors."""
+    """Attention ``dropout(softmax(scale * q k^T)) v`` on ``[batch, seqlen, heads, head_dim]`` tensors.
+
+    ``dropout_p > 0``: the Philox mask of ``(seed, offset)`` (``seed`` in [0, 2^64), ``offset`` in
+    [0, 2^32)); without a seed one is drawn from the device's current generator
+    (``philox.draw_seed_offset``). The same seed and offset give the same mask in every backend.
+    """
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"flash_attention: dropout_p={dropout_p} must be in [0, 1]")
     prims = _primitives(kernels, q.device, "flash_attention")
     scale = 1.0 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
+    dropout_p = float(dropout_p)
+    if dropout_p > 0.0 and seed is None:
+        seed, offset = philox.draw_seed_offset(q.device)
+    seed = 0 if seed is None else seed
     if prims is None:
-        return _torch_attention(q, k, v, causal, scale)
-    return FlashAttentionFunction.apply(q, k, v, scale, bool(causal), prims)
+        return _torch_attention(q, k, v, causal, scale, (dropout_p, seed, offset))
+    return FlashAttentionFunction.apply(
+        q, k, v, scale, bool(causal), prims, dropout_p, philox.seed_as_int64(seed), int(offset)
+    )

@@ -4,8 +4,9 @@
   constructor ``(config, hidden_size, eps=...)``; parameters ``weight`` (and ``bias``) named like
   ``torch.nn.LayerNorm``'s, so checkpoints move freely between ``kernels`` choices.
 * :class:`KernelDotProductAttention` -- megatron-core's ``DotProductAttention`` (same constructor,
-  forward and attributes) whose core runs flash attention, or, for padding / arbitrary masks,
-  dropout or head dims flash attention does not support, the fused scaled-masked softmax.
+  forward and attributes) whose core runs flash attention (attention dropout included), or, for
+  padding / arbitrary masks or head dims flash attention does not support, the fused scaled-masked
+  softmax.
 * :class:`InverseLayerScaledAttention` -- wraps any core attention with GPT-2's per-layer softmax scale.
 
 Both take ``kernels``, a choice whose provider (kernels/registry.py) runs our functional ops: "csrc", "emu"
@@ -22,6 +23,7 @@ from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.transformer_config import TransformerConfig
 
+from megatron_biomed.kernels import philox
 from megatron_biomed.kernels.csrc_ops import FLASH_HEAD_DIMS
 from megatron_biomed.kernels.functions import (
     causal_mask,
@@ -92,6 +94,10 @@ class KernelDotProductAttention(DotProductAttention):
     mask is implied, as in Transformer Engine); padding / arbitrary masks are bool, True = masked
     out. A choice without fused attention (``kernels="torch"``) runs megatron-core's own implementation
     unchanged.
+
+    Attention dropout (training) uses the Philox mask of ``mbk/philox.cuh`` on both paths (flash
+    kernels, and kernels/philox.py around the fused softmax), its ``(seed, offset)`` drawn per call by
+    :meth:`dropout_seed_offset` following megatron-core's RNG convention.
     """
 
     def __init__(
@@ -143,6 +149,22 @@ class KernelDotProductAttention(DotProductAttention):
             _LOGGED_PATHS.add(key)
             logger.info("KernelDotProductAttention(kernels=%r): %s (%s)", self.kernels, path, why)
 
+    def dropout_seed_offset(self, device: torch.device) -> tuple[int, int]:
+        """``(seed, offset)`` of one attention-dropout call, drawn on the host (no device sync).
+
+        megatron-core's convention (DotProductAttention): attention dropout draws from the
+        model-parallel RNG state (``get_cuda_rng_tracker().fork()``: different per tensor-parallel rank,
+        which holds different heads), or from the default generator under sequence parallelism. The
+        draw (philox.draw_seed_offset) advances that generator, so every call (every layer, every
+        micro-batch) gets a fresh mask; the tracker states are in checkpoints (checkpoint/state.py) and
+        activation recomputation restores them, so resumed runs and recomputed forwards redraw the
+        same masks.
+        """
+        if self.config.sequence_parallel:
+            return philox.draw_seed_offset(device)
+        with tensor_parallel.get_cuda_rng_tracker().fork():
+            return philox.draw_seed_offset(device)
+
     def forward(
         self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None
     ):
@@ -153,30 +175,30 @@ class KernelDotProductAttention(DotProductAttention):
         mask_type = self.attn_mask_type if attn_mask_type is None else attn_mask_type
         sq, b, heads, d = query.shape
         dropout = self.attention_dropout.p if self.training else 0.0
+        seed, offset = self.dropout_seed_offset(query.device) if dropout > 0.0 else (0, 0)
         causal = mask_type in (AttnMaskType.causal, AttnMaskType.causal_bottom_right)
         maskless = causal or (mask_type == AttnMaskType.no_mask and attention_mask is None)
-        if maskless and dropout == 0.0 and d in FLASH_HEAD_DIMS:
-            self._log_path_once("flash attention", f"mask {mask_type.name}, head_dim {d}")
+        if maskless and d in FLASH_HEAD_DIMS:
+            self._log_path_once("flash attention", f"mask {mask_type.name}, head_dim {d}, dropout {dropout}")
+            # [s, b, h, d] -> [b, s, h, d] views: the kernels read them through their strides, and the
+            # output is allocated like q, so out.transpose(0, 1) is a contiguous [s, b, h, d]: no copies.
             out = flash_attention(
                 query.transpose(0, 1),
                 key.transpose(0, 1),
                 value.transpose(0, 1),
                 causal=causal,
                 softmax_scale=self.total_softmax_scale,
+                dropout_p=dropout,
+                seed=seed,
+                offset=offset,
                 kernels=self.kernels,
             )
             return out.transpose(0, 1).reshape(sq, b, heads * d)
-        why = (
-            f"head_dim {d} not in {FLASH_HEAD_DIMS}"
-            if d not in FLASH_HEAD_DIMS
-            else f"dropout {dropout}"
-            if dropout
-            else f"mask {mask_type.name}"
-        )
+        why = f"head_dim {d} not in {FLASH_HEAD_DIMS}" if d not in FLASH_HEAD_DIMS else f"mask {mask_type.name}"
         self._log_path_once("fused softmax", why)
-        return self._softmax_attention(query, key, value, attention_mask, mask_type, causal)
+        return self._softmax_attention(query, key, value, attention_mask, mask_type, causal, (dropout, seed, offset))
 
-    def _softmax_attention(self, query, key, value, attention_mask, mask_type, causal):
+    def _softmax_attention(self, query, key, value, attention_mask, mask_type, causal, dropout):
         sq, b, heads, d = query.shape
         sk, groups = key.shape[0], key.shape[2]
         if heads != groups:
@@ -195,12 +217,9 @@ class KernelDotProductAttention(DotProductAttention):
                 cm = causal_mask(sq, sk, scores.device)
                 mask = cm if mask is None or causal else (mask | cm)
             probs = scaled_masked_softmax(scores, mask, self.softmax_coeff, kernels=self.kernels)
-        if self.attention_dropout.p > 0 and self.training:
-            if not self.config.sequence_parallel:
-                with tensor_parallel.get_cuda_rng_tracker().fork():
-                    probs = self.attention_dropout(probs)
-            else:
-                probs = self.attention_dropout(probs)
+        dropout_p, seed, offset = dropout
+        if dropout_p > 0.0:  # the flash kernels' mask (same seed/offset convention), not torch's bernoulli
+            probs = philox.apply_dropout(probs, dropout_p, seed, offset)
         context = torch.bmm(probs.view(b * heads, sq, sk), v)  # [b * heads, sq, d]
         return context.view(b, heads, sq, d).permute(2, 0, 1, 3).reshape(sq, b, heads * d)
 
