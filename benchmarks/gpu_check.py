@@ -95,6 +95,10 @@ GPT_SIZES = {
              "iters": 20},
 }  # fmt: skip
 GPT_VOCAB = 28896  # BioMedLM's
+# Where the kernel steps run and which kernels choice is "ours" (a CPU self-check of the step code sets
+# "cpu" / "torch": the comparisons then hold PyTorch against itself).
+DEVICE = "cuda"
+OURS = "csrc"
 
 
 def _cuda():
@@ -222,10 +226,10 @@ def _attention_inputs(shape: tuple, seed: int = 0):
     import torch
 
     b, s, h, hkv, d = shape
-    g = torch.Generator(device="cuda").manual_seed(seed)
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
 
     def make():
-        return tuple(torch.randn(b, s, n, d, device="cuda", dtype=torch.bfloat16, generator=g)
+        return tuple(torch.randn(b, s, n, d, device=DEVICE, dtype=torch.bfloat16, generator=g)
                      for n in (h, hkv, hkv))  # fmt: skip
 
     return make
@@ -313,7 +317,7 @@ def step_flash_attention_csrc(ctx: dict) -> dict:
     from megatron_biomed.kernels import functions
 
     def ours(h, hkv, d):
-        return lambda q, k, v: functions.flash_attention(q, k, v, causal=True, kernels="csrc")
+        return lambda q, k, v: functions.flash_attention(q, k, v, causal=True, kernels=OURS)
 
     return _run_attention({"csrc": ours})
 
@@ -393,29 +397,29 @@ def step_kernels_vs_torch(ctx: dict) -> dict:
 
     from megatron_biomed.kernels import functions
 
-    g = torch.Generator(device="cuda").manual_seed(21)
+    g = torch.Generator(device=DEVICE).manual_seed(21)
 
     def rnd(*shape):
-        return torch.randn(*shape, device="cuda", generator=g)
+        return torch.randn(*shape, device=DEVICE, generator=g)
 
     cases: list[dict] = []
     skipped: dict[str, str] = {}
     for dtype in (torch.float32, torch.bfloat16):
         x, w, b, dy = rnd(4, 256, 2560), rnd(2560), rnd(2560), rnd(4, 256, 2560)
-        cases += _compare("layer_norm 2560", dtype, lambda x, w, b: functions.layer_norm(x, w, b, 1e-5, kernels="csrc"),
+        cases += _compare("layer_norm 2560", dtype, lambda x, w, b: functions.layer_norm(x, w, b, 1e-5, kernels=OURS),
                           lambda x, w, b: F.layer_norm(x, (2560,), w, b, 1e-5), [x, w, b], dy)  # fmt: skip
         x, w, dy = rnd(2, 128, 8192), rnd(8192), rnd(2, 128, 8192)
-        cases += _compare("rms_norm 8192", dtype, lambda x, w: functions.rms_norm(x, w, 1e-5, kernels="csrc"),
+        cases += _compare("rms_norm 8192", dtype, lambda x, w: functions.rms_norm(x, w, 1e-5, kernels=OURS),
                           lambda x, w: F.rms_norm(x, (8192,), w, 1e-5), [x, w], dy)  # fmt: skip
         s, dy = rnd(2, 8, 512, 512), rnd(2, 8, 512, 512)
-        mask = torch.rand(2, 1, 512, 512, device="cuda", generator=g) < 0.2
+        mask = torch.rand(2, 1, 512, 512, device=DEVICE, generator=g) < 0.2
         cases += _compare(
-            "masked softmax 512", dtype, lambda s: functions.scaled_masked_softmax(s, mask, 0.5, kernels="csrc"),
+            "masked softmax 512", dtype, lambda s: functions.scaled_masked_softmax(s, mask, 0.5, kernels=OURS),
             lambda s: torch.softmax((s.double() * 0.5).masked_fill(mask, float("-inf")), -1).to(s.dtype), [s], dy,
         )  # fmt: skip
-        causal = functions.causal_mask(512, 512, "cuda")
+        causal = functions.causal_mask(512, 512, DEVICE)
         cases += _compare(
-            "causal softmax 512", dtype, lambda s: functions.scaled_causal_softmax(s, 0.5, kernels="csrc"),
+            "causal softmax 512", dtype, lambda s: functions.scaled_causal_softmax(s, 0.5, kernels=OURS),
             lambda s: torch.softmax((s.double() * 0.5).masked_fill(causal, float("-inf")), -1).to(s.dtype), [s], dy,
         )  # fmt: skip
         # flash: GQA causal at a BioLLM-like head layout, and ragged lengths (bottom-right causal and not)
@@ -427,7 +431,7 @@ def step_kernels_vs_torch(ctx: dict) -> dict:
             q, k, v, do = rnd(bs, sq, h, d), rnd(bs, sk, hkv, d), rnd(bs, sk, hkv, d), rnd(bs, sq, h, d)
             scale = d**-0.5
             cases += _compare(
-                label, dtype, lambda q, k, v, c=is_causal: functions.flash_attention(q, k, v, causal=c, kernels="csrc"),
+                label, dtype, lambda q, k, v, c=is_causal: functions.flash_attention(q, k, v, causal=c, kernels=OURS),
                 lambda q, k, v, c=is_causal, sc=scale: _attention_ref(q, k, v, c, sc), [q, k, v], do,
             )  # fmt: skip
         names, why = _dropout_kwargs()
@@ -445,21 +449,22 @@ def step_kernels_vs_torch(ctx: dict) -> dict:
         bs, sq, sk, h, hkv, d, p, seed, offset = 2, 256, 384, 4, 2, 64, 0.1, 1234567, 7
         q, k, v, do = rnd(bs, sq, h, d), rnd(bs, sk, hkv, d), rnd(bs, sk, hkv, d), rnd(bs, sq, h, d)
         kw = {names["p"]: p, names["seed"]: seed, names["offset"]: offset}
-        keep = philox.dropout_keep_mask(seed, offset, p, bs, h, sq, sk, "cuda")
+        keep = philox.dropout_keep_mask(seed, offset, p, bs, h, sq, sk, DEVICE)
 
         def ours(q, k, v, kw=kw):
-            return functions.flash_attention(q, k, v, causal=True, kernels="csrc", **kw)
+            return functions.flash_attention(q, k, v, causal=True, kernels=OURS, **kw)
 
         cases += _compare("flash dropout 0.1 causal", dtype, ours,
                           lambda q, k, v: _attention_ref(q, k, v, True, d**-0.5, keep, p), [q, k, v], do)  # fmt: skip
         with torch.no_grad():
             a, b2 = ours(q.to(dtype), k.to(dtype), v.to(dtype)), ours(q.to(dtype), k.to(dtype), v.to(dtype))
             kw2 = {**kw, names["offset"]: offset + 1}
-            c = functions.flash_attention(q.to(dtype), k.to(dtype), v.to(dtype), causal=True, kernels="csrc", **kw2)
-        cases.append({"case": "flash dropout reproducible (same seed/offset)", "dtype": str(dtype), "tensor": "out",
-                      "passed": bool(torch.equal(a, b2))})  # fmt: skip
-        cases.append({"case": "flash dropout differs (offset + 1)", "dtype": str(dtype), "tensor": "out",
-                      "passed": not bool(torch.equal(a, c))})  # fmt: skip
+            c = functions.flash_attention(q.to(dtype), k.to(dtype), v.to(dtype), causal=True, kernels=OURS, **kw2)
+        tag = {"dtype": str(dtype).removeprefix("torch."), "tensor": "out"}
+        cases.append(
+            {"case": "flash dropout reproducible (same seed/offset)", **tag, "passed": bool(torch.equal(a, b2))}
+        )
+        cases.append({"case": "flash dropout differs (offset + 1)", **tag, "passed": not bool(torch.equal(a, c))})
     result = {"cases": cases, "skipped": skipped, "passed": sum(c["passed"] for c in cases), "total": len(cases)}
     bad = [f"{c['case']} {c['dtype']} {c['tensor']}" for c in cases if not c["passed"]]
     if bad:
