@@ -6,11 +6,17 @@
 #   bash benchmarks/gpu_check.sh [--backends csrc,sdpa,te,auto] [--dry-run] [...]   # results in $OUT
 #
 # Python: $PYTHON, else the machine's python3 (a GPU machine's own torch). On a machine without a package
-# registry, install first with tools/install_offline.sh --wheels DIR (README: "Installing on a GPU machine
-# without a package registry"); its --target folder is put on PYTHONPATH here when MEGATRON_BIOMED_SITE is set.
+# registry, give the wheel folder (README: "Installing on a GPU machine without a package registry"):
+#   MEGATRON_BIOMED_WHEELS=DIR bash benchmarks/gpu_check.sh
+# installs the wheels first (tools/install_offline.sh --no-project, into $MEGATRON_BIOMED_SITE, default
+# .offline-site; seconds) and the check's own build step builds the checkout for this GPU in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+if [ -n "${MEGATRON_BIOMED_WHEELS:-}" ]; then
+  MEGATRON_BIOMED_SITE="${MEGATRON_BIOMED_SITE:-$PWD/.offline-site}"
+  PYTHON="$PY" bash tools/install_offline.sh --wheels "$MEGATRON_BIOMED_WHEELS" --target "$MEGATRON_BIOMED_SITE" --no-project
+fi
 if [ -n "${MEGATRON_BIOMED_SITE:-}" ]; then
   export PYTHONPATH="$MEGATRON_BIOMED_SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
