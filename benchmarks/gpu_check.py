@@ -644,6 +644,7 @@ def selftest_steps() -> list[Step]:
         Step("_fail", _test_fail, 30, gpu=False),
         Step("_hang", _test_hang, 2, gpu=False),
         Step("_gpu", _test_ok, 30, gpu=True),
+        Step("_after_build", _test_ok, 30, gpu=False, after_build=True),
     ]
 
 

@@ -63,6 +63,24 @@ def test_failing_and_timed_out_steps_are_recorded_and_the_check_goes_on(tmp_path
     assert "_hang: timeout" in log and "_ok: ok" in log and "summary:" in log
 
 
+@pytest.mark.parametrize("build_s,build_timeout,want", [(1.0, 60, "ok"), (60.0, 1, "timeout"), (None, 60, "failed")])
+def test_the_build_runs_in_the_background_and_only_waiting_steps_wait(tmp_path, monkeypatch, build_s, build_timeout,
+                                                                       want):  # fmt: skip
+    monkeypatch.setenv(gc.TEST_STEPS_ENV, "1")
+    monkeypatch.setattr(gc, "_probe_cuda", lambda: (True, "", "9.0"))  # as on a GPU machine
+    code = f"import time; time.sleep({build_s or 0.5})" + ("" if build_s else "; raise SystemExit('nvcc: error')")
+    monkeypatch.setattr(gc, "BUILD_COMMAND", [sys.executable, "-c", code])
+    gc.main(["--out", str(tmp_path), "--steps", "build,_ok,_after_build", "--timeout", f"build={build_timeout}"])
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    _check_schema(data)
+    order = [s["name"] for s in data["steps"]]
+    assert order == ["_ok", "build", "_after_build"]  # _ok ran meanwhile; _after_build waited for the build
+    build = data["steps"][1]
+    assert build["status"] == want and (want != "failed" or "nvcc: error" in build["reason"])
+    assert (tmp_path / "steps" / "build.log").exists()
+    assert data["steps"][2]["status"] == "ok"  # a failed or timed-out build does not stop the steps after it
+
+
 def test_dry_run_skips_every_gpu_step_with_the_reason(tmp_path):
     names = [n for n in gc.all_steps(list(gc.DEFAULT_BACKENDS)) if n != "env"]  # env runs on CPU (torch import)
     rc = gc.main(["--out", str(tmp_path), "--dry-run", "--steps", ",".join(["build", *names])])
