@@ -643,7 +643,9 @@ class SmLimits:
     reserved_shared_per_block: int = 1024
 
 
-SM_LIMITS = {"sm_80": SmLimits(), "sm_90": SmLimits(shared_bytes=233472)}
+# cuobjdump's SHARED already counts the 1 KB per-block system reserve on sm_90 (a 2048-byte static array reads
+# 3072 there, 2048 on sm_80), so the reserve is added for sm_80 only.
+SM_LIMITS = {"sm_80": SmLimits(), "sm_90": SmLimits(shared_bytes=233472, reserved_shared_per_block=0)}
 
 
 def occupancy(arch: str, registers: int, shared_bytes: int, threads: int) -> tuple[float, int, str]:
@@ -658,7 +660,7 @@ def occupancy(arch: str, registers: int, shared_bytes: int, threads: int) -> tup
         "warps": lim.max_warps // warps,
         "blocks": lim.max_blocks,
         "registers": (lim.registers // per_warp_regs) // warps,
-        "shared memory": lim.shared_bytes // smem,
+        "shared memory": lim.shared_bytes // smem if smem else lim.max_blocks,
     }
     limiter = min(limits, key=limits.get)
     blocks = limits[limiter]
@@ -686,20 +688,25 @@ def mma_kernel_problems(facts: list[KernelSass], ptxas: list[KernelResources] = 
     return problems
 
 
-def format_sass_report(facts: list[KernelSass], default_threads: int = 128) -> str:
+def format_sass_report(
+    facts: list[KernelSass], default_threads: int = 128, dynamic_shared: dict[str, int] | None = None
+) -> str:
     """Table of every kernel: HMMA count, registers, shared memory, local memory and theoretical occupancy.
 
     Occupancy uses the kernel's ``__launch_bounds__`` when it declares one, else ``default_threads`` (marked
-    ``*``), and static shared memory only (a kernel's dynamic shared memory is chosen at launch)."""
+    ``*``), and its static shared memory plus, where given, the dynamic shared memory its launcher asks for
+    (``dynamic_shared``: {regex on the kernel name: bytes}; the binary does not record it)."""
     lines = [
         "# SASS per kernel (cuobjdump): HMMA instructions, registers, static shared memory, local memory (spills),",
-        f"# theoretical occupancy = active warps / 64 (threads from __launch_bounds__, else {default_threads}*)",
+        f"# theoretical occupancy = active warps / 64 (threads from __launch_bounds__, else {default_threads}*;",
+        "# shared memory: static, plus the launcher's dynamic shared memory where the caller gives it)",
         f"{'arch':6s} {'hmma':>5s} {'instr':>6s} {'regs':>4s} {'smem':>7s} {'local':>5s} {'thr':>5s} "
         f"{'blk/SM':>6s} {'occ':>5s}  {'limiter':13s} kernel",
     ]
     for f in sorted(facts, key=lambda f: (short_name(f.name), f.arch)):
         threads = f.max_threads or default_threads
-        occ, blocks, limiter = occupancy(f.arch, f.registers, f.shared_bytes, threads)
+        dyn = next((b for pat, b in (dynamic_shared or {}).items() if re.search(pat, f.name)), 0)
+        occ, blocks, limiter = occupancy(f.arch, f.registers, f.shared_bytes + dyn, threads)
         thr = f"{threads}{'' if f.max_threads else '*'}"
         lines.append(
             f"{f.arch:6s} {f.hmma:5d} {f.instructions:6d} {f.registers:4d} {f.shared_bytes:7d} {f.local_bytes:5d} "

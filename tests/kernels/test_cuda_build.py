@@ -234,14 +234,18 @@ def test_sass_evidence_on_a_standin_kernel():
     assert any("8 bytes of local memory" in p for p in build_cuda.mma_kernel_problems([spilled, *good[1:]]))
     report = build_cuda.format_sass_report(facts)
     assert report.count("flash_fwd_standin_mma_kernel") == 4 and "sm_90" in report
+    # 64 threads, 2 KB static smem: warps limit (32 blocks); with 100 KB dynamic, shared memory limits (1 on sm_80)
+    row = next(ln for ln in build_cuda.format_sass_report(good, dynamic_shared={"standin": 100 << 10}).splitlines()
+               if "sm_80" in ln and "__half" in ln)  # fmt: skip
+    assert row.split()[7:10] == ["1", "3%", "shared"], row
 
 
 def test_occupancy_follows_the_limits():
     # 128 threads (4 warps), 64 registers: 65536 / (64 * 32) = 32 warps = 8 blocks; 48 KB (+1 KB reserved)
-    # static smem: 167936 // 50176 = 3 blocks (sm_80), 233472 // 50176 = 4 blocks (sm_90).
+    # static smem: 167936 // 50176 = 3 blocks (sm_80); sm_90 (cuobjdump counts the reserve): 233472 // 50176 = 4.
     assert build_cuda.occupancy("sm_80", 64, 0, 128) == (0.5, 8, "registers")
     assert build_cuda.occupancy("sm_80", 64, 48 * 1024, 128) == (12 / 64, 3, "shared memory")
-    assert build_cuda.occupancy("sm_90", 64, 48 * 1024, 128) == (16 / 64, 4, "shared memory")
+    assert build_cuda.occupancy("sm_90", 64, 49 * 1024, 128) == (16 / 64, 4, "shared memory")  # reserve included
     assert build_cuda.occupancy("sm_90", 32, 0, 1024) == (1.0, 2, "warps")
     assert build_cuda.occupancy("sm_80", 255, 0, 256)[1] == 1  # 255 regs round to 256 per thread: 1 block
     with pytest.raises(ValueError, match="sm_70"):
