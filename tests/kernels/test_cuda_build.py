@@ -230,6 +230,12 @@ def test_sass_evidence_on_a_standin_kernel():
     problems = build_cuda.mma_kernel_problems(bad, ptxas)
     assert sum("flash_bwd_scalar_mma_kernel" in p and "no HMMA" in p for p in problems) == len(bad) == 4
     assert len(build_cuda.mma_kernel_problems([])) == 4
+    # the backward's delta kernel (a row reduction, no matrix product) needs no HMMA, but no spills either
+    delta = [
+        dataclasses.replace(f, name=f.name.replace("standin", "delta").replace("fwd", "bwd"), hmma=0) for f in good
+    ]
+    assert build_cuda.mma_kernel_problems([*good, *delta]) == []
+    assert build_cuda.mma_kernel_problems([*good, dataclasses.replace(delta[0], local_bytes=4)]) != []
     spilled = dataclasses.replace(good[0], local_bytes=8)
     assert any("8 bytes of local memory" in p for p in build_cuda.mma_kernel_problems([spilled, *good[1:]]))
     report = build_cuda.format_sass_report(facts)
