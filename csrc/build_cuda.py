@@ -34,6 +34,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -502,3 +503,217 @@ def cmdclass() -> dict:
             super().build_extension(ext)
 
     return {"build_ext": MbkBuildExtension.with_options(use_ninja=True)}
+
+
+# ---------------------------------------------------------------------------------------------
+# SASS evidence: what the built objects really contain (cuobjdump)
+#
+# ptxas -v says how many registers a kernel uses; only the SASS says whether its matrix products run on
+# tensor cores. cuobjdump ships in the CUDA toolkit and as the ``nvidia-cuda-cuobjdump`` wheel
+# (site-packages/nvidia/cu13/bin, requirements-test.txt), so CI finds it without a full toolkit.
+
+# The tensor-core flash kernels (mmafwd / mmabwd): every one instantiated for __half / __nv_bfloat16 must
+# show HMMA on sm_80 and sm_90 and must not use local memory (spills).
+MMA_KERNEL = re.compile(r"flash_(fwd|bwd)\w*_mma_kernel")
+# Named like them but with no matrix product to put on tensor cores: the backward's delta = rowsum(dO * O) is an
+# elementwise product and a row reduction. It must still not spill.
+NO_MATRIX_PRODUCT = re.compile(r"flash_bwd_delta_mma_kernel")
+MMA_DTYPES = ("__half", "__nv_bfloat16")
+MMA_ARCHS = ("sm_80", "sm_90")
+
+
+def find_cuobjdump() -> str | None:
+    """cuobjdump from PATH, the CUDA toolkit behind nvcc, or the ``nvidia`` CUDA wheels; None if absent."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    tc, _ = find_toolchain()
+    candidates = [Path(tc.cuda_home) / "bin" / "cuobjdump"] if tc else []
+    spec = importlib.util.find_spec("nvidia")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        candidates += [Path(base) / sub / "bin" / "cuobjdump" for sub in ("cu13", "cu12")]
+        candidates.append(Path(base) / "cuda_cuobjdump" / "bin" / "cuobjdump")  # older per-tool wheel layout
+    return next((str(c) for c in candidates if os.access(c, os.X_OK)), None)
+
+
+@dataclasses.dataclass
+class KernelSass:
+    """What one kernel's SASS for one architecture shows (cuobjdump)."""
+
+    mangled: str
+    name: str  # demangled
+    arch: str  # "sm_80"
+    hmma: int  # HMMA instructions in the SASS (tensor-core matrix products)
+    instructions: int
+    registers: int
+    shared_bytes: int  # static shared memory (dynamic shared memory is a launch argument)
+    local_bytes: int  # local memory per thread: register spills and stack arrays; 0 on a hot kernel
+    stack_bytes: int
+    max_threads: int | None  # __launch_bounds__ (EIATTR_MAX_THREADS), when the kernel declares it
+
+
+_SASS_ARCH = re.compile(r"^\s*arch = (sm_\d+a?)\s*$")
+_SASS_FUNC = re.compile(r"^\s*Function : (\S+)\s*$")
+_SASS_INSTR = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+_RES_FUNC = re.compile(r"^\s*Function (\S+):\s*$")
+_RES_VALS = re.compile(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
+_ELF_INFO = re.compile(r"^\.nv\.info\.(\S+)\s*$")
+
+
+def _cuobjdump(tool: str, obj: Path, flag: str) -> str:
+    proc = subprocess.run([tool, flag, str(obj)], capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{tool} {flag} {obj}` failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def parse_sass(text: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """``cuobjdump --dump-sass`` -> {(mangled, arch): (HMMA count, instruction count)}."""
+    out: dict[tuple[str, str], list[int]] = {}
+    arch, cur = "", None
+    for line in text.splitlines():
+        if m := _SASS_ARCH.match(line):
+            arch, cur = m.group(1), None
+        elif m := _SASS_FUNC.match(line):
+            cur = out.setdefault((m.group(1), arch), [0, 0])
+        elif cur is not None and (m := _SASS_INSTR.match(line)):
+            cur[1] += 1
+            cur[0] += m.group(2).startswith("HMMA")
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def parse_resource_usage(text: str) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+    """``cuobjdump --dump-resource-usage`` -> {(mangled, arch): (registers, stack, shared, local bytes)}."""
+    out = {}
+    arch, func = "", None
+    for line in text.splitlines():
+        if m := _SASS_ARCH.match(line):
+            arch, func = m.group(1), None
+        elif m := _RES_FUNC.match(line):
+            func = m.group(1)
+        elif func is not None and (m := _RES_VALS.search(line)):
+            out[(func, arch)] = tuple(int(g) for g in m.groups())
+            func = None
+    return out
+
+
+def parse_max_threads(text: str) -> dict[tuple[str, str], int]:
+    """``cuobjdump --dump-elf`` -> {(mangled, arch): threads of ``__launch_bounds__``} (EIATTR_MAX_THREADS)."""
+    out = {}
+    arch, func, attr = "", None, False
+    for line in text.splitlines():
+        if m := _SASS_ARCH.match(line):
+            arch, func = m.group(1), None
+        elif m := _ELF_INFO.match(line):
+            func, attr = m.group(1), False
+        elif func is not None and "EIATTR_MAX_THREADS" in line:
+            attr = True
+        elif attr and "Value:" in line:
+            dims = [int(v, 16) for v in line.split("Value:", 1)[1].split()]
+            out[(func, arch)] = math.prod(dims)
+            attr = False
+    return out
+
+
+def sass_facts(obj: Path, cuobjdump: str | None = None) -> list[KernelSass]:
+    """Per (kernel, architecture) SASS facts of a compiled object or extension ``.so`` (cuobjdump)."""
+    tool = cuobjdump or find_cuobjdump()
+    if tool is None:
+        raise RuntimeError("cuobjdump not found: pip install nvidia-cuda-cuobjdump (requirements-test.txt)")
+    sass = parse_sass(_cuobjdump(tool, obj, "--dump-sass"))
+    res = parse_resource_usage(_cuobjdump(tool, obj, "--dump-resource-usage"))
+    threads = parse_max_threads(_cuobjdump(tool, obj, "--dump-elf"))
+    keys = sorted(set(sass) | set(res))
+    names = _demangle([k[0] for k in keys])
+    facts = []
+    for (mangled, arch), name in zip(keys, names):
+        hmma, n = sass.get((mangled, arch), (0, 0))
+        regs, stack, shared, local = res.get((mangled, arch), (0, 0, 0, 0))
+        facts.append(KernelSass(mangled, name, arch, hmma, n, regs, shared, local, stack, threads.get((mangled, arch))))
+    return facts
+
+
+# Per-SM limits for the theoretical occupancy (CUDA C Programming Guide, "Compute capabilities" table).
+@dataclasses.dataclass(frozen=True)
+class SmLimits:
+    max_warps: int = 64
+    max_blocks: int = 32
+    registers: int = 65536
+    register_unit: int = 256  # registers are allocated per warp in units of 256
+    max_registers_per_thread: int = 255
+    shared_bytes: int = 167936  # configurable shared memory per SM
+    shared_unit: int = 128
+    reserved_shared_per_block: int = 1024
+
+
+# cuobjdump's SHARED already counts the 1 KB per-block system reserve on sm_90 (a 2048-byte static array reads
+# 3072 there, 2048 on sm_80), so the reserve is added for sm_80 only.
+SM_LIMITS = {"sm_80": SmLimits(), "sm_90": SmLimits(shared_bytes=233472, reserved_shared_per_block=0)}
+
+
+def occupancy(arch: str, registers: int, shared_bytes: int, threads: int) -> tuple[float, int, str]:
+    """Theoretical occupancy (active warps / max warps), blocks per SM and the limiting resource."""
+    lim = SM_LIMITS.get(arch.rstrip("a"))
+    if lim is None:
+        raise ValueError(f"no occupancy limits for {arch!r} (known: {sorted(SM_LIMITS)})")
+    warps = -(-threads // 32)
+    per_warp_regs = -(-max(registers, 1) * 32 // lim.register_unit) * lim.register_unit
+    smem = -(-(shared_bytes + lim.reserved_shared_per_block) // lim.shared_unit) * lim.shared_unit
+    limits = {
+        "warps": lim.max_warps // warps,
+        "blocks": lim.max_blocks,
+        "registers": (lim.registers // per_warp_regs) // warps,
+        "shared memory": lim.shared_bytes // smem if smem else lim.max_blocks,
+    }
+    limiter = min(limits, key=limits.get)
+    blocks = limits[limiter]
+    return blocks * warps / lim.max_warps, blocks, limiter
+
+
+def mma_kernel_problems(facts: list[KernelSass], ptxas: list[KernelResources] = ()) -> list[str]:
+    """Why the tensor-core flash kernels among ``facts`` fail the SASS evidence (empty list: they pass).
+
+    Every kernel matching :data:`MMA_KERNEL` for a 16-bit type must show HMMA (unless it has no matrix product,
+    :data:`NO_MATRIX_PRODUCT`) and use no local memory on every architecture it was built for, and each of sm_80
+    and sm_90 must have them for both 16-bit types; ``ptxas`` (the -Xptxas -v report of the same objects) adds
+    its spill counts."""
+    mma = [f for f in facts if MMA_KERNEL.search(f.name) and any(t in f.name for t in MMA_DTYPES)]
+    problems = [f"no kernel matching {MMA_KERNEL.pattern} for {t} on {a}" for a in MMA_ARCHS for t in MMA_DTYPES
+                if not any(f.arch == a and t in f.name for f in mma)]  # fmt: skip
+    for f in mma:
+        if f.hmma == 0 and not NO_MATRIX_PRODUCT.search(f.name):
+            problems.append(f"{f.arch} {short_name(f.name)}: no HMMA in its SASS ({f.instructions} instructions)")
+        if f.local_bytes:
+            problems.append(f"{f.arch} {short_name(f.name)}: {f.local_bytes} bytes of local memory (spills)")
+    for k in ptxas:
+        if MMA_KERNEL.search(k.name) and (k.spill_stores or k.spill_loads):
+            spills = f"{k.spill_stores} bytes spill stores, {k.spill_loads} bytes spill loads"
+            problems.append(f"{k.arch} {short_name(k.name)}: ptxas reports {spills}")
+    return problems
+
+
+def format_sass_report(
+    facts: list[KernelSass], default_threads: int = 128, dynamic_shared: dict[str, int] | None = None
+) -> str:
+    """Table of every kernel: HMMA count, registers, shared memory, local memory and theoretical occupancy.
+
+    Occupancy uses the kernel's ``__launch_bounds__`` when it declares one, else ``default_threads`` (marked
+    ``*``), and its static shared memory plus, where given, the dynamic shared memory its launcher asks for
+    (``dynamic_shared``: {regex on the kernel name: bytes}; the binary does not record it)."""
+    lines = [
+        "# SASS per kernel (cuobjdump): HMMA instructions, registers, static shared memory, local memory (spills),",
+        f"# theoretical occupancy = active warps / 64 (threads from __launch_bounds__, else {default_threads}*;",
+        "# shared memory: static, plus the launcher's dynamic shared memory where the caller gives it)",
+        f"{'arch':6s} {'hmma':>5s} {'instr':>6s} {'regs':>4s} {'smem':>7s} {'local':>5s} {'thr':>5s} "
+        f"{'blk/SM':>6s} {'occ':>5s}  {'limiter':13s} kernel",
+    ]
+    for f in sorted(facts, key=lambda f: (short_name(f.name), f.arch)):
+        threads = f.max_threads or default_threads
+        dyn = next((b for pat, b in (dynamic_shared or {}).items() if re.search(pat, f.name)), 0)
+        occ, blocks, limiter = occupancy(f.arch, f.registers, f.shared_bytes + dyn, threads)
+        thr = f"{threads}{'' if f.max_threads else '*'}"
+        lines.append(
+            f"{f.arch:6s} {f.hmma:5d} {f.instructions:6d} {f.registers:4d} {f.shared_bytes:7d} {f.local_bytes:5d} "
+            f"{thr:>5s} {blocks:6d} {occ:5.0%}  {limiter:13s} {short_name(f.name)}"
+        )
+    return "\n".join(lines) + "\n"

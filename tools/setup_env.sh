@@ -8,6 +8,25 @@ MB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 _die() { echo "error: $*" >&2; exit 1; }
 
+# Offline mode, for a GPU machine with its own PyTorch and no package registry: MEGATRON_BIOMED_WHEELS=DIR (a
+# folder filled by tools/collect_wheels.sh). No virtual environment and no torch install: the machine's python
+# ($PYTHON or python3) and torch are used as they are, the wheels go to $MEGATRON_BIOMED_SITE (default
+# .offline-site) and the checkout is built in place (tools/install_offline.sh); both are put on PYTHONPATH.
+if [ -n "${MEGATRON_BIOMED_WHEELS:-}" ]; then
+  PYTHON="${PYTHON:-$(command -v python3 || true)}"
+  [ -n "$PYTHON" ] || _die "offline mode (MEGATRON_BIOMED_WHEELS is set): no python3 on PATH; set PYTHON to the machine's python"
+  export PYTHON
+  export MEGATRON_BIOMED_SITE="${MEGATRON_BIOMED_SITE:-$MB_ROOT/.offline-site}"
+  _stamp_file="$MB_ROOT/.install-stamp-offline"
+  _stamp="$(cd "$MB_ROOT" && { ls "$MEGATRON_BIOMED_WHEELS"; cat setup.py requirements.txt; find csrc -type f -print0 | sort -z | xargs -0 cat; } 2>/dev/null | sha1sum | cut -d' ' -f1)"
+  if [ "$(cat "$_stamp_file" 2>/dev/null)" != "$_stamp" ]; then
+    bash "$MB_ROOT/tools/install_offline.sh" --wheels "$MEGATRON_BIOMED_WHEELS" --target "$MEGATRON_BIOMED_SITE"
+    echo "$_stamp" > "$_stamp_file"
+  fi
+  export PYTHONPATH="$MB_ROOT:$MEGATRON_BIOMED_SITE${PYTHONPATH:+:$PYTHONPATH}"
+  return 0 2>/dev/null || exit 0
+fi
+
 if [ -n "${VIRTUAL_ENV:-}" ]; then
   PYTHON="$VIRTUAL_ENV/bin/python"
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' \

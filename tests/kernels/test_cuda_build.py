@@ -14,6 +14,7 @@ Skipped only where nvcc (or a CUDA build of torch, for the extension) is absent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -164,6 +165,114 @@ def test_toolchain_is_the_real_toolkit():
     # The first of the three fixes: CUDA_HOME must hold the CUDA headers, not the wrapper's folder.
     assert (Path(TOOLCHAIN.cuda_home) / "include" / "cuda_runtime.h").exists()
     assert Path(TOOLCHAIN.nvcc).parent == Path(TOOLCHAIN.cuda_home) / "bin"
+
+
+# ---------------------------------------------------------------------------------------------
+# SASS evidence (cuobjdump): the tensor-core flash kernels really run HMMA, without spills
+
+CUOBJDUMP = build_cuda.find_cuobjdump()
+needs_cuobjdump = pytest.mark.skipif(
+    CUOBJDUMP is None, reason="cuobjdump not found (pip install nvidia-cuda-cuobjdump, requirements-test.txt)"
+)
+
+# A stand-in written against mbk/tensor_core.cuh, so the evidence check is proven on a kernel we know: one
+# kernel that issues mma.sync (must pass) and one named like a tensor-core kernel that computes in scalar FMA
+# (must be caught).
+STANDIN = """#include "mbk/tensor_core.cuh"
+namespace mbk { namespace sass_standin {
+template <typename T>
+__global__ void __launch_bounds__(64) flash_fwd_standin_mma_kernel(const uint32_t* a, const uint32_t* b, float* d) {
+  __shared__ uint32_t tile[64 * 4];
+  const int t = threadIdx.x;
+  for (int i = 0; i < 4; ++i) tile[t * 4 + i] = a[t * 4 + i];
+  __syncthreads();
+  const uint32_t ra[4] = {tile[t * 4], tile[t * 4 + 1], tile[t * 4 + 2], tile[t * 4 + 3]};
+  const uint32_t rb[2] = {b[t * 2], b[t * 2 + 1]};
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  mbk::mma_m16n8k16<T>(acc, ra, rb, acc);
+  for (int i = 0; i < 4; ++i) d[t * 4 + i] = acc[i];
+}
+template <typename T>
+__global__ void flash_bwd_scalar_mma_kernel(const float* a, float* d) {
+  d[threadIdx.x] = a[threadIdx.x] * a[threadIdx.x + 1] + 1.f;
+}
+#define MBK_STANDIN(T) \\
+  template __global__ void flash_fwd_standin_mma_kernel<T>(const uint32_t*, const uint32_t*, float*); \\
+  template __global__ void flash_bwd_scalar_mma_kernel<T>(const float*, float*);
+MBK_STANDIN(__half)
+MBK_STANDIN(__nv_bfloat16)
+}}  // namespace mbk::sass_standin
+"""
+
+
+def _sass_of(sources):
+    results = build_cuda.compile_all(TOOLCHAIN, ROOT, sources, jobs=int(os.environ.get("MAX_JOBS", "2")), archs=ARCHS)
+    facts = [f for r in results for f in build_cuda.sass_facts(r.obj, CUOBJDUMP)]
+    return facts, [k for r in results for k in build_cuda.parse_ptxas(r.ptxas)]
+
+
+@needs_nvcc
+@needs_cuobjdump
+def test_sass_evidence_on_a_standin_kernel():
+    src = ROOT / "build" / "sass_standin" / "flash_standin_mma.cu"  # fixed path and content: cached compile
+    src.parent.mkdir(parents=True, exist_ok=True)
+    if not src.exists() or src.read_text() != STANDIN:
+        src.write_text(STANDIN)
+    facts, ptxas = _sass_of([src])
+    good = [f for f in facts if "standin_mma" in f.name]
+    bad = [f for f in facts if "scalar_mma" in f.name]
+    assert {(f.arch, t) for f in good for t in build_cuda.MMA_DTYPES if t in f.name} >= {
+        (a, t) for a in build_cuda.MMA_ARCHS for t in build_cuda.MMA_DTYPES
+    }
+    assert all(f.hmma == 1 and f.local_bytes == 0 and f.max_threads == 64 and f.shared_bytes >= 1024 for f in good)
+    assert build_cuda.mma_kernel_problems(good, ptxas) == []
+    # the scalar impostor is caught, for each type and arch; no mma kernel at all is a failure too
+    problems = build_cuda.mma_kernel_problems(bad, ptxas)
+    assert sum("flash_bwd_scalar_mma_kernel" in p and "no HMMA" in p for p in problems) == len(bad) == 4
+    assert len(build_cuda.mma_kernel_problems([])) == 4
+    # the backward's delta kernel (a row reduction, no matrix product) needs no HMMA, but no spills either
+    delta = [
+        dataclasses.replace(f, name=f.name.replace("standin", "delta").replace("fwd", "bwd"), hmma=0) for f in good
+    ]
+    assert build_cuda.mma_kernel_problems([*good, *delta]) == []
+    assert build_cuda.mma_kernel_problems([*good, dataclasses.replace(delta[0], local_bytes=4)]) != []
+    spilled = dataclasses.replace(good[0], local_bytes=8)
+    assert any("8 bytes of local memory" in p for p in build_cuda.mma_kernel_problems([spilled, *good[1:]]))
+    report = build_cuda.format_sass_report(facts)
+    assert report.count("flash_fwd_standin_mma_kernel") == 4 and "sm_90" in report
+    # 64 threads, 2 KB static smem: warps limit (32 blocks); with 100 KB dynamic, shared memory limits (1 on sm_80)
+    row = next(ln for ln in build_cuda.format_sass_report(good, dynamic_shared={"standin": 100 << 10}).splitlines()
+               if "sm_80" in ln and "__half" in ln)  # fmt: skip
+    assert row.split()[7:10] == ["1", "3%", "shared"], row
+
+
+def test_occupancy_follows_the_limits():
+    # 128 threads (4 warps), 64 registers: 65536 / (64 * 32) = 32 warps = 8 blocks; 48 KB (+1 KB reserved)
+    # static smem: 167936 // 50176 = 3 blocks (sm_80); sm_90 (cuobjdump counts the reserve): 233472 // 50176 = 4.
+    assert build_cuda.occupancy("sm_80", 64, 0, 128) == (0.5, 8, "registers")
+    assert build_cuda.occupancy("sm_80", 64, 48 * 1024, 128) == (12 / 64, 3, "shared memory")
+    assert build_cuda.occupancy("sm_90", 64, 49 * 1024, 128) == (16 / 64, 4, "shared memory")  # reserve included
+    assert build_cuda.occupancy("sm_90", 32, 0, 1024) == (1.0, 2, "warps")
+    assert build_cuda.occupancy("sm_80", 255, 0, 256)[1] == 1  # 255 regs round to 256 per thread: 1 block
+    with pytest.raises(ValueError, match="sm_70"):
+        build_cuda.occupancy("sm_70", 32, 0, 128)
+
+
+@needs_nvcc
+@needs_cuobjdump
+def test_tensor_core_flash_kernels_show_hmma_without_spills():
+    """Every flash_(fwd|bwd)*_mma_kernel for __half / __nv_bfloat16 shows HMMA in its SASS on sm_80 and sm_90
+    and uses no local memory; build/sass_report.txt prints registers, shared memory and occupancy."""
+    sources = sorted((ROOT / "csrc" / "cuda").glob("flash_attention_mma_*.cu"))
+    if not sources:
+        pytest.skip("csrc/cuda/flash_attention_mma_*.cu are not in this tree yet (the tensor-core kernels)")
+    facts, ptxas = _sass_of(sources)
+    report = ROOT / "build" / "sass_report.txt"
+    report.write_text(build_cuda.format_sass_report(facts))
+    problems = build_cuda.mma_kernel_problems(facts, ptxas)
+    assert not problems, "tensor-core flash kernels fail the SASS evidence (see build/sass_report.txt):\n" + (
+        "\n".join(problems)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
