@@ -284,9 +284,28 @@ namespace detail {
 using Body = void (*)(void*);
 void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, Body body, void* ctx);
 void block_barrier();
-// Warp collective: every lane of `mask` (that exists in the warp) contributes `value`; returns the
-// 32 contributions (valid until this lane's next collective) and the set of participating lanes.
+// A warp-collective instruction. Every lane of a warp must reach the same WarpOp (by address) in a
+// collective, or the launch fails naming both. `complete`, if set, runs once when the last lane
+// arrives, before any lane goes on: it reads the lanes' words (table[word][lane]) and writes each
+// lane's results in place, so whatever it reads (e.g. shared memory) is read at one instant for the
+// whole warp, under every schedule. It may throw std::runtime_error (the launch fails with it).
+constexpr int kWarpWords = 4;  // 64-bit words each lane may contribute to one collective
+struct WarpOp {
+  const char* name;  // for messages: "mma_m16n8k16<__half>", ...
+  bool full_warp;    // the instruction needs all 32 lanes (a partial warp or mask is an error)
+  void (*complete)(uint64_t (*table)[32], unsigned participants);
+};
+// Every lane of `mask` (that exists in the warp) contributes in[0..nwords); returns the warp's table
+// [word][lane] (after `complete`), valid until this lane's next collective, and the participants.
+const uint64_t (*warp_collective(unsigned mask, const WarpOp& op, const uint64_t* in, int nwords,
+                                  unsigned* participants, int* my_lane))[32];
+// The one-word collective of shuffles and votes: returns the 32 contributions (valid until this
+// lane's next collective) and the set of participating lanes.
 const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participants, int* my_lane);
+// cp.async of the running thread (mbk/tensor_core.cuh; csrc/emu/cuda_emu_tensor_core.h).
+void cp_async_16(void* smem, const void* gmem, bool valid);
+void cp_async_commit();
+void cp_async_wait(int n);
 enum class ShflKind { idx, up, down, bfly };
 uint64_t shuffle_bits(unsigned mask, uint64_t value, ShflKind kind, int arg, int width);
 void* dynamic_smem();
