@@ -60,6 +60,10 @@ mbk::flash::Strides strides_of(const py::array& a, const char* name) {
   if (a.ndim() != 4) {
     throw py::value_error(std::string(kFn) + ": " + name + " must have 4 dimensions, got " + std::to_string(a.ndim()));
   }
+  if (a.size() == 0) {  // numpy gives empty arrays zero strides; nothing is read or written through them
+    return mbk::flash::contiguous_strides(static_cast<int>(a.shape(1)), static_cast<int>(a.shape(2)),
+                                          static_cast<int>(a.shape(3)));
+  }
   if (a.shape(3) > 1 && a.strides(3) != 2) {
     throw py::value_error(std::string(kFn) + ": " + name + " must be contiguous in its last dimension");
   }
