@@ -400,11 +400,13 @@ __global__ void __launch_bounds__(128, 1) flash_bwd_dq_mma_kernel(const FlashPar
     load_tile_async<T, D>(s_v + stage * BN * LD, v_b, p.v_strides.row, it * BN, BN, seqlen_k);
   };
 
-  load_tile_async<T, D>(s_q, static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head,
-                        p.q_strides.row, m0, BM, seqlen_q);
-  load_tile_async<T, D>(s_do, static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head,
-                        p.dout_strides.row, m0, BM, seqlen_q);
-  if (n_iters > 0) issue(0, 0);
+  if (n_iters > 0) {  // else no key is visible: dQ = 0
+    load_tile_async<T, D>(s_q, static_cast<const T*>(p.q) + b * p.q_strides.batch + h * p.q_strides.head,
+                          p.q_strides.row, m0, BM, seqlen_q);
+    load_tile_async<T, D>(s_do, static_cast<const T*>(p.dout) + b * p.dout_strides.batch + h * p.dout_strides.head,
+                          p.dout_strides.row, m0, BM, seqlen_q);
+    issue(0, 0);
+  }
   cp_async_commit();
 
   // This lane's two query rows: m0 + qr + g and + 8.
@@ -498,7 +500,7 @@ __global__ void __launch_bounds__(128, 1) flash_bwd_dq_mma_kernel(const FlashPar
     }
     __syncthreads();
   }
-  cp_async_wait<0>();  // with no key tile, Q/dO copies are still in flight: retire them before exiting
+  cp_async_wait<0>();  // the last (empty) group: no copy may be outstanding when the thread exits
 
   T* dq_b = static_cast<T*>(p.dq) + b * p.dq_strides.batch + h * p.dq_strides.head;
   store_acc<T, D>(dq_b, p.dq_strides.row, m0 + qr, seqlen_q, acc_dq, p.softmax_scale, lane);

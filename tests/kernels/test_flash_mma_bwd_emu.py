@@ -117,9 +117,7 @@ def run_bwd(emu, q, k, v, dout, ref64, causal, scale, **kw):
     dtype = q.dtype
     out = to_numpy(ref64["out"].to(dtype))
     lse = ref64["lse"].float().numpy()
-    dq, dk, dv = emu.flash_mma_bwd(
-        to_numpy(q), to_numpy(k), to_numpy(v), out, to_numpy(dout), lse, causal, scale, **kw
-    )
+    dq, dk, dv = emu.flash_mma_bwd(to_numpy(q), to_numpy(k), to_numpy(v), out, to_numpy(dout), lse, causal, scale, **kw)
     return {name: from_numpy(np.asarray(a), dtype) for name, a in (("dq", dq), ("dk", dk), ("dv", dv))}
 
 
@@ -189,8 +187,11 @@ def test_matches_float64(emu, case):
     got = run_bwd(emu, q, k, v, dout, ref64, causal, scale)
     where = f"{case_id(case)} seed={seed}"
     check_accuracy(
-        got, ref64, reference(q, k, v, dout, causal, scale, dtype),
-        delta_from_rounded_out(q, k, v, dout, causal, scale, dtype), where,
+        got,
+        ref64,
+        reference(q, k, v, dout, causal, scale, dtype),
+        delta_from_rounded_out(q, k, v, dout, causal, scale, dtype),
+        where,
     )
     if causal and case[1] > case[2]:
         empty = case[2] - case[1] + torch.arange(case[1]) < 0
@@ -213,8 +214,11 @@ def test_dropout_matches_reference_with_same_mask(emu, dt):
     got = run_bwd(emu, q, k, v, dout, ref64, causal, scale, **kw)
     where = f"{case_id(case)} p={drop_p} seed={seed}"
     check_accuracy(
-        got, ref64, reference(q, k, v, dout, causal, scale, dtype, keep, drop_p),
-        delta_from_rounded_out(q, k, v, dout, causal, scale, dtype, keep, drop_p), where,
+        got,
+        ref64,
+        reference(q, k, v, dout, causal, scale, dtype, keep, drop_p),
+        delta_from_rounded_out(q, k, v, dout, causal, scale, dtype, keep, drop_p),
+        where,
     )
     # The mask matters: the gradients of the undropped attention are far from the kernel's.
     plain = reference(q, k, v, dout, causal, scale, torch.float64)
@@ -232,8 +236,11 @@ def test_strided_inputs_and_outputs(emu):
     ref64 = reference(q, k, v, dout, True, scale, torch.float64)
     want = run_bwd(emu, q, k, v, dout, ref64, True, scale)
     check_accuracy(
-        want, ref64, reference(q, k, v, dout, True, scale, dtype),
-        delta_from_rounded_out(q, k, v, dout, True, scale, dtype), f"strided seed={seed}",
+        want,
+        ref64,
+        reference(q, k, v, dout, True, scale, dtype),
+        delta_from_rounded_out(q, k, v, dout, True, scale, dtype),
+        f"strided seed={seed}",
     )
 
     def sbhd(x):  # same values, [S, B, H, D] storage, seen as [B, S, H, D]
