@@ -65,7 +65,11 @@ __host__ __device__ __forceinline__ Philox4 dropout_bits4(uint64_t seed, uint32_
 // Whether element (bh, i, j) is kept.
 __host__ __device__ __forceinline__ bool dropout_keep(uint64_t seed, uint32_t offset, uint32_t threshold, int bh, int i,
                                                       int j) {
-  return dropout_bits4(seed, offset, bh, i, j).x[j & 3] >= threshold;
+  // The word is picked with selects, not x[j & 3]: a run-time index into the array would put it in local memory.
+  const Philox4 r = dropout_bits4(seed, offset, bh, i, j);
+  const int w = j & 3;
+  const uint32_t bits = w == 0 ? r.x[0] : (w == 1 ? r.x[1] : (w == 2 ? r.x[2] : r.x[3]));
+  return bits >= threshold;
 }
 
 }  // namespace mbk
