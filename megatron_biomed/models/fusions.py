@@ -10,8 +10,9 @@ What each flag needs in megatron-core 0.19 (read from its sources):
   change the model).
 * ``gradient_accumulation_fusion`` -- Apex's ``fused_weight_gradient_mlp_cuda`` (every ColumnParallelLinear
   refuses to build without it, the output layer included, whatever the kernels choice).
-* ``masked_softmax_fusion`` -- megatron's fused softmax extensions (``scaled_masked_softmax_cuda`` ...), imported
-  at the first fused call; only megatron-core's own attention (``kernels="torch"``) uses them.
+* ``masked_softmax_fusion`` -- the fused softmax extensions (``scaled_masked_softmax_cuda`` ..., from Apex's
+  ``--cuda_ext`` build), imported at the first fused call; only megatron-core's own attention (``kernels="torch"``)
+  uses them.
 * ``apply_rope_fusion`` -- Transformer Engine's fused RoPE (megatron's config check refuses it otherwise).
 * ``persist_layer_norm`` -- only Apex's FusedLayerNorm has the persistent kernel; megatron's torch norm refuses the
   flag and our norm module has no such variant: always off.
@@ -120,7 +121,8 @@ def decide_fusions(m: ModelConfig, probes: FusionProbes) -> FusionChoice:
             off["bias_activation_fusion"] = "the fused bias-GELU needs the linear bias (model.add_bias_linear)"
     if not probes.megatron_softmax:
         off["masked_softmax_fusion"] = (
-            "needs megatron's fused softmax extensions (scaled_masked_softmax_cuda); only kernels='torch' uses them"
+            "needs the fused softmax extensions (scaled_masked_softmax_cuda, Apex's --cuda_ext build); "
+            "only kernels='torch' uses them"
         )
     if m.position_embedding_type != "rope":
         off["apply_rope_fusion"] = "the model has no RoPE"
