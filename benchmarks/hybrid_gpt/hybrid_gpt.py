@@ -34,7 +34,7 @@ from megatron.core.transformer.utils import sharded_state_dict_default
 
 from megatron_biomed.kernels.modules import InverseLayerScaledAttention
 from megatron_biomed.kernels.registry import get_provider
-from megatron_biomed.models.common import transformer_config
+from megatron_biomed.models.common import run_facts, transformer_config
 from megatron_biomed.models.gpt.specs import gpt_layer_spec
 from megatron_biomed.models.mamba.model import MambaLM
 
@@ -187,7 +187,7 @@ def hybrid_gpt_stack_spec(cfg, pattern: str, provider=None, *, gpt_layout: bool 
     """The HybridStack spec of a gpt2 / llama model: today's layer spec split into an attention and an MLP layer.
     ``pattern_scale=False`` keeps today's InverseLayerScaledAttention (scales by hybrid layer number: wrong)."""
     m = cfg.model
-    provider = get_provider(provider if provider is not None else m.kernels)
+    provider = get_provider(provider if provider is not None else m.kernels, run_facts(cfg))
     layer = gpt_layer_spec(normalization=m.normalization, kernels=provider, scale_attn_by_inverse_layer_idx=False)
     sub = layer.submodules
     self_attention = copy.copy(sub.self_attention)

@@ -48,7 +48,8 @@ class ModelConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     init_method_std: float = 0.02
-    # Implementation of norm / softmax / core attention: "torch", "csrc", "te" or "emu" (see megatron_biomed.kernels).
+    # Implementation of norm / softmax / core attention: "auto" (the fastest that runs here, resolved at model build),
+    # "csrc", "te", "sdpa", "torch" or "emu" (see megatron_biomed.kernels).
     kernels: str = "torch"
     # Mamba2 (family "mamba2"; ignored by the others). Defaults are mamba_ssm's Mamba2 module defaults, as the
     # public state-spaces/mamba2-* checkpoints use them; SSM heads = mamba_expand x hidden_size / mamba_head_dim.

@@ -57,7 +57,9 @@ def biomedlm_2_7b() -> ExperimentConfig:
             hidden_dropout=0.1,  # BioMedLM config resid_pdrop and embd_pdrop
             attention_dropout=0.1,  # BioMedLM config attn_pdrop
             init_method_std=0.02,  # BioMedLM config initializer_range
-            kernels="csrc",  # our choice: our fused CUDA kernels (PyTorch fallback without a GPU)
+            # our choice: the fastest available at run time (kernels/registry.py AUTO_ORDER): our fused CUDA kernels
+            # where built and on a GPU, else Transformer Engine, else PyTorch SDPA; logged with the reasons.
+            kernels="auto",
         ),
         optimizer=OptimizerConfig(
             name="decoupled_adamw",  # paper p. 6: Decoupled AdamW (Composer's)
@@ -110,7 +112,7 @@ def biollm_70b() -> ExperimentConfig:
             attention_dropout=0.0,  # Llama-2-70b config
             layernorm_epsilon=1e-5,  # Llama-2-70b config rms_norm_eps
             init_method_std=0.02,  # Llama-2-70b config initializer_range
-            kernels="csrc",  # our choice
+            kernels="auto",  # our choice, as BioMedLM's
         ),
         optimizer=OptimizerConfig(
             name="adamw",  # BioLLM issue: AdamW

@@ -114,10 +114,14 @@ def build_gpt_datasets(
     reset_position_ids: bool = False,
     reset_attention_mask: bool = False,
     eod_mask_loss: bool = False,
-    create_attention_mask: bool = True,
+    create_attention_mask: bool | None = None,
     sample_layout: str = "packed",
 ):
     """(train, valid, test) datasets of ``num_samples`` samples each (None where a split is empty).
+
+    ``create_attention_mask`` (None: only with ``reset_attention_mask``, where documents must be kept apart):
+    a sample's [1, S, S] causal mask is otherwise never read -- every core attention implies it -- and would be
+    copied to the GPU with each micro-batch and keep PyTorch SDPA off its flash backend.
 
     Every prefix is checked first (:mod:`megatron_biomed.data.preflight`: index header, .bin length, token ids
     within ``tokens.vocab_size``, index cache built from this data); a bad one raises :class:`DataError`."""
@@ -135,7 +139,7 @@ def build_gpt_datasets(
         reset_position_ids=reset_position_ids,
         reset_attention_mask=reset_attention_mask,
         eod_mask_loss=eod_mask_loss,
-        create_attention_mask=create_attention_mask,
+        create_attention_mask=reset_attention_mask if create_attention_mask is None else create_attention_mask,
         mmap_bin_files=True,
     )
     if sample_layout not in SAMPLE_LAYOUTS:

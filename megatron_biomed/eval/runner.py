@@ -21,7 +21,6 @@ from megatron_biomed.eval.generation import GenerationTask, GenerationTaskError
 from megatron_biomed.eval.requests import rolling_samples, segment_attention_mask, shared_prompt_samples
 from megatron_biomed.finetune.encoding import TruncationCount
 from megatron_biomed.inference.generate import SamplingConfig, generate
-from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.models.heads import flatten_choices, head_forward
 from megatron_biomed.models.registry import get_family
 from megatron_biomed.training.scoring import score_samples
@@ -67,8 +66,7 @@ class EvaluationTask(Task):
 
 def _loglik_forward(seq_length: int):
     def forward(batch, model):
-        mask = causal_attention_mask(seq_length, batch["tokens"].device)
-        out = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
+        out = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])  # causal mask implied
 
         def values(token_losses):
             m = batch["loss_mask"].float()

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from megatron_biomed.finetune.data import EpochShuffled, TaskSetupError
 from megatron_biomed.finetune.encoding import TruncationCount, pack_documents, preference_documents
 from megatron_biomed.finetune.task_base import FinetuneTask
-from megatron_biomed.models.common import causal_attention_mask
 from megatron_biomed.training.scoring import score_samples
 from megatron_biomed.training.task import metric, move_batch
 
@@ -134,7 +133,7 @@ class DPOTask(FinetuneTask):
 
         def forward(batch, model):
             rows = self._rows(batch)
-            output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+            output = model(rows["tokens"], rows["position_ids"], None, labels=rows["labels"])  # causal mask implied
             return output, lambda out: sequence_logps(out, rows["loss_mask"]).view(2, -1).t()
 
         return score_samples(trainer, ds.samples, 2, forward)
@@ -151,13 +150,12 @@ class DPOTask(FinetuneTask):
             "labels": flat(batch["labels"]),
             "loss_mask": flat(batch["loss_mask"]),
             "position_ids": flat(batch["position_ids"]),
-            "attention_mask": causal_attention_mask(self.seq, batch["tokens"].device),
         }
 
     def forward_step(self, data_iterator, model):
         batch = move_batch(next(data_iterator), model)
         rows = self._rows(batch)
-        output = model(rows["tokens"], rows["position_ids"], rows["attention_mask"], labels=rows["labels"])
+        output = model(rows["tokens"], rows["position_ids"], None, labels=rows["labels"])  # causal mask implied
         split = "train" if model.training else "valid"
         return output, functools.partial(self._loss, rows["loss_mask"], batch["index"], split)
 

@@ -72,7 +72,8 @@ class SFTTask(FinetuneTask):
 
     def forward_step(self, data_iterator, model):
         batch = move_batch(next(data_iterator), model)
-        mask = document_attention_mask(batch["doc_ids"])
+        # One example per sequence (padding after it) needs only the causal mask, which the layers imply.
+        mask = document_attention_mask(batch["doc_ids"]) if self.packs else None
         output = model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"])
         return output, functools.partial(masked_token_loss, batch["loss_mask"])
 

@@ -1,9 +1,11 @@
-"""What every model family shares: megatron-core's TransformerConfig from an ExperimentConfig, the
-activation-recomputation settings, and finishing a built chunk (device, half precision)."""
+"""What every model family shares: megatron-core's TransformerConfig from an ExperimentConfig (its fusions decided
+by models/fusions.py), the facts ``model.kernels="auto"`` is resolved with, the activation-recomputation settings,
+and finishing a built chunk (device, half precision)."""
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +15,11 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ACTIVATIONS
+from megatron_biomed.kernels.registry import RunFacts
+from megatron_biomed.models.fusions import decide_fusions, probe_fusions
+
+logger = logging.getLogger(__name__)
+_logged: set[str] = set()
 
 # Keyed by TrainingConfig.precision (config/training.py PRECISIONS).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -30,11 +37,30 @@ def _activation(name: str):
     return _ACTIVATIONS[name]
 
 
+def _log_once(msg: str) -> None:
+    if msg not in _logged:
+        _logged.add(msg)
+        logger.info("%s", msg)
+
+
+def run_facts(cfg: ExperimentConfig) -> RunFacts:
+    """What this run asks of its kernels (``model.kernels="auto"`` is resolved with them)."""
+    m = cfg.model
+    return RunFacts(
+        precision=cfg.train.precision,
+        head_dim=m.hidden_size // m.num_attention_heads,
+        sequence_parallel=cfg.parallel.sequence_parallel,
+    )
+
+
 def transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
-    """megatron-core TransformerConfig for this experiment (CPU-safe choices when no GPU is present)."""
+    """megatron-core TransformerConfig for this experiment (CPU-safe choices when no GPU is present; the fusions
+    megatron-core has for this model and machine on, each one left off logged with its reason)."""
     m, p, t = cfg.model, cfg.parallel, cfg.train
     on_gpu = torch.cuda.is_available()
     dtype = DTYPES[t.precision]
+    fusions = decide_fusions(m, probe_fusions())
+    _log_once(fusions.describe())
     return TransformerConfig(
         num_layers=m.num_layers,
         hidden_size=m.hidden_size,
@@ -46,7 +72,7 @@ def transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
         layernorm_epsilon=m.layernorm_epsilon,
         normalization=m.normalization,
         gated_linear_unit=m.activation == "swiglu",
-        activation_func=_activation(m.activation),
+        activation_func=fusions.activation_func or _activation(m.activation),
         add_bias_linear=m.add_bias_linear,
         init_method_std=m.init_method_std,
         tensor_model_parallel_size=p.tensor_model_parallel_size,
@@ -61,12 +87,7 @@ def transformer_config(cfg: ExperimentConfig) -> TransformerConfig:
         # p2p_communication.py:419 synchronizes CUDA after batched p2p; nothing to wait for on CPU.
         batch_p2p_sync=on_gpu,
         use_cpu_initialization=not on_gpu,
-        gradient_accumulation_fusion=False,
-        bias_activation_fusion=False,
-        bias_dropout_fusion=False,
-        masked_softmax_fusion=False,
-        apply_rope_fusion=False,
-        persist_layer_norm=False,
+        **fusions.flags,
         deallocate_pipeline_outputs=True,
         **recompute_settings(cfg),
     )
@@ -91,11 +112,6 @@ def recompute_settings(cfg: ExperimentConfig) -> dict:
         "recompute_method": t.recompute_method,
         "recompute_num_layers": num_layers,
     }
-
-
-def causal_attention_mask(seq_length: int, device=None) -> torch.Tensor:
-    """[1, 1, S, S] bool, True = masked (future positions): megatron-core's mask convention."""
-    return torch.ones(seq_length, seq_length, dtype=torch.bool, device=device).triu(1)[None, None]
 
 
 def chunk_stages(cfg: ExperimentConfig) -> list[tuple[int | None, bool, bool]]:

@@ -20,8 +20,6 @@ import torch
 from megatron.core.tensor_parallel.mappings import gather_from_sequence_parallel_region
 from torch import nn
 
-from megatron_biomed.models.common import causal_attention_mask
-
 HEAD_PREFIX = "head."
 
 
@@ -97,13 +95,12 @@ def find_head(model) -> ScoringHead | None:
 
 def flatten_choices(batch: dict, seq_length: int) -> dict:
     """A micro-batch of items ``tokens`` [m, C, S] / ``last_index`` [m, C] (absent for a token head) as the
-    model's ``m * C`` rows, with positions and the causal mask."""
+    model's ``m * C`` rows, with positions (no attention mask: the layers' causal mask is implied)."""
     tokens = batch["tokens"]
     rows = tokens.shape[0] * tokens.shape[1]
     flat = {
         "tokens": tokens.reshape(rows, -1),
         "position_ids": torch.arange(seq_length, device=tokens.device).expand(rows, -1),
-        "attention_mask": causal_attention_mask(seq_length, tokens.device),
     }
     if "last_index" in batch:
         flat["last_index"] = batch["last_index"].reshape(rows)

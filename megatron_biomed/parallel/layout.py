@@ -59,8 +59,8 @@ def layout_problems(cfg: ExperimentConfig, world_size: int) -> list[str]:
             )
     if p.sequence_parallel and not _kernels_support_sequence_parallel(m.kernels):
         problems.append(
-            "sequence_parallel needs model.kernels=csrc (PyTorch fallback on CPU) or te: megatron-core's "
-            "torch norm (model.kernels=torch) does not support it"
+            "sequence_parallel needs model.kernels=auto, csrc (PyTorch fallback on CPU), sdpa or te: "
+            "megatron-core's torch norm (model.kernels=torch) does not support it"
         )
     if p.sequence_parallel and tp == 1:
         problems.append("sequence_parallel needs tensor_model_parallel_size > 1")

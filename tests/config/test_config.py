@@ -242,7 +242,7 @@ def test_cli_dry_run_applies_yaml_and_set(tmp_path, capsys):
 @pytest.mark.parametrize(
     "override, allowed",
     [
-        ("model.kernels=cuda", "csrc, te, torch, emu"),
+        ("model.kernels=cuda", "auto, csrc, te, sdpa, torch, emu"),
         ("model.activation=relu", "gelu, gelu_tanh, swiglu"),
         ("model.family=gpt3", "gpt2, llama, mamba2"),
         ("model.normalization=layernorm", "LayerNorm, RMSNorm"),
@@ -263,7 +263,7 @@ def test_choice_typos_in_yaml_name_the_file_and_every_bad_field(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_run_config(None, y)
     assert str(e.value) == (
-        f"{y}: model.kernels='CSRC' is not one of: csrc, te, torch, emu; "
+        f"{y}: model.kernels='CSRC' is not one of: auto, csrc, te, sdpa, torch, emu; "
         f"{y}: train.precision='fp8' is not one of: fp32, bf16, fp16"
     )
 
@@ -277,7 +277,7 @@ def test_every_preset_passes_validation():
 
 def test_cli_refuses_a_kernels_typo_before_any_process_group(capsys):
     assert pretrain_main(["--preset", "tiny-biomedlm", "--set", "model.kernels=cuda"]) == 2
-    assert "model.kernels='cuda' is not one of: csrc, te, torch, emu" in capsys.readouterr().err
+    assert "model.kernels='cuda' is not one of: auto, csrc, te, sdpa, torch, emu" in capsys.readouterr().err
 
 
 def test_config_modules_import_one_way():

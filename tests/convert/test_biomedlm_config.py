@@ -13,7 +13,7 @@ def test_published_config_is_the_preset():
     cfg, adapter = experiment_config(BIOMEDLM, "BioMedLM/config.json", "biomedlm-2.7b")
     assert adapter.family == "gpt2"
     assert cfg.model.scale_attn_by_inverse_layer_idx and cfg.model.activation == "gelu_tanh"
-    assert cfg.model.kernels == "csrc" and cfg.optimizer.name == "decoupled_adamw"  # the preset's choices kept
+    assert cfg.model.kernels == "auto" and cfg.optimizer.name == "decoupled_adamw"  # the preset's choices kept
 
 
 def test_wrong_preset_is_refused_naming_the_fields():

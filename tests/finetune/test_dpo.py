@@ -14,7 +14,6 @@ from toydata import FT_BASE, task_args
 
 from megatron_biomed.data.gpt_dataset import collate
 from megatron_biomed.finetune.dpo import dpo_loss
-from megatron_biomed.models.common import causal_attention_mask
 
 
 @pytest.mark.parametrize("beta,sft_weight", [(0.1, 0.0), (0.5, 0.3)])
@@ -63,7 +62,7 @@ def _response_logp64(model, doc) -> torch.Tensor:
     """Float64 summed log-prob of a document's trained labels, the document alone through ``model`` (float64)."""
     x = torch.tensor([[t for t, _, _ in doc]])
     n = x.shape[1]
-    logits = model(x, torch.arange(n)[None], causal_attention_mask(n)).double()
+    logits = model(x, torch.arange(n)[None], None).double()
     lp = F.log_softmax(logits[0], -1).gather(-1, torch.tensor([y for _, y, _ in doc])[:, None])[:, 0]
     return lp[torch.tensor([bool(m) for _, _, m in doc])].sum()
 

@@ -91,7 +91,7 @@ def test_head_scores_the_hidden_state_at_the_last_real_token(task_name, monkeypa
     head = find_head(model)
     with torch.no_grad():
         scores = head_forward(model, flat)
-        hidden = model(flat["tokens"], flat["position_ids"], flat["attention_mask"],
+        hidden = model(flat["tokens"], flat["position_ids"], None,
                        output_processor=lambda *, hidden_states, **_: hidden_states)  # fmt: skip
         # [s, rows, h]; the rows are item 0's options, then item 1's.
         reads = [_want_row(t)[1] for item in texts for t in item]

@@ -113,7 +113,7 @@ def test_head_reads_the_final_special_token(task_name, fmt, monkeypatch, tmp_pat
     head = find_head(model)
     with torch.no_grad():
         scores = head_forward(model, flat)
-        hidden = model(flat["tokens"], flat["position_ids"], flat["attention_mask"],
+        hidden = model(flat["tokens"], flat["position_ids"], None,
                        output_processor=lambda *, hidden_states, **_: hidden_states)  # fmt: skip
         want = head.proj(torch.stack([hidden[p, r] for r, p in enumerate(reads)]))
         at_end = head.proj(hidden[SEQ - 1])

@@ -15,7 +15,6 @@ from chartasks import EOD, char_config, char_task, chat, ids, positions, use_cha
 
 from megatron_biomed.data.gpt_dataset import collate
 from megatron_biomed.finetune.encoding import document_attention_mask
-from megatron_biomed.models.common import causal_attention_mask
 
 
 def _first_difference(got: list, want: list) -> str:
@@ -148,7 +147,7 @@ def _doc_logps64(model64, doc) -> torch.Tensor:
     """Float64 log-probs of a document's labels, the document alone through the float64 model."""
     x = torch.tensor([[t for t, _, _ in doc]])
     n = x.shape[1]
-    logits = model64(x, torch.arange(n)[None], causal_attention_mask(n)).double()
+    logits = model64(x, torch.arange(n)[None], None).double()
     labels = torch.tensor([y for _, y, _ in doc])
     return F.log_softmax(logits[0], -1).gather(-1, labels[:, None])[:, 0]
 

@@ -99,7 +99,7 @@ def test_head_forward_and_loss_match_float64(task_name, monkeypatch, tmp_path, s
     loss, n, _ = loss_func(scores)
     flat = flatten_choices(batch, task.seq_length())
     with torch.no_grad():
-        hidden = model(flat["tokens"], flat["position_ids"], flat["attention_mask"],
+        hidden = model(flat["tokens"], flat["position_ids"], None,
                        output_processor=lambda *, hidden_states, **_: hidden_states).double()  # fmt: skip
     w = find_head(model).proj.weight.double()
     reads = [min(len(ids(t)), task.seq_length()) - 1 for t in _texts(task)]  # plain: cut from the left

@@ -27,13 +27,20 @@ OURS = ["csrc"] + ([] if EMU_MISSING else ["emu"])
 
 
 def test_one_provider_per_kernels_choice():
-    assert KERNEL_PROVIDERS.names() == ("csrc", "te", "torch", "emu")  # the order config validation lists
+    # the order config validation lists
+    assert KERNEL_PROVIDERS.names() == ("auto", "csrc", "te", "sdpa", "torch", "emu")
     for kernels, cls in KERNEL_PROVIDERS.items():
         assert cls.name == kernels
         assert (cls.megatron_provider is TESpecProvider) == (kernels == "te")  # only te's modules are TE's
         # what parallel/layout.py and the planner ask instead of comparing the name with "torch"
         assert cls.supports_sequence_parallel == (kernels != "torch")
-        assert cls.fused_norms == cls.fused_softmax == cls.fused_attention == (kernels != "torch")
+        assert cls.fused_softmax == cls.fused_attention == (kernels != "torch")
+        assert cls.fused_norms == (kernels not in ("torch", "sdpa"))  # sdpa runs PyTorch's norms
+    # auto answers for the planner as the choice a GPU machine with our extension built resolves to
+    auto, csrc = provider_class("auto"), provider_class("csrc")
+    assert (auto.fused_norms, auto.fused_softmax, auto.fused_attention) == (
+        csrc.fused_norms, csrc.fused_softmax, csrc.fused_attention
+    )  # fmt: skip
 
 
 def test_torch_provider_is_megatron_cores_local_choice():

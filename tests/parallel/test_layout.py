@@ -36,7 +36,7 @@ def test_valid_layouts_pass():
             "batch_p2p_comm=True with virtual pipeline parallelism",
         ),
         (1, dict(sequence_parallel=True), "sequence_parallel needs tensor_model_parallel_size > 1"),
-        (2, dict(tensor_model_parallel_size=2, sequence_parallel=True), "sequence_parallel needs model.kernels=csrc"),
+        (2, dict(tensor_model_parallel_size=2, sequence_parallel=True), "sequence_parallel needs model.kernels=auto"),
     ],
 )
 def test_broken_rules_are_spelled_out(world, parallel, rule):

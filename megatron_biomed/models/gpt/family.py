@@ -11,7 +11,7 @@ from megatron.core.models.gpt import GPTModel
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
 from megatron_biomed.kernels.registry import KernelProvider, get_provider
-from megatron_biomed.models.common import chunk_stages, finish_chunk, transformer_config
+from megatron_biomed.models.common import chunk_stages, finish_chunk, run_facts, transformer_config
 from megatron_biomed.models.gpt.counts import decoder_flops_per_token, decoder_parameters
 from megatron_biomed.models.gpt.specs import gpt_model_spec
 from megatron_biomed.models.registry import ModelFamily, ParamCount, SegmentIsolation
@@ -24,11 +24,11 @@ class BiomedGPTModel(RealVocabLoss, GPTModel):
 
 def gpt_chunk_spec(cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, provider: KernelProvider | None = None):
     """``transformer_layer_spec`` of one GPTModel chunk (virtual pipeline stage ``vp_stage``) on
-    ``provider`` (default: ``model.kernels`` resolved now)."""
+    ``provider`` (default: ``model.kernels`` resolved now, for this run)."""
     return gpt_model_spec(
         tconfig,
         normalization=cfg.model.normalization,
-        kernels=provider if provider is not None else cfg.model.kernels,
+        kernels=provider if provider is not None else get_provider(cfg.model.kernels, run_facts(cfg)),
         scale_attn_by_inverse_layer_idx=cfg.model.scale_attn_by_inverse_layer_idx,
         vp_stage=vp_stage,
     )
@@ -36,10 +36,10 @@ def gpt_chunk_spec(cfg: ExperimentConfig, tconfig, vp_stage: int | None = None, 
 
 def build_gpt_model_chunks(cfg: ExperimentConfig, tconfig=None) -> list:
     """The GPTModel chunks this rank holds (one per virtual pipeline stage), on the right device
-    (``model.kernels`` resolved once, here, for every chunk)."""
+    (``model.kernels`` resolved once, here, for every chunk; ``"auto"`` logs what it resolved to and why)."""
     m = cfg.model
     tconfig = tconfig or transformer_config(cfg)
-    provider = get_provider(m.kernels)
+    provider = get_provider(m.kernels, run_facts(cfg))
     chunks = []
     for vp_stage, first, last in chunk_stages(cfg):
         model = BiomedGPTModel(

@@ -9,6 +9,10 @@ picks the modules of the norms, the softmax and the core attention:
   Without a GPU the kernels fall back to PyTorch (logged once).
 * ``"emu"``   -- the same modules running the kernels on the CPU emulator (tests, CPU only).
 * ``"te"``    -- megatron-core's Transformer Engine spec (needs Transformer Engine and a GPU).
+* ``"sdpa"``  -- the local spec with PyTorch SDPA as core attention (SdpaDotProductAttention) and PyTorch norms
+  in KernelNorm.
+* ``"auto"``  -- one of the above, resolved by get_provider (kernels/registry.py; models/gpt/family.py resolves it
+  with the run's facts, the functions here with the defaults).
 
 ``gpt_layer_spec`` gives the per-layer spec (the final norm of the block is then megatron-core's
 default); ``gpt_block_spec`` also puts the final norm on the chosen kernels; ``gpt_model_spec`` is what
