@@ -3,7 +3,7 @@
 The kernel runs the emulated mma.m16n8k16 / ldmatrix / cp.async (csrc/emu) in fp16 and bf16; out and lse are compared
 with a float64 reference computed from the same 16-bit inputs, on fresh random inputs: every head dim, grouped-query
 attention, causal (bottom-right) with seqlen_q < seqlen_k and seqlen_q > seqlen_k (rows that see no key: out 0, lse
--inf), lengths that are not multiples of the 64-row tiles, more key tiles than pipeline stages, a strided
+-inf), lengths that are not multiples of the tiles (128 query rows, 64 or 32 keys), more key tiles than pipeline stages, a strided
 [seq, batch, heads, dim] input and output, attention dropout against a mask drawn by a self-contained numpy Philox
 (the definition of mbk/philox.cuh) and its reproducibility from (seed, offset), and the random thread schedule.
 Accuracy rule (flash-attention's): max|out - ref| <= 2 * max|torch in the same precision - ref| + a tiny floor.
@@ -31,8 +31,8 @@ CASES = [
     (1, 64, 64, 2, 1, 64, False, "bf16"),  # one tile each way, GQA 2/1
     (1, 70, 100, 2, 1, 80, True, "fp16"),  # causal, Sq < Sk, ragged: query i sees keys <= i + 30
     (2, 100, 33, 2, 2, 96, True, "bf16"),  # causal, Sq > Sk: the first 67 queries see no key
-    (1, 17, 200, 2, 1, 128, False, "fp16"),  # 4 key tiles through the 2-stage ring, ragged tail
-    (1, 128, 128, 2, 2, 128, True, "bf16"),  # two query tiles, diagonal tiles
+    (1, 17, 200, 2, 1, 128, False, "fp16"),  # 7 key tiles (32 keys at D=128) through the 2-stage ring, ragged tail
+    (1, 130, 130, 2, 2, 128, True, "bf16"),  # two query tiles (128 rows each), diagonal tiles
 ]
 
 
