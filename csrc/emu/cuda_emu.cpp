@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -204,11 +205,20 @@ thread_local StackPool t_stacks;
 // One block in flight.
 enum class State { runnable, at_barrier, at_warp, done };
 
+// One cp.async of a thread, performed when a cp_async_wait retires its group.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  bool valid;
+};
+
 struct Fiber {
   Context ctx;
   uint3 tid;
   int linear = 0, warp = 0, lane = 0;
   State state = State::runnable;
+  std::deque<AsyncCopy> copies;    // issued and not yet performed, oldest first
+  std::deque<size_t> group_sizes;  // committed groups, oldest first: how many of `copies` each holds
 };
 
 struct Warp {
@@ -216,7 +226,8 @@ struct Warp {
   unsigned expected = 0;  // lanes the pending collective waits for
   unsigned arrived = 0;
   unsigned gen = 0;
-  uint64_t values[2][32];
+  const WarpOp* op = nullptr;  // the pending collective's instruction (every lane must call the same)
+  uint64_t words[2][kWarpWords][32];  // [generation parity][word][lane]
   unsigned participants[2];
 };
 
@@ -263,10 +274,13 @@ void yield_to_scheduler(Block& b) {
   switch_context(&f->ctx, &b.scheduler);
 }
 
+void check_exit(Block& b, Fiber& f);
+
 void fiber_main(void* arg) {
   Block* b = static_cast<Block*>(arg);
   try {
     b->body(b->body_ctx);
+    check_exit(*b, *b->current);
   } catch (...) {
     if (!b->error) b->error = std::current_exception();
   }
@@ -281,6 +295,28 @@ std::string where(const Fiber& f) {
   os << "thread (" << f.tid.x << "," << f.tid.y << "," << f.tid.z << ") of block (" << blockIdx.x << ","
      << blockIdx.y << "," << blockIdx.z << ")";
   return os.str();
+}
+
+std::string hex(unsigned v) {
+  std::ostringstream o;
+  o << "0x" << std::hex << v;
+  return o.str();
+}
+
+// A thread that returns must not leave its warp waiting for it in a collective (that can never
+// complete), nor cp.async copies it never waited for (on a GPU they land at some unknown time, so
+// a kernel that relies on them, or on their absence, is wrong either way).
+void check_exit(Block& b, Fiber& f) {
+  const Warp& w = b.warps[f.warp];
+  if (w.arrived != 0 && ((w.expected >> f.lane) & 1u)) {
+    throw std::runtime_error("cuda_emu: deadlock: " + where(f) + " returns while lanes " + hex(w.arrived) +
+                             " of its warp wait for it in " + w.op->name);
+  }
+  if (!f.copies.empty()) {
+    throw std::runtime_error("cuda_emu: " + where(f) + " returns with " + std::to_string(f.copies.size()) +
+                             " cp.async copies never waited for (" + std::to_string(f.group_sizes.size()) +
+                             " committed groups); end the pipeline with cp_async_commit() and cp_async_wait<0>()");
+  }
 }
 
 [[noreturn]] void deadlock(Block& b) {
@@ -372,32 +408,62 @@ void block_barrier() {
   yield_to_scheduler(b);
 }
 
-const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participants, int* my_lane) {
-  Block& b = current_block("a warp collective");
+const uint64_t (*warp_collective(unsigned mask, const WarpOp& op, const uint64_t* in, int nwords,
+                                  unsigned* participants, int* my_lane))[32] {
+  Block& b = current_block(op.name);
   Fiber* f = b.current;
+  if (nwords < 0 || nwords > kWarpWords)
+    throw std::logic_error(std::string("cuda_emu: ") + op.name + " exchanges " + std::to_string(nwords) +
+                           " words per lane; at most kWarpWords fit");
   Warp& w = b.warps[f->warp];
   const unsigned bit = 1u << f->lane;
   if (!(mask & bit)) {
-    throw std::runtime_error("cuda_emu: " + where(*f) + " calls a warp collective with mask 0x" +
-                             [&] { std::ostringstream o; o << std::hex << mask; return o.str(); }() +
+    throw std::runtime_error("cuda_emu: " + where(*f) + " calls " + op.name + " with mask " + hex(mask) +
                              " that does not include its own lane " + std::to_string(f->lane));
   }
   const unsigned expected = mask & w.existing;
+  if (op.full_warp && expected != 0xffffffffu) {
+    throw std::runtime_error("cuda_emu: " + where(*f) + " calls " + op.name + ", which needs all 32 lanes of the warp" +
+                             (w.existing != 0xffffffffu ? "; this warp has only lanes " + hex(w.existing) +
+                                                              " (make the block a multiple of 32 threads)"
+                                                        : "; the mask is " + hex(mask)));
+  }
   if (w.arrived == 0) {
     w.expected = expected;
+    w.op = &op;
+    for (int l = 0; l < 32; ++l) {
+      const int i = f->warp * 32 + l;
+      if (((expected >> l) & 1u) && b.fibers[i].state == State::done) {
+        throw std::runtime_error("cuda_emu: deadlock: " + where(*f) + " calls " + op.name + " with mask " + hex(mask) +
+                                 ", but lane " + std::to_string(l) + " of its warp has returned");
+      }
+    }
+  } else if (w.op != &op) {
+    throw std::runtime_error("cuda_emu: " + where(*f) + " calls " + op.name + " while lanes " + hex(w.arrived) +
+                             " of its warp wait in " + w.op->name +
+                             " (every lane of a warp must reach the same collective)");
   } else if (w.expected != expected) {
-    std::ostringstream o;
-    o << "cuda_emu: " << where(*f) << " joins a warp collective with mask 0x" << std::hex << mask
-      << " while lanes of its warp wait in one with mask 0x" << w.expected
-      << " (divergent collectives in one warp are not supported)";
-    throw std::runtime_error(o.str());
+    throw std::runtime_error("cuda_emu: " + where(*f) + " joins " + op.name + " with mask " + hex(mask) +
+                             " while lanes of its warp wait in one with mask " + hex(w.expected) +
+                             " (divergent collectives in one warp are not supported)");
   }
   const unsigned my_gen = w.gen;
   const int buf = static_cast<int>(my_gen & 1u);
-  w.values[buf][f->lane] = value;
+  for (int i = 0; i < nwords; ++i) w.words[buf][i][f->lane] = in[i];
   w.arrived |= bit;
   set_state(b, *f, State::at_warp);
   if (w.arrived == w.expected) {
+    // The last lane to arrive completes the instruction for the whole warp, before any lane runs
+    // on: what it reads (e.g. ldmatrix's shared memory) is read at one instant, as on the GPU.
+    if (op.complete != nullptr) {
+      try {
+        op.complete(w.words[buf], w.expected);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("cuda_emu: " + std::string(op.name) + " in warp " + std::to_string(f->warp) +
+                                 " of block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+                                 std::to_string(blockIdx.z) + "): " + e.what());
+      }
+    }
     w.participants[buf] = w.expected;
     w.arrived = 0;
     ++w.gen;
@@ -409,7 +475,15 @@ const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participa
   // has reached the next collective, i.e. has finished reading this one.
   *participants = w.participants[buf];
   *my_lane = f->lane;
-  return w.values[buf];
+  return w.words[buf];
+}
+
+namespace {
+const WarpOp kExchange{"a warp shuffle, vote or __syncwarp", false, nullptr};
+}  // namespace
+
+const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participants, int* my_lane) {
+  return warp_collective(mask, kExchange, &value, 1, participants, my_lane)[0];
 }
 
 uint64_t shuffle_bits(unsigned mask, uint64_t value, ShflKind kind, int arg, int width) {
@@ -440,6 +514,48 @@ uint64_t shuffle_bits(unsigned mask, uint64_t value, ShflKind kind, int arg, int
                              " exist in this warp); CUDA leaves the result undefined");
   }
   return v[src];
+}
+
+// ------------------------------------------------------------------------------------------
+// cp.async: a per-thread queue. Copies are issued into the open group; cp_async_commit closes it;
+// cp_async_wait(n) performs the copies of every committed group but the newest n, oldest first.
+// The copy (its read of gmem and its write of shared memory) happens at that wait, so until then
+// the destination keeps its old bytes and the source may still change.
+void cp_async_16(void* smem, const void* gmem, bool valid) {
+  Block& b = current_block("cp_async_16");
+  Fiber& f = *b.current;
+  const auto misaligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) != 0; };
+  if (smem == nullptr || misaligned(smem) || (valid && (gmem == nullptr || misaligned(gmem)))) {
+    std::ostringstream o;
+    o << "cuda_emu: " << where(f) << " calls cp_async_16(smem=" << smem << ", gmem=" << gmem
+      << ", valid=" << valid << "): both addresses must be 16-byte aligned and not null (gmem is not read when"
+      << " valid is false)";
+    throw std::runtime_error(o.str());
+  }
+  f.copies.push_back(AsyncCopy{smem, gmem, valid});
+}
+
+void cp_async_commit() {
+  Block& b = current_block("cp_async_commit");
+  Fiber& f = *b.current;
+  size_t committed = 0;
+  for (size_t g : f.group_sizes) committed += g;
+  f.group_sizes.push_back(f.copies.size() - committed);  // an empty group is allowed, as in PTX
+}
+
+void cp_async_wait(int n) {
+  Block& b = current_block("cp_async_wait");
+  Fiber& f = *b.current;
+  if (n < 0) throw std::runtime_error("cuda_emu: " + where(f) + " calls cp_async_wait<" + std::to_string(n) + ">");
+  while (f.group_sizes.size() > static_cast<size_t>(n)) {
+    for (size_t k = f.group_sizes.front(); k > 0; --k) {
+      const AsyncCopy c = f.copies.front();
+      f.copies.pop_front();
+      if (c.valid) memmove(c.dst, c.src, 16);
+      else memset(c.dst, 0, 16);
+    }
+    f.group_sizes.pop_front();
+  }
 }
 
 void* dynamic_smem() {
@@ -559,11 +675,14 @@ void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, B
     for (int i = 0; i < n; ++i) {
       const Stack& s = t_stacks.stacks[static_cast<size_t>(i)];
       set_state(b, b.fibers[i], State::runnable);
+      b.fibers[i].copies.clear();
+      b.fibers[i].group_sizes.clear();
       make_context(&b.fibers[i].ctx, s.lo(), s.usable(), &fiber_main, &b);
     }
     for (auto& w : b.warps) {
       w.arrived = 0;
       w.expected = 0;
+      w.op = nullptr;
     }
     b.barrier_arrived = 0;
     if (smem) memset(smem, 0xff, smem_bytes);

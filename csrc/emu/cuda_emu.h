@@ -1,12 +1,13 @@
 // cuda_emu.h -- a CPU emulator of CUDA's execution model, so csrc kernels run (and are tested)
 // without a GPU. Do not include directly from kernels: include mbk/portability.cuh, which selects
-// this header when not compiling with nvcc. Implementation: csrc/emu/cuda_emu.cpp.
+// this header when not compiling with nvcc. Implementation: csrc/emu/cuda_emu.cpp (tensor-core
+// instructions: cuda_emu_tensor_core.{h,cpp}).
 //
 // Model:
 //   * Blocks of a grid run one after another on the calling OS thread.
 //   * Each CUDA thread of a block is a fiber (its own stack; x86-64 uses a hand-written context
 //     switch, other architectures ucontext). A fiber runs until it reaches a synchronisation point
-//     (__syncthreads, a warp shuffle/vote/__syncwarp) or returns.
+//     (__syncthreads, a warp shuffle/vote/__syncwarp, an mma or ldmatrix) or returns.
 //   * Warps are formed as CUDA forms them: linear id = x + y*Dx + z*Dx*Dy (threadIdx.x fastest),
 //     warp = linear / 32, lane = linear % 32.
 //   * __syncthreads is a real barrier over all threads of the block; a warp collective waits for
@@ -19,12 +20,26 @@
 //     everything. A barrier emulator is not a race detector; running these adversarial orders is
 //     what exposes a missing __syncthreads (a read before another warp's write, or a write before
 //     another warp's read).
+//   * A warp collective is a WarpOp: every lane of the warp must reach the same one (a lane in a
+//     shuffle while the others are in an mma is an error). Shuffles and votes exchange one 64-bit
+//     word per lane; the tensor-core instructions of mbk/tensor_core.cuh (cuda_emu_tensor_core.h)
+//     are collectives of all 32 lanes: mma_m16n8k16 exchanges the A and B fragments and each lane
+//     computes its own D (fp32, in k order); ldmatrix_x{1,2,4}[_trans] is completed by the last
+//     lane to arrive, which reads every row at that one instant and hands each lane its registers,
+//     so lanes running on afterwards (and writing shared memory) cannot change what another lane
+//     gets, under any schedule.
+//   * cp.async (cp_async_16 / cp_async_commit / cp_async_wait<N>) is a queue per thread: a copy is
+//     performed only by the cp_async_wait that retires its commit group, so a read before the wait
+//     sees the old shared bytes, and other threads see the new ones after that wait and a barrier.
 //   * Static shared memory (MBK_SHARED) is a `static thread_local` variable: one copy shared by the
 //     block that is running. Dynamic shared memory is allocated per launch and filled with 0xFF
 //     bytes (NaN as float) before every block, so reads of never-written shared memory show up.
 //   * Misuse is reported as std::runtime_error thrown from the launch: a barrier or warp collective
-//     that some thread never reaches (deadlock), a shuffle reading a lane that does not take part,
-//     mismatched masks, a block over 1024 threads, dynamic shared memory over the limit.
+//     that some thread never reaches (deadlock; at once when a lane it waits for has returned), a
+//     shuffle reading a lane that does not take part, mismatched masks, lanes of one warp in
+//     different collectives, a tensor-core instruction without all 32 lanes, an ldmatrix or
+//     cp.async address that is not 16-byte aligned, a thread returning with cp.async copies it never
+//     waited for, a block over 1024 threads, dynamic shared memory over the limit.
 #pragma once
 
 #include <math.h>
@@ -284,9 +299,28 @@ namespace detail {
 using Body = void (*)(void*);
 void run_grid(const void* kernel_id, dim3 grid, dim3 block, size_t smem_bytes, Body body, void* ctx);
 void block_barrier();
-// Warp collective: every lane of `mask` (that exists in the warp) contributes `value`; returns the
-// 32 contributions (valid until this lane's next collective) and the set of participating lanes.
+// A warp-collective instruction. Every lane of a warp must reach the same WarpOp (by address) in a
+// collective, or the launch fails naming both. `complete`, if set, runs once when the last lane
+// arrives, before any lane goes on: it reads the lanes' words (table[word][lane]) and writes each
+// lane's results in place, so whatever it reads (e.g. shared memory) is read at one instant for the
+// whole warp, under every schedule. It may throw std::runtime_error (the launch fails with it).
+constexpr int kWarpWords = 4;  // 64-bit words each lane may contribute to one collective
+struct WarpOp {
+  const char* name;  // for messages: "mma_m16n8k16<__half>", ...
+  bool full_warp;    // the instruction needs all 32 lanes (a partial warp or mask is an error)
+  void (*complete)(uint64_t (*table)[32], unsigned participants);
+};
+// Every lane of `mask` (that exists in the warp) contributes in[0..nwords); returns the warp's table
+// [word][lane] (after `complete`), valid until this lane's next collective, and the participants.
+const uint64_t (*warp_collective(unsigned mask, const WarpOp& op, const uint64_t* in, int nwords,
+                                  unsigned* participants, int* my_lane))[32];
+// The one-word collective of shuffles and votes: returns the 32 contributions (valid until this
+// lane's next collective) and the set of participating lanes.
 const uint64_t* warp_exchange(unsigned mask, uint64_t value, unsigned* participants, int* my_lane);
+// cp.async of the running thread (mbk/tensor_core.cuh; csrc/emu/cuda_emu_tensor_core.h).
+void cp_async_16(void* smem, const void* gmem, bool valid);
+void cp_async_commit();
+void cp_async_wait(int n);
 enum class ShflKind { idx, up, down, bfly };
 uint64_t shuffle_bits(unsigned mask, uint64_t value, ShflKind kind, int arg, int width);
 void* dynamic_smem();
