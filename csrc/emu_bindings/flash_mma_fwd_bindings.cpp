@@ -3,6 +3,7 @@
 //
 //   flash_mma_fwd(q, k, v, causal=False, softmax_scale=None, dtype=None, dropout_p=0.0, seed=0, offset=0,
 //                 out=None) -> (out, lse)
+//   flash_mma_fwd_layout_ok(q, k, v, out=None) -> bool   (alignment and strides the kernel can take)
 //
 // q [batch, seqlen_q, heads, head_dim], k/v [batch, seqlen_k, kv_heads, head_dim] with any strides in the first
 // three dimensions (numpy views, e.g. a [seq, batch, heads, dim] array transposed to [batch, seq, ...]) and a
@@ -90,12 +91,17 @@ void expect_shape(const py::array& a, const std::vector<py::ssize_t>& shape, con
   }
 }
 
-py::tuple fwd(const py::array& q, const py::array& k, const py::array& v, bool causal,
-              std::optional<float> softmax_scale, std::optional<std::string> dtype, float dropout_p, uint64_t seed,
-              uint32_t offset, std::optional<py::array> out_arg) {
-  const Elem e = elem_from(q, dtype);
-  const py::dtype dt = q.dtype();
+// The call's tensors and geometry: dtype, shapes and strides checked, `out` allocated (contiguous) unless given.
+struct Call {
   mbk::flash::FlashParams p;
+  py::array out;
+  py::array_t<float> lse;
+};
+
+Call prepare(const py::array& q, const py::array& k, const py::array& v, const std::optional<py::array>& out_arg) {
+  const py::dtype dt = q.dtype();
+  Call c;
+  mbk::flash::FlashParams& p = c.p;
   p.q_strides = strides_of(q, dt, "q");
   p.k_strides = strides_of(k, dt, "k");
   p.v_strides = strides_of(v, dt, "v");
@@ -107,18 +113,29 @@ py::tuple fwd(const py::array& q, const py::array& k, const py::array& v, bool c
   p.num_kv_heads = static_cast<int>(k.shape(2));
   expect_shape(k, {p.batch, p.seqlen_k, p.num_kv_heads, p.head_dim}, "k");
   expect_shape(v, {p.batch, p.seqlen_k, p.num_kv_heads, p.head_dim}, "v");
-
-  py::array out = out_arg ? *out_arg : py::array(dt, std::vector<py::ssize_t>{p.batch, p.seqlen_q, p.num_heads, p.head_dim});
-  p.out_strides = strides_of(out, dt, "out");
-  expect_shape(out, {p.batch, p.seqlen_q, p.num_heads, p.head_dim}, "out");
-  if (!out.writeable()) throw py::value_error(std::string(kFn) + ": out is not writeable");
-  py::array_t<float> lse(std::vector<py::ssize_t>{p.batch, p.num_heads, p.seqlen_q});
-
+  c.out = out_arg ? *out_arg : py::array(dt, std::vector<py::ssize_t>{p.batch, p.seqlen_q, p.num_heads, p.head_dim});
+  p.out_strides = strides_of(c.out, dt, "out");
+  expect_shape(c.out, {p.batch, p.seqlen_q, p.num_heads, p.head_dim}, "out");
+  if (!c.out.writeable()) throw py::value_error(std::string(kFn) + ": out is not writeable");
+  c.lse = py::array_t<float>(std::vector<py::ssize_t>{p.batch, p.num_heads, p.seqlen_q});
   p.q = q.data();
   p.k = k.data();
   p.v = v.data();
-  p.out = out.mutable_data();
-  p.lse = lse.mutable_data();
+  p.out = c.out.mutable_data();
+  p.lse = c.lse.mutable_data();
+  return c;
+}
+
+bool layout_ok(const py::array& q, const py::array& k, const py::array& v, std::optional<py::array> out_arg) {
+  return mbk::flash::flash_mma_fwd_layout_ok(prepare(q, k, v, out_arg).p);
+}
+
+py::tuple fwd(const py::array& q, const py::array& k, const py::array& v, bool causal,
+              std::optional<float> softmax_scale, std::optional<std::string> dtype, float dropout_p, uint64_t seed,
+              uint32_t offset, std::optional<py::array> out_arg) {
+  const Elem e = elem_from(q, dtype);
+  Call c = prepare(q, k, v, out_arg);
+  mbk::flash::FlashParams& p = c.p;
   p.softmax_scale = softmax_scale ? *softmax_scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
   p.causal = causal;
   p.dropout_p = dropout_p;
@@ -134,7 +151,7 @@ py::tuple fwd(const py::array& q, const py::array& k, const py::array& v, bool c
   } catch (const std::invalid_argument& err) {
     throw py::value_error(err.what());
   }
-  return py::make_tuple(out, lse);
+  return py::make_tuple(c.out, c.lse);
 }
 
 }  // namespace
@@ -146,4 +163,7 @@ void register_flash_mma_fwd(py::module_& m) {
         "Tensor-core FlashAttention-2 forward on the emulator. q [B, Sq, H, D], k/v [B, Sk, Hkv, D] (strided "
         "numpy views allowed, last dim contiguous) -> (out [B, Sq, H, D], lse [B, H, Sq] float32). float16 or "
         "uint16 (bfloat16 bits) arrays; `out` is written in place when given.");
+  m.def("flash_mma_fwd_layout_ok", &layout_ok, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out") = py::none(),
+        "Whether the tensor-core forward takes these arrays as they are (16-byte aligned, strides multiples of 8 "
+        "elements): mbk::flash::flash_mma_fwd_layout_ok, what a dispatcher asks before choosing the kernel.");
 }

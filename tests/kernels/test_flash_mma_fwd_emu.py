@@ -221,9 +221,13 @@ def test_random_schedule_bitwise_identical(emu):
 def test_bad_arguments_raise(emu):
     ok = np.zeros((1, 4, 2, 64), np.float16)
     misaligned = np.zeros((1, 4, 2, 72), np.float16)[..., 1:65]  # pointer 2 bytes past a 16-byte boundary
+    odd_stride = np.zeros((1, 4, 2, 68), np.float16)[..., :64]  # head stride 68 elements
+    assert emu.flash_mma_fwd_layout_ok(ok, ok, ok)
+    assert not emu.flash_mma_fwd_layout_ok(misaligned, ok, ok)
+    assert not emu.flash_mma_fwd_layout_ok(ok, ok, odd_stride)
+    assert not emu.flash_mma_fwd_layout_ok(ok, ok, ok, out=np.zeros((1, 4, 2, 72), np.float16)[..., 4:68])
     with pytest.raises(ValueError, match="q must be 16-byte aligned"):
         emu.flash_mma_fwd(misaligned, ok, ok)
-    odd_stride = np.zeros((1, 4, 2, 68), np.float16)[..., :64]  # head stride 68 elements
     with pytest.raises(ValueError, match="k strides .* must be multiples of 8"):
         emu.flash_mma_fwd(ok, odd_stride, ok)
     with pytest.raises(ValueError, match="head_dim 32 is not supported"):
