@@ -17,8 +17,9 @@
 // (usually 1/sqrt(head_dim)). batch and num_heads are grid dimensions: at most 65535.
 //
 // Each entry point checks its arguments once and runs ONE dispatch function, flash_fwd_dispatch<T> /
-// flash_bwd_dispatch<T>, which picks the kernels for a call: today the scalar FlashAttention-2 kernels of
-// flash_attention.cuh for every dtype (fp32 keeps them for good). Kernel resources: see the .cuh.
+// flash_bwd_dispatch<T>, which picks the kernels for a call: the tensor-core kernels for half/bf16 where the
+// layout suits them, else the scalar FlashAttention-2 kernels of flash_attention.cuh (fp32 keeps them for good).
+// Kernel resources: see the .cuh files.
 //
 // Use from a torch binding compiled by g++ and linked with an nvcc object: define MBK_CUDA_HOST
 // before including this header; it then only declares the launchers. In the .cu, include it
@@ -51,7 +52,10 @@ void flash_attention_bwd(const FlashParams& p, mbk_stream_t stream);
 
 // Kernel definitions need a CUDA compiler or the emulator, not the declarations-only mode.
 #if !defined(MBK_CUDA_HOST) || defined(__CUDACC__)
+#include <type_traits>
+
 #include "flash_attention.cuh"
+#include "kernels/flash_attention_mma.h"
 
 namespace mbk {
 namespace flash {
@@ -149,21 +153,25 @@ void flash_bwd_scalar(const FlashParams& p, mbk_stream_t stream) {
 
 // ---- THE dispatch: which kernels run a (checked, non-empty) call ------------------------------
 //
-// MERGE POINT (issue 21): for T = __half and __nv_bfloat16 the lead points these at the tensor-core
-// kernels, mbk::flash::flash_mma_fwd<T> / flash_mma_bwd<T> (flash_attention_mma_{fwd,bwd}.cuh, instantiated
-// in csrc/cuda/flash_attention_mma_{fwd,bwd}.cu), e.g.
-//     if constexpr (!std::is_same<T, float>::value) return flash_mma_fwd<T>(p, stream);
-// taking the same FlashParams (strides and dropout included; same mask definition, mbk/philox.cuh). Where
-// the mma launcher refuses a call (alignment: 16-byte pointers, strides multiple of 8 elements), falling back
-// to the scalar kernels here keeps strided views that are not aligned working. float keeps the scalar kernels.
+// float runs the scalar kernels of flash_attention.cuh; __half and __nv_bfloat16 run the tensor-core kernels
+// (flash_attention_mma_{fwd,bwd}.cuh: mma.sync m16n8k16, ldmatrix, cp.async) whenever the tensors' layout suits them
+// (flash_mma_layout_ok: 16-byte aligned, strides multiples of 8 elements), else the scalar kernels, so unaligned
+// strided views keep working. Both take the same FlashParams and draw the same dropout mask (mbk/philox.cuh), so a
+// forward on one and a backward on the other agree.
 
 template <typename T>
 void flash_fwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
+  if constexpr (!std::is_same<T, float>::value) {
+    if (flash_mma_layout_ok(p, false)) return flash_mma_fwd<T>(p, stream);
+  }
   flash_fwd_scalar<T>(p, stream);
 }
 
 template <typename T>
 void flash_bwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
+  if constexpr (!std::is_same<T, float>::value) {
+    if (flash_mma_layout_ok(p, true)) return flash_mma_bwd<T>(p, stream);
+  }
   flash_bwd_scalar<T>(p, stream);
 }
 

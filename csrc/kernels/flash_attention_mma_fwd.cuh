@@ -467,18 +467,13 @@ void launch_hdim(const FwdArgs& args, mbk_stream_t stream) {
 
 }  // namespace mma_fwd
 
-// FlashAttention-2 forward on tensor cores, T = __half or __nv_bfloat16. Writes p.out and p.lse; every row < seqlen_q
-// is written (no pre-zeroing needed). Throws std::invalid_argument (naming the argument) before launching anything.
 // Whether the tensor-core forward can take these tensors as they are (16-byte aligned pointers, strides multiples of
 // 8 elements): a dispatcher can fall back to the scalar kernel (or copy) instead of meeting flash_mma_fwd's
 // std::invalid_argument. The other arguments are checked (and reported) by flash_mma_fwd itself.
-inline bool flash_mma_fwd_layout_ok(const FlashParams& p) {
-  auto ok = [](const void* ptr, const Strides& st) {
-    return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && st.batch % 8 == 0 && st.row % 8 == 0 && st.head % 8 == 0;
-  };
-  return ok(p.q, p.q_strides) && ok(p.k, p.k_strides) && ok(p.v, p.v_strides) && ok(p.out, p.out_strides);
-}
+inline bool flash_mma_fwd_layout_ok(const FlashParams& p) { return flash_mma_layout_ok(p, false); }
 
+// FlashAttention-2 forward on tensor cores, T = __half or __nv_bfloat16. Writes p.out and p.lse; every row < seqlen_q
+// is written (no pre-zeroing needed). Throws std::invalid_argument (naming the argument) before launching anything.
 template <typename T>
 void flash_mma_fwd(const FlashParams& p, mbk_stream_t stream) {
   mma_fwd::check_args(p);

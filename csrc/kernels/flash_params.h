@@ -56,5 +56,20 @@ struct FlashParams {
   uint32_t dropout_offset = 0;
 };
 
+// Whether the tensor-core kernels (flash_attention_mma_{fwd,bwd}.cuh) can take a call's tensors as they are:
+// 16-byte aligned pointers and strides that are multiples of 8 elements (they copy 16 bytes at a time). Where not,
+// the dispatcher (flash_attention_launch.h) runs the scalar kernels.
+inline bool flash_mma_tensor_ok(const void* ptr, const Strides& st) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0 && st.batch % 8 == 0 && st.row % 8 == 0 && st.head % 8 == 0;
+}
+
+inline bool flash_mma_layout_ok(const FlashParams& p, bool backward) {
+  const bool fwd = flash_mma_tensor_ok(p.q, p.q_strides) && flash_mma_tensor_ok(p.k, p.k_strides) &&
+                   flash_mma_tensor_ok(p.v, p.v_strides) && flash_mma_tensor_ok(p.out, p.out_strides);
+  if (!backward) return fwd;
+  return fwd && flash_mma_tensor_ok(p.dout, p.dout_strides) && flash_mma_tensor_ok(p.dq, p.dq_strides) &&
+         flash_mma_tensor_ok(p.dk, p.dk_strides) && flash_mma_tensor_ok(p.dv, p.dv_strides);
+}
+
 }  // namespace flash
 }  // namespace mbk

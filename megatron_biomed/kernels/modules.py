@@ -177,7 +177,9 @@ class KernelDotProductAttention(DotProductAttention):
         dropout = self.attention_dropout.p if self.training else 0.0
         seed, offset = self.dropout_seed_offset(query.device) if dropout > 0.0 else (0, 0)
         causal = mask_type in (AttnMaskType.causal, AttnMaskType.causal_bottom_right)
-        maskless = causal or (mask_type == AttnMaskType.no_mask and attention_mask is None)
+        # A given mask is used as given (megatron-core's rule; SFT packing passes document masks with the causal
+        # type): only mask-free calls take the flash path, which implies causality from the flag alone.
+        maskless = attention_mask is None and (causal or mask_type == AttnMaskType.no_mask)
         if maskless and d in FLASH_HEAD_DIMS:
             self._log_path_once("flash attention", f"mask {mask_type.name}, head_dim {d}, dropout {dropout}")
             # [s, b, h, d] -> [b, s, h, d] views: the kernels read them through their strides, and the
@@ -194,7 +196,11 @@ class KernelDotProductAttention(DotProductAttention):
                 kernels=self.kernels,
             )
             return out.transpose(0, 1).reshape(sq, b, heads * d)
-        why = f"head_dim {d} not in {FLASH_HEAD_DIMS}" if d not in FLASH_HEAD_DIMS else f"mask {mask_type.name}"
+        why = (
+            f"head_dim {d} not in {FLASH_HEAD_DIMS}"
+            if d not in FLASH_HEAD_DIMS
+            else f"mask {mask_type.name}" + (" with a given mask" if attention_mask is not None else "")
+        )
         self._log_path_once("fused softmax", why)
         return self._softmax_attention(query, key, value, attention_mask, mask_type, causal, (dropout, seed, offset))
 
@@ -209,13 +215,13 @@ class KernelDotProductAttention(DotProductAttention):
         k = key.reshape(sk, b * heads, d).transpose(0, 1)
         v = value.reshape(sk, b * heads, d).transpose(0, 1)
         scores = torch.bmm(q, k.transpose(1, 2)).mul_(self.softmax_scale).view(b, heads, sq, sk)
-        if causal and sq == sk:
+        if causal and sq == sk and attention_mask is None:
             probs = scaled_causal_softmax(scores, self.softmax_coeff, kernels=self.kernels)
         else:
             mask = attention_mask
             if causal or mask_type == AttnMaskType.padding_causal:
                 cm = causal_mask(sq, sk, scores.device)
-                mask = cm if mask is None or causal else (mask | cm)
+                mask = cm if mask is None else (mask | cm)
             probs = scaled_masked_softmax(scores, mask, self.softmax_coeff, kernels=self.kernels)
         dropout_p, seed, offset = dropout
         if dropout_p > 0.0:  # the flash kernels' mask (same seed/offset convention), not torch's bernoulli

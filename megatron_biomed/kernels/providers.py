@@ -156,6 +156,7 @@ class TransformerEngineProvider(KernelProvider):
     fused_norms = True
     fused_softmax = True
     fused_attention = True
+    honours_attention_mask = False  # its causal mask type ignores a given mask
     primitives = None
     megatron_provider = TESpecProvider
     summary = "Transformer Engine's fused modules"

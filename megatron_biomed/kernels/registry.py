@@ -67,6 +67,9 @@ class KernelProvider:
     fused_softmax: ClassVar[bool]
     # Flash attention: no score or probability matrix saved, K and V not repeated per head, a log-sum-exp saved.
     fused_attention: ClassVar[bool]
+    # A given attention mask is applied as given whatever the layer's mask type (SFT packing's document masks,
+    # scoring's shared prompts). Transformer Engine's causal type ignores a given mask.
+    honours_attention_mask: ClassVar[bool] = True
     # What runs the functional ops (kernels/functions.py) when this provider is their backend: an object with
     # the primitives of kernels/csrc_ops.py's OP_NAMES; None runs them in PyTorch.
     primitives: ClassVar[Any]

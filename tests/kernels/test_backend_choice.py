@@ -248,3 +248,22 @@ def test_sdpa_dropout_runs_under_the_rng_tracker(single_rank_parallel):
     torch.testing.assert_close(outs[1], out, rtol=0, atol=0)  # the tracker's seed reproduces the mask
     out.sum().backward()
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_segments_are_not_packed_where_the_backend_ignores_a_given_mask(machine):
+    """SFT packing and shared-prompt scoring rely on the attention mask; Transformer Engine's causal layers ignore a
+    given mask, so a GPT on te (named, or what auto resolves to) keeps one segment per row."""
+    from megatron_biomed.models.gpt.family import GPT2
+    from megatron_biomed.models.registry import SegmentIsolation
+
+    def on(kernels: str):
+        cfg = get_preset("tiny-biomedlm")
+        cfg.model = dataclasses.replace(cfg.model, kernels=kernels)
+        return cfg
+
+    assert GPT2.segment_isolation(on("sdpa")) is SegmentIsolation.ATTENTION_MASK
+    assert GPT2.segment_isolation(on("te")) is SegmentIsolation.NONE
+    machine(gpu=True, extension=False, te=True)  # auto -> te
+    assert GPT2.segment_isolation(on("auto")) is SegmentIsolation.NONE
+    machine(gpu=False, extension=False, te=False)  # auto -> sdpa
+    assert GPT2.segment_isolation(on("auto")) is SegmentIsolation.ATTENTION_MASK

@@ -241,12 +241,12 @@ def test_module_dropout_takes_the_fused_path(single_rank_parallel, emu_module):
     causal = torch.triu(torch.ones(s, s, dtype=torch.bool), 1).view(1, 1, s, s)
     tracker = tensor_parallel.get_cuda_rng_tracker()
     states = tracker.get_states()
-    out = flash(q, k, v, causal)
-    second = flash(q, k, v, causal)
+    out = flash(q, k, v, None)  # causal layers get no mask (pretraining passes none)
+    second = flash(q, k, v, None)
     assert flash._logged_paths == {"flash attention"}
     assert not torch.equal(out, second)  # a fresh mask per call
     tracker.set_states(dict(states))  # a copy: fork() writes into the dict it is given
-    assert torch.equal(flash(q, k, v, causal), out)  # replayed from the tracker state
+    assert torch.equal(flash(q, k, v, None), out)  # replayed from the tracker state
     tracker.set_states(dict(states))
     seed, offset = flash.dropout_seed_offset(q.device)
     ref = flash_attention(*(t.transpose(0, 1) for t in (q, k, v)), causal=True, softmax_scale=0.125,
@@ -254,11 +254,39 @@ def test_module_dropout_takes_the_fused_path(single_rank_parallel, emu_module):
     assert rel_err(out, ref.transpose(0, 1).reshape(s, b, 128)) <= TOL
     tracker.set_states(dict(states))
     on_torch = KernelDotProductAttention(**args, attn_mask_type=AttnMaskType.causal, kernels="csrc")  # CPU: PyTorch
-    assert rel_err(on_torch(q, k, v, causal), out) <= TOL  # the same draw and mask without a GPU
+    assert rel_err(on_torch(q, k, v, None), out) <= TOL  # the same draw and mask without a GPU
     tracker.set_states(dict(states))
     padded = unfused(q, k, v, causal.expand(b, 1, s, s).contiguous())
     assert unfused._logged_paths == {"fused softmax"}
     assert rel_err(padded, out) <= TOL  # same draw, same mask on the unfused path
     flash.eval()
-    assert rel_err(flash(q, k, v, causal), flash_attention(*(t.transpose(0, 1) for t in (q, k, v)), causal=True,
+    assert rel_err(flash(q, k, v, None), flash_attention(*(t.transpose(0, 1) for t in (q, k, v)), causal=True,
                    softmax_scale=0.125, kernels="torch").transpose(0, 1).reshape(s, b, 128)) <= TOL  # fmt: skip
+
+
+def test_a_given_mask_is_used_as_given_on_causal_layers(single_rank_parallel, emu_module):
+    """A causal layer given a mask (SFT packing's block-diagonal document mask) applies it: the flash path, which
+    implies causality from the flag alone, is not taken, and the result equals attention under that mask."""
+    from megatron.core.transformer.enums import AttnMaskType
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    from megatron_biomed.kernels.modules import KernelDotProductAttention
+
+    config = TransformerConfig(
+        num_layers=1, hidden_size=128, num_attention_heads=2, num_query_groups=2, use_cpu_initialization=True,
+        attention_dropout=0.0, hidden_dropout=0.0, masked_softmax_fusion=False,
+    )  # fmt: skip
+    attn = KernelDotProductAttention(config=config, layer_number=1, attention_type="self",
+                                     attn_mask_type=AttnMaskType.causal, kernels="emu")  # fmt: skip
+    s, b = 12, 1
+    g = torch.Generator().manual_seed(fresh_seed())
+    q, k, v = (torch.randn(s, b, 2, 64, generator=g, dtype=torch.float64).float() for _ in range(3))
+    doc = torch.zeros(s, dtype=torch.long)
+    doc[5:] = 1  # two packed documents: rows 0-4 and 5-11
+    masked = (doc[:, None] != doc[None, :]) | torch.triu(torch.ones(s, s, dtype=torch.bool), 1)
+    out = attn(q, k, v, masked.view(1, 1, s, s))
+    assert attn._logged_paths == {"fused softmax"}
+    qd, kd, vd = (t.double()[:, 0].transpose(0, 1) for t in (q, k, v))  # [heads, s, d]
+    scores = (qd @ kd.transpose(1, 2)) * 0.125
+    ref = torch.softmax(scores.masked_fill(masked, float("-inf")), -1) @ vd
+    assert rel_err(out, ref.transpose(0, 1).reshape(s, b, 128).float()) <= TOL

@@ -10,7 +10,7 @@ from megatron.core.models.gpt import GPTModel
 
 from megatron_biomed.config.experiment import ExperimentConfig
 from megatron_biomed.config.model import ModelConfig
-from megatron_biomed.kernels.registry import KernelProvider, get_provider
+from megatron_biomed.kernels.registry import KernelProvider, get_provider, provider_class, resolve_auto
 from megatron_biomed.models.common import chunk_stages, finish_chunk, run_facts, transformer_config
 from megatron_biomed.models.gpt.counts import decoder_flops_per_token, decoder_parameters
 from megatron_biomed.models.gpt.specs import gpt_model_spec
@@ -74,7 +74,11 @@ class GPTFamily(ModelFamily):
         return decoder_flops_per_token(m)
 
     def segment_isolation(self, cfg: ExperimentConfig) -> SegmentIsolation:
-        return SegmentIsolation.ATTENTION_MASK
+        kernels = cfg.model.kernels
+        if kernels == "auto":
+            kernels = resolve_auto(run_facts(cfg)).choice
+        # Transformer Engine's causal layers ignore a given mask: segments of one row would see each other.
+        return SegmentIsolation.ATTENTION_MASK if provider_class(kernels).honours_attention_mask else SegmentIsolation.NONE
 
 
 GPT2 = GPTFamily("gpt2", "GPT-2 style decoder (LayerNorm, GELU, learned positions): BioMedLM")
