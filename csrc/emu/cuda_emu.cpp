@@ -32,6 +32,7 @@ namespace {
 std::mutex g_settings_mu;
 Schedule g_schedule = Schedule::in_order;
 uint64_t g_seed = 0;
+std::atomic<CpAsyncLanding> g_cp_async_landing{CpAsyncLanding::at_wait};
 std::mt19937_64 g_rng(0);
 size_t g_stack_bytes = 256 * 1024;
 std::map<const void*, int> g_max_dyn_smem;
@@ -56,6 +57,8 @@ uint64_t get_seed() {
   std::lock_guard<std::mutex> lk(g_settings_mu);
   return g_seed;
 }
+void set_cp_async_landing(CpAsyncLanding when) { g_cp_async_landing.store(when); }
+CpAsyncLanding get_cp_async_landing() { return g_cp_async_landing.load(); }
 void set_thread_stack_bytes(size_t bytes) {
   std::lock_guard<std::mutex> lk(g_settings_mu);
   g_stack_bytes = std::max<size_t>(bytes, 16 * 1024);
@@ -520,7 +523,8 @@ uint64_t shuffle_bits(unsigned mask, uint64_t value, ShflKind kind, int arg, int
 // cp.async: a per-thread queue. Copies are issued into the open group; cp_async_commit closes it;
 // cp_async_wait(n) performs the copies of every committed group but the newest n, oldest first.
 // The copy (its read of gmem and its write of shared memory) happens at that wait, so until then
-// the destination keeps its old bytes and the source may still change.
+// the destination keeps its old bytes and the source may still change. With set_cp_async_landing(at_issue) the
+// copy is performed at issue instead (the queue then only counts it).
 void cp_async_16(void* smem, const void* gmem, bool valid) {
   Block& b = current_block("cp_async_16");
   Fiber& f = *b.current;
@@ -531,6 +535,12 @@ void cp_async_16(void* smem, const void* gmem, bool valid) {
       << ", valid=" << valid << "): both addresses must be 16-byte aligned and not null (gmem is not read when"
       << " valid is false)";
     throw std::runtime_error(o.str());
+  }
+  if (g_cp_async_landing.load() == CpAsyncLanding::at_issue) {  // lands now; the wait only does the bookkeeping
+    if (valid) memmove(smem, gmem, 16);
+    else memset(smem, 0, 16);
+    f.copies.push_back(AsyncCopy{nullptr, nullptr, false});
+    return;
   }
   f.copies.push_back(AsyncCopy{smem, gmem, valid});
 }
@@ -551,6 +561,7 @@ void cp_async_wait(int n) {
     for (size_t k = f.group_sizes.front(); k > 0; --k) {
       const AsyncCopy c = f.copies.front();
       f.copies.pop_front();
+      if (c.dst == nullptr) continue;  // landed at issue
       if (c.valid) memmove(c.dst, c.src, 16);
       else memset(c.dst, 0, 16);
     }

@@ -31,6 +31,8 @@
 //   * cp.async (cp_async_16 / cp_async_commit / cp_async_wait<N>) is a queue per thread: a copy is
 //     performed only by the cp_async_wait that retires its commit group, so a read before the wait
 //     sees the old shared bytes, and other threads see the new ones after that wait and a barrier.
+//     set_cp_async_landing(at_issue) performs each copy at issue instead, which exposes a stage refilled before
+//     every warp is done reading it (a missing __syncthreads) under the random schedule.
 //   * Static shared memory (MBK_SHARED) is a `static thread_local` variable: one copy shared by the
 //     block that is running. Dynamic shared memory is allocated per launch and filled with 0xFF
 //     bytes (NaN as float) before every block, so reads of never-written shared memory show up.
@@ -272,6 +274,12 @@ enum class Schedule { in_order, reverse, random };
 // launches in the process. random uses `seed` (the sequence continues across launches).
 void set_schedule(Schedule s, uint64_t seed = 0);
 Schedule get_schedule();
+// When a cp.async copy lands: at the cp_async_wait that retires it (default: a read before the wait sees the old
+// bytes, exposing a missing wait) or at issue (exposing a missing __syncthreads before a pipeline stage is refilled
+// while other warps still read it; run it with the random schedule). A GPU may do either.
+enum class CpAsyncLanding { at_wait, at_issue };
+void set_cp_async_landing(CpAsyncLanding when);
+CpAsyncLanding get_cp_async_landing();
 // Stack size of each emulated CUDA thread (default 256 KiB); a guard page below catches overflow.
 void set_thread_stack_bytes(size_t bytes);
 // Allow a kernel to use more than 48 KiB of dynamic shared memory (at most 227 KiB, as on H100).

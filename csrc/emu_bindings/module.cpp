@@ -51,6 +51,17 @@ PYBIND11_MODULE(_emu, m) {
       "Order in which emulated threads (and blocks) run between synchronisation points: "
       "'in_order', 'reverse' or 'random' (seeded). Applies to all later launches.");
   m.def(
+      "set_cp_async_landing",
+      [](const std::string& when) {
+        if (when != "at_wait" && when != "at_issue")
+          throw py::value_error("set_cp_async_landing: 'at_wait' or 'at_issue', not '" + when + "'");
+        mbk_emu::set_cp_async_landing(when == "at_wait" ? mbk_emu::CpAsyncLanding::at_wait
+                                                        : mbk_emu::CpAsyncLanding::at_issue);
+      },
+      py::arg("when"),
+      "When emulated cp.async copies land: 'at_wait' (default; exposes a missing wait) or 'at_issue' (exposes a "
+      "missing __syncthreads before a pipeline stage is refilled; use with the random schedule).");
+  m.def(
       "get_schedule", [] { return py::make_tuple(schedule_name(mbk_emu::get_schedule()), mbk_emu::get_seed()); },
       "The current (mode, seed).");
   m.def(

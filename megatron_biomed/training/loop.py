@@ -47,7 +47,14 @@ from megatron_biomed.parallel.initialize import ParallelContext
 from megatron_biomed.training import faults
 from megatron_biomed.training.ema import EMA_KEY, WeightEMA
 from megatron_biomed.training.lm_task import LanguageModelTask
-from megatron_biomed.training.metrics import MetricsWriter, ScalarWindow, StepTimer, format_train_line, mfu
+from megatron_biomed.training.metrics import (
+    MetricsWriter,
+    ScalarWindow,
+    StepTimer,
+    format_train_line,
+    mfu,
+    peak_memory_gib,
+)
 from megatron_biomed.training.optimizer import build_optimizer, ddp_knobs
 from megatron_biomed.training.signals import PreemptionHandler
 from megatron_biomed.training.task import Task
@@ -587,6 +594,7 @@ class _LogWindow:
         world = tr.ctx.env.world_size
         peak = tr.cfg.logging.peak_flops_per_rank
         main = tr.task.metric_names[0]
+        memory = peak_memory_gib()  # the allocator's high-water mark so far: a host-side counter, no device sync
         for (iteration, s), elapsed in zip(self.records.drain(), times):
             tflops = self.flops_per_iter / max(elapsed, 1e-9) / world / 1e12
             extra = {k: v for k, v in s.items() if k not in ("loss", "lr", "grad_norm", "skipped")}
@@ -595,6 +603,8 @@ class _LogWindow:
                 "tokens_per_s": self.tokens_per_iter / max(elapsed, 1e-9), "tflops_per_rank": tflops,
                 "mfu": mfu(tflops, peak), "skipped": s["skipped"], "step_time_s": elapsed, **extra,
             }  # fmt: skip
+            if memory is not None:
+                scalars["peak_memory_gib"] = memory
             tr.writer.write(iteration, scalars)
             if tr._is_log_iteration(iteration):
                 line = format_train_line(iteration, tr.cfg.train.train_iters, scalars, loss_name=main)

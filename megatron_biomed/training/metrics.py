@@ -80,9 +80,19 @@ def format_train_line(step: int, total: int, s: dict, loss_name: str = "lm loss"
     ]
     if s.get("mfu") is not None:
         parts.append(f"MFU {100 * s['mfu']:.2f}%")
+    if s.get("peak_memory_gib") is not None:
+        parts.append(f"peak memory {s['peak_memory_gib']:.2f} GiB")
     if s.get("skipped"):
         parts.append(f"skipped (non-finite) {s['skipped']}")
     return " | ".join(parts)
+
+
+def peak_memory_gib() -> Optional[float]:
+    """This rank's peak GPU memory allocated by PyTorch so far (GiB); None without CUDA. Read from the caching
+    allocator's host-side statistics: no device synchronisation."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**30
 
 
 def mfu(tflops_per_rank: float, peak_flops_per_rank: float) -> Optional[float]:

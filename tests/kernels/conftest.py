@@ -38,7 +38,10 @@ def emu_module():
 
 @pytest.fixture
 def emu(emu_module):
-    """The emulator module; the thread schedule is back to in-order after each test."""
+    """The emulator module; the thread schedule is back to in-order (and cp.async copies land at their wait) after
+    each test."""
     emu_module.set_schedule("in_order", 0)
     yield emu_module
     emu_module.set_schedule("in_order", 0)
+    if hasattr(emu_module, "set_cp_async_landing"):
+        emu_module.set_cp_async_landing("at_wait")

@@ -281,7 +281,8 @@ def test_zero_lengths_write_zeros(emu, sq, sk, batch):
 
 def test_deterministic_across_runs_and_schedules(emu):
     """Two runs are bitwise equal, also when the emulator runs threads and blocks in reverse or random order
-    (which exposes a missing barrier or cp.async wait), with GQA groups summed over several query tiles."""
+    (which exposes a missing barrier or cp.async wait; with copies landing at issue, a stage refilled while another
+    warp still reads it), with GQA groups summed over several query tiles."""
     seed = fresh_seed()
     case = (1, 50, 45, 4, 1, 64, True, "fp16")
     q, k, v, dout = make_inputs(case, torch.float16, seed)
@@ -290,9 +291,10 @@ def test_deterministic_across_runs_and_schedules(emu):
     kw = dict(dropout_p=0.1, dropout_seed=seed, dropout_offset=7)
     base = run_bwd(emu, q, k, v, dout, ref64, True, scale, **kw)
     again = run_bwd(emu, q, k, v, dout, ref64, True, scale, **kw)
-    for schedule in (None, ("reverse", 0), ("random", seed)):
+    for schedule in (None, ("reverse", 0), ("random", seed), ("random", seed + 1, "at_issue")):
         if schedule:
-            emu.set_schedule(*schedule)
+            emu.set_schedule(*schedule[:2])
+            emu.set_cp_async_landing(schedule[2] if len(schedule) > 2 else "at_wait")  # at_issue: refill races
             again = run_bwd(emu, q, k, v, dout, ref64, True, scale, **kw)
         for name in ("dq", "dk", "dv"):
             assert torch.equal(again[name].view(torch.int16), base[name].view(torch.int16)), (

@@ -207,12 +207,15 @@ def test_dropout_reproducible_from_seed_and_offset(emu):
     assert torch.equal(a[1], c[1])  # lse is of the undropped scores
 
 
-def test_random_schedule_bitwise_identical(emu):
-    """Threads interleaved at random between synchronisation points (exposes missing barriers / waits)."""
+@pytest.mark.parametrize("landing", ["at_wait", "at_issue"])
+def test_random_schedule_bitwise_identical(emu, landing):
+    """Threads interleaved at random between synchronisation points (exposes missing barriers / waits); with cp.async
+    copies landing at issue, a K/V stage refilled while another warp still reads it shows up too."""
     seed = fresh_seed()
     case = (1, 80, 150, 2, 1, 80, True, "bf16")
     q, k, v = make_inputs(case, seed)
     base = run(emu, q, k, v, True, 0.2, dropout_p=0.1, seed=seed, offset=3)
+    emu.set_cp_async_landing(landing)
     emu.set_schedule("random", seed)
     got = run(emu, q, k, v, True, 0.2, dropout_p=0.1, seed=seed, offset=3)
     assert torch.equal(got[0], base[0]) and torch.equal(got[1], base[1]), f"seed={seed}"

@@ -131,7 +131,7 @@ def test_emu_kernels_match_torch(
     tokens = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
     labels = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
     position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
-    mask = torch.triu(torch.ones(SEQ, SEQ, dtype=torch.bool), diagonal=1).view(1, 1, SEQ, SEQ)
+    mask = None  # causal layers: pretraining passes no mask (a given one is used as given)
     batch = (tokens, position_ids, mask, labels)
 
     ref_loss, ref_grads = _loss_and_grads(ref, batch)
@@ -169,7 +169,7 @@ def test_csrc_without_gpu_runs_on_torch(single_rank_parallel, caplog):
     csrc.load_state_dict(ref.state_dict(), strict=True)
     tokens = torch.randint(0, VOCAB, (BATCH, SEQ))
     position_ids = torch.arange(SEQ).unsqueeze(0).expand(BATCH, -1)
-    mask = torch.triu(torch.ones(SEQ, SEQ, dtype=torch.bool), diagonal=1).view(1, 1, SEQ, SEQ)
+    mask = None  # causal layers: pretraining passes no mask (a given one is used as given)
     batch = (tokens, position_ids, mask, tokens)
     providers._fallbacks_logged.clear()
     with caplog.at_level("WARNING", logger=providers.__name__):

@@ -272,7 +272,7 @@ def test_core_attention_matches_megatron(single_rank_parallel, emu_module, kv_ch
     q = torch.randn(s, b, 4, kv_channels, generator=g)
     k, v = torch.randn(s, b, 2, kv_channels, generator=g), torch.randn(s, b, 2, kv_channels, generator=g)
     if mask_kind == "causal":
-        mask = torch.triu(torch.ones(s, s, dtype=torch.bool), 1).view(1, 1, s, s)
+        mask = None  # causal layers are given no mask (pretraining passes none; a given one is used as given)
     else:  # key padding per sequence; no row fully masked (megatron's torch path fills -10000 there)
         lengths = torch.tensor([s, 15])
         mask = (torch.arange(s).view(1, 1, 1, s) >= lengths.view(b, 1, 1, 1)).expand(b, 1, s, s).contiguous()

@@ -178,3 +178,17 @@ def test_step_timer_reads_cuda_events_with_one_synchronisation(monkeypatch):
     assert 0 <= elapsed < 1
     with pytest.raises(RuntimeError, match="without start"):
         cpu.stop()
+
+
+def test_peak_memory_is_reported_from_the_allocator_on_gpu(monkeypatch):
+    """On a GPU each metrics record carries the allocator's peak (a host-side counter); on CPU none."""
+    from megatron_biomed.training import metrics
+
+    assert metrics.peak_memory_gib() is None or torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 3 * 2**30)
+    assert metrics.peak_memory_gib() == 3.0
+    s = {"loss": 1.0, "lr": 1e-4, "grad_norm": 0.5, "tokens_per_s": 10.0, "tflops_per_rank": 0.1, "mfu": None,
+         "peak_memory_gib": metrics.peak_memory_gib()}  # fmt: skip
+    assert "peak memory 3.00 GiB" in metrics.format_train_line(1, 2, s)
