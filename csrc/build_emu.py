@@ -52,16 +52,18 @@ def emu_extensions(root: Path) -> list:
     from setuptools import Extension
 
     root = Path(root)
-    return [
-        Extension(
-            MODULE,
-            sources=[str(p.relative_to(root)) for p in _sources(root)],
-            include_dirs=_include_dirs(root),
-            extra_compile_args=CXXFLAGS,
-            extra_link_args=LDFLAGS,
-            language="c++",
-        )
-    ]
+    ext = Extension(
+        MODULE,
+        sources=[str(p.relative_to(root)) for p in _sources(root)],
+        include_dirs=_include_dirs(root),
+        extra_compile_args=CXXFLAGS,
+        extra_link_args=LDFLAGS,
+        language="c++",
+    )
+    # The project's build_ext (csrc/build_cuda.py cmdclass) builds it with build_inplace instead, so setup.py and the
+    # tests share one set of objects under build/emu (a plain setuptools build_ext ignores this attribute).
+    ext.mbk_emu_root = str(root)
+    return [ext]
 
 
 def module_path(root: Path = ROOT) -> Path:

@@ -63,7 +63,8 @@ def all_plants() -> list[tuple[str, Plant]]:
 
 def copy_tree(dst: Path) -> None:
     ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info")
-    for entry in ("megatron_biomed", "tests", "tools", "examples", "pytest.ini", "pyproject.toml", "ruff.toml"):
+    # csrc: plants in the kernels; the copy's tests build its emulator module from the copy's (planted) sources.
+    for entry in ("megatron_biomed", "csrc", "tests", "tools", "examples", "pytest.ini", "pyproject.toml", "ruff.toml"):
         src = ROOT / entry
         if src.is_dir():
             shutil.copytree(src, dst / entry, ignore=ignore)

@@ -34,7 +34,6 @@ PLANTS = [
             )
         ],  # fmt: skip
         ["tests/convert/test_peaked_logits.py::test_llama_attention_groupings_and_ties[gqa2]"],
-        fast=True,
     ),
     Plant(
         "llama-export-k-v-swapped",

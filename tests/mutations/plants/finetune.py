@@ -75,7 +75,6 @@ PLANTS = [
             )
         ],
         [HEAD_POS + "::test_scoring_head_reads_the_given_position_of_each_row"],
-        fast=True,
     ),
     Plant(
         "choices-flattened-option-major",

@@ -17,6 +17,5 @@ PLANTS = [
             )
         ],  # fmt: skip
         ["tests/test_import_layers.py"],
-        fast=True,
     ),
 ]

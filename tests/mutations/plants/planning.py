@@ -14,7 +14,6 @@ PLANTS = [
         "the RoPE cos / sin tables a layer saves are left out of the activations",
         [(GPT_TERMS, "        attn += 4 * e * s * hd  # cos / sin tables for q and k\n", "        attn += 0\n")],
         [MEASURED + "::test_activation_bytes_match_saved_tensors[tiny-llama-none-None-1-0.1]"],
-        fast=True,
     ),
     Plant(
         "final-norm-bias-dropped",
