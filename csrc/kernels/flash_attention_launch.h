@@ -62,19 +62,7 @@ namespace flash {
 
 inline void flash_check_params(const char* fn, const FlashParams& p, bool backward) {
   auto fail = [&](const std::string& what) { throw std::invalid_argument(std::string(fn) + ": " + what); };
-  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
-  if (p.num_heads <= 0 || p.num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
-  if (p.num_heads % p.num_kv_heads != 0) {
-    fail("num_kv_heads (" + std::to_string(p.num_kv_heads) + ") must divide num_heads (" +
-         std::to_string(p.num_heads) + ")");
-  }
-  if (p.head_dim != 64 && p.head_dim != 80 && p.head_dim != 96 && p.head_dim != 128) {
-    fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 80, 96 or 128)");
-  }
-  if (p.num_heads > 65535 || p.batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
-  if (!(p.dropout_p >= 0.f && p.dropout_p <= 1.f)) {
-    fail("dropout_p " + std::to_string(p.dropout_p) + " must be in [0, 1]");
-  }
+  flash_check_shape(fn, p, /*allow_dropout_one=*/true);
   const bool has_q = p.batch > 0 && p.seqlen_q > 0, has_k = p.batch > 0 && p.seqlen_k > 0;
   auto need = [&](const void* ptr, bool needed, const char* name) {
     if (needed && ptr == nullptr) fail(std::string(name) + " is null");
@@ -162,7 +150,7 @@ void flash_bwd_scalar(const FlashParams& p, mbk_stream_t stream) {
 template <typename T>
 void flash_fwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
   if constexpr (!std::is_same<T, float>::value) {
-    if (flash_mma_layout_ok(p, false)) return flash_mma_fwd<T>(p, stream);
+    if (p.dropout_p < 1.f && flash_mma_layout_ok(p, false)) return flash_mma_fwd<T>(p, stream);
   }
   flash_fwd_scalar<T>(p, stream);
 }
@@ -170,7 +158,7 @@ void flash_fwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
 template <typename T>
 void flash_bwd_dispatch(const FlashParams& p, mbk_stream_t stream) {
   if constexpr (!std::is_same<T, float>::value) {
-    if (flash_mma_layout_ok(p, true)) return flash_mma_bwd<T>(p, stream);
+    if (p.dropout_p < 1.f && flash_mma_layout_ok(p, true)) return flash_mma_bwd<T>(p, stream);
   }
   flash_bwd_scalar<T>(p, stream);
 }

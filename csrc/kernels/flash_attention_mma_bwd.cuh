@@ -513,19 +513,7 @@ __global__ void __launch_bounds__(128, 1) flash_bwd_dq_mma_kernel(const FlashPar
 inline void flash_mma_bwd_check(const FlashParams& p) {
   const std::string fn = "flash_mma_bwd";
   auto fail = [&](const std::string& what) { throw std::invalid_argument(fn + ": " + what); };
-  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
-  if (p.num_heads <= 0 || p.num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
-  if (p.num_heads % p.num_kv_heads != 0) {
-    fail("num_kv_heads (" + std::to_string(p.num_kv_heads) + ") must divide num_heads (" +
-         std::to_string(p.num_heads) + ")");
-  }
-  if (p.head_dim != 64 && p.head_dim != 80 && p.head_dim != 96 && p.head_dim != 128) {
-    fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 80, 96 or 128)");
-  }
-  if (p.num_heads > 65535 || p.batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
-  if (!(p.dropout_p >= 0.f && p.dropout_p < 1.f)) {
-    fail("dropout_p must be in [0, 1), got " + std::to_string(p.dropout_p));
-  }
+  flash_check_shape(fn, p, /*allow_dropout_one=*/false);
   if (p.batch == 0) return;
   struct Tensor {
     const char* name;

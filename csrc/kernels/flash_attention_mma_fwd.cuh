@@ -431,19 +431,7 @@ inline void check_tensor(const char* fn, const char* name, const void* ptr, cons
 inline void check_args(const FlashParams& p) {
   const char* fn = "flash_mma_fwd";
   auto fail = [&](const std::string& what) { throw std::invalid_argument(std::string(fn) + ": " + what); };
-  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
-  if (p.num_heads <= 0 || p.num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
-  if (p.num_heads % p.num_kv_heads != 0) {
-    fail("num_kv_heads (" + std::to_string(p.num_kv_heads) + ") must divide num_heads (" +
-         std::to_string(p.num_heads) + ")");
-  }
-  if (p.head_dim != 64 && p.head_dim != 80 && p.head_dim != 96 && p.head_dim != 128) {
-    fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 80, 96 or 128)");
-  }
-  if (p.num_heads > 65535 || p.batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
-  if (!(p.dropout_p >= 0.f && p.dropout_p < 1.f)) {
-    fail("dropout_p " + std::to_string(p.dropout_p) + " must be in [0, 1)");
-  }
+  flash_check_shape(fn, p, /*allow_dropout_one=*/false);
   if (p.batch == 0 || p.seqlen_q == 0) return;  // nothing is read or written
   check_tensor(fn, "q", p.q, p.q_strides);
   check_tensor(fn, "out", p.out, p.out_strides);

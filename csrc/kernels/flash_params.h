@@ -12,6 +12,9 @@
 
 #include <stdint.h>
 
+#include <stdexcept>
+#include <string>
+
 namespace mbk {
 namespace flash {
 
@@ -55,6 +58,26 @@ struct FlashParams {
   uint64_t dropout_seed = 0;
   uint32_t dropout_offset = 0;
 };
+
+// The checks of a call's shape and dropout every flash launcher makes (std::invalid_argument naming `fn`).
+// dropout_p = 1 (everything dropped) is allowed where `allow_dropout_one`: the scalar kernels take it, the
+// tensor-core ones need p < 1 (the dispatcher sends p = 1 to the scalar kernels).
+inline void flash_check_shape(const std::string& fn, const FlashParams& p, bool allow_dropout_one) {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(fn + ": " + what); };
+  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0) fail("batch and sequence lengths must be >= 0");
+  if (p.num_heads <= 0 || p.num_kv_heads <= 0) fail("num_heads and num_kv_heads must be > 0");
+  if (p.num_heads % p.num_kv_heads != 0) {
+    fail("num_kv_heads (" + std::to_string(p.num_kv_heads) + ") must divide num_heads (" +
+         std::to_string(p.num_heads) + ")");
+  }
+  if (p.head_dim != 64 && p.head_dim != 80 && p.head_dim != 96 && p.head_dim != 128) {
+    fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 80, 96 or 128)");
+  }
+  if (p.num_heads > 65535 || p.batch > 65535) fail("num_heads and batch must be <= 65535 (grid y/z)");
+  if (!(p.dropout_p >= 0.f && (allow_dropout_one ? p.dropout_p <= 1.f : p.dropout_p < 1.f))) {
+    fail("dropout_p " + std::to_string(p.dropout_p) + (allow_dropout_one ? " must be in [0, 1]" : " must be in [0, 1)"));
+  }
+}
 
 // Whether the tensor-core kernels (flash_attention_mma_{fwd,bwd}.cuh) can take a call's tensors as they are:
 // 16-byte aligned pointers and strides that are multiples of 8 elements (they copy 16 bytes at a time). Where not,

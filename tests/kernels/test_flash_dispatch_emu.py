@@ -64,3 +64,12 @@ def test_unaligned_views_fall_back_to_the_scalar_kernels(emu):
     got = from_numpy(np.asarray(out), torch.bfloat16)
     err = (got.double() - reference(q, k, v, True, 0.125)).abs().max().item()
     assert err <= 2e-2, f"seed={seed}: scalar fallback error {err}"
+
+
+def test_dropout_one_drops_everything_on_the_scalar_kernels(emu):
+    """dropout_p = 1 (the tensor-core kernels need p < 1) goes to the scalar kernels: out is 0, lse untouched."""
+    g = torch.Generator().manual_seed(fresh_seed())
+    q, k, v = (torch.randn(1, 16, 2, 64, generator=g).to(torch.bfloat16) for _ in range(3))
+    out, lse = emu.flash_attention_fwd(to_numpy(q), to_numpy(k), to_numpy(v), True, 0.125, dropout_p=1.0, seed=1)
+    assert not from_numpy(np.asarray(out), torch.bfloat16).any()
+    assert torch.isfinite(torch.from_numpy(np.asarray(lse))).all()
