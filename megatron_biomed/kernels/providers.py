@@ -98,8 +98,6 @@ class CsrcProvider(KernelProvider):
     def auto_skip_reason(cls, facts: RunFacts) -> str | None:
         if not torch.cuda.is_available():
             return "no CUDA device (its ops would run the PyTorch fallbacks)"
-        if why := csrc_ops.load_error():
-            return why
         if facts.precision == "fp32":
             return "precision fp32: our fp32 kernels are the scalar CUDA-core path (tensor cores take bf16/fp16)"
         if facts.head_dim is not None and facts.head_dim not in FLASH_HEAD_DIMS:
