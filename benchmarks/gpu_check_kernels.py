@@ -4,7 +4,6 @@ process."""
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 from typing import Callable
@@ -91,21 +90,11 @@ def step_env(ctx: dict) -> dict:
 
 
 def _time_cuda(fn: Callable[[], object], warmup: int = 3, iters: int = 10) -> float:
-    """Median seconds of ``fn`` on the GPU (CUDA events, synchronised)."""
-    import torch
+    """Median seconds of ``fn`` on the GPU: benchmarks/kernel_speed.py's CUDA-event timer (which imports torch,
+    so it is imported here, in the GPU steps' worker process, not by the runner)."""
+    from kernel_speed import time_cuda
 
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
+    return time_cuda(fn, iters=iters, warmup=warmup) / 1e3
 
 
 def step_gemm_peak(ctx: dict) -> dict:
